@@ -1,0 +1,1 @@
+"""intake: the one door for requests, with the service catalogue, the grid and residents."""

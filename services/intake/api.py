@@ -1,0 +1,137 @@
+"""intake's HTTP API: requests, confirmations, the catalogue and residents."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import request, url_for
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from flask_smorest.pagination import PaginationParameters
+from sqlalchemy.orm import Session
+
+from services.intake import directory, requests
+from services.intake.config import runtime
+from services.intake.schemas import (
+    CategorySchema,
+    RequestCreateSchema,
+    RequestQuerySchema,
+    RequestSchema,
+    ResidentCreateSchema,
+    ResidentSchema,
+)
+from shared.idempotency import StoredResponse, run_once
+from shared.web import IDEMPOTENCY_HEADER_DOC, require, stored_response
+
+blp = Blueprint("requests", __name__, url_prefix="/v1", description="Requests through the one door")
+STAFF = ("system", "staff")
+
+
+@blp.route("/requests")
+class Requests(MethodView):
+    @blp.arguments(RequestCreateSchema)
+    @blp.response(201, RequestSchema)
+    @blp.alt_response(422, description="Invalid fields, or an Idempotency-Key reused")
+    @blp.doc(parameters=[IDEMPOTENCY_HEADER_DOC])
+    def post(self, data: dict[str, Any]) -> Any:
+        """Submit a request"""
+        principal = require("system", "staff", "resident")
+        location = data.pop("location", None)
+
+        def submit(session: Session) -> StoredResponse:
+            created = requests.submit_request(
+                session, submitted_by=principal,
+                location=requests.Location(**location) if location else None, **data,
+            )
+            body = RequestSchema().dump(created)
+            return StoredResponse(201, body, {"Location": url_for("requests.Request",
+                                                                  request_id=created.id)})
+
+        return stored_response(run_once(
+            runtime().db, runtime().messaging, client=principal.subject,
+            key=request.headers.get("Idempotency-Key"), payload=request.get_json(), action=submit,
+        ))
+
+    @blp.arguments(RequestQuerySchema, location="query")
+    @blp.response(200, RequestSchema(many=True))
+    @blp.paginate()
+    def get(self, query: dict[str, Any], pagination_parameters: PaginationParameters) -> Any:
+        """List requests, newest first"""
+        principal = require("system", "staff", "resident")
+        if principal.role == "resident":
+            query["resident_id"] = principal.subject
+        where = requests.RequestFilter(status=tuple(query.pop("status")), **query)
+        with runtime().db.read() as session:
+            page, total = requests.list_requests(
+                session, where=where, offset=pagination_parameters.first_item,
+                limit=pagination_parameters.page_size,
+            )
+        pagination_parameters.item_count = total
+        return page
+
+
+@blp.route("/requests/<request_id>")
+class Request(MethodView):
+    @blp.response(200, RequestSchema)
+    def get(self, request_id: str) -> Any:
+        """Show a request with its timeline"""
+        principal = require("system", "staff", "resident")
+        with runtime().db.read() as session:
+            return requests.get_request(session, request_id, viewer=principal)
+
+
+@blp.route("/requests/<request_id>/confirmation")
+class Confirmation(MethodView):
+    @blp.response(200, RequestSchema)
+    @blp.alt_response(409, description="The request is not completed, or already confirmed")
+    def post(self, request_id: str) -> Any:
+        """Confirm that the service was done"""
+        principal = require("system", "staff", "resident")
+        with runtime().db.transaction() as session:
+            return requests.confirm_request(session, request_id=request_id, confirmed_by=principal)
+
+
+@blp.route("/categories")
+class Categories(MethodView):
+    @blp.response(200, CategorySchema(many=True))
+    def get(self) -> Any:
+        """List the service catalogue"""
+        require()
+        with runtime().db.read() as session:
+            return directory.list_categories(session)
+
+    @blp.arguments(CategorySchema)
+    @blp.response(201, CategorySchema)
+    def post(self, data: dict[str, Any]) -> Any:
+        """Add a category to the catalogue"""
+        require(*STAFF)
+        with runtime().db.transaction() as session:
+            return directory.add_category(session, **data)
+
+
+@blp.route("/residents")
+class Residents(MethodView):
+    @blp.arguments(ResidentCreateSchema)
+    @blp.response(201, ResidentSchema)
+    def post(self, data: dict[str, Any]) -> Any:
+        """Register a resident at a household of the grid"""
+        require(*STAFF)
+        where = data.pop("location")
+        with runtime().db.transaction() as session:
+            household = directory.find_household(
+                session, community=where["community"], building=where["building"],
+                unit=where["unit"], number=where["household"],
+            )
+            return directory.register_resident(session, household=household, **data)
+
+
+@blp.route("/residents/<resident_id>")
+class Resident(MethodView):
+    @blp.response(200, ResidentSchema)
+    def get(self, resident_id: str) -> Any:
+        """Show a resident"""
+        principal = require("system", "staff", "resident")
+        if principal.role == "resident" and principal.subject != resident_id:
+            require(*STAFF)
+        with runtime().db.read() as session:
+            return directory.get_resident(session, resident_id)

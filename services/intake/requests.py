@@ -1,0 +1,252 @@
+"""Requests through the one door: submitted, followed through dispatch, confirmed by the resident."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from services.intake.directory import active_category, get_resident
+from services.intake.models import ServiceRequest, TimelineEntry, messaging
+from shared import events
+from shared.auth import Principal
+from shared.errors import Conflict, Forbidden, Invalid, NotFound
+from shared.messaging import utcnow
+
+SUBMITTED = "submitted"
+NEEDS_TRIAGE = "needs_triage"
+ASSIGNED = "assigned"
+ACCEPTED = "accepted"
+COMPLETED = "completed"
+CONFIRMED = "confirmed"
+STATUSES = (SUBMITTED, NEEDS_TRIAGE, ASSIGNED, ACCEPTED, COMPLETED, CONFIRMED)
+# Events from dispatch may be handled out of order by concurrent workers: a request's
+# status only moves forward along this order, whatever order its events arrive in.
+_RANK = {status: rank for rank, status in enumerate(STATUSES)}
+CHANNELS = ("api", "app", "walk_in", "talk_point", "watch_post", "patrol", "hotline", "phone")
+
+
+@dataclass(frozen=True)
+class Location:
+    community: str
+    building: str
+    unit: str
+    household: str
+
+
+def submit_request(
+    session: Session,
+    *,
+    submitted_by: Principal,
+    category: str,
+    summary: str,
+    resident_id: str,
+    details: str = "",
+    priority: str | None = None,
+    channel: str = "api",
+    external_ref: str | None = None,
+    location: Location | None = None,
+) -> ServiceRequest:
+    """Validate a request against the catalogue and the grid, store it and announce it."""
+    entry = active_category(session, category)
+    resident = get_resident(session, resident_id)
+    if submitted_by.role == "resident" and submitted_by.subject != resident.id:
+        raise Forbidden("A resident may only submit requests for themselves")
+    home = resident.household
+    if location is not None and (
+        location.community, location.building, location.unit, location.household
+    ) != (home.community, home.building, home.unit, home.number):
+        raise Invalid(
+            f"Resident {resident.id} lives at {home.community}/{home.building}-{home.unit}-"
+            f"{home.number}, not at the location given",
+            field="location",
+        )
+    if channel not in CHANNELS:
+        raise Invalid(f"Unknown channel {channel!r}", field="channel")
+    now = utcnow()
+    request = ServiceRequest(
+        id=uuid.uuid4().hex,
+        category=entry.code,
+        priority=priority or entry.default_priority,
+        status=SUBMITTED,
+        summary=summary,
+        details=details,
+        channel=channel,
+        external_ref=external_ref,
+        submitted_by=submitted_by.subject,
+        resident_id=resident.id,
+        community=home.community,
+        building=home.building,
+        unit=home.unit,
+        household=home.number,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(request)
+    _record(session, request, SUBMITTED, f"Submitted through {channel}", at=now)
+    messaging.stage(
+        session,
+        events.REQUEST_SUBMITTED,
+        {
+            "request_id": request.id,
+            "category": request.category,
+            "priority": request.priority,
+            "summary": request.summary,
+            "resident_id": request.resident_id,
+            "location": {
+                "community": request.community,
+                "building": request.building,
+                "unit": request.unit,
+                "household": request.household,
+            },
+            "submitted_at": now,
+        },
+    )
+    session.flush()
+    return request
+
+
+def get_request(session: Session, request_id: str, *, viewer: Principal | None = None) -> ServiceRequest:
+    request = session.get(ServiceRequest, request_id)
+    if request is None or (
+        viewer is not None and viewer.role == "resident" and viewer.subject != request.resident_id
+    ):
+        raise NotFound(f"No request {request_id}")
+    return request
+
+
+@dataclass(frozen=True)
+class RequestFilter:
+    status: tuple[str, ...] = ()
+    category: str | None = None
+    community: str | None = None
+    building: str | None = None
+    resident_id: str | None = None
+
+
+def _filtered(query: Select[Any], where: RequestFilter) -> Select[Any]:
+    if where.status:
+        query = query.where(ServiceRequest.status.in_(where.status))
+    for column, value in (
+        (ServiceRequest.category, where.category),
+        (ServiceRequest.community, where.community),
+        (ServiceRequest.building, where.building),
+        (ServiceRequest.resident_id, where.resident_id),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    return query
+
+
+def list_requests(
+    session: Session, *, where: RequestFilter, offset: int, limit: int
+) -> tuple[list[ServiceRequest], int]:
+    """A page of requests, newest first, and how many match in all."""
+    total = session.scalar(_filtered(select(func.count()).select_from(ServiceRequest), where))
+    query = _filtered(select(ServiceRequest), where).order_by(
+        ServiceRequest.created_at.desc(), ServiceRequest.id
+    )
+    rows = list(session.scalars(query.offset(offset).limit(limit)))
+    return rows, int(total or 0)
+
+
+def confirm_request(session: Session, *, request_id: str, confirmed_by: Principal) -> ServiceRequest:
+    """The resident (or staff on their behalf) confirms the service was done."""
+    request = get_request(session, request_id, viewer=confirmed_by)
+    if request.status == CONFIRMED:
+        raise Conflict(f"Request {request_id} is already confirmed")
+    if request.status != COMPLETED:
+        raise Conflict(
+            f"Request {request_id} is {request.status}; only a completed request can be confirmed"
+        )
+    if request.assignee_id is None or request.hours is None:
+        raise Conflict(f"Request {request_id} has no recorded volunteer hours to confirm")
+    now = utcnow()
+    request.status = CONFIRMED
+    request.updated_at = now
+    _record(session, request, CONFIRMED, f"Confirmed by {confirmed_by.subject}", at=now)
+    messaging.stage(
+        session,
+        events.REQUEST_CONFIRMED,
+        {
+            "request_id": request.id,
+            "category": request.category,
+            "resident_id": request.resident_id,
+            "volunteer_id": request.assignee_id,
+            "hours": request.hours,
+            "confirmed_at": now,
+        },
+    )
+    return request
+
+
+def _record(
+    session: Session, request: ServiceRequest, status: str, note: str, *, at: datetime,
+    details: Mapping[str, Any] | None = None,
+) -> None:
+    session.add(
+        TimelineEntry(request=request, status=status, note=note, details=dict(details or {}), at=at)
+    )
+
+
+def _advance(session: Session, request_id: str, status: str, note: str, at: datetime,
+             details: Mapping[str, Any]) -> ServiceRequest:
+    request = session.get(ServiceRequest, request_id)
+    if request is None:
+        raise NotFound(f"No request {request_id}")
+    if _RANK[status] > _RANK[request.status]:
+        request.status = status
+    request.updated_at = utcnow()
+    _record(session, request, status, note, at=at, details=details)
+    return request
+
+
+def _json_ready(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        key: (value.isoformat() if isinstance(value, datetime) else
+              str(value) if isinstance(value, Decimal) else value)
+        for key, value in data.items()
+    }
+
+
+def record_assignment(session: Session, data: Mapping[str, Any]) -> None:
+    """Dispatch assigned the request to someone."""
+    request = _advance(session, data["request_id"], ASSIGNED,
+                       f"Assigned to {data['assignee_name']}", data["assigned_at"], _json_ready(data))
+    if request.status in (ASSIGNED, ACCEPTED, COMPLETED) and request.assignment_id in (
+        None, data["assignment_id"]
+    ):
+        request.assignment_id = data["assignment_id"]
+        request.assignee_type = data["assignee_type"]
+        request.assignee_id = data["assignee_id"]
+        request.assignee_name = data["assignee_name"]
+
+
+def record_unrouted(session: Session, data: Mapping[str, Any]) -> None:
+    """Dispatch found no one for the request: staff must triage it."""
+    _advance(session, data["request_id"], NEEDS_TRIAGE, f"No route: {data['reason']}",
+             data["unrouted_at"], _json_ready(data))
+
+
+def record_acceptance(session: Session, data: Mapping[str, Any]) -> None:
+    request = _advance(session, data["request_id"], ACCEPTED, "Accepted by the volunteer",
+                       data["accepted_at"], _json_ready(data))
+    request.assignment_id = request.assignment_id or data["assignment_id"]
+    request.assignee_id = request.assignee_id or data["volunteer_id"]
+    request.assignee_type = request.assignee_type or "volunteer"
+
+
+def record_completion(session: Session, data: Mapping[str, Any]) -> None:
+    request = _advance(session, data["request_id"], COMPLETED,
+                       f"Completed in {data['hours']} hour(s)", data["completed_at"],
+                       _json_ready(data))
+    request.assignment_id = request.assignment_id or data["assignment_id"]
+    request.assignee_id = data["volunteer_id"]
+    request.assignee_type = request.assignee_type or "volunteer"
+    request.hours = data["hours"]

@@ -1,0 +1,1 @@
+"""Code every Redvest service shares: settings, database, message fabric, web plumbing."""

@@ -1,0 +1,56 @@
+"""The message broker: Redis by default, RabbitMQ when the URL says ``amqp://``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import dramatiq
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import CurrentMessage, Retries
+
+from shared.settings import Settings
+
+# Backoff between retries of a transient failure, in milliseconds.
+MIN_BACKOFF_MS = 1_000
+MAX_BACKOFF_MS = 60_000
+
+
+def create_broker(settings: Settings, *, extra_middleware: tuple[Any, ...] = ()) -> dramatiq.Broker:
+    """A broker tuned for the fabric: fast recovery of dead workers, bounded retries."""
+    url = settings.broker_url
+    broker: dramatiq.Broker
+    if url.startswith(("amqp://", "amqps://")):
+        broker = RabbitmqBroker(url=url)
+    elif url.startswith(("redis://", "rediss://", "unix://")):
+        broker = RedisBroker(
+            url=url,
+            namespace=settings.broker_namespace,
+            heartbeat_timeout=settings.broker_heartbeat_timeout_ms,
+            maintenance_chance=settings.broker_maintenance_chance,
+        )
+    else:
+        raise ValueError(f"unsupported broker URL scheme: {url.split('://', 1)[0]!r}")
+
+    for middleware in broker.middleware:
+        if isinstance(middleware, Retries):
+            middleware.max_retries = settings.max_retries
+            middleware.min_backoff = MIN_BACKOFF_MS
+            middleware.max_backoff = MAX_BACKOFF_MS
+    broker.add_middleware(CurrentMessage())
+    for middleware in extra_middleware:
+        broker.add_middleware(middleware)
+    return broker
+
+
+def broker_pinger(broker: dramatiq.Broker) -> Callable[[], None]:
+    """A callable that raises when the broker cannot be reached."""
+    if isinstance(broker, RedisBroker):
+        return lambda: broker.client.ping()  # type: ignore[no-any-return]
+
+    def ping_rabbitmq() -> None:
+        if not broker.connection.is_open:  # type: ignore[attr-defined]
+            raise ConnectionError("RabbitMQ connection is closed")
+
+    return ping_rabbitmq

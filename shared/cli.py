@@ -1,0 +1,82 @@
+"""The command line every service shares: ``python -m services.<name> <command>``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from shared.runtime import ServiceRuntime
+
+Command = Callable[[ServiceRuntime, argparse.Namespace], int]
+
+
+def _migrate(runtime: ServiceRuntime, args: argparse.Namespace) -> int:
+    from shared.migrations import upgrade
+
+    upgrade(runtime.migrations, runtime.settings.database_url, args.revision)
+    print(f"{runtime.name}: database migrated to {args.revision}")
+    return 0
+
+
+def _relay(runtime: ServiceRuntime, args: argparse.Namespace) -> int:
+    from shared.relay import Relay, drain
+
+    if args.once:
+        print(f"{runtime.name}: published {drain(runtime)} event(s)")
+        return 0
+    Relay(runtime).run_until_signalled()
+    return 0
+
+
+def _dead_letters(runtime: ServiceRuntime, args: argparse.Namespace) -> int:
+    from shared.dead_letters import list_dead_letters, replay_dead_letter
+
+    if args.action == "list":
+        letters = list_dead_letters(runtime, include_replayed=args.all)
+        for letter in letters:
+            print(f"{letter.message_id}\t{letter.actor}\t{letter.failed_at:%Y-%m-%d %H:%M:%S}"
+                  f"\tfailures={letter.failures}\treplays={letter.replays}\t{letter.error}")
+        print(f"{len(letters)} dead letter(s)", file=sys.stderr)
+        return 0
+    ids = args.message_ids or [letter.message_id for letter in list_dead_letters(runtime)]
+    missing = [message_id for message_id in ids if not replay_dead_letter(runtime, message_id)]
+    for message_id in missing:
+        print(f"no dead letter {message_id}", file=sys.stderr)
+    print(f"replayed {len(ids) - len(missing)} message(s)")
+    return 1 if missing else 0
+
+
+def run_cli(
+    runtime_factory: Callable[[], ServiceRuntime],
+    argv: Sequence[str] | None = None,
+    *,
+    extra: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Command]] | None = None,
+) -> int:
+    """Parse ``argv`` and run one command against the service's runtime."""
+    parser = argparse.ArgumentParser()
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    migrate = commands.add_parser("migrate", help="apply the database migrations")
+    migrate.add_argument("revision", nargs="?", default="head")
+    migrate.set_defaults(run=_migrate)
+
+    relay = commands.add_parser("relay", help="publish the outbox to the broker")
+    relay.add_argument("--once", action="store_true", help="publish what is pending, then exit")
+    relay.set_defaults(run=_relay)
+
+    dead = commands.add_parser("dead-letters", help="list or replay dead letters")
+    dead.add_argument("action", choices=("list", "replay"))
+    dead.add_argument("message_ids", nargs="*", help="replay these (default: all not replayed)")
+    dead.add_argument("--all", action="store_true", help="list replayed ones too")
+    dead.set_defaults(run=_dead_letters)
+
+    for name, (help_text, configure, run) in (extra or {}).items():
+        sub = commands.add_parser(name, help=help_text)
+        configure(sub)
+        sub.set_defaults(run=run)
+
+    args = parser.parse_args(argv)
+    runtime = runtime_factory()
+    code: int = args.run(runtime, args)
+    return code

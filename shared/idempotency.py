@@ -1,0 +1,102 @@
+"""Idempotent POSTs: the same ``Idempotency-Key`` with the same body returns the first answer.
+
+The key's record is written in the same transaction as the effect it protects, so a retry
+after a time-out finds either nothing (the first attempt rolled back) or the full answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from shared.database import Database
+from shared.errors import DomainError
+from shared.messaging import Messaging, utcnow
+
+MAX_KEY_LENGTH = 255
+
+
+class IdempotencyKeyReused(DomainError):
+    status = 422
+    code = "idempotency-key-reused"
+    title = "Idempotency-Key reused with a different request"
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    status_code: int
+    body: Any
+    headers: dict[str, str] = field(default_factory=dict)
+    replayed: bool = False
+
+
+def fingerprint(payload: Any) -> str:
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def validate_key(key: str) -> str:
+    key = key.strip()
+    if not key or len(key) > MAX_KEY_LENGTH:
+        raise DomainError(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters")
+    return key
+
+
+def _stored(session: Session, messaging: Messaging, client: str, key: str) -> Any:
+    table = messaging.idempotency_keys
+    return session.execute(
+        select(table).where(table.c.client == client, table.c.key == key)
+    ).first()
+
+
+def _replay(row: Any, digest: str) -> StoredResponse:
+    if row.fingerprint != digest:
+        raise IdempotencyKeyReused(
+            "This Idempotency-Key was first used with a different body; use a new key."
+        )
+    return StoredResponse(row.status_code, row.body, dict(row.headers), replayed=True)
+
+
+def run_once(
+    db: Database,
+    messaging: Messaging,
+    *,
+    client: str,
+    key: str | None,
+    payload: Any,
+    action: Callable[[Session], StoredResponse],
+) -> StoredResponse:
+    """Run ``action`` in a transaction, unless ``client`` already ran it under ``key``."""
+    if key is None:
+        with db.transaction() as session:
+            return action(session)
+    key = validate_key(key)
+    digest = fingerprint(payload)
+    try:
+        with db.transaction() as session:
+            row = _stored(session, messaging, client, key)
+            if row is not None:
+                return _replay(row, digest)
+            response = action(session)
+            session.execute(
+                insert(messaging.idempotency_keys).values(
+                    client=client, key=key, fingerprint=digest,
+                    status_code=response.status_code, body=response.body,
+                    headers=response.headers, created_at=utcnow(),
+                )
+            )
+            return response
+    except IntegrityError:
+        # A concurrent request with the same key committed first: answer as it did.
+        with db.transaction() as session:
+            row = _stored(session, messaging, client, key)
+            if row is None:
+                raise
+            return _replay(row, digest)

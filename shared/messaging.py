@@ -1,0 +1,137 @@
+"""The tables that make a service's messaging reliable, and the two calls domain code uses.
+
+Every service keeps, in its own database:
+- ``outbox``: events written in the same transaction as the change that caused them;
+  a relay publishes them with ``message_id`` = the row id.
+- ``inbox``: ``(consumer, message_id)`` of every message already handled, written in the
+  same transaction as the handler's effect, so a redelivery changes nothing.
+- ``dead_letters``: messages that could not be processed, with their error, for replay.
+- ``idempotency_keys``: the first answer given to a client's ``Idempotency-Key``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    insert,
+    select,
+)
+from sqlalchemy.orm import Session
+
+from shared import context
+from shared.events import Event
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Messaging:
+    """A service's outbox, inbox, dead-letter and idempotency tables on its own metadata."""
+
+    def __init__(self, metadata: MetaData) -> None:
+        self.outbox = Table(
+            "outbox",
+            metadata,
+            Column("id", String(64), primary_key=True),
+            Column("event", String(100), nullable=False),
+            Column("version", Integer, nullable=False),
+            Column("queue", String(100), nullable=False),
+            Column("actor", String(150), nullable=False),
+            Column("payload", JSON, nullable=False),
+            Column("correlation_id", String(64)),
+            Column("causation_id", String(64)),
+            Column("created_at", DateTime(timezone=True), nullable=False),
+            Column("published_at", DateTime(timezone=True)),
+            Column("attempts", Integer, nullable=False, default=0),
+            Column("last_error", Text),
+            Index("ix_outbox_pending", "published_at", "created_at"),
+        )
+        self.inbox = Table(
+            "inbox",
+            metadata,
+            Column("consumer", String(150), primary_key=True),
+            Column("message_id", String(64), primary_key=True),
+            Column("processed_at", DateTime(timezone=True), nullable=False),
+        )
+        self.dead_letters = Table(
+            "dead_letters",
+            metadata,
+            Column("message_id", String(64), primary_key=True),
+            Column("queue", String(100), nullable=False),
+            Column("actor", String(150), nullable=False),
+            Column("message", JSON, nullable=False),
+            Column("error", Text, nullable=False),
+            Column("failed_at", DateTime(timezone=True), nullable=False),
+            Column("failures", Integer, nullable=False, default=1),
+            Column("replayed_at", DateTime(timezone=True)),
+            Column("replays", Integer, nullable=False, default=0),
+        )
+        self.idempotency_keys = Table(
+            "idempotency_keys",
+            metadata,
+            Column("client", String(100), primary_key=True),
+            Column("key", String(255), primary_key=True),
+            Column("fingerprint", String(64), nullable=False),
+            Column("status_code", Integer, nullable=False),
+            Column("body", JSON, nullable=False),
+            Column("headers", JSON, nullable=False),
+            Column("created_at", DateTime(timezone=True), nullable=False),
+        )
+
+    def stage(
+        self,
+        session: Session,
+        event: Event,
+        data: Mapping[str, Any],
+        *,
+        message_id: str | None = None,
+    ) -> str:
+        """Write an event to the outbox in the caller's transaction; the relay publishes it."""
+        payload = event.validate_outgoing(data)
+        row_id = message_id or context.new_id()
+        session.execute(
+            insert(self.outbox).values(
+                id=row_id,
+                event=event.name,
+                version=event.version,
+                queue=event.queue,
+                actor=event.actor_name,
+                payload=payload,
+                correlation_id=context.correlation_id(),
+                causation_id=context.causation_id(),
+                created_at=utcnow(),
+                attempts=0,
+            )
+        )
+        return row_id
+
+    def claim(self, session: Session, *, consumer: str, message_id: str) -> bool:
+        """Record that ``consumer`` handles ``message_id``; False when it already has."""
+        seen = session.execute(
+            select(self.inbox.c.message_id).where(
+                self.inbox.c.consumer == consumer, self.inbox.c.message_id == message_id
+            )
+        ).first()
+        if seen is not None:
+            return False
+        # A concurrent duplicate that passed the check above fails on this primary key
+        # at commit, rolls back its effect and is retried, then finds the row.
+        session.execute(
+            insert(self.inbox).values(
+                consumer=consumer, message_id=message_id, processed_at=utcnow()
+            )
+        )
+        return True

@@ -1,0 +1,110 @@
+"""Alembic, driven from code: each service keeps its own migrations and version table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import MetaData
+
+from shared.database import create_database_engine, normalise_url
+
+
+def alembic_config(migrations: Path, database_url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(migrations))
+    config.set_main_option("sqlalchemy.url", normalise_url(database_url).replace("%", "%%"))
+    return config
+
+
+def upgrade(migrations: Path, database_url: str, revision: str = "head") -> None:
+    command.upgrade(alembic_config(migrations, database_url), revision)
+
+
+def downgrade(migrations: Path, database_url: str, revision: str) -> None:
+    command.downgrade(alembic_config(migrations, database_url), revision)
+
+
+def run_env(target_metadata: MetaData) -> None:
+    """The body of every service's ``migrations/env.py``."""
+    from alembic import context
+
+    url = context.config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise RuntimeError("sqlalchemy.url is not set")
+    if context.is_offline_mode():
+        context.configure(url=url, target_metadata=target_metadata, literal_binds=True)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    engine = create_database_engine(url)
+    with engine.connect() as connection:
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            render_as_batch=connection.dialect.name == "sqlite",
+            compare_type=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+
+
+def _now() -> sa.Column[Any]:
+    return sa.Column("created_at", sa.DateTime(timezone=True), nullable=False)
+
+
+def create_messaging_tables(op: Any) -> None:
+    """Version 1 of the outbox, inbox, dead-letter and idempotency tables (frozen)."""
+    op.create_table(
+        "outbox",
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("event", sa.String(100), nullable=False),
+        sa.Column("version", sa.Integer, nullable=False),
+        sa.Column("queue", sa.String(100), nullable=False),
+        sa.Column("actor", sa.String(150), nullable=False),
+        sa.Column("payload", sa.JSON, nullable=False),
+        sa.Column("correlation_id", sa.String(64)),
+        sa.Column("causation_id", sa.String(64)),
+        _now(),
+        sa.Column("published_at", sa.DateTime(timezone=True)),
+        sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("last_error", sa.Text),
+    )
+    op.create_index("ix_outbox_pending", "outbox", ["published_at", "created_at"])
+    op.create_table(
+        "inbox",
+        sa.Column("consumer", sa.String(150), primary_key=True),
+        sa.Column("message_id", sa.String(64), primary_key=True),
+        sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_table(
+        "dead_letters",
+        sa.Column("message_id", sa.String(64), primary_key=True),
+        sa.Column("queue", sa.String(100), nullable=False),
+        sa.Column("actor", sa.String(150), nullable=False),
+        sa.Column("message", sa.JSON, nullable=False),
+        sa.Column("error", sa.Text, nullable=False),
+        sa.Column("failed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("failures", sa.Integer, nullable=False, server_default="1"),
+        sa.Column("replayed_at", sa.DateTime(timezone=True)),
+        sa.Column("replays", sa.Integer, nullable=False, server_default="0"),
+    )
+    op.create_table(
+        "idempotency_keys",
+        sa.Column("client", sa.String(100), primary_key=True),
+        sa.Column("key", sa.String(255), primary_key=True),
+        sa.Column("fingerprint", sa.String(64), nullable=False),
+        sa.Column("status_code", sa.Integer, nullable=False),
+        sa.Column("body", sa.JSON, nullable=False),
+        sa.Column("headers", sa.JSON, nullable=False),
+        _now(),
+    )
+
+
+def drop_messaging_tables(op: Any) -> None:
+    for table in ("idempotency_keys", "dead_letters", "inbox", "outbox"):
+        op.drop_table(table)
