@@ -8,6 +8,7 @@ and mark bad payloads as permanent so they are dead-lettered rather than retried
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import dramatiq
@@ -69,6 +70,7 @@ def consumer(runtime: ServiceRuntime, event: Event) -> Callable[[Handler], drama
 
         receive.__name__ = handler.__name__
         receive.__module__ = handler.__module__
+        receive.deliver = partial(deliver, runtime, event, handler)  # type: ignore[attr-defined]
         return dramatiq.actor(
             receive,
             actor_name=event.actor_name,
@@ -78,3 +80,9 @@ def consumer(runtime: ServiceRuntime, event: Event) -> Callable[[Handler], drama
         )
 
     return decorate
+
+
+def deliver_to(actor: dramatiq.Actor, message: dramatiq.Message) -> bool:
+    """Run a consumer actor's handling of ``message`` in this thread (tools and tests)."""
+    result: bool = actor.fn.deliver(message)
+    return result

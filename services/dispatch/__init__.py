@@ -1,0 +1,1 @@
+"""dispatch: teams, volunteers, routing rules and assignments."""

@@ -1,0 +1,1 @@
+"""notify: templates, the in-app inbox and the delivery log."""

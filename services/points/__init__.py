@@ -1,0 +1,1 @@
+"""points: the moral bank, a double-entry ledger of volunteer points."""

@@ -1,0 +1,67 @@
+"""Small builders and helpers the tests of every service share."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import dramatiq
+
+from shared.events import Event
+from shared.messaging import Messaging
+from shared.relay import to_message
+
+T = TypeVar("T")
+
+
+def message_for(event: Event, payload: Mapping[str, Any], *, message_id: str | None = None,
+                correlation_id: str | None = None) -> dramatiq.Message:
+    """The message a relay would publish for ``payload`` (validated as a publisher would)."""
+    return dramatiq.Message(
+        queue_name=event.queue,
+        actor_name=event.actor_name,
+        args=(),
+        kwargs=event.validate_outgoing(payload),
+        options={"correlation_id": correlation_id or uuid.uuid4().hex, "event": event.name,
+                 "event_version": event.version},
+        message_id=message_id or uuid.uuid4().hex,
+    )
+
+
+def staged_messages(runtime: Any, event: Event | None = None) -> list[dramatiq.Message]:
+    """Every outbox row of a service as the message it would be published as."""
+    from sqlalchemy import select
+
+    messaging: Messaging = runtime.messaging
+    query = select(messaging.outbox).order_by(messaging.outbox.c.created_at)
+    if event is not None:
+        query = query.where(messaging.outbox.c.event == event.name)
+    with runtime.db.read() as session:
+        return [to_message(row) for row in session.execute(query)]
+
+
+def eventually(check: Callable[[], T | None], *, timeout: float = 30.0, interval: float = 0.05,
+               what: str = "condition") -> T:
+    """Poll until ``check`` returns something truthy; fail after a generous timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
+@contextmanager
+def running_worker(broker: dramatiq.Broker, *queues: str) -> Iterator[dramatiq.Worker]:
+    """A real Dramatiq worker, in this process, consuming ``queues`` from the real broker."""
+    worker = dramatiq.Worker(broker, queues=set(queues), worker_threads=2, worker_timeout=100)
+    worker.start()
+    try:
+        yield worker
+    finally:
+        worker.stop()
