@@ -110,7 +110,7 @@ class Messaging:
                 queue=event.queue,
                 actor=event.actor_name,
                 payload=payload,
-                correlation_id=context.correlation_id(),
+                correlation_id=context.correlation_id() or row_id,
                 causation_id=context.causation_id(),
                 created_at=utcnow(),
                 attempts=0,

@@ -1,8 +1,23 @@
-"""Tables dispatch owns."""
+"""Tables dispatch owns: teams, volunteers, routing rules and assignments."""
 
 from __future__ import annotations
 
-from sqlalchemy.orm import DeclarativeBase
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from shared.messaging import Messaging
 
@@ -12,3 +27,67 @@ class Base(DeclarativeBase):
 
 
 messaging = Messaging(Base.metadata)
+
+
+class Team(Base):
+    """One of the red-vest volunteer teams (legal aid, mediation, household service ...)."""
+
+    __tablename__ = "teams"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+
+
+class Volunteer(Base):
+    __tablename__ = "volunteers"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    team_id: Mapped[str | None] = mapped_column(ForeignKey("teams.id"), index=True)
+    phone: Mapped[str | None] = mapped_column(String(32))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class RoutingRule(Base):
+    """Requests of ``category`` go to ``volunteer``; among matching rules the lowest precedence wins."""
+
+    __tablename__ = "routing_rules"
+    __table_args__ = (Index("ix_routing_rules_category", "category", "precedence"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    category: Mapped[str] = mapped_column(String(64))
+    volunteer_id: Mapped[str] = mapped_column(ForeignKey("volunteers.id"))
+    precedence: Mapped[int] = mapped_column(Integer, default=100)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    volunteer: Mapped[Volunteer] = relationship(lazy="joined")
+
+
+class Assignment(Base):
+    """A request handed to a volunteer: assigned, then accepted, then completed."""
+
+    __tablename__ = "assignments"
+    __table_args__ = (
+        Index("ix_assignments_status_assigned", "status", "assigned_at"),
+        Index("ix_assignments_volunteer_status", "volunteer_id", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(64), unique=True)
+    category: Mapped[str] = mapped_column(String(64))
+    priority: Mapped[str] = mapped_column(String(10))
+    summary: Mapped[str] = mapped_column(String(200))
+    resident_id: Mapped[str] = mapped_column(String(64))
+    location: Mapped[dict[str, Any]] = mapped_column(JSON)
+    volunteer_id: Mapped[str] = mapped_column(ForeignKey("volunteers.id"))
+    rule_id: Mapped[str | None] = mapped_column(ForeignKey("routing_rules.id"))
+    status: Mapped[str] = mapped_column(String(20))
+    hours: Mapped[Decimal | None] = mapped_column(Numeric(6, 2))
+    note: Mapped[str] = mapped_column(Text, default="")
+    assigned_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    accepted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    volunteer: Mapped[Volunteer] = relationship(lazy="joined")

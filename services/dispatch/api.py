@@ -1,0 +1,163 @@
+"""dispatch's HTTP API: volunteers' assignments, and the teams, volunteers and rules staff keep."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from flask_smorest.pagination import PaginationParameters
+
+from services.dispatch import routing
+from services.dispatch.config import runtime
+from services.dispatch.schemas import (
+    AssignmentQuerySchema,
+    AssignmentSchema,
+    CompletionSchema,
+    RoutingRuleCreateSchema,
+    RoutingRuleQuerySchema,
+    RoutingRuleSchema,
+    TeamCreateSchema,
+    TeamSchema,
+    VolunteerCreateSchema,
+    VolunteerQuerySchema,
+    VolunteerSchema,
+)
+from shared.web import require
+
+blp = Blueprint("assignments", __name__, url_prefix="/v1",
+                description="Assignments: requests handed to volunteers")
+roster = Blueprint("roster", __name__, url_prefix="/v1",
+                   description="Teams, volunteers and the rules that route requests to them")
+STAFF = ("system", "staff")
+
+
+@blp.route("/assignments")
+class Assignments(MethodView):
+    @blp.arguments(AssignmentQuerySchema, location="query")
+    @blp.response(200, AssignmentSchema(many=True))
+    @blp.paginate()
+    def get(self, query: dict[str, Any], pagination_parameters: PaginationParameters) -> Any:
+        """List assignments, newest first"""
+        principal = require(*STAFF, "volunteer")
+        if principal.role == "volunteer":
+            query["volunteer_id"] = principal.subject
+        with runtime().db.read() as session:
+            page, total = routing.list_assignments(
+                session, offset=pagination_parameters.first_item,
+                limit=pagination_parameters.page_size, **query,
+            )
+        pagination_parameters.item_count = total
+        return page
+
+
+@blp.route("/assignments/<assignment_id>")
+class Assignment(MethodView):
+    @blp.response(200, AssignmentSchema)
+    def get(self, assignment_id: str) -> Any:
+        """Show an assignment"""
+        principal = require(*STAFF, "volunteer")
+        with runtime().db.read() as session:
+            return routing.get_assignment(session, assignment_id, viewer=principal)
+
+
+@blp.route("/assignments/<assignment_id>/acceptance")
+class Acceptance(MethodView):
+    @blp.response(200, AssignmentSchema)
+    @blp.alt_response(409, description="The assignment was already accepted or completed")
+    def post(self, assignment_id: str) -> Any:
+        """Accept an assignment"""
+        principal = require(*STAFF, "volunteer")
+        with runtime().db.transaction() as session:
+            return routing.accept_assignment(
+                session, assignment_id=assignment_id, accepted_by=principal
+            )
+
+
+@blp.route("/assignments/<assignment_id>/completion")
+class Completion(MethodView):
+    @blp.arguments(CompletionSchema)
+    @blp.response(200, AssignmentSchema)
+    @blp.alt_response(409, description="The assignment is not accepted, or already completed")
+    def post(self, data: dict[str, Any], assignment_id: str) -> Any:
+        """Report an accepted assignment done, with the hours it took"""
+        principal = require(*STAFF, "volunteer")
+        with runtime().db.transaction() as session:
+            return routing.complete_assignment(
+                session, assignment_id=assignment_id, completed_by=principal, **data
+            )
+
+
+@roster.route("/teams")
+class Teams(MethodView):
+    @roster.response(200, TeamSchema(many=True))
+    @roster.paginate()
+    def get(self, pagination_parameters: PaginationParameters) -> Any:
+        """List the volunteer teams"""
+        require(*STAFF)
+        with runtime().db.read() as session:
+            page, total = routing.list_teams(
+                session, offset=pagination_parameters.first_item,
+                limit=pagination_parameters.page_size,
+            )
+        pagination_parameters.item_count = total
+        return page
+
+    @roster.arguments(TeamCreateSchema)
+    @roster.response(201, TeamSchema)
+    def post(self, data: dict[str, Any]) -> Any:
+        """Register a volunteer team"""
+        require(*STAFF)
+        with runtime().db.transaction() as session:
+            return routing.create_team(session, **data)
+
+
+@roster.route("/volunteers")
+class Volunteers(MethodView):
+    @roster.arguments(VolunteerQuerySchema, location="query")
+    @roster.response(200, VolunteerSchema(many=True))
+    @roster.paginate()
+    def get(self, query: dict[str, Any], pagination_parameters: PaginationParameters) -> Any:
+        """List volunteers"""
+        require(*STAFF)
+        with runtime().db.read() as session:
+            page, total = routing.list_volunteers(
+                session, offset=pagination_parameters.first_item,
+                limit=pagination_parameters.page_size, **query,
+            )
+        pagination_parameters.item_count = total
+        return page
+
+    @roster.arguments(VolunteerCreateSchema)
+    @roster.response(201, VolunteerSchema)
+    def post(self, data: dict[str, Any]) -> Any:
+        """Register a volunteer"""
+        require(*STAFF)
+        with runtime().db.transaction() as session:
+            return routing.register_volunteer(session, **data)
+
+
+@roster.route("/routing-rules")
+class RoutingRules(MethodView):
+    @roster.arguments(RoutingRuleQuerySchema, location="query")
+    @roster.response(200, RoutingRuleSchema(many=True))
+    @roster.paginate()
+    def get(self, query: dict[str, Any], pagination_parameters: PaginationParameters) -> Any:
+        """List routing rules by category, the winning rule first"""
+        require(*STAFF)
+        with runtime().db.read() as session:
+            page, total = routing.list_routing_rules(
+                session, offset=pagination_parameters.first_item,
+                limit=pagination_parameters.page_size, **query,
+            )
+        pagination_parameters.item_count = total
+        return page
+
+    @roster.arguments(RoutingRuleCreateSchema)
+    @roster.response(201, RoutingRuleSchema)
+    @roster.alt_response(409, description="The volunteer already has an active rule for it")
+    def post(self, data: dict[str, Any]) -> Any:
+        """Route a category of requests to a volunteer"""
+        require(*STAFF)
+        with runtime().db.transaction() as session:
+            return routing.add_routing_rule(session, **data)

@@ -1,0 +1,304 @@
+"""Who answers what: teams, volunteers, routing rules, and the assignments they produce."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from services.dispatch.models import Assignment, RoutingRule, Team, Volunteer, messaging
+from shared import events
+from shared.auth import Principal
+from shared.errors import Conflict, Forbidden, Invalid, NotFound
+from shared.messaging import utcnow
+
+ASSIGNED = "assigned"
+ACCEPTED = "accepted"
+COMPLETED = "completed"
+STATUSES = (ASSIGNED, ACCEPTED, COMPLETED)
+MAX_HOURS = Decimal(24)
+
+Row = TypeVar("Row")
+
+
+def _page(session: Session, query: Select[tuple[Row]], *, offset: int, limit: int) -> tuple[
+    list[Row], int
+]:
+    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    return list(session.scalars(query.offset(offset).limit(limit))), int(total or 0)
+
+
+def create_team(
+    session: Session, *, name: str, description: str = "", team_id: str | None = None
+) -> Team:
+    """Register a volunteer team; team names are unique."""
+    if session.scalars(select(Team).filter_by(name=name)).first() is not None:
+        raise Conflict(f"A team named {name!r} already exists", field="name")
+    team = Team(id=team_id or uuid.uuid4().hex, name=name, description=description)
+    session.add(team)
+    session.flush()
+    return team
+
+
+def list_teams(session: Session, *, offset: int = 0, limit: int = 50) -> tuple[list[Team], int]:
+    return _page(session, select(Team).order_by(Team.name, Team.id), offset=offset, limit=limit)
+
+
+def register_volunteer(
+    session: Session,
+    *,
+    name: str,
+    team_id: str | None = None,
+    phone: str | None = None,
+    volunteer_id: str | None = None,
+) -> Volunteer:
+    """Register a volunteer, optionally as a member of a team."""
+    if team_id is not None and session.get(Team, team_id) is None:
+        raise Invalid(f"No team {team_id}", field="team_id")
+    volunteer_id = volunteer_id or uuid.uuid4().hex
+    if session.get(Volunteer, volunteer_id) is not None:
+        raise Conflict(f"Volunteer {volunteer_id} already exists")
+    volunteer = Volunteer(id=volunteer_id, name=name, team_id=team_id, phone=phone, is_active=True)
+    session.add(volunteer)
+    session.flush()
+    return volunteer
+
+
+def list_volunteers(
+    session: Session, *, team_id: str | None = None, offset: int = 0, limit: int = 50
+) -> tuple[list[Volunteer], int]:
+    query = select(Volunteer).order_by(Volunteer.name, Volunteer.id)
+    if team_id is not None:
+        query = query.where(Volunteer.team_id == team_id)
+    return _page(session, query, offset=offset, limit=limit)
+
+
+def add_routing_rule(
+    session: Session,
+    *,
+    category: str,
+    volunteer_id: str,
+    precedence: int = 100,
+    rule_id: str | None = None,
+) -> RoutingRule:
+    """Route requests of ``category`` to an active volunteer."""
+    volunteer = session.get(Volunteer, volunteer_id)
+    if volunteer is None:
+        raise Invalid(f"No volunteer {volunteer_id}", field="volunteer_id")
+    if not volunteer.is_active:
+        raise Invalid(f"Volunteer {volunteer_id} is not active", field="volunteer_id")
+    duplicate = session.scalars(
+        select(RoutingRule).filter_by(category=category, volunteer_id=volunteer_id, is_active=True)
+    ).first()
+    if duplicate is not None:
+        raise Conflict(
+            f"Rule {duplicate.id} already routes {category} to volunteer {volunteer_id}",
+            field="category",
+        )
+    rule = RoutingRule(
+        id=rule_id or uuid.uuid4().hex,
+        category=category,
+        volunteer=volunteer,
+        precedence=precedence,
+        is_active=True,
+        created_at=utcnow(),
+    )
+    session.add(rule)
+    session.flush()
+    return rule
+
+
+def list_routing_rules(
+    session: Session, *, category: str | None = None, offset: int = 0, limit: int = 50
+) -> tuple[list[RoutingRule], int]:
+    query = select(RoutingRule).order_by(
+        RoutingRule.category, RoutingRule.precedence, RoutingRule.created_at, RoutingRule.id
+    )
+    if category is not None:
+        query = query.where(RoutingRule.category == category)
+    return _page(session, query, offset=offset, limit=limit)
+
+
+def find_route(session: Session, *, category: str) -> RoutingRule | None:
+    """The active rule with the lowest precedence for ``category`` whose volunteer is active."""
+    return session.scalars(
+        select(RoutingRule)
+        .join(RoutingRule.volunteer)
+        .where(
+            RoutingRule.category == category,
+            RoutingRule.is_active.is_(True),
+            Volunteer.is_active.is_(True),
+        )
+        .order_by(RoutingRule.precedence, RoutingRule.created_at, RoutingRule.id)
+        .limit(1)
+    ).first()
+
+
+def assign_request(session: Session, data: Mapping[str, Any]) -> None:
+    """A request was submitted: hand it to the volunteer its category routes to."""
+    request_id = data["request_id"]
+    # Another message about the same request (a re-submission, a replay under a new id)
+    # must not assign it twice; the unique request_id settles concurrent ones.
+    if session.scalars(select(Assignment.id).filter_by(request_id=request_id)).first():
+        return
+    now = utcnow()
+    rule = find_route(session, category=data["category"])
+    if rule is None:
+        messaging.stage(session, events.REQUEST_UNROUTED, {
+            "request_id": request_id,
+            "reason": f"No active volunteer is routed for category {data['category']!r}",
+            "unrouted_at": now,
+        })
+        return
+    volunteer = rule.volunteer
+    assignment = Assignment(
+        id=uuid.uuid4().hex,
+        request_id=request_id,
+        category=data["category"],
+        priority=data["priority"],
+        summary=data["summary"],
+        resident_id=data["resident_id"],
+        location=dict(data["location"]),
+        volunteer=volunteer,
+        rule_id=rule.id,
+        status=ASSIGNED,
+        note="",
+        assigned_at=now,
+    )
+    session.add(assignment)
+    session.flush()
+    messaging.stage(session, events.REQUEST_ASSIGNED, {
+        "request_id": request_id,
+        "assignment_id": assignment.id,
+        "assignee_type": "volunteer",
+        "assignee_id": volunteer.id,
+        "assignee_name": volunteer.name,
+        "assigned_at": now,
+    })
+    messaging.stage(session, events.NOTIFICATION_REQUESTED, {
+        "recipient": f"volunteer:{volunteer.id}",
+        "template": "assignment.created",
+        "data": {
+            "request_id": request_id,
+            "assignment_id": assignment.id,
+            "category": assignment.category,
+            "summary": assignment.summary,
+            "location": assignment.location,
+            "priority": assignment.priority,
+        },
+    })
+
+
+def _may_see(viewer: Principal | None, assignment: Assignment) -> bool:
+    return viewer is None or viewer.is_staff or (
+        viewer.role == "volunteer" and viewer.subject == assignment.volunteer_id
+    )
+
+
+def get_assignment(
+    session: Session, assignment_id: str, *, viewer: Principal | None = None
+) -> Assignment:
+    """An assignment; a volunteer sees only their own."""
+    assignment = session.get(Assignment, assignment_id)
+    if assignment is None or not _may_see(viewer, assignment):
+        raise NotFound(f"No assignment {assignment_id}")
+    return assignment
+
+
+def list_assignments(
+    session: Session,
+    *,
+    volunteer_id: str | None = None,
+    status: str | None = None,
+    offset: int = 0,
+    limit: int = 50,
+) -> tuple[list[Assignment], int]:
+    """Assignments, newest first."""
+    query = select(Assignment).order_by(Assignment.assigned_at.desc(), Assignment.id)
+    if volunteer_id is not None:
+        query = query.where(Assignment.volunteer_id == volunteer_id)
+    if status is not None:
+        query = query.where(Assignment.status == status)
+    return _page(session, query, offset=offset, limit=limit)
+
+
+def _held_for_action(
+    session: Session, assignment_id: str, actor: Principal, action: str
+) -> Assignment:
+    assignment = session.get(Assignment, assignment_id)
+    if assignment is None:
+        raise NotFound(f"No assignment {assignment_id}")
+    if not actor.is_staff and not (
+        actor.role == "volunteer" and actor.subject == assignment.volunteer_id
+    ):
+        raise Forbidden(f"Only the assigned volunteer or staff may {action} assignment "
+                        f"{assignment_id}")
+    return assignment
+
+
+def accept_assignment(session: Session, *, assignment_id: str, accepted_by: Principal) -> Assignment:
+    """The volunteer takes the job on; the resident is told who is coming."""
+    assignment = _held_for_action(session, assignment_id, accepted_by, "accept")
+    if assignment.status == ACCEPTED:
+        raise Conflict(f"Assignment {assignment_id} was already accepted")
+    if assignment.status == COMPLETED:
+        raise Conflict(f"Assignment {assignment_id} is already completed")
+    now = utcnow()
+    assignment.status = ACCEPTED
+    assignment.accepted_at = now
+    messaging.stage(session, events.REQUEST_ACCEPTED, {
+        "request_id": assignment.request_id,
+        "assignment_id": assignment.id,
+        "volunteer_id": assignment.volunteer_id,
+        "accepted_at": now,
+    })
+    messaging.stage(session, events.NOTIFICATION_REQUESTED, {
+        "recipient": f"resident:{assignment.resident_id}",
+        "template": "request.accepted",
+        "data": {
+            "request_id": assignment.request_id,
+            "volunteer_name": assignment.volunteer.name,
+            "category": assignment.category,
+            "summary": assignment.summary,
+        },
+    })
+    session.flush()
+    return assignment
+
+
+def complete_assignment(
+    session: Session,
+    *,
+    assignment_id: str,
+    completed_by: Principal,
+    hours: Decimal,
+    note: str = "",
+) -> Assignment:
+    """The volunteer reports the service done and the hours it took."""
+    if not Decimal(0) < hours <= MAX_HOURS:
+        raise Invalid(f"Hours must be more than 0 and at most {MAX_HOURS}", field="hours")
+    assignment = _held_for_action(session, assignment_id, completed_by, "complete")
+    if assignment.status == COMPLETED:
+        raise Conflict(f"Assignment {assignment_id} was already completed")
+    if assignment.status != ACCEPTED:
+        raise Conflict(
+            f"Assignment {assignment_id} is {assignment.status}; accept it before completing it"
+        )
+    now = utcnow()
+    assignment.status = COMPLETED
+    assignment.hours = hours
+    assignment.note = note
+    assignment.completed_at = now
+    messaging.stage(session, events.REQUEST_COMPLETED, {
+        "request_id": assignment.request_id,
+        "assignment_id": assignment.id,
+        "volunteer_id": assignment.volunteer_id,
+        "hours": hours,
+        "completed_at": now,
+    })
+    session.flush()
+    return assignment

@@ -1,0 +1,96 @@
+"""What dispatch's HTTP API accepts and returns. Strict: unknown fields are rejected."""
+
+from marshmallow import RAISE, Schema, fields, validate
+
+from services.dispatch.routing import MAX_HOURS, STATUSES
+
+CATEGORY_CODE = validate.Regexp(r"^[a-z][a-z0-9_]{0,63}$", error="Not a category code.")
+
+
+class StrictSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class TeamCreateSchema(StrictSchema):
+    name = fields.Str(required=True, validate=validate.Length(min=1, max=100))
+    description = fields.Str(load_default="", validate=validate.Length(max=2000))
+
+
+class TeamSchema(Schema):
+    id = fields.Str()
+    name = fields.Str()
+    description = fields.Str()
+
+
+class VolunteerCreateSchema(StrictSchema):
+    name = fields.Str(required=True, validate=validate.Length(min=1, max=100))
+    team_id = fields.Str(validate=validate.Length(min=1, max=64))
+    phone = fields.Str(validate=validate.Length(max=32))
+
+
+class VolunteerQuerySchema(StrictSchema):
+    team_id = fields.Str()
+
+
+class VolunteerSchema(Schema):
+    id = fields.Str()
+    name = fields.Str()
+    team_id = fields.Str(allow_none=True)
+    phone = fields.Str(allow_none=True)
+    is_active = fields.Bool()
+
+
+class RoutingRuleCreateSchema(StrictSchema):
+    category = fields.Str(required=True, validate=CATEGORY_CODE,
+                          metadata={"description": "A code from intake's service catalogue"})
+    volunteer_id = fields.Str(required=True, validate=validate.Length(min=1, max=64))
+    precedence = fields.Int(load_default=100, validate=validate.Range(min=0, max=10_000),
+                            metadata={"description": "Among matching rules the lowest wins"})
+
+
+class RoutingRuleQuerySchema(StrictSchema):
+    category = fields.Str()
+
+
+class RoutingRuleSchema(Schema):
+    id = fields.Str()
+    category = fields.Str()
+    volunteer_id = fields.Str()
+    volunteer_name = fields.Str(attribute="volunteer.name")
+    precedence = fields.Int()
+    is_active = fields.Bool()
+    created_at = fields.DateTime()
+
+
+class AssignmentQuerySchema(StrictSchema):
+    status = fields.Str(validate=validate.OneOf(STATUSES))
+    volunteer_id = fields.Str(metadata={"description": "Staff only; volunteers see their own"})
+
+
+class AssignmentSchema(Schema):
+    id = fields.Str()
+    request_id = fields.Str()
+    category = fields.Str()
+    priority = fields.Str()
+    summary = fields.Str()
+    resident_id = fields.Str()
+    location = fields.Dict(keys=fields.Str(), values=fields.Str())
+    volunteer_id = fields.Str()
+    volunteer_name = fields.Str(attribute="volunteer.name")
+    rule_id = fields.Str(allow_none=True)
+    status = fields.Str(metadata={"enum": list(STATUSES)})
+    hours = fields.Decimal(as_string=True, allow_none=True)
+    note = fields.Str()
+    assigned_at = fields.DateTime()
+    accepted_at = fields.DateTime(allow_none=True)
+    completed_at = fields.DateTime(allow_none=True)
+
+
+class CompletionSchema(StrictSchema):
+    hours = fields.Decimal(
+        required=True, places=2,
+        validate=validate.Range(min=0, min_inclusive=False, max=MAX_HOURS),
+        metadata={"description": "Hours of service, more than 0 and at most 24"},
+    )
+    note = fields.Str(load_default="", validate=validate.Length(max=2000))

@@ -1,0 +1,102 @@
+"""notify's HTTP API: the in-app inbox, the templates and the delivery log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from flask_smorest.pagination import PaginationParameters
+
+from services.notify import delivery
+from services.notify.config import runtime
+from services.notify.schemas import (
+    DeliveryQuerySchema,
+    DeliverySchema,
+    InboxMessageSchema,
+    InboxQuerySchema,
+    TemplateSchema,
+    TemplateUpdateSchema,
+)
+from shared.web import require
+
+blp = Blueprint("notify", __name__, url_prefix="/v1",
+                description="The in-app inbox, message templates and the delivery log")
+STAFF = ("system", "staff")
+PEOPLE = ("system", "staff", "volunteer", "resident")
+
+
+@blp.route("/inbox/<recipient>")
+class Inbox(MethodView):
+    @blp.arguments(InboxQuerySchema, location="query")
+    @blp.response(200, InboxMessageSchema(many=True))
+    @blp.paginate()
+    def get(self, query: dict[str, Any], recipient: str,
+            pagination_parameters: PaginationParameters) -> Any:
+        """List an inbox, newest first"""
+        principal = require(*PEOPLE)
+        with runtime().db.read() as session:
+            page, total = delivery.list_inbox(
+                session, recipient=recipient, viewer=principal, is_unread_only=query["unread"],
+                offset=pagination_parameters.first_item, limit=pagination_parameters.page_size,
+            )
+        pagination_parameters.item_count = total
+        return page
+
+
+@blp.route("/inbox/<recipient>/messages/<message_id>/read")
+class MessageRead(MethodView):
+    @blp.response(200, InboxMessageSchema)
+    def post(self, recipient: str, message_id: str) -> Any:
+        """Mark a message read"""
+        principal = require(*PEOPLE)
+        with runtime().db.transaction() as session:
+            return delivery.mark_read(
+                session, recipient=recipient, message_id=message_id, viewer=principal
+            )
+
+
+@blp.route("/templates")
+class Templates(MethodView):
+    @blp.response(200, TemplateSchema(many=True))
+    def get(self) -> Any:
+        """List the message templates"""
+        require(*STAFF)
+        with runtime().db.read() as session:
+            return delivery.list_templates(session)
+
+
+@blp.route("/templates/<key>")
+class Template(MethodView):
+    @blp.response(200, TemplateSchema)
+    def get(self, key: str) -> Any:
+        """Show a message template"""
+        require(*STAFF)
+        with runtime().db.read() as session:
+            return delivery.get_template(session, key)
+
+    @blp.arguments(TemplateUpdateSchema)
+    @blp.response(200, TemplateSchema)
+    @blp.alt_response(422, description="Invalid fields, or a template that does not parse")
+    def put(self, data: dict[str, Any], key: str) -> Any:
+        """Create or replace a message template"""
+        require(*STAFF)
+        with runtime().db.transaction() as session:
+            return delivery.save_template(session, key=key, **data)
+
+
+@blp.route("/deliveries")
+class Deliveries(MethodView):
+    @blp.arguments(DeliveryQuerySchema, location="query")
+    @blp.response(200, DeliverySchema(many=True))
+    @blp.paginate()
+    def get(self, query: dict[str, Any], pagination_parameters: PaginationParameters) -> Any:
+        """List the delivery log, newest first"""
+        require(*STAFF)
+        with runtime().db.read() as session:
+            page, total = delivery.list_deliveries(
+                session, offset=pagination_parameters.first_item,
+                limit=pagination_parameters.page_size, **query,
+            )
+        pagination_parameters.item_count = total
+        return page

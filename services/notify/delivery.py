@@ -1,0 +1,291 @@
+"""Notifications: templates rendered in a sandbox, delivered on a channel, logged.
+
+The in-app inbox is the only channel today. Each channel is one function in ``CHANNELS``
+that takes the rendered message, so e-mail, IM or SMS can be added beside it.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
+from jinja2.exceptions import SecurityError, UndefinedError
+from jinja2.sandbox import SandboxedEnvironment
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from services.notify.models import Delivery, InboxMessage, Template
+from shared import context
+from shared.auth import Principal
+from shared.errors import Forbidden, Invalid, NotFound
+from shared.messaging import utcnow
+
+INBOX = "inbox"
+DELIVERED = "delivered"
+FAILED = "failed"
+DELIVERY_STATUSES = (DELIVERED, FAILED)
+TEMPLATE_KEY = re.compile(r"^[a-z][a-z0-9_.]*$")
+TEMPLATE_PARTS = ("subject", "body")
+
+
+@dataclass(frozen=True)
+class DefaultTemplate:
+    key: str
+    subject: str
+    body: str
+    channel: str = INBOX
+
+
+# What a fresh deployment says; staff may edit the stored copies, which are never overwritten.
+DEFAULT_TEMPLATES = (
+    DefaultTemplate(
+        key="assignment.created",
+        subject="New {{ category }} request",
+        body="New {{ category }} request: {{ summary }}\n"
+        "At building {{ location.building }}, unit {{ location.unit }}, "
+        "household {{ location.household }}.",
+    ),
+    DefaultTemplate(
+        key="request.accepted",
+        subject="Your {{ category }} request was accepted",
+        body="{{ volunteer_name }} accepted your {{ category }} request.",
+    ),
+    DefaultTemplate(
+        key="points.credited",
+        subject="{{ points }} points credited",
+        body="You earned {{ points }} points for {{ hours }} hour(s) of {{ category }}. "
+        "Your balance is {{ balance }} points.",
+    ),
+)
+
+
+class TemplateError(Invalid):
+    """A template does not parse, or cannot be rendered with the data it was given."""
+
+    code = "template-error"
+    title = "Template error"
+
+
+class UnsafeTemplate(TemplateError):
+    """A template reaches for something the sandbox forbids (e.g. ``__class__``)."""
+
+    code = "unsafe-template"
+    title = "Unsafe template"
+
+
+# Plain text: nothing is HTML-escaped; a variable the data does not carry is an error,
+# never a silent blank in a message sent to a resident.
+_environment = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    body: str
+
+
+def check_template_source(part: str, source: str) -> None:
+    """Refuse template text that does not parse or reaches for private attributes."""
+    try:
+        tree = _environment.parse(source)
+    except TemplateSyntaxError as error:
+        raise TemplateError(
+            f"The template {part} does not parse: {error.message} (line {error.lineno})",
+            field=part, errors={part: [f"{error.message} (line {error.lineno})"]},
+        ) from error
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        name = node.attr if isinstance(node, nodes.Getattr) else getattr(node.arg, "value", None)
+        if isinstance(name, str) and name.startswith("_"):
+            message = f"access to {name!r} is not allowed in a template"
+            raise UnsafeTemplate(f"The template {part} is unsafe: {message}",
+                                 field=part, errors={part: [message]})
+
+
+def render(template: Template, data: Mapping[str, Any]) -> Rendered:
+    """Render a template's subject and body with ``data`` in the sandbox."""
+    parts = {}
+    for part in TEMPLATE_PARTS:
+        try:
+            parts[part] = _environment.from_string(getattr(template, part)).render(data)
+        except SecurityError as error:
+            raise UnsafeTemplate(
+                f"Template {template.key!r} {part} is unsafe: {error}", field=part
+            ) from error
+        except UndefinedError as error:
+            raise TemplateError(
+                f"Template {template.key!r} {part} needs data the message did not carry: {error}",
+                field=part,
+            ) from error
+        # Whatever else a stored template does wrong, retrying will not mend it.
+        except Exception as error:
+            raise TemplateError(
+                f"Template {template.key!r} {part} cannot be rendered: "
+                f"{type(error).__name__}: {error}",
+                field=part,
+            ) from error
+    return Rendered(subject=parts["subject"], body=parts["body"])
+
+
+def get_template(session: Session, key: str) -> Template:
+    template = session.get(Template, key)
+    if template is None:
+        raise NotFound(f"No template {key!r}", field="template")
+    return template
+
+
+def list_templates(session: Session) -> list[Template]:
+    return list(session.scalars(select(Template).order_by(Template.key)))
+
+
+def save_template(
+    session: Session, *, key: str, subject: str, body: str, channel: str = INBOX
+) -> Template:
+    """Create or replace a template, once its subject and body parse and are safe."""
+    if not TEMPLATE_KEY.match(key):
+        raise Invalid(f"Template key {key!r} must match {TEMPLATE_KEY.pattern}", field="key")
+    _channel(channel)
+    check_template_source("subject", subject)
+    check_template_source("body", body)
+    template = session.get(Template, key)
+    if template is None:
+        template = Template(key=key, channel=channel)
+        session.add(template)
+    template.subject, template.body, template.updated_at = subject, body, utcnow()
+    session.flush()
+    return template
+
+
+def ensure_default_templates(session: Session) -> list[str]:
+    """Create the default templates that are missing; edited ones are left as they are."""
+    for default in DEFAULT_TEMPLATES:
+        if session.get(Template, default.key) is None:
+            save_template(session, key=default.key, subject=default.subject, body=default.body,
+                          channel=default.channel)
+    return [default.key for default in DEFAULT_TEMPLATES]
+
+
+Channel = Callable[..., None]
+
+
+def _deliver_to_inbox(
+    session: Session, *, recipient: str, template: Template, message: Rendered,
+    data: Mapping[str, Any], source_message_id: str,
+) -> None:
+    session.add(InboxMessage(
+        id=uuid.uuid4().hex, recipient=recipient, template=template.key,
+        subject=message.subject, body=message.body, data=dict(data),
+        source_message_id=source_message_id, created_at=utcnow(), read_at=None,
+    ))
+
+
+CHANNELS: dict[str, Channel] = {INBOX: _deliver_to_inbox}
+
+
+def _channel(name: str) -> Channel:
+    channel = CHANNELS.get(name)
+    if channel is None:
+        raise Invalid(f"Unknown channel {name!r}; notify delivers to: {', '.join(CHANNELS)}",
+                      field="channel")
+    return channel
+
+
+def send_notification(
+    session: Session,
+    *,
+    recipient: str,
+    template: str,
+    data: Mapping[str, Any],
+    source_message_id: str,
+    channel: str = INBOX,
+) -> Delivery | None:
+    """Render ``template`` for ``recipient``, deliver it on ``channel`` and log the delivery.
+
+    Returns None when the message ``source_message_id`` was already delivered.
+    """
+    deliver = _channel(channel)
+    if session.scalar(
+        select(Delivery.id).where(
+            Delivery.source_message_id == source_message_id, Delivery.status == DELIVERED
+        )
+    ) is not None:
+        return None
+    stored = get_template(session, template)
+    message = render(stored, data)
+    deliver(session, recipient=recipient, template=stored, message=message, data=data,
+            source_message_id=source_message_id)
+    delivery = Delivery(
+        id=uuid.uuid4().hex, recipient=recipient, channel=channel, template=stored.key,
+        status=DELIVERED, error=None, source_message_id=source_message_id, at=utcnow(),
+    )
+    session.add(delivery)
+    session.flush()
+    return delivery
+
+
+def deliver_notification(session: Session, data: Mapping[str, Any]) -> None:
+    """Handle ``notification.requested``: the message being handled is the source."""
+    source_message_id = context.causation_id()
+    if source_message_id is None:
+        raise RuntimeError("deliver_notification runs inside a message's work context")
+    send_notification(
+        session, recipient=data["recipient"], template=data["template"],
+        data=data.get("data") or {}, channel=data.get("channel") or INBOX,
+        source_message_id=source_message_id,
+    )
+
+
+def check_inbox_access(viewer: Principal, recipient: str) -> None:
+    """Staff read any inbox; a volunteer or resident only their own."""
+    if viewer.is_staff or recipient == f"{viewer.role}:{viewer.subject}":
+        return
+    raise Forbidden(f"{viewer.role} {viewer.subject} may not read the inbox of {recipient}")
+
+
+def list_inbox(
+    session: Session, *, recipient: str, viewer: Principal, is_unread_only: bool = False,
+    offset: int = 0, limit: int = 20,
+) -> tuple[list[InboxMessage], int]:
+    """A page of a recipient's inbox, newest first, and how many messages match in all."""
+    check_inbox_access(viewer, recipient)
+    where: Select[Any] = select(InboxMessage).where(InboxMessage.recipient == recipient)
+    if is_unread_only:
+        where = where.where(InboxMessage.read_at.is_(None))
+    total = session.scalar(select(func.count()).select_from(where.subquery()))
+    rows = session.scalars(
+        where.order_by(InboxMessage.created_at.desc(), InboxMessage.id).offset(offset).limit(limit)
+    )
+    return list(rows), int(total or 0)
+
+
+def mark_read(
+    session: Session, *, recipient: str, message_id: str, viewer: Principal
+) -> InboxMessage:
+    """Mark a message of the inbox read; reading it again keeps the first time."""
+    check_inbox_access(viewer, recipient)
+    message = session.get(InboxMessage, message_id)
+    if message is None or message.recipient != recipient:
+        raise NotFound(f"No message {message_id} in the inbox of {recipient}")
+    if message.read_at is None:
+        message.read_at = utcnow()
+    return message
+
+
+def list_deliveries(
+    session: Session, *, recipient: str | None = None, status: str | None = None,
+    offset: int = 0, limit: int = 20,
+) -> tuple[list[Delivery], int]:
+    """A page of the delivery log, newest first, and how many entries match in all."""
+    where: Select[Any] = select(Delivery)
+    if recipient is not None:
+        where = where.where(Delivery.recipient == recipient)
+    if status is not None:
+        where = where.where(Delivery.status == status)
+    total = session.scalar(select(func.count()).select_from(where.subquery()))
+    rows = session.scalars(
+        where.order_by(Delivery.at.desc(), Delivery.id).offset(offset).limit(limit)
+    )
+    return list(rows), int(total or 0)

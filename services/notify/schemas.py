@@ -1,0 +1,58 @@
+"""What notify's HTTP API accepts and returns. Strict: unknown fields are rejected."""
+
+from marshmallow import RAISE, Schema, fields, validate
+
+from services.notify.delivery import DELIVERY_STATUSES
+
+
+class StrictSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class InboxQuerySchema(StrictSchema):
+    unread = fields.Bool(load_default=False,
+                         metadata={"description": "Only messages not yet read"})
+
+
+class InboxMessageSchema(Schema):
+    id = fields.Str()
+    recipient = fields.Str()
+    template = fields.Str()
+    subject = fields.Str()
+    body = fields.Str()
+    data = fields.Dict(keys=fields.Str())
+    created_at = fields.DateTime()
+    read_at = fields.DateTime(allow_none=True)
+    is_read = fields.Bool()
+
+
+class TemplateUpdateSchema(StrictSchema):
+    subject = fields.Str(required=True, validate=validate.Length(min=1, max=500),
+                         metadata={"description": "Jinja text, rendered with the message's data"})
+    body = fields.Str(required=True, validate=validate.Length(min=1, max=20_000),
+                      metadata={"description": "Jinja text, rendered with the message's data"})
+
+
+class TemplateSchema(Schema):
+    key = fields.Str()
+    channel = fields.Str()
+    subject = fields.Str()
+    body = fields.Str()
+    updated_at = fields.DateTime()
+
+
+class DeliveryQuerySchema(StrictSchema):
+    recipient = fields.Str(validate=validate.Length(min=1, max=150))
+    status = fields.Str(validate=validate.OneOf(DELIVERY_STATUSES))
+
+
+class DeliverySchema(Schema):
+    id = fields.Str()
+    recipient = fields.Str()
+    channel = fields.Str()
+    template = fields.Str()
+    status = fields.Str(metadata={"enum": list(DELIVERY_STATUSES)})
+    error = fields.Str(allow_none=True)
+    source_message_id = fields.Str(allow_none=True)
+    at = fields.DateTime()

@@ -1,0 +1,253 @@
+"""The moral bank's ledger: points move only by double-entry transfers, each keyed by the fact
+that caused it, and a transfer once written is never edited; corrections are new transfers."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+import structlog
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from services.points.models import (
+    HOLDER,
+    ISSUANCE,
+    Account,
+    EarningRate,
+    Entry,
+    Transfer,
+    messaging,
+)
+from shared import events
+from shared.auth import Principal
+from shared.errors import Conflict, Forbidden, Invalid, NotFound
+from shared.messaging import utcnow
+
+log = structlog.get_logger(__name__)
+
+ISSUANCE_HOLDER = "bank:issuance"
+EARN = "earn"
+CENT = Decimal("0.01")
+MAX_RATE = Decimal("99999999.99")
+# Ids become part of holders, transfer ids and notification recipients: keep them plain.
+_IDENTIFIER = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_CATEGORY = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+def volunteer_holder(volunteer_id: str) -> str:
+    return f"volunteer:{volunteer_id}"
+
+
+def earn_transfer_id(request_id: str) -> str:
+    return f"earn:{request_id}"
+
+
+def _check_identifier(value: str, field: str) -> None:
+    if not _IDENTIFIER.match(value):
+        raise Invalid(f"{field} {value!r} must be 1 to 64 letters, digits or . _ : -", field=field)
+
+
+def _check_points(value: Decimal, field: str, *, maximum: Decimal) -> None:
+    if not value.is_finite() or value <= 0 or value > maximum:
+        raise Invalid(f"{field} must be more than 0 and at most {maximum}", field=field)
+    exponent = value.normalize().as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -2:
+        raise Invalid(f"{field} may have at most 2 decimal places", field=field)
+
+
+# Earning rates
+
+
+def set_rate(session: Session, *, category: str, points_per_hour: Decimal) -> EarningRate:
+    """Set how many points an hour of service in ``category`` earns from now on."""
+    if not _CATEGORY.match(category):
+        raise Invalid(f"Category {category!r} is not a catalogue code", field="category")
+    _check_points(points_per_hour, "points_per_hour", maximum=MAX_RATE)
+    rate = session.get(EarningRate, category, with_for_update=True)
+    if rate is None:
+        rate = EarningRate(category=category, points_per_hour=points_per_hour, updated_at=utcnow())
+        session.add(rate)
+    else:
+        rate.points_per_hour = points_per_hour
+        rate.updated_at = utcnow()
+    session.flush()
+    return rate
+
+
+def list_rates(session: Session) -> list[EarningRate]:
+    return list(session.scalars(select(EarningRate).order_by(EarningRate.category)))
+
+
+def rate_for(session: Session, category: str) -> EarningRate:
+    rate = session.get(EarningRate, category)
+    if rate is None:
+        raise NotFound(
+            f"No earning rate for category {category!r}: set one, then replay the message",
+            field="category",
+        )
+    return rate
+
+
+# Accounts
+
+
+def _find_account(session: Session, holder: str) -> Account | None:
+    return session.scalars(select(Account).filter_by(holder=holder)).first()
+
+
+def open_account(session: Session, *, holder: str, kind: str = HOLDER) -> Account:
+    """The account of ``holder``, opened empty on first use."""
+    account = _find_account(session, holder)
+    if account is not None:
+        return account
+    try:
+        with session.begin_nested():
+            account = Account(holder=holder, kind=kind, balance=Decimal("0.00"), created_at=utcnow())
+            session.add(account)
+    except IntegrityError:
+        # A concurrent transaction opened it first; ours waited for it and can use it now.
+        account = _find_account(session, holder)
+        if account is None:
+            raise
+    return account
+
+
+def _authorize(viewer: Principal | None, holders: Iterable[str]) -> None:
+    if viewer is None or viewer.is_staff:
+        return
+    if viewer.role == "volunteer" and volunteer_holder(viewer.subject) in holders:
+        return
+    raise Forbidden("Volunteers may only see their own account")
+
+
+def get_account(session: Session, holder: str, *, viewer: Principal | None = None) -> Account:
+    """An account, if ``viewer`` may see it."""
+    _authorize(viewer, [holder])
+    account = _find_account(session, holder)
+    if account is None:
+        raise NotFound(f"No account {holder!r}", field="holder")
+    return account
+
+
+def list_entries(
+    session: Session, *, holder: str, offset: int, limit: int, viewer: Principal | None = None
+) -> tuple[list[Entry], int]:
+    """A page of an account's entries, newest first, and how many it has in all."""
+    account = get_account(session, holder, viewer=viewer)
+    total = session.scalar(
+        select(func.count()).select_from(Entry).where(Entry.account_id == account.id)
+    )
+    query = (
+        select(Entry).where(Entry.account_id == account.id).order_by(Entry.id.desc())
+        .offset(offset).limit(limit)
+    )
+    return list(session.scalars(query)), int(total or 0)
+
+
+def get_transfer(session: Session, transfer_id: str, *, viewer: Principal | None = None) -> Transfer:
+    """A transfer, if ``viewer`` may see it (staff, or a volunteer on either side)."""
+    transfer = session.get(Transfer, transfer_id)
+    if transfer is None:
+        raise NotFound(f"No transfer {transfer_id!r}")
+    _authorize(viewer, [transfer.debit_account.holder, transfer.credit_account.holder])
+    return transfer
+
+
+# Transfers
+
+
+def _lock(session: Session, *accounts: Account) -> None:
+    """Lock the accounts' rows (in id order, so two transfers never deadlock) and reload them."""
+    session.execute(
+        select(Account)
+        .where(Account.id.in_([account.id for account in accounts]))
+        .order_by(Account.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).all()
+
+
+def _post(
+    session: Session, *, transfer_id: str, kind: str, amount: Decimal, debit: Account,
+    credit: Account, memo: str, request_id: str | None = None,
+) -> Transfer:
+    """Write a transfer and its two entries; the caller holds both accounts' locks."""
+    if debit.kind == HOLDER and debit.balance < amount:
+        raise Conflict(f"{debit.holder} has {debit.balance} points; {amount} are needed")
+    transfer = Transfer(
+        id=transfer_id, kind=kind, amount=amount, debit_account=debit, credit_account=credit,
+        memo=memo, request_id=request_id, created_at=utcnow(),
+    )
+    session.add(transfer)
+    session.add_all([
+        Entry(transfer=transfer, account_id=debit.id, amount=-amount),
+        Entry(transfer=transfer, account_id=credit.id, amount=amount),
+    ])
+    debit.balance -= amount
+    credit.balance += amount
+    session.flush()
+    return transfer
+
+
+def credit_earned_points(
+    session: Session, *, request_id: str, volunteer_id: str, category: str, hours: Decimal
+) -> Transfer:
+    """Credit a volunteer for a confirmed service, once per request whatever the deliveries."""
+    _check_identifier(request_id, "request_id")
+    _check_identifier(volunteer_id, "volunteer_id")
+    transfer_id = earn_transfer_id(request_id)
+    existing = session.get(Transfer, transfer_id)
+    if existing is not None:
+        return _already_credited(existing, volunteer_id=volunteer_id)
+    rate = rate_for(session, category)
+    amount = (hours * rate.points_per_hour).quantize(CENT, rounding=ROUND_HALF_UP)
+    if amount <= 0:
+        raise Invalid(f"{hours} hour(s) at {rate.points_per_hour} points/hour earn no points",
+                      field="hours")
+    issuance = open_account(session, holder=ISSUANCE_HOLDER, kind=ISSUANCE)
+    volunteer = open_account(session, holder=volunteer_holder(volunteer_id))
+    _lock(session, issuance, volunteer)
+    # Another confirmation of the same request may have committed while we waited for the lock.
+    existing = session.get(Transfer, transfer_id)
+    if existing is not None:
+        return _already_credited(existing, volunteer_id=volunteer_id)
+    transfer = _post(
+        session, transfer_id=transfer_id, kind=EARN, amount=amount, debit=issuance,
+        credit=volunteer, request_id=request_id,
+        memo=f"{hours} h of {category} at {rate.points_per_hour} points/h",
+    )
+    messaging.stage(session, events.NOTIFICATION_REQUESTED, {
+        "recipient": volunteer.holder,
+        "template": "points.credited",
+        "data": {
+            "request_id": request_id,
+            "points": str(amount),
+            "balance": str(volunteer.balance),
+            "hours": str(hours),
+            "category": category,
+        },
+    })
+    log.info("points.credited", transfer_id=transfer_id, holder=volunteer.holder, amount=str(amount))
+    return transfer
+
+
+def _already_credited(transfer: Transfer, *, volunteer_id: str) -> Transfer:
+    if transfer.credit_account.holder != volunteer_holder(volunteer_id):
+        # Left for staff to correct with a new transfer: the ledger is never edited.
+        log.warning("points.credited_to_another_volunteer", transfer_id=transfer.id,
+                    credited=transfer.credit_account.holder, claimed=volunteer_id)
+    else:
+        log.info("points.already_credited", transfer_id=transfer.id)
+    return transfer
+
+
+def credit_confirmed_service(session: Session, data: Mapping[str, Any]) -> None:
+    """Consumer of ``request.confirmed``: the volunteer earns hours x the category's rate."""
+    credit_earned_points(
+        session, request_id=data["request_id"], volunteer_id=data["volunteer_id"],
+        category=data["category"], hours=data["hours"],
+    )

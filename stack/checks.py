@@ -1,0 +1,119 @@
+"""``make test``: every check, against real servers.
+
+Static checks, then pytest on SQLite and again on PostgreSQL with a real Redis broker (end-to-end
+tests included, running the services as real processes), then the broker tests on RabbitMQ.
+Redis, PostgreSQL and RabbitMQ are used where they answer on 127.0.0.1; with no Redis the run
+starts one of its own. Without PostgreSQL or RabbitMQ those legs are skipped, saying so, except
+under CI (``CI=true``), where a missing server fails the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from stack.processes import ROOT
+from stack.redis_server import EmbeddedRedis, is_reachable
+
+BIN = Path(sys.executable).parent
+POSTGRES_URL = os.environ.get("REDVEST_TEST_POSTGRES_URL",
+                              "postgresql://postgres@127.0.0.1:5432/postgres")
+RABBITMQ_URL = os.environ.get("REDVEST_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+NO_TESTS = 5
+
+
+class Run:
+    def __init__(self) -> None:
+        self.results: list[tuple[str, str]] = []
+        self.failed = False
+
+    def step(self, name: str, args: list[str], env: dict[str, str] | None = None) -> None:
+        print(f"\n=== {name}: {' '.join(args)}", flush=True)
+        started = time.monotonic()
+        code = subprocess.call(args, cwd=ROOT, env={**os.environ, **(env or {})})
+        took = f"{time.monotonic() - started:.0f}s"
+        if code == NO_TESTS:
+            self.record(name, f"FAILED: no tests ran ({took})", failed=True)
+        elif code != 0:
+            self.record(name, f"FAILED: exit {code} ({took})", failed=True)
+        else:
+            self.record(name, f"ok ({took})")
+
+    def record(self, name: str, outcome: str, *, failed: bool = False) -> None:
+        self.results.append((name, outcome))
+        self.failed = self.failed or failed
+
+    def skip_or_fail(self, name: str, why: str) -> None:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            self.record(name, f"FAILED: {why} (CI requires it)", failed=True)
+        else:
+            print(f"\n=== {name}: SKIPPED, {why}", flush=True)
+            self.record(name, f"SKIPPED: {why}")
+
+
+def static_checks(run: Run) -> None:
+    run.step("ruff", [str(BIN / "ruff"), "check", "."])
+    run.step("ruff format", [str(BIN / "ruff"), "format", "--check", "."])
+    run.step("import contracts", [str(BIN / "lint-imports")])
+    run.step("mypy", [str(BIN / "mypy"), "shared", "services", "stack"])
+
+
+def pytest(run: Run, name: str, env: dict[str, str], *args: str) -> None:
+    run.step(name, [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args], env)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stack.checks")
+    parser.add_argument("--only-static", action="store_true")
+    parser.add_argument("pytest_args", nargs="*", help="extra arguments for every pytest leg")
+    args = parser.parse_args(argv)
+    run = Run()
+    static_checks(run)
+    redis = None
+    if not args.only_static:
+        if is_reachable("127.0.0.1", 6379):
+            broker = "redis://127.0.0.1:6379/0"
+        elif os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            broker = ""
+            run.record("redis", "FAILED: no Redis on 127.0.0.1:6379 (CI requires it)", failed=True)
+        else:
+            redis = EmbeddedRedis(Path(tempfile.mkdtemp(prefix="redvest-redis-"))).start()
+            broker = redis.url
+            print(f"\n=== no Redis on 127.0.0.1:6379: started one at {broker}", flush=True)
+        try:
+            if broker:
+                legs(run, broker, args.pytest_args)
+        finally:
+            if redis is not None:
+                redis.stop()
+    print("\n=== summary")
+    for name, outcome in run.results:
+        print(f"  {name:<28} {outcome}")
+    return 1 if run.failed else 0
+
+
+def legs(run: Run, broker: str, extra: list[str]) -> None:
+    common = {"REDVEST_TEST_BROKER_URL": broker}
+    pytest(run, "pytest (SQLite, Redis)", {**common, "REDVEST_TEST_DATABASE": "sqlite"},
+           "-m", "not rabbitmq", *extra)
+    if is_reachable("127.0.0.1", 5432):
+        pytest(run, "pytest (PostgreSQL, Redis)",
+               {**common, "REDVEST_TEST_DATABASE": "postgresql",
+                "REDVEST_TEST_POSTGRES_URL": POSTGRES_URL}, "-m", "not rabbitmq", *extra)
+    else:
+        run.skip_or_fail("pytest (PostgreSQL, Redis)", "no PostgreSQL on 127.0.0.1:5432")
+    if is_reachable("127.0.0.1", 5672):
+        pytest(run, "pytest (RabbitMQ broker)",
+               {"REDVEST_TEST_BROKER_URL": broker, "REDVEST_TEST_RABBITMQ_URL": RABBITMQ_URL,
+                "REDVEST_TEST_DATABASE": "sqlite"}, "-m", "rabbitmq", *extra)
+    else:
+        run.skip_or_fail("pytest (RabbitMQ broker)", "no RabbitMQ on 127.0.0.1:5672")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""The message fabric, shown on intake: outbox and relay, inbox, dead letters and replay."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+
+import dramatiq
+import pytest
+import redis
+from sqlalchemy import func, select
+
+from services.intake import actors
+from services.intake.config import runtime
+from services.intake.models import ServiceRequest
+from services.intake.tests.builders import a_request
+from shared import events
+from shared.consumers import PermanentError, deliver_to
+from shared.dead_letters import list_dead_letters, replay_dead_letter
+from shared.relay import Relay, drain
+from tests.support import eventually, message_for, running_worker
+
+
+def published_on(queue: str) -> dict[str, dict]:
+    """Messages waiting on ``queue`` in the run's own Redis namespace, by message id."""
+    settings = runtime().settings
+    client = redis.Redis.from_url(settings.broker_url)
+    raw = client.hgetall(f"{settings.broker_namespace}:{queue}.msgs")
+    client.close()
+    decoded = [json.loads(value) for value in raw.values()]
+    return {message["message_id"]: message for message in decoded}
+
+
+def pending_outbox() -> int:
+    outbox = runtime().messaging.outbox
+    with runtime().db.read() as session:
+        return session.scalar(
+            select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
+        ) or 0
+
+
+def submitted_request() -> tuple[str, str]:
+    """A request stored and its request.submitted event committed to the outbox."""
+    with runtime().db.transaction() as session:
+        request = a_request(session)
+        outbox = runtime().messaging.outbox
+        message_id = session.scalar(select(outbox.c.id).where(outbox.c.event == "request.submitted"))
+    assert message_id is not None
+    return request.id, message_id
+
+
+def status_of(request_id: str) -> str | None:
+    with runtime().db.read() as session:
+        request = session.get(ServiceRequest, request_id)
+        return request.status if request else None
+
+
+def assigned_payload(request_id: str) -> dict:
+    return {"request_id": request_id, "assignment_id": uuid.uuid4().hex, "assignee_type": "volunteer",
+            "assignee_id": "v1", "assignee_name": "Lao Zhang", "assigned_at": datetime.now(UTC)}
+
+
+class TestOutboxRelay:
+    def test_relay_publishes_a_committed_event_under_the_outbox_row_id(self):
+        request_id, message_id = submitted_request()
+        assert drain(runtime()) == 1
+        message = published_on("dispatch")[message_id]
+        assert message["actor_name"] == "request.submitted.v1"
+        assert message["kwargs"]["request_id"] == request_id
+        assert message["options"]["correlation_id"]
+        assert pending_outbox() == 0
+
+    def test_an_event_is_not_lost_when_the_broker_fails_after_the_commit(self, monkeypatch):
+        _, message_id = submitted_request()
+        broker = runtime().broker
+
+        def broker_down(message, *, delay=None):
+            raise ConnectionError("broker unreachable")
+
+        monkeypatch.setattr(broker, "enqueue", broker_down)
+        assert Relay(runtime()).publish_pending() == 0
+        assert pending_outbox() == 1
+        assert message_id not in published_on("dispatch")
+
+        monkeypatch.undo()
+        assert Relay(runtime()).publish_pending() == 1
+        assert message_id in published_on("dispatch")
+        assert pending_outbox() == 0
+
+    def test_a_failed_publish_records_the_attempt_and_the_error(self, monkeypatch):
+        submitted_request()
+        monkeypatch.setattr(runtime().broker, "enqueue",
+                            lambda message, delay=None: (_ for _ in ()).throw(OSError("down")))
+        Relay(runtime()).publish_pending()
+        outbox = runtime().messaging.outbox
+        with runtime().db.read() as session:
+            row = session.execute(select(outbox)).one()
+        assert row.attempts == 1
+        assert "down" in row.last_error
+
+    def test_publishing_again_after_a_crash_is_consumed_once(self):
+        with runtime().db.transaction() as session:
+            request_id = a_request(session).id
+        message = message_for(events.REQUEST_ASSIGNED, assigned_payload(request_id))
+        # The relay crashed after the broker took the message but before marking it sent,
+        # so the same message id is published again.
+        assert deliver_to(actors.on_request_assigned, message) is True
+        assert deliver_to(actors.on_request_assigned, message) is False
+        with runtime().db.read() as session:
+            request = session.get(ServiceRequest, request_id)
+            assert request is not None
+            assert request.status == "assigned"
+            assert [entry.status for entry in request.timeline] == ["submitted", "assigned"]
+
+
+class TestConsumers:
+    def test_a_payload_that_breaks_the_contract_is_permanent_and_changes_nothing(self):
+        with runtime().db.transaction() as session:
+            request_id = a_request(session).id
+        payload = events.REQUEST_ASSIGNED.validate_outgoing(assigned_payload(request_id))
+        del payload["assignee_name"]
+        message = dramatiq.Message(queue_name="intake", actor_name="request.assigned.v1", args=(),
+                                   kwargs=payload, options={})
+        with pytest.raises(PermanentError, match="assignee_name"):
+            deliver_to(actors.on_request_assigned, message)
+        assert status_of(request_id) == "submitted"
+
+    def test_unknown_fields_from_a_newer_publisher_are_ignored(self):
+        with runtime().db.transaction() as session:
+            request_id = a_request(session).id
+        message = message_for(events.REQUEST_ASSIGNED, assigned_payload(request_id))
+        message.kwargs["added_in_a_later_release"] = {"anything": 1}
+        assert deliver_to(actors.on_request_assigned, message) is True
+
+
+class TestDeadLetters:
+    def test_bad_messages_are_dead_lettered_with_their_error_and_the_worker_keeps_working(self):
+        with runtime().db.transaction() as session:
+            request_id = a_request(session).id
+        broker = runtime().broker
+        garbage = dramatiq.Message(queue_name="intake", actor_name="request.assigned.v1", args=(),
+                                   kwargs={"request_id": 42, "assigned_at": "yesterday"}, options={})
+        unknown_actor = dramatiq.Message(queue_name="intake", actor_name="no.such.actor.v1",
+                                         args=(), kwargs={}, options={})
+        good = message_for(events.REQUEST_ASSIGNED, assigned_payload(request_id))
+        with running_worker(broker, "intake"):
+            for message in (garbage, unknown_actor, good):
+                broker.enqueue(message)
+            letters = eventually(lambda: (found := list_dead_letters(runtime()))
+                                 and len(found) == 2 and found, what="two dead letters")
+            eventually(lambda: status_of(request_id) == "assigned",
+                       what="the good message to be processed")
+        by_id = {letter.message_id: letter for letter in letters}
+        assert "assignee_name" in by_id[garbage.message_id].error
+        assert "ActorNotFound" in by_id[unknown_actor.message_id].error
+
+    def test_a_dead_letter_replays_under_the_same_message_id_once_its_cause_is_fixed(self):
+        broker = runtime().broker
+        missing = uuid.uuid4().hex
+        early = message_for(events.REQUEST_ASSIGNED, assigned_payload(missing))
+        with running_worker(broker, "intake"):
+            broker.enqueue(early)
+            eventually(lambda: list_dead_letters(runtime()), what="the dead letter")
+        assert "NotFound" in list_dead_letters(runtime())[0].error
+
+        with runtime().db.transaction() as session:
+            template = a_request(session)
+            columns = {c.key: getattr(template, c.key) for c in ServiceRequest.__table__.columns}
+            session.add(ServiceRequest(**{**columns, "id": missing}))
+        with running_worker(broker, "intake"):
+            assert replay_dead_letter(runtime(), early.message_id) is True
+            eventually(lambda: status_of(missing) == "assigned",
+                       what="the replayed message to be processed")
+        assert list_dead_letters(runtime()) == []
+        assert list_dead_letters(runtime(), include_replayed=True)[0].replays == 1
+
+    def test_replaying_an_unknown_dead_letter_says_so(self):
+        assert replay_dead_letter(runtime(), "no-such-message") is False
