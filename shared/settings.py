@@ -69,6 +69,8 @@ class Settings:
             if environment == "production":
                 raise SettingsError("REDVEST_AUTH_SECRET must be set when REDVEST_ENV=production")
             auth_secret = DEVELOPMENT_AUTH_SECRET
+        if len(auth_secret) < 32:
+            raise SettingsError("REDVEST_AUTH_SECRET must be at least 32 characters")
         log_format = env.get("LOG_FORMAT", "json")
         if log_format not in {"json", "console"}:
             raise SettingsError(f"LOG_FORMAT must be 'json' or 'console', got {log_format!r}")

@@ -25,10 +25,18 @@ from services.dispatch.schemas import (
 )
 from shared.web import require
 
-blp = Blueprint("assignments", __name__, url_prefix="/v1",
-                description="Assignments: requests handed to volunteers")
-roster = Blueprint("roster", __name__, url_prefix="/v1",
-                   description="Teams, volunteers and the rules that route requests to them")
+blp = Blueprint(
+    "assignments",
+    __name__,
+    url_prefix="/v1",
+    description="Assignments: requests handed to volunteers",
+)
+roster = Blueprint(
+    "roster",
+    __name__,
+    url_prefix="/v1",
+    description="Teams, volunteers and the rules that route requests to them",
+)
 STAFF = ("system", "staff")
 
 
@@ -44,8 +52,10 @@ class Assignments(MethodView):
             query["volunteer_id"] = principal.subject
         with runtime().db.read() as session:
             page, total = routing.list_assignments(
-                session, offset=pagination_parameters.first_item,
-                limit=pagination_parameters.page_size, **query,
+                session,
+                offset=pagination_parameters.first_item,
+                limit=pagination_parameters.page_size,
+                **query,
             )
         pagination_parameters.item_count = total
         return page
@@ -97,7 +107,8 @@ class Teams(MethodView):
         require(*STAFF)
         with runtime().db.read() as session:
             page, total = routing.list_teams(
-                session, offset=pagination_parameters.first_item,
+                session,
+                offset=pagination_parameters.first_item,
                 limit=pagination_parameters.page_size,
             )
         pagination_parameters.item_count = total
@@ -122,8 +133,10 @@ class Volunteers(MethodView):
         require(*STAFF)
         with runtime().db.read() as session:
             page, total = routing.list_volunteers(
-                session, offset=pagination_parameters.first_item,
-                limit=pagination_parameters.page_size, **query,
+                session,
+                offset=pagination_parameters.first_item,
+                limit=pagination_parameters.page_size,
+                **query,
             )
         pagination_parameters.item_count = total
         return page
@@ -147,8 +160,10 @@ class RoutingRules(MethodView):
         require(*STAFF)
         with runtime().db.read() as session:
             page, total = routing.list_routing_rules(
-                session, offset=pagination_parameters.first_item,
-                limit=pagination_parameters.page_size, **query,
+                session,
+                offset=pagination_parameters.first_item,
+                limit=pagination_parameters.page_size,
+                **query,
             )
         pagination_parameters.item_count = total
         return page

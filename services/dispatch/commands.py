@@ -5,16 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 import uuid
+from collections.abc import Callable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.dispatch import routing
 from services.dispatch.models import RoutingRule, Team, Volunteer
+from shared.cli import Command
 from shared.runtime import ServiceRuntime
 
-DEMO_TEAM = ("Red Vest household service team",
-             "Household repairs and everyday help from the neighbourhood's volunteers")
+DEMO_TEAM = (
+    "Red Vest household service team",
+    "Household repairs and everyday help from the neighbourhood's volunteers",
+)
 # key, name, the category routed to them
 DEMO_VOLUNTEERS = (
     ("knife_sharpener", "Lao Zhang", "knife_sharpening"),
@@ -31,8 +35,12 @@ def _ensure_team(session: Session) -> Team:
     name, description = DEMO_TEAM
     team = session.scalars(select(Team).filter_by(name=name)).first()
     if team is None:
-        team = routing.create_team(session, name=name, description=description,
-                                   team_id=demo_id("team", "household-service"))
+        team = routing.create_team(
+            session,
+            name=name,
+            description=description,
+            team_id=demo_id("team", "household-service"),
+        )
     return team
 
 
@@ -42,8 +50,9 @@ def _ensure_rule(session: Session, *, category: str, volunteer: Volunteer) -> No
         select(RoutingRule.id).filter_by(category=category, volunteer_id=volunteer.id)
     ).first()
     if existing is None and session.get(RoutingRule, rule_id) is None:
-        routing.add_routing_rule(session, category=category, volunteer_id=volunteer.id,
-                                 rule_id=rule_id)
+        routing.add_routing_rule(
+            session, category=category, volunteer_id=volunteer.id, rule_id=rule_id
+        )
 
 
 def _seed_demo(runtime: ServiceRuntime, args: argparse.Namespace) -> int:
@@ -63,7 +72,10 @@ def _seed_demo(runtime: ServiceRuntime, args: argparse.Namespace) -> int:
     return 0
 
 
-EXTRA_COMMANDS = {
-    "seed-demo": ("create the demo team, its volunteers and their routing rules",
-                  lambda parser: None, _seed_demo),
+EXTRA_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Command]] = {
+    "seed-demo": (
+        "create the demo team, its volunteers and their routing rules",
+        lambda parser: None,
+        _seed_demo,
+    ),
 }

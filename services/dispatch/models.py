@@ -50,7 +50,7 @@ class Volunteer(Base):
 
 
 class RoutingRule(Base):
-    """Requests of ``category`` go to ``volunteer``; among matching rules the lowest precedence wins."""
+    """Requests of ``category`` go to ``volunteer``; the matching rule of lowest precedence wins."""
 
     __tablename__ = "routing_rules"
     __table_args__ = (Index("ix_routing_rules_category", "category", "precedence"),)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
@@ -22,12 +22,10 @@ COMPLETED = "completed"
 STATUSES = (ASSIGNED, ACCEPTED, COMPLETED)
 MAX_HOURS = Decimal(24)
 
-Row = TypeVar("Row")
 
-
-def _page(session: Session, query: Select[tuple[Row]], *, offset: int, limit: int) -> tuple[
-    list[Row], int
-]:
+def _page(
+    session: Session, query: Select[Any], *, offset: int, limit: int
+) -> tuple[list[Any], int]:
     total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
     return list(session.scalars(query.offset(offset).limit(limit))), int(total or 0)
 
@@ -148,11 +146,15 @@ def assign_request(session: Session, data: Mapping[str, Any]) -> None:
     now = utcnow()
     rule = find_route(session, category=data["category"])
     if rule is None:
-        messaging.stage(session, events.REQUEST_UNROUTED, {
-            "request_id": request_id,
-            "reason": f"No active volunteer is routed for category {data['category']!r}",
-            "unrouted_at": now,
-        })
+        messaging.stage(
+            session,
+            events.REQUEST_UNROUTED,
+            {
+                "request_id": request_id,
+                "reason": f"No active volunteer is routed for category {data['category']!r}",
+                "unrouted_at": now,
+            },
+        )
         return
     volunteer = rule.volunteer
     assignment = Assignment(
@@ -171,31 +173,41 @@ def assign_request(session: Session, data: Mapping[str, Any]) -> None:
     )
     session.add(assignment)
     session.flush()
-    messaging.stage(session, events.REQUEST_ASSIGNED, {
-        "request_id": request_id,
-        "assignment_id": assignment.id,
-        "assignee_type": "volunteer",
-        "assignee_id": volunteer.id,
-        "assignee_name": volunteer.name,
-        "assigned_at": now,
-    })
-    messaging.stage(session, events.NOTIFICATION_REQUESTED, {
-        "recipient": f"volunteer:{volunteer.id}",
-        "template": "assignment.created",
-        "data": {
+    messaging.stage(
+        session,
+        events.REQUEST_ASSIGNED,
+        {
             "request_id": request_id,
             "assignment_id": assignment.id,
-            "category": assignment.category,
-            "summary": assignment.summary,
-            "location": assignment.location,
-            "priority": assignment.priority,
+            "assignee_type": "volunteer",
+            "assignee_id": volunteer.id,
+            "assignee_name": volunteer.name,
+            "assigned_at": now,
         },
-    })
+    )
+    messaging.stage(
+        session,
+        events.NOTIFICATION_REQUESTED,
+        {
+            "recipient": f"volunteer:{volunteer.id}",
+            "template": "assignment.created",
+            "data": {
+                "request_id": request_id,
+                "assignment_id": assignment.id,
+                "category": assignment.category,
+                "summary": assignment.summary,
+                "location": assignment.location,
+                "priority": assignment.priority,
+            },
+        },
+    )
 
 
 def _may_see(viewer: Principal | None, assignment: Assignment) -> bool:
-    return viewer is None or viewer.is_staff or (
-        viewer.role == "volunteer" and viewer.subject == assignment.volunteer_id
+    return (
+        viewer is None
+        or viewer.is_staff
+        or (viewer.role == "volunteer" and viewer.subject == assignment.volunteer_id)
     )
 
 
@@ -235,12 +247,15 @@ def _held_for_action(
     if not actor.is_staff and not (
         actor.role == "volunteer" and actor.subject == assignment.volunteer_id
     ):
-        raise Forbidden(f"Only the assigned volunteer or staff may {action} assignment "
-                        f"{assignment_id}")
+        raise Forbidden(
+            f"Only the assigned volunteer or staff may {action} assignment {assignment_id}"
+        )
     return assignment
 
 
-def accept_assignment(session: Session, *, assignment_id: str, accepted_by: Principal) -> Assignment:
+def accept_assignment(
+    session: Session, *, assignment_id: str, accepted_by: Principal
+) -> Assignment:
     """The volunteer takes the job on; the resident is told who is coming."""
     assignment = _held_for_action(session, assignment_id, accepted_by, "accept")
     if assignment.status == ACCEPTED:
@@ -250,22 +265,30 @@ def accept_assignment(session: Session, *, assignment_id: str, accepted_by: Prin
     now = utcnow()
     assignment.status = ACCEPTED
     assignment.accepted_at = now
-    messaging.stage(session, events.REQUEST_ACCEPTED, {
-        "request_id": assignment.request_id,
-        "assignment_id": assignment.id,
-        "volunteer_id": assignment.volunteer_id,
-        "accepted_at": now,
-    })
-    messaging.stage(session, events.NOTIFICATION_REQUESTED, {
-        "recipient": f"resident:{assignment.resident_id}",
-        "template": "request.accepted",
-        "data": {
+    messaging.stage(
+        session,
+        events.REQUEST_ACCEPTED,
+        {
             "request_id": assignment.request_id,
-            "volunteer_name": assignment.volunteer.name,
-            "category": assignment.category,
-            "summary": assignment.summary,
+            "assignment_id": assignment.id,
+            "volunteer_id": assignment.volunteer_id,
+            "accepted_at": now,
         },
-    })
+    )
+    messaging.stage(
+        session,
+        events.NOTIFICATION_REQUESTED,
+        {
+            "recipient": f"resident:{assignment.resident_id}",
+            "template": "request.accepted",
+            "data": {
+                "request_id": assignment.request_id,
+                "volunteer_name": assignment.volunteer.name,
+                "category": assignment.category,
+                "summary": assignment.summary,
+            },
+        },
+    )
     session.flush()
     return assignment
 
@@ -293,12 +316,16 @@ def complete_assignment(
     assignment.hours = hours
     assignment.note = note
     assignment.completed_at = now
-    messaging.stage(session, events.REQUEST_COMPLETED, {
-        "request_id": assignment.request_id,
-        "assignment_id": assignment.id,
-        "volunteer_id": assignment.volunteer_id,
-        "hours": hours,
-        "completed_at": now,
-    })
+    messaging.stage(
+        session,
+        events.REQUEST_COMPLETED,
+        {
+            "request_id": assignment.request_id,
+            "assignment_id": assignment.id,
+            "volunteer_id": assignment.volunteer_id,
+            "hours": hours,
+            "completed_at": now,
+        },
+    )
     session.flush()
     return assignment

@@ -42,11 +42,17 @@ class VolunteerSchema(Schema):
 
 
 class RoutingRuleCreateSchema(StrictSchema):
-    category = fields.Str(required=True, validate=CATEGORY_CODE,
-                          metadata={"description": "A code from intake's service catalogue"})
+    category = fields.Str(
+        required=True,
+        validate=CATEGORY_CODE,
+        metadata={"description": "A code from intake's service catalogue"},
+    )
     volunteer_id = fields.Str(required=True, validate=validate.Length(min=1, max=64))
-    precedence = fields.Int(load_default=100, validate=validate.Range(min=0, max=10_000),
-                            metadata={"description": "Among matching rules the lowest wins"})
+    precedence = fields.Int(
+        load_default=100,
+        validate=validate.Range(min=0, max=10_000),
+        metadata={"description": "Among matching rules the lowest wins"},
+    )
 
 
 class RoutingRuleQuerySchema(StrictSchema):
@@ -89,7 +95,8 @@ class AssignmentSchema(Schema):
 
 class CompletionSchema(StrictSchema):
     hours = fields.Decimal(
-        required=True, places=2,
+        required=True,
+        places=2,
         validate=validate.Range(min=0, min_inclusive=False, max=MAX_HOURS),
         metadata={"description": "Hours of service, more than 0 and at most 24"},
     )

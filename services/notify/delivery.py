@@ -88,6 +88,16 @@ class Rendered:
     body: str
 
 
+def _private_names(tree: nodes.Template) -> list[str]:
+    """Attributes and keys starting with ``_`` that the template names literally."""
+    names = set()
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        name = node.attr if isinstance(node, nodes.Getattr) else getattr(node.arg, "value", None)
+        if isinstance(name, str) and name.startswith("_"):
+            names.add(name)
+    return sorted(names)
+
+
 def check_template_source(part: str, source: str) -> None:
     """Refuse template text that does not parse or reaches for private attributes."""
     try:
@@ -97,12 +107,11 @@ def check_template_source(part: str, source: str) -> None:
             f"The template {part} does not parse: {error.message} (line {error.lineno})",
             field=part, errors={part: [f"{error.message} (line {error.lineno})"]},
         ) from error
-    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
-        name = node.attr if isinstance(node, nodes.Getattr) else getattr(node.arg, "value", None)
-        if isinstance(name, str) and name.startswith("_"):
-            message = f"access to {name!r} is not allowed in a template"
-            raise UnsafeTemplate(f"The template {part} is unsafe: {message}",
-                                 field=part, errors={part: [message]})
+    private = _private_names(tree)
+    if private:
+        message = f"access to {', '.join(map(repr, private))} is not allowed in a template"
+        raise UnsafeTemplate(f"The template {part} is unsafe: {message}",
+                             field=part, errors={part: [message]})
 
 
 def render(template: Template, data: Mapping[str, Any]) -> Rendered:

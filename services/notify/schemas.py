@@ -1,5 +1,8 @@
 """What notify's HTTP API accepts and returns. Strict: unknown fields are rejected."""
 
+from datetime import UTC, datetime
+from typing import Any
+
 from marshmallow import RAISE, Schema, fields, validate
 
 from services.notify.delivery import DELIVERY_STATUSES
@@ -8,6 +11,15 @@ from services.notify.delivery import DELIVERY_STATUSES
 class StrictSchema(Schema):
     class Meta:
         unknown = RAISE
+
+
+class UtcDateTime(fields.DateTime):
+    """A stored moment, always answered in UTC: SQLite hands timestamps back without a zone."""
+
+    def _serialize(self, value: datetime | None, attr: str | None, obj: Any, **kwargs: Any) -> Any:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return super()._serialize(value, attr, obj, **kwargs)
 
 
 class InboxQuerySchema(StrictSchema):
@@ -22,8 +34,8 @@ class InboxMessageSchema(Schema):
     subject = fields.Str()
     body = fields.Str()
     data = fields.Dict(keys=fields.Str())
-    created_at = fields.DateTime()
-    read_at = fields.DateTime(allow_none=True)
+    created_at = UtcDateTime()
+    read_at = UtcDateTime(allow_none=True)
     is_read = fields.Bool()
 
 
@@ -39,7 +51,7 @@ class TemplateSchema(Schema):
     channel = fields.Str()
     subject = fields.Str()
     body = fields.Str()
-    updated_at = fields.DateTime()
+    updated_at = UtcDateTime()
 
 
 class DeliveryQuerySchema(StrictSchema):
@@ -55,4 +67,4 @@ class DeliverySchema(Schema):
     status = fields.Str(metadata={"enum": list(DELIVERY_STATUSES)})
     error = fields.Str(allow_none=True)
     source_message_id = fields.Str(allow_none=True)
-    at = fields.DateTime()
+    at = UtcDateTime()

@@ -106,7 +106,7 @@ def open_account(session: Session, *, holder: str, kind: str = HOLDER) -> Accoun
         return account
     try:
         with session.begin_nested():
-            account = Account(holder=holder, kind=kind, balance=Decimal("0.00"), created_at=utcnow())
+            account = Account(holder=holder, kind=kind, balance=Decimal(0), created_at=utcnow())
             session.add(account)
     except IntegrityError:
         # A concurrent transaction opened it first; ours waited for it and can use it now.
@@ -142,13 +142,18 @@ def list_entries(
         select(func.count()).select_from(Entry).where(Entry.account_id == account.id)
     )
     query = (
-        select(Entry).where(Entry.account_id == account.id).order_by(Entry.id.desc())
-        .offset(offset).limit(limit)
+        select(Entry)
+        .where(Entry.account_id == account.id)
+        .order_by(Entry.id.desc())
+        .offset(offset)
+        .limit(limit)
     )
     return list(session.scalars(query)), int(total or 0)
 
 
-def get_transfer(session: Session, transfer_id: str, *, viewer: Principal | None = None) -> Transfer:
+def get_transfer(
+    session: Session, transfer_id: str, *, viewer: Principal | None = None
+) -> Transfer:
     """A transfer, if ``viewer`` may see it (staff, or a volunteer on either side)."""
     transfer = session.get(Transfer, transfer_id)
     if transfer is None:
@@ -172,21 +177,36 @@ def _lock(session: Session, *accounts: Account) -> None:
 
 
 def _post(
-    session: Session, *, transfer_id: str, kind: str, amount: Decimal, debit: Account,
-    credit: Account, memo: str, request_id: str | None = None,
+    session: Session,
+    *,
+    transfer_id: str,
+    kind: str,
+    amount: Decimal,
+    debit: Account,
+    credit: Account,
+    memo: str,
+    request_id: str | None = None,
 ) -> Transfer:
     """Write a transfer and its two entries; the caller holds both accounts' locks."""
     if debit.kind == HOLDER and debit.balance < amount:
         raise Conflict(f"{debit.holder} has {debit.balance} points; {amount} are needed")
     transfer = Transfer(
-        id=transfer_id, kind=kind, amount=amount, debit_account=debit, credit_account=credit,
-        memo=memo, request_id=request_id, created_at=utcnow(),
+        id=transfer_id,
+        kind=kind,
+        amount=amount,
+        debit_account=debit,
+        credit_account=credit,
+        memo=memo,
+        request_id=request_id,
+        created_at=utcnow(),
     )
     session.add(transfer)
-    session.add_all([
-        Entry(transfer=transfer, account_id=debit.id, amount=-amount),
-        Entry(transfer=transfer, account_id=credit.id, amount=amount),
-    ])
+    session.add_all(
+        [
+            Entry(transfer=transfer, account_id=debit.id, amount=-amount),
+            Entry(transfer=transfer, account_id=credit.id, amount=amount),
+        ]
+    )
     debit.balance -= amount
     credit.balance += amount
     session.flush()
@@ -206,8 +226,9 @@ def credit_earned_points(
     rate = rate_for(session, category)
     amount = (hours * rate.points_per_hour).quantize(CENT, rounding=ROUND_HALF_UP)
     if amount <= 0:
-        raise Invalid(f"{hours} hour(s) at {rate.points_per_hour} points/hour earn no points",
-                      field="hours")
+        raise Invalid(
+            f"{hours} hour(s) at {rate.points_per_hour} points/hour earn no points", field="hours"
+        )
     issuance = open_account(session, holder=ISSUANCE_HOLDER, kind=ISSUANCE)
     volunteer = open_account(session, holder=volunteer_holder(volunteer_id))
     _lock(session, issuance, volunteer)
@@ -216,30 +237,43 @@ def credit_earned_points(
     if existing is not None:
         return _already_credited(existing, volunteer_id=volunteer_id)
     transfer = _post(
-        session, transfer_id=transfer_id, kind=EARN, amount=amount, debit=issuance,
-        credit=volunteer, request_id=request_id,
+        session,
+        transfer_id=transfer_id,
+        kind=EARN,
+        amount=amount,
+        debit=issuance,
+        credit=volunteer,
+        request_id=request_id,
         memo=f"{hours} h of {category} at {rate.points_per_hour} points/h",
     )
-    messaging.stage(session, events.NOTIFICATION_REQUESTED, {
-        "recipient": volunteer.holder,
-        "template": "points.credited",
-        "data": {
-            "request_id": request_id,
-            "points": str(amount),
-            "balance": str(volunteer.balance),
-            "hours": str(hours),
-            "category": category,
+    messaging.stage(
+        session,
+        events.NOTIFICATION_REQUESTED,
+        {
+            "recipient": volunteer.holder,
+            "template": "points.credited",
+            "data": {
+                "request_id": request_id,
+                "points": str(amount),
+                "balance": str(volunteer.balance),
+                "hours": str(hours),
+                "category": category,
+            },
         },
-    })
-    log.info("points.credited", transfer_id=transfer_id, holder=volunteer.holder, amount=str(amount))
+    )
+    log.info("points.credited", transfer_id=transfer_id, amount=str(amount))
     return transfer
 
 
 def _already_credited(transfer: Transfer, *, volunteer_id: str) -> Transfer:
     if transfer.credit_account.holder != volunteer_holder(volunteer_id):
         # Left for staff to correct with a new transfer: the ledger is never edited.
-        log.warning("points.credited_to_another_volunteer", transfer_id=transfer.id,
-                    credited=transfer.credit_account.holder, claimed=volunteer_id)
+        log.warning(
+            "points.credited_to_another_volunteer",
+            transfer_id=transfer.id,
+            credited=transfer.credit_account.holder,
+            claimed=volunteer_id,
+        )
     else:
         log.info("points.already_credited", transfer_id=transfer.id)
     return transfer
@@ -248,6 +282,9 @@ def _already_credited(transfer: Transfer, *, volunteer_id: str) -> Transfer:
 def credit_confirmed_service(session: Session, data: Mapping[str, Any]) -> None:
     """Consumer of ``request.confirmed``: the volunteer earns hours x the category's rate."""
     credit_earned_points(
-        session, request_id=data["request_id"], volunteer_id=data["volunteer_id"],
-        category=data["category"], hours=data["hours"],
+        session,
+        request_id=data["request_id"],
+        volunteer_id=data["volunteer_id"],
+        category=data["category"],
+        hours=data["hours"],
     )

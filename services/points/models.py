@@ -29,7 +29,9 @@ class Account(Base):
     __table_args__ = (
         CheckConstraint("kind IN ('holder', 'issuance')", name="ck_accounts_kind"),
         # Only the issuance account may go below zero: its debt is every point in circulation.
-        CheckConstraint("kind = 'issuance' OR balance >= 0", name="ck_accounts_holder_not_negative"),
+        CheckConstraint(
+            "kind = 'issuance' OR balance >= 0", name="ck_accounts_holder_not_negative"
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

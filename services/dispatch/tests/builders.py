@@ -15,14 +15,20 @@ from shared import events
 from shared.auth import issue_token
 
 
-def volunteer(name: str = "Lao Zhang", *, routed_for: str | None = None, precedence: int = 100,
-              is_active: bool = True) -> Volunteer:
+def volunteer(
+    name: str = "Lao Zhang",
+    *,
+    routed_for: str | None = None,
+    precedence: int = 100,
+    is_active: bool = True,
+) -> Volunteer:
     """A volunteer, with a routing rule for ``routed_for`` when given."""
     with runtime().db.transaction() as session:
         person = routing.register_volunteer(session, name=name)
         if routed_for is not None:
-            routing.add_routing_rule(session, category=routed_for, volunteer_id=person.id,
-                                     precedence=precedence)
+            routing.add_routing_rule(
+                session, category=routed_for, volunteer_id=person.id, precedence=precedence
+            )
         person.is_active = is_active
         return person
 
@@ -35,8 +41,12 @@ def submitted(**overrides: Any) -> dict[str, Any]:
         "priority": "normal",
         "summary": "Two kitchen knives and a pair of scissors",
         "resident_id": uuid.uuid4().hex,
-        "location": {"community": "changshan-garden", "building": "3", "unit": "2",
-                     "household": "501"},
+        "location": {
+            "community": "changshan-garden",
+            "building": "3",
+            "unit": "2",
+            "household": "501",
+        },
         "submitted_at": datetime.now(UTC),
     }
     payload.update(overrides)

@@ -35,7 +35,10 @@ def test_a_request_goes_to_the_volunteer_its_category_is_routed_to() -> None:
 
     assert assignment.volunteer_id == sharpener.id
     assert (assignment.status, assignment.priority, assignment.summary) == (
-        "assigned", "high", "Blunt cleaver")
+        "assigned",
+        "high",
+        "Blunt cleaver",
+    )
     assert assignment.location["building"] == "3"
 
 
@@ -156,11 +159,18 @@ def test_the_holder_accepts_then_completes_an_assignment() -> None:
         routing.accept_assignment(session, assignment_id=assignment.id, accepted_by=volunteer_)
     with runtime().db.transaction() as session:
         done = routing.complete_assignment(
-            session, assignment_id=assignment.id, completed_by=volunteer_,
-            hours=Decimal("1.5"), note="Sharpened three knives",
+            session,
+            assignment_id=assignment.id,
+            completed_by=volunteer_,
+            hours=Decimal("1.5"),
+            note="Sharpened three knives",
         )
 
-    assert (done.status, done.hours, done.note) == ("completed", Decimal("1.5"), "Sharpened three knives")
+    assert (done.status, done.hours, done.note) == (
+        "completed",
+        Decimal("1.5"),
+        "Sharpened three knives",
+    )
     assert done.accepted_at is not None and done.completed_at is not None
 
 
@@ -179,8 +189,9 @@ def test_an_assignment_not_yet_accepted_cannot_be_completed() -> None:
     assignment = assigned()
 
     with runtime().db.transaction() as session, pytest.raises(Conflict, match="accept it"):
-        routing.complete_assignment(session, assignment_id=assignment.id, completed_by=STAFF,
-                                    hours=Decimal(1))
+        routing.complete_assignment(
+            session, assignment_id=assignment.id, completed_by=STAFF, hours=Decimal(1)
+        )
 
     assert staged_messages(runtime(), events.REQUEST_COMPLETED) == []
 
@@ -193,8 +204,9 @@ def test_another_volunteer_may_neither_accept_nor_complete() -> None:
     with runtime().db.transaction() as session, pytest.raises(Forbidden):
         routing.accept_assignment(session, assignment_id=assignment.id, accepted_by=stranger)
     with runtime().db.transaction() as session, pytest.raises(Forbidden):
-        routing.complete_assignment(session, assignment_id=assignment.id, completed_by=stranger,
-                                    hours=Decimal(1))
+        routing.complete_assignment(
+            session, assignment_id=assignment.id, completed_by=stranger, hours=Decimal(1)
+        )
 
 
 @pytest.mark.parametrize("hours", [Decimal(0), Decimal("-1"), Decimal("24.01")])
@@ -205,5 +217,6 @@ def test_hours_outside_zero_to_twenty_four_are_refused(hours: Decimal) -> None:
         routing.accept_assignment(session, assignment_id=assignment.id, accepted_by=STAFF)
 
     with runtime().db.transaction() as session, pytest.raises(Invalid):
-        routing.complete_assignment(session, assignment_id=assignment.id, completed_by=STAFF,
-                                    hours=hours)
+        routing.complete_assignment(
+            session, assignment_id=assignment.id, completed_by=STAFF, hours=hours
+        )

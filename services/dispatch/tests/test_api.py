@@ -1,0 +1,285 @@
+"""dispatch over HTTP: volunteers work their assignments, staff keep the roster."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from flask.testing import FlaskClient
+
+from services.dispatch.app import create_app
+from services.dispatch.config import runtime
+from services.dispatch.tests.builders import assigned, bearer, rules, staff, volunteer
+from shared import events
+from tests.support import staged_messages
+
+PROBLEM = "application/problem+json"
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[FlaskClient]:
+    yield create_app().test_client()
+
+
+def as_holder(assignment_volunteer_id: str) -> dict[str, str]:
+    return bearer(assignment_volunteer_id, "volunteer")
+
+
+# Volunteers and their assignments
+
+
+def test_a_volunteer_lists_only_their_own_assignments(client: FlaskClient) -> None:
+    sharpener = volunteer("Lao Zhang", routed_for="knife_sharpening")
+    volunteer("Wang Jun", routed_for="electrical_repair")
+    own = assigned(category="knife_sharpening")
+    assigned(category="electrical_repair")
+
+    response = client.get("/v1/assignments", headers=as_holder(sharpener.id))
+
+    assert response.status_code == 200
+    assert [item["id"] for item in response.json] == [own.id]
+    assert response.json[0]["volunteer_name"] == "Lao Zhang"
+
+
+def test_staff_list_every_assignment_by_status_a_page_at_a_time(client: FlaskClient) -> None:
+    volunteer("Lao Zhang", routed_for="knife_sharpening")
+    for _ in range(3):
+        assigned()
+    accepted = assigned()
+    client.post(f"/v1/assignments/{accepted.id}/acceptance", headers=staff())
+
+    page = client.get("/v1/assignments?status=assigned&page=1&page_size=2", headers=staff())
+    only_accepted = client.get("/v1/assignments?status=accepted", headers=staff())
+
+    assert len(page.json) == 2
+    assert '"total": 3' in page.headers["X-Pagination"]
+    assert [item["id"] for item in only_accepted.json] == [accepted.id]
+
+
+def test_another_volunteers_assignment_is_not_found(client: FlaskClient) -> None:
+    volunteer("Lao Zhang", routed_for="knife_sharpening")
+    assignment = assigned()
+
+    response = client.get(
+        f"/v1/assignments/{assignment.id}", headers=bearer(volunteer("Stranger").id, "volunteer")
+    )
+
+    assert response.status_code == 404
+    assert response.content_type == PROBLEM
+
+
+def test_residents_and_anonymous_callers_are_turned_away(client: FlaskClient) -> None:
+    assert client.get("/v1/assignments").status_code == 401
+    assert client.get("/v1/assignments", headers=bearer("r-1", "resident")).status_code == 403
+    assert client.get("/v1/assignments", headers={"X-API-Key": "rv_anything"}).status_code == 401
+
+
+def test_the_holder_accepts_and_the_resident_is_told_who_is_coming(client: FlaskClient) -> None:
+    sharpener = volunteer("Lao Zhang", routed_for="knife_sharpening")
+    assignment = assigned()
+
+    response = client.post(
+        f"/v1/assignments/{assignment.id}/acceptance", headers=as_holder(sharpener.id)
+    )
+
+    assert response.status_code == 200
+    assert response.json["status"] == "accepted"
+    (accepted,) = staged_messages(runtime(), events.REQUEST_ACCEPTED)
+    assert accepted.kwargs == {
+        "request_id": assignment.request_id,
+        "assignment_id": assignment.id,
+        "volunteer_id": sharpener.id,
+        "accepted_at": accepted.kwargs["accepted_at"],
+    }
+    notices = staged_messages(runtime(), events.NOTIFICATION_REQUESTED)
+    assert [(n.kwargs["recipient"], n.kwargs["template"]) for n in notices] == [
+        (f"volunteer:{sharpener.id}", "assignment.created"),
+        (f"resident:{assignment.resident_id}", "request.accepted"),
+    ]
+    assert notices[1].kwargs["data"] == {
+        "request_id": assignment.request_id,
+        "volunteer_name": "Lao Zhang",
+        "category": "knife_sharpening",
+        "summary": assignment.summary,
+    }
+
+
+def test_accepting_again_is_a_409_that_says_so(client: FlaskClient) -> None:
+    sharpener = volunteer("Lao Zhang", routed_for="knife_sharpening")
+    assignment = assigned()
+    url = f"/v1/assignments/{assignment.id}/acceptance"
+    client.post(url, headers=as_holder(sharpener.id))
+
+    again = client.post(url, headers=as_holder(sharpener.id))
+
+    assert again.status_code == 409
+    assert again.content_type == PROBLEM
+    assert "already accepted" in again.json["detail"]
+    assert len(staged_messages(runtime(), events.REQUEST_ACCEPTED)) == 1
+
+
+def test_another_volunteer_cannot_accept(client: FlaskClient) -> None:
+    volunteer("Lao Zhang", routed_for="knife_sharpening")
+    assignment = assigned()
+
+    response = client.post(
+        f"/v1/assignments/{assignment.id}/acceptance",
+        headers=bearer(volunteer("Stranger").id, "volunteer"),
+    )
+
+    assert response.status_code == 403
+    assert staged_messages(runtime(), events.REQUEST_ACCEPTED) == []
+
+
+def test_the_holder_completes_an_accepted_assignment_with_the_hours(client: FlaskClient) -> None:
+    sharpener = volunteer("Lao Zhang", routed_for="knife_sharpening")
+    assignment = assigned()
+    client.post(f"/v1/assignments/{assignment.id}/acceptance", headers=as_holder(sharpener.id))
+
+    response = client.post(
+        f"/v1/assignments/{assignment.id}/completion",
+        json={"hours": "1.5", "note": "Three knives"},
+        headers=as_holder(sharpener.id),
+    )
+
+    assert response.status_code == 200
+    assert (response.json["status"], response.json["hours"], response.json["note"]) == (
+        "completed",
+        "1.50",
+        "Three knives",
+    )
+    (completed,) = staged_messages(runtime(), events.REQUEST_COMPLETED)
+    assert completed.kwargs == {
+        "request_id": assignment.request_id,
+        "assignment_id": assignment.id,
+        "volunteer_id": sharpener.id,
+        "hours": "1.50",
+        "completed_at": completed.kwargs["completed_at"],
+    }
+
+
+def test_completing_before_accepting_or_twice_is_a_409(client: FlaskClient) -> None:
+    sharpener = volunteer("Lao Zhang", routed_for="knife_sharpening")
+    assignment = assigned()
+    url = f"/v1/assignments/{assignment.id}/completion"
+
+    early = client.post(url, json={"hours": 1}, headers=as_holder(sharpener.id))
+    client.post(f"/v1/assignments/{assignment.id}/acceptance", headers=as_holder(sharpener.id))
+    client.post(url, json={"hours": 1}, headers=as_holder(sharpener.id))
+    twice = client.post(url, json={"hours": 1}, headers=as_holder(sharpener.id))
+
+    assert (early.status_code, twice.status_code) == (409, 409)
+    assert "accept it before completing" in early.json["detail"]
+    assert "already completed" in twice.json["detail"]
+    assert len(staged_messages(runtime(), events.REQUEST_COMPLETED)) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "hours"),
+        ({"hours": 0}, "hours"),
+        ({"hours": 25}, "hours"),
+        ({"hours": "a while"}, "hours"),
+        ({"hours": 1, "rating": 5}, "rating"),
+    ],
+)
+def test_a_bad_completion_body_is_a_422_naming_the_field(
+    client: FlaskClient, body: dict[str, object], field: str
+) -> None:
+    sharpener = volunteer("Lao Zhang", routed_for="knife_sharpening")
+    assignment = assigned()
+    client.post(f"/v1/assignments/{assignment.id}/acceptance", headers=as_holder(sharpener.id))
+
+    response = client.post(
+        f"/v1/assignments/{assignment.id}/completion", json=body, headers=as_holder(sharpener.id)
+    )
+
+    assert response.status_code == 422
+    assert response.content_type == PROBLEM
+    assert list(response.json["errors"]) == [field]
+    assert staged_messages(runtime(), events.REQUEST_COMPLETED) == []
+
+
+def test_an_unknown_assignment_is_a_404(client: FlaskClient) -> None:
+    response = client.post("/v1/assignments/nope/acceptance", headers=staff())
+
+    assert response.status_code == 404
+    assert response.content_type == PROBLEM
+
+
+# The roster staff keep
+
+
+def test_staff_build_a_team_a_volunteer_and_a_rule_that_routes_to_them(client: FlaskClient) -> None:
+    team = client.post("/v1/teams", json={"name": "Legal aid team"}, headers=staff())
+    person = client.post(
+        "/v1/volunteers", json={"name": "Chen Lu", "team_id": team.json["id"]}, headers=staff()
+    )
+    rule = client.post(
+        "/v1/routing-rules",
+        json={
+            "category": "legal_consultation",
+            "volunteer_id": person.json["id"],
+            "precedence": 5,
+        },
+        headers=staff(),
+    )
+
+    assert (team.status_code, person.status_code, rule.status_code) == (201, 201, 201)
+    assert rule.json["volunteer_name"] == "Chen Lu"
+    assert assigned(category="legal_consultation").volunteer_id == person.json["id"]
+    listed = client.get("/v1/routing-rules?category=legal_consultation", headers=staff())
+    assert [item["id"] for item in listed.json] == [rule.json["id"]]
+    assert [item["name"] for item in client.get("/v1/teams", headers=staff()).json] == [
+        "Legal aid team"
+    ]
+    members = client.get(f"/v1/volunteers?team_id={team.json['id']}", headers=staff())
+    assert [item["id"] for item in members.json] == [person.json["id"]]
+
+
+def test_a_rule_for_an_unknown_volunteer_is_a_422_naming_the_field(client: FlaskClient) -> None:
+    response = client.post(
+        "/v1/routing-rules", json={"category": "haircut", "volunteer_id": "nobody"}, headers=staff()
+    )
+
+    assert response.status_code == 422
+    assert response.content_type == PROBLEM
+    assert response.json["field"] == "volunteer_id"
+    assert rules() == []
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/teams", {"description": "no name"}, "name"),
+        ("/v1/volunteers", {"name": "X", "is_active": False}, "is_active"),
+        ("/v1/routing-rules", {"category": "Knife Sharpening", "volunteer_id": "v"}, "category"),
+        (
+            "/v1/routing-rules",
+            {"category": "haircut", "volunteer_id": "v", "precedence": "first"},
+            "precedence",
+        ),
+    ],
+)
+def test_bad_roster_bodies_are_422s_naming_the_field(
+    client: FlaskClient, path: str, body: dict[str, object], field: str
+) -> None:
+    response = client.post(path, json=body, headers=staff())
+
+    assert response.status_code == 422
+    assert response.content_type == PROBLEM
+    assert field in response.json["errors"]
+
+
+def test_volunteers_may_not_change_the_roster(client: FlaskClient) -> None:
+    holder = volunteer("Lao Zhang")
+
+    response = client.post(
+        "/v1/routing-rules",
+        json={"category": "haircut", "volunteer_id": holder.id},
+        headers=bearer(holder.id, "volunteer"),
+    )
+
+    assert response.status_code == 403
+    assert rules() == []

@@ -1,0 +1,85 @@
+"""intake's consumers: each message type delivered twice changes things once."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import func, select
+
+from services.intake import actors
+from services.intake.config import runtime
+from services.intake.models import ServiceRequest, TimelineEntry
+from services.intake.tests.builders import a_request
+from shared import events
+from shared.consumers import PermanentError, deliver_to
+from tests.support import eventually, message_for, running_worker
+
+NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+
+
+def new_request_id() -> str:
+    with runtime().db.transaction() as session:
+        return a_request(session).id
+
+
+def request_state(request_id: str) -> tuple[str, int]:
+    with runtime().db.read() as session:
+        request = session.get(ServiceRequest, request_id)
+        assert request is not None
+        entries = session.scalar(select(func.count()).select_from(TimelineEntry)
+                                 .where(TimelineEntry.request_id == request_id))
+        return request.status, int(entries or 0)
+
+
+def payloads(request_id: str) -> dict[str, tuple]:
+    base = {"request_id": request_id, "assignment_id": "a1"}
+    return {
+        "assigned": (actors.on_request_assigned, events.REQUEST_ASSIGNED,
+                     {**base, "assignee_type": "volunteer", "assignee_id": "v1",
+                      "assignee_name": "Lao Zhang", "assigned_at": NOW}, "assigned"),
+        "unrouted": (actors.on_request_unrouted, events.REQUEST_UNROUTED,
+                     {"request_id": request_id, "reason": "no rule", "unrouted_at": NOW},
+                     "needs_triage"),
+        "accepted": (actors.on_request_accepted, events.REQUEST_ACCEPTED,
+                     {**base, "volunteer_id": "v1", "accepted_at": NOW}, "accepted"),
+        "completed": (actors.on_request_completed, events.REQUEST_COMPLETED,
+                      {**base, "volunteer_id": "v1", "hours": "1.5", "completed_at": NOW},
+                      "completed"),
+    }
+
+
+@pytest.mark.parametrize("kind", ["assigned", "unrouted", "accepted", "completed"])
+def test_second_delivery_of_the_same_message_changes_nothing(kind):
+    request_id = new_request_id()
+    actor, event, payload, status = payloads(request_id)[kind]
+    message = message_for(event, payload)
+    assert deliver_to(actor, message) is True
+    after_first = request_state(request_id)
+    assert after_first[0] == status
+    assert deliver_to(actor, message) is False
+    assert request_state(request_id) == after_first
+
+
+@pytest.mark.parametrize("kind", ["assigned", "unrouted", "accepted", "completed"])
+def test_a_garbled_message_is_permanent_and_changes_nothing(kind):
+    request_id = new_request_id()
+    actor, event, payload, _ = payloads(request_id)[kind]
+    message = message_for(event, payload)
+    message.kwargs.pop("request_id")
+    with pytest.raises(PermanentError, match="request_id"):
+        deliver_to(actor, message)
+    assert request_state(request_id) == ("submitted", 1)
+
+
+def test_a_real_worker_follows_the_request_through_the_broker():
+    request_id = new_request_id()
+    broker = runtime().broker
+    with running_worker(broker, "intake"):
+        for kind in ("assigned", "accepted", "completed"):
+            _, event, payload, _ = payloads(request_id)[kind]
+            message = message_for(event, payload)
+            broker.enqueue(message)
+            broker.enqueue(message)
+        eventually(lambda: request_state(request_id) == ("completed", 4),
+                   what="the request to be completed with one timeline entry per event")

@@ -1,0 +1,157 @@
+"""Submitting, following and confirming requests (the domain, on a real database)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from services.intake import requests
+from services.intake.config import runtime
+from services.intake.tests.builders import HOTLINE, a_category, a_request, a_resident
+from shared import events
+from shared.auth import Principal
+from shared.errors import Conflict, Forbidden, Invalid, NotFound
+from tests.support import staged_messages
+
+NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def session():
+    with runtime().db.transaction() as session:
+        yield session
+
+
+def walk_to_completed(session, request, hours="1.5"):
+    base = {"request_id": request.id, "assignment_id": "a1"}
+    requests.record_assignment(session, {**base, "assignee_type": "volunteer", "assignee_id": "v1",
+                                         "assignee_name": "Lao Zhang", "assigned_at": NOW})
+    requests.record_acceptance(session, {**base, "volunteer_id": "v1", "accepted_at": NOW})
+    requests.record_completion(session, {**base, "volunteer_id": "v1", "hours": Decimal(hours),
+                                         "completed_at": NOW})
+
+
+class TestSubmitting:
+    def test_a_request_takes_its_location_from_the_residents_household(self, session):
+        request = a_request(session, resident=a_resident(session, building="3", unit="2", number="501"))
+        assert (request.building, request.unit, request.household) == ("3", "2", "501")
+        assert request.status == "submitted"
+        assert request.priority == "normal"
+
+    def test_submitting_stages_request_submitted_for_dispatch(self, session):
+        request = a_request(session)
+        session.flush()
+        session.commit()
+        [message] = staged_messages(runtime(), events.REQUEST_SUBMITTED)
+        assert message.queue_name == "dispatch"
+        assert message.kwargs["request_id"] == request.id
+        assert message.kwargs["location"]["household"] == "501"
+
+    def test_an_unknown_category_is_refused(self, session):
+        resident = a_resident(session)
+        with pytest.raises(NotFound, match="category"):
+            requests.submit_request(session, submitted_by=HOTLINE, category="teleportation",
+                                    summary="x", resident_id=resident.id)
+
+    def test_an_unknown_resident_is_refused(self, session):
+        a_category(session)
+        with pytest.raises(NotFound, match="resident"):
+            requests.submit_request(session, submitted_by=HOTLINE, category="knife_sharpening",
+                                    summary="x", resident_id="nobody")
+
+    def test_a_location_that_is_not_the_residents_home_is_refused(self, session):
+        resident = a_resident(session)
+        a_category(session)
+        elsewhere = requests.Location("changshan-garden", "9", "9", "909")
+        with pytest.raises(Invalid, match="lives at"):
+            requests.submit_request(session, submitted_by=HOTLINE, category="knife_sharpening",
+                                    summary="x", resident_id=resident.id, location=elsewhere)
+
+    def test_a_resident_cannot_submit_for_someone_else(self, session):
+        resident = a_resident(session)
+        a_category(session)
+        with pytest.raises(Forbidden):
+            requests.submit_request(session, submitted_by=Principal("someone-else", "resident"),
+                                    category="knife_sharpening", summary="x",
+                                    resident_id=resident.id)
+
+
+class TestFollowingDispatch:
+    def test_the_request_moves_through_assigned_accepted_and_completed(self, session):
+        request = a_request(session)
+        walk_to_completed(session, request)
+        assert request.status == "completed"
+        assert request.assignee_name == "Lao Zhang"
+        assert request.hours == Decimal("1.5")
+        assert [entry.status for entry in request.timeline] == [
+            "submitted", "assigned", "accepted", "completed"]
+
+    def test_events_arriving_out_of_order_never_move_the_status_back(self, session):
+        request = a_request(session)
+        base = {"request_id": request.id, "assignment_id": "a1"}
+        requests.record_acceptance(session, {**base, "volunteer_id": "v1", "accepted_at": NOW})
+        requests.record_assignment(session, {**base, "assignee_type": "volunteer",
+                                             "assignee_id": "v1", "assignee_name": "Lao Zhang",
+                                             "assigned_at": NOW})
+        assert request.status == "accepted"
+        assert request.assignee_name == "Lao Zhang"
+
+    def test_an_unrouted_request_waits_for_triage(self, session):
+        request = a_request(session)
+        requests.record_unrouted(session, {"request_id": request.id, "reason": "no rule",
+                                           "unrouted_at": NOW})
+        assert request.status == "needs_triage"
+
+    def test_news_about_an_unknown_request_is_refused(self, session):
+        with pytest.raises(NotFound):
+            requests.record_unrouted(session, {"request_id": "nope", "reason": "x",
+                                               "unrouted_at": NOW})
+
+
+class TestConfirming:
+    def test_confirming_a_completed_request_stages_request_confirmed_for_points(self, session):
+        request = a_request(session)
+        walk_to_completed(session, request, hours="2")
+        resident = Principal(request.resident_id, "resident")
+        requests.confirm_request(session, request_id=request.id, confirmed_by=resident)
+        session.commit()
+        [message] = staged_messages(runtime(), events.REQUEST_CONFIRMED)
+        assert message.queue_name == "points"
+        assert message.kwargs["volunteer_id"] == "v1"
+        assert message.kwargs["hours"] == "2.00"
+        assert message.kwargs["category"] == "knife_sharpening"
+
+    def test_a_request_that_is_not_completed_cannot_be_confirmed(self, session):
+        request = a_request(session)
+        with pytest.raises(Conflict, match="only a completed request"):
+            requests.confirm_request(session, request_id=request.id, confirmed_by=HOTLINE)
+
+    def test_confirming_twice_is_a_conflict(self, session):
+        request = a_request(session)
+        walk_to_completed(session, request)
+        requests.confirm_request(session, request_id=request.id, confirmed_by=HOTLINE)
+        with pytest.raises(Conflict, match="already confirmed"):
+            requests.confirm_request(session, request_id=request.id, confirmed_by=HOTLINE)
+
+    def test_another_resident_cannot_see_or_confirm_the_request(self, session):
+        request = a_request(session)
+        walk_to_completed(session, request)
+        with pytest.raises(NotFound):
+            requests.confirm_request(session, request_id=request.id,
+                                     confirmed_by=Principal("stranger", "resident"))
+
+
+class TestListing:
+    def test_requests_are_filtered_by_status_and_building_and_paged(self, session):
+        in_three = a_resident(session, building="3", number="501")
+        in_five = a_resident(session, building="5", number="101")
+        for _ in range(3):
+            a_request(session, resident=in_three)
+        a_request(session, resident=in_five)
+        where = requests.RequestFilter(status=("submitted",), building="3")
+        page, total = requests.list_requests(session, where=where, offset=0, limit=2)
+        assert total == 3
+        assert len(page) == 2
+        assert all(r.building == "3" for r in page)

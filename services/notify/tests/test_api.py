@@ -1,0 +1,200 @@
+"""notify over HTTP: inboxes for their owners, templates and the delivery log for staff."""
+
+from __future__ import annotations
+
+import json
+
+from flask.testing import FlaskClient
+
+from services.notify.tests.builders import (
+    RESIDENT,
+    VOLUNTEER,
+    bearer,
+    inbox_of,
+    notify,
+)
+
+RESIDENT_TOKEN = bearer("resident", "r-501")
+STAFF_TOKEN = bearer("staff", "s-1")
+PROBLEM = "application/problem+json"
+
+
+# Inboxes
+
+
+def test_a_person_reads_their_own_inbox(client: FlaskClient) -> None:
+    notify(RESIDENT)
+
+    response = client.get(f"/v1/inbox/{RESIDENT}", headers=RESIDENT_TOKEN)
+
+    assert response.status_code == 200
+    (message,) = response.json
+    assert message["body"] == "Wang Jun accepted your knife_sharpening request."
+    assert message["is_read"] is False
+    assert message["read_at"] is None
+
+
+def test_another_persons_inbox_is_forbidden(client: FlaskClient) -> None:
+    notify(VOLUNTEER)
+
+    response = client.get(f"/v1/inbox/{VOLUNTEER}", headers=RESIDENT_TOKEN)
+
+    assert response.status_code == 403
+    assert response.mimetype == PROBLEM
+    assert response.json["type"].endswith("/forbidden")
+
+
+def test_staff_read_any_inbox(client: FlaskClient) -> None:
+    notify(VOLUNTEER)
+
+    response = client.get(f"/v1/inbox/{VOLUNTEER}", headers=STAFF_TOKEN)
+
+    assert response.status_code == 200
+    assert len(response.json) == 1
+
+
+def test_an_inbox_needs_a_bearer_token(client: FlaskClient) -> None:
+    assert client.get(f"/v1/inbox/{RESIDENT}").status_code == 401
+
+
+def test_api_keys_are_not_accepted(client: FlaskClient) -> None:
+    response = client.get(f"/v1/inbox/{RESIDENT}", headers={"X-API-Key": "rv_anything"})
+
+    assert response.status_code == 401
+    assert response.mimetype == PROBLEM
+
+
+def test_an_inbox_is_paginated_newest_first(client: FlaskClient) -> None:
+    for name in ("Wang", "Li", "Zhao"):
+        notify(RESIDENT, data={"volunteer_name": name, "category": "haircut"})
+
+    response = client.get(f"/v1/inbox/{RESIDENT}?page=1&page_size=2", headers=RESIDENT_TOKEN)
+
+    assert response.status_code == 200
+    assert [m["body"].split()[0] for m in response.json] == ["Zhao", "Li"]
+    pagination = json.loads(response.headers["X-Pagination"])
+    assert pagination["total"] == 3
+    assert pagination["total_pages"] == 2
+    assert pagination["next_page"] == 2
+
+
+def test_an_inbox_can_show_only_unread_messages(client: FlaskClient) -> None:
+    notify(RESIDENT)
+    notify(RESIDENT)
+    read = inbox_of(RESIDENT)[0]
+    client.post(f"/v1/inbox/{RESIDENT}/messages/{read.id}/read", headers=RESIDENT_TOKEN)
+
+    response = client.get(f"/v1/inbox/{RESIDENT}?unread=true", headers=RESIDENT_TOKEN)
+
+    assert [m["id"] for m in response.json] == [inbox_of(RESIDENT)[1].id]
+
+
+def test_marking_a_message_read_twice_answers_the_same(client: FlaskClient) -> None:
+    notify(RESIDENT)
+    (message,) = inbox_of(RESIDENT)
+    url = f"/v1/inbox/{RESIDENT}/messages/{message.id}/read"
+
+    first = client.post(url, headers=RESIDENT_TOKEN)
+    again = client.post(url, headers=RESIDENT_TOKEN)
+
+    assert first.status_code == again.status_code == 200
+    assert first.json["is_read"] is True
+    assert again.json["read_at"] == first.json["read_at"]
+
+
+def test_a_message_of_another_inbox_cannot_be_marked_read(client: FlaskClient) -> None:
+    notify(VOLUNTEER)
+    (message,) = inbox_of(VOLUNTEER)
+
+    response = client.post(f"/v1/inbox/{RESIDENT}/messages/{message.id}/read",
+                           headers=RESIDENT_TOKEN)
+
+    assert response.status_code == 404
+    assert inbox_of(VOLUNTEER)[0].read_at is None
+
+
+# Templates
+
+
+def test_staff_list_and_show_the_templates(client: FlaskClient) -> None:
+    listed = client.get("/v1/templates", headers=STAFF_TOKEN)
+    shown = client.get("/v1/templates/points.credited", headers=STAFF_TOKEN)
+
+    assert [t["key"] for t in listed.json] == [
+        "assignment.created", "points.credited", "request.accepted",
+    ]
+    assert shown.status_code == 200
+    assert "{{ balance }}" in shown.json["body"]
+
+
+def test_an_unknown_template_is_not_found(client: FlaskClient) -> None:
+    response = client.get("/v1/templates/no.such.template", headers=STAFF_TOKEN)
+
+    assert response.status_code == 404
+    assert response.mimetype == PROBLEM
+
+
+def test_volunteers_and_residents_may_not_see_templates(client: FlaskClient) -> None:
+    assert client.get("/v1/templates", headers=RESIDENT_TOKEN).status_code == 403
+    assert client.get("/v1/templates", headers=bearer("volunteer", "v-17")).status_code == 403
+
+
+def test_staff_replace_a_template_and_the_next_notification_uses_it(client: FlaskClient) -> None:
+    response = client.put("/v1/templates/request.accepted", headers=STAFF_TOKEN,
+                          json={"subject": "Help is coming", "body": "{{ volunteer_name }} is on the way."})
+    notify(RESIDENT)
+
+    assert response.status_code == 200
+    assert response.json["subject"] == "Help is coming"
+    assert inbox_of(RESIDENT)[0].body == "Wang Jun is on the way."
+
+
+def test_a_template_with_a_jinja_syntax_error_is_refused_naming_the_field(
+    client: FlaskClient,
+) -> None:
+    response = client.put("/v1/templates/request.accepted", headers=STAFF_TOKEN,
+                          json={"subject": "Hello", "body": "{% if volunteer_name %}unclosed"})
+
+    assert response.status_code == 422
+    assert response.mimetype == PROBLEM
+    assert response.json["field"] == "body"
+    assert "body" in response.json["errors"]
+    assert "does not parse" in response.json["detail"]
+
+
+def test_an_unsafe_template_is_refused(client: FlaskClient) -> None:
+    response = client.put("/v1/templates/evil", headers=STAFF_TOKEN,
+                          json={"subject": "{{ ''.__class__ }}", "body": "Hello"})
+
+    assert response.status_code == 422
+    assert response.json["field"] == "subject"
+    assert "'__class__' is not allowed" in response.json["detail"]
+
+
+def test_a_template_with_unknown_fields_is_refused(client: FlaskClient) -> None:
+    response = client.put("/v1/templates/request.accepted", headers=STAFF_TOKEN,
+                          json={"subject": "Hi", "body": "Hi", "channel": "sms"})
+
+    assert response.status_code == 422
+    assert response.mimetype == PROBLEM
+    assert "channel" in response.json["errors"]
+
+
+# The delivery log
+
+
+def test_staff_page_through_the_delivery_log_newest_first(client: FlaskClient) -> None:
+    notify(RESIDENT)
+    newest = notify(VOLUNTEER)
+
+    response = client.get("/v1/deliveries?page_size=1", headers=STAFF_TOKEN)
+
+    assert response.status_code == 200
+    (entry,) = response.json
+    assert (entry["recipient"], entry["status"]) == (VOLUNTEER, "delivered")
+    assert entry["source_message_id"] == newest
+    assert json.loads(response.headers["X-Pagination"])["total"] == 2
+
+
+def test_the_delivery_log_is_for_staff_only(client: FlaskClient) -> None:
+    assert client.get("/v1/deliveries", headers=bearer("volunteer", "v-17")).status_code == 403

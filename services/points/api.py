@@ -1,0 +1,86 @@
+"""points' HTTP API: balances and entries of accounts, transfers and earning rates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from flask_smorest.pagination import PaginationParameters
+
+from services.points import ledger
+from services.points.config import runtime
+from services.points.schemas import (
+    AccountSchema,
+    EntrySchema,
+    RateSchema,
+    RateUpdateSchema,
+    TransferSchema,
+)
+from shared.web import require
+
+blp = Blueprint("points", __name__, url_prefix="/v1", description="The moral bank's ledger")
+STAFF = ("system", "staff")
+READERS = (*STAFF, "volunteer")
+
+
+@blp.route("/accounts/<holder>")
+class AccountBalance(MethodView):
+    @blp.response(200, AccountSchema)
+    @blp.alt_response(403, description="A volunteer asked for someone else's account")
+    @blp.alt_response(404, description="No such account")
+    def get(self, holder: str) -> Any:
+        """Show an account's balance"""
+        principal = require(*READERS)
+        with runtime().db.read() as session:
+            return ledger.get_account(session, holder, viewer=principal)
+
+
+@blp.route("/accounts/<holder>/entries")
+class AccountEntries(MethodView):
+    @blp.response(200, EntrySchema(many=True))
+    @blp.paginate()
+    def get(self, holder: str, pagination_parameters: PaginationParameters) -> Any:
+        """List an account's entries, newest first"""
+        principal = require(*READERS)
+        with runtime().db.read() as session:
+            page, total = ledger.list_entries(
+                session,
+                holder=holder,
+                viewer=principal,
+                offset=pagination_parameters.first_item,
+                limit=pagination_parameters.page_size,
+            )
+        pagination_parameters.item_count = total
+        return page
+
+
+@blp.route("/transfers/<transfer_id>")
+class TransferDetail(MethodView):
+    @blp.response(200, TransferSchema)
+    def get(self, transfer_id: str) -> Any:
+        """Show a transfer"""
+        principal = require(*READERS)
+        with runtime().db.read() as session:
+            return ledger.get_transfer(session, transfer_id, viewer=principal)
+
+
+@blp.route("/rates")
+class Rates(MethodView):
+    @blp.response(200, RateSchema(many=True))
+    def get(self) -> Any:
+        """List the earning rates"""
+        require()
+        with runtime().db.read() as session:
+            return ledger.list_rates(session)
+
+
+@blp.route("/rates/<category>")
+class Rate(MethodView):
+    @blp.arguments(RateUpdateSchema)
+    @blp.response(200, RateSchema)
+    def put(self, data: dict[str, Any], category: str) -> Any:
+        """Set a category's earning rate"""
+        require(*STAFF)
+        with runtime().db.transaction() as session:
+            return ledger.set_rate(session, category=category, **data)

@@ -1,0 +1,75 @@
+"""What points' HTTP API accepts and returns. Strict: unknown fields are rejected. Points are
+decimal strings, so no client ever reads them through a float."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
+
+from services.points.ledger import MAX_RATE
+
+
+class StrictSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class UtcDateTime(fields.DateTime):
+    """Times are stored in UTC; SQLite hands them back without their zone."""
+
+    def _serialize(self, value: datetime | None, attr: str | None, obj: Any, **kwargs: Any) -> Any:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return super()._serialize(value, attr, obj, **kwargs)
+
+
+def _at_most_two_places(value: Decimal) -> None:
+    exponent = value.normalize().as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -2:
+        raise ValidationError("Must have at most 2 decimal places.")
+
+
+class RateUpdateSchema(StrictSchema):
+    points_per_hour = fields.Decimal(
+        required=True,
+        validate=[validate.Range(min=0, min_inclusive=False, max=MAX_RATE), _at_most_two_places],
+        metadata={
+            "description": "Points an hour of service earns; more than 0, 2 decimals at most",
+            "example": "10.00",
+        },
+    )
+
+
+class RateSchema(Schema):
+    category = fields.Str()
+    points_per_hour = fields.Decimal(as_string=True)
+    updated_at = UtcDateTime()
+
+
+class AccountSchema(Schema):
+    holder = fields.Str(metadata={"example": "volunteer:42"})
+    kind = fields.Str(metadata={"enum": ["holder", "issuance"]})
+    balance = fields.Decimal(as_string=True)
+
+
+class EntrySchema(Schema):
+    transfer_id = fields.Str()
+    kind = fields.Str(attribute="transfer.kind")
+    amount = fields.Decimal(as_string=True, metadata={"description": "Negative when debited"})
+    memo = fields.Str(attribute="transfer.memo")
+    request_id = fields.Str(attribute="transfer.request_id", allow_none=True)
+    created_at = UtcDateTime(attribute="transfer.created_at")
+
+
+class TransferSchema(Schema):
+    id = fields.Str(metadata={"example": "earn:6f1c0e"})
+    kind = fields.Str()
+    amount = fields.Decimal(as_string=True)
+    debit = fields.Str(attribute="debit_account.holder")
+    credit = fields.Str(attribute="credit_account.holder")
+    memo = fields.Str()
+    request_id = fields.Str(allow_none=True)
+    created_at = UtcDateTime()
