@@ -132,6 +132,15 @@ class KnifeSharpeningThread:
         after = self.wait_for("points credited", lambda: (b := self.balance()) >= before + expected and b)
         self.say(f"6. points: volunteer credited {expected} points; balance {before} -> {after}")
 
+    def transfer_credited(self) -> None:
+        """Wait for the points transfer this request earned (safe with many threads at once)."""
+        def credited() -> bool:
+            response = self.http.get(f"{self.urls['points']}/v1/transfers/earn:{self.request_id}",
+                                     headers=self._headers("staff"), timeout=10)
+            return response.status_code == 200
+
+        self.wait_for("the points transfer", credited)
+
     def inbox(self, recipient: str, who: str, template: str) -> bool:
         messages = self.call("GET", "notify", f"/v1/inbox/{recipient}",
                              who=who, params={"page_size": 100})

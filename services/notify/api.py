@@ -20,8 +20,12 @@ from services.notify.schemas import (
 )
 from shared.web import require
 
-blp = Blueprint("notify", __name__, url_prefix="/v1",
-                description="The in-app inbox, message templates and the delivery log")
+blp = Blueprint(
+    "notify",
+    __name__,
+    url_prefix="/v1",
+    description="The in-app inbox, message templates and the delivery log",
+)
 STAFF = ("system", "staff")
 PEOPLE = ("system", "staff", "volunteer", "resident")
 
@@ -31,14 +35,19 @@ class Inbox(MethodView):
     @blp.arguments(InboxQuerySchema, location="query")
     @blp.response(200, InboxMessageSchema(many=True))
     @blp.paginate()
-    def get(self, query: dict[str, Any], recipient: str,
-            pagination_parameters: PaginationParameters) -> Any:
+    def get(
+        self, query: dict[str, Any], recipient: str, pagination_parameters: PaginationParameters
+    ) -> Any:
         """List an inbox, newest first"""
         principal = require(*PEOPLE)
         with runtime().db.read() as session:
             page, total = delivery.list_inbox(
-                session, recipient=recipient, viewer=principal, is_unread_only=query["unread"],
-                offset=pagination_parameters.first_item, limit=pagination_parameters.page_size,
+                session,
+                recipient=recipient,
+                viewer=principal,
+                is_unread_only=query["unread"],
+                offset=pagination_parameters.first_item,
+                limit=pagination_parameters.page_size,
             )
         pagination_parameters.item_count = total
         return page
@@ -95,8 +104,10 @@ class Deliveries(MethodView):
         require(*STAFF)
         with runtime().db.read() as session:
             page, total = delivery.list_deliveries(
-                session, offset=pagination_parameters.first_item,
-                limit=pagination_parameters.page_size, **query,
+                session,
+                offset=pagination_parameters.first_item,
+                limit=pagination_parameters.page_size,
+                **query,
             )
         pagination_parameters.item_count = total
         return page

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 
 from services.notify import delivery
+from shared.cli import Command
 from shared.runtime import ServiceRuntime
 
 
@@ -17,7 +19,10 @@ def _seed_demo(runtime: ServiceRuntime, args: argparse.Namespace) -> int:
     return 0
 
 
-EXTRA_COMMANDS = {
-    "seed-demo": ("create the default message templates that are missing",
-                  lambda parser: None, _seed_demo),
+EXTRA_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Command]] = {
+    "seed-demo": (
+        "create the default message templates that are missing",
+        lambda parser: None,
+        _seed_demo,
+    ),
 }

@@ -90,12 +90,13 @@ class Rendered:
 
 def _private_names(tree: nodes.Template) -> list[str]:
     """Attributes and keys starting with ``_`` that the template names literally."""
-    names = set()
-    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
-        name = node.attr if isinstance(node, nodes.Getattr) else getattr(node.arg, "value", None)
-        if isinstance(name, str) and name.startswith("_"):
-            names.add(name)
-    return sorted(names)
+    names = {node.attr for node in tree.find_all(nodes.Getattr)}
+    names |= {
+        node.arg.value
+        for node in tree.find_all(nodes.Getitem)
+        if isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str)
+    }
+    return sorted(name for name in names if name.startswith("_"))
 
 
 def check_template_source(part: str, source: str) -> None:
@@ -105,13 +106,15 @@ def check_template_source(part: str, source: str) -> None:
     except TemplateSyntaxError as error:
         raise TemplateError(
             f"The template {part} does not parse: {error.message} (line {error.lineno})",
-            field=part, errors={part: [f"{error.message} (line {error.lineno})"]},
+            field=part,
+            errors={part: [f"{error.message} (line {error.lineno})"]},
         ) from error
     private = _private_names(tree)
     if private:
         message = f"access to {', '.join(map(repr, private))} is not allowed in a template"
-        raise UnsafeTemplate(f"The template {part} is unsafe: {message}",
-                             field=part, errors={part: [message]})
+        raise UnsafeTemplate(
+            f"The template {part} is unsafe: {message}", field=part, errors={part: [message]}
+        )
 
 
 def render(template: Template, data: Mapping[str, Any]) -> Rendered:
@@ -172,8 +175,13 @@ def ensure_default_templates(session: Session) -> list[str]:
     """Create the default templates that are missing; edited ones are left as they are."""
     for default in DEFAULT_TEMPLATES:
         if session.get(Template, default.key) is None:
-            save_template(session, key=default.key, subject=default.subject, body=default.body,
-                          channel=default.channel)
+            save_template(
+                session,
+                key=default.key,
+                subject=default.subject,
+                body=default.body,
+                channel=default.channel,
+            )
     return [default.key for default in DEFAULT_TEMPLATES]
 
 
@@ -181,14 +189,27 @@ Channel = Callable[..., None]
 
 
 def _deliver_to_inbox(
-    session: Session, *, recipient: str, template: Template, message: Rendered,
-    data: Mapping[str, Any], source_message_id: str,
+    session: Session,
+    *,
+    recipient: str,
+    template: Template,
+    message: Rendered,
+    data: Mapping[str, Any],
+    source_message_id: str,
 ) -> None:
-    session.add(InboxMessage(
-        id=uuid.uuid4().hex, recipient=recipient, template=template.key,
-        subject=message.subject, body=message.body, data=dict(data),
-        source_message_id=source_message_id, created_at=utcnow(), read_at=None,
-    ))
+    session.add(
+        InboxMessage(
+            id=uuid.uuid4().hex,
+            recipient=recipient,
+            template=template.key,
+            subject=message.subject,
+            body=message.body,
+            data=dict(data),
+            source_message_id=source_message_id,
+            created_at=utcnow(),
+            read_at=None,
+        )
+    )
 
 
 CHANNELS: dict[str, Channel] = {INBOX: _deliver_to_inbox}
@@ -197,8 +218,9 @@ CHANNELS: dict[str, Channel] = {INBOX: _deliver_to_inbox}
 def _channel(name: str) -> Channel:
     channel = CHANNELS.get(name)
     if channel is None:
-        raise Invalid(f"Unknown channel {name!r}; notify delivers to: {', '.join(CHANNELS)}",
-                      field="channel")
+        raise Invalid(
+            f"Unknown channel {name!r}; notify delivers to: {', '.join(CHANNELS)}", field="channel"
+        )
     return channel
 
 
@@ -216,19 +238,34 @@ def send_notification(
     Returns None when the message ``source_message_id`` was already delivered.
     """
     deliver = _channel(channel)
-    if session.scalar(
-        select(Delivery.id).where(
-            Delivery.source_message_id == source_message_id, Delivery.status == DELIVERED
+    if (
+        session.scalar(
+            select(Delivery.id).where(
+                Delivery.source_message_id == source_message_id, Delivery.status == DELIVERED
+            )
         )
-    ) is not None:
+        is not None
+    ):
         return None
     stored = get_template(session, template)
     message = render(stored, data)
-    deliver(session, recipient=recipient, template=stored, message=message, data=data,
-            source_message_id=source_message_id)
+    deliver(
+        session,
+        recipient=recipient,
+        template=stored,
+        message=message,
+        data=data,
+        source_message_id=source_message_id,
+    )
     delivery = Delivery(
-        id=uuid.uuid4().hex, recipient=recipient, channel=channel, template=stored.key,
-        status=DELIVERED, error=None, source_message_id=source_message_id, at=utcnow(),
+        id=uuid.uuid4().hex,
+        recipient=recipient,
+        channel=channel,
+        template=stored.key,
+        status=DELIVERED,
+        error=None,
+        source_message_id=source_message_id,
+        at=utcnow(),
     )
     session.add(delivery)
     session.flush()
@@ -241,8 +278,11 @@ def deliver_notification(session: Session, data: Mapping[str, Any]) -> None:
     if source_message_id is None:
         raise RuntimeError("deliver_notification runs inside a message's work context")
     send_notification(
-        session, recipient=data["recipient"], template=data["template"],
-        data=data.get("data") or {}, channel=data.get("channel") or INBOX,
+        session,
+        recipient=data["recipient"],
+        template=data["template"],
+        data=data.get("data") or {},
+        channel=data.get("channel") or INBOX,
         source_message_id=source_message_id,
     )
 
@@ -255,8 +295,13 @@ def check_inbox_access(viewer: Principal, recipient: str) -> None:
 
 
 def list_inbox(
-    session: Session, *, recipient: str, viewer: Principal, is_unread_only: bool = False,
-    offset: int = 0, limit: int = 20,
+    session: Session,
+    *,
+    recipient: str,
+    viewer: Principal,
+    is_unread_only: bool = False,
+    offset: int = 0,
+    limit: int = 20,
 ) -> tuple[list[InboxMessage], int]:
     """A page of a recipient's inbox, newest first, and how many messages match in all."""
     check_inbox_access(viewer, recipient)
@@ -284,8 +329,12 @@ def mark_read(
 
 
 def list_deliveries(
-    session: Session, *, recipient: str | None = None, status: str | None = None,
-    offset: int = 0, limit: int = 20,
+    session: Session,
+    *,
+    recipient: str | None = None,
+    status: str | None = None,
+    offset: int = 0,
+    limit: int = 20,
 ) -> tuple[list[Delivery], int]:
     """A page of the delivery log, newest first, and how many entries match in all."""
     where: Select[Any] = select(Delivery)

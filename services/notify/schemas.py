@@ -23,8 +23,7 @@ class UtcDateTime(fields.DateTime):
 
 
 class InboxQuerySchema(StrictSchema):
-    unread = fields.Bool(load_default=False,
-                         metadata={"description": "Only messages not yet read"})
+    unread = fields.Bool(load_default=False, metadata={"description": "Only messages not yet read"})
 
 
 class InboxMessageSchema(Schema):
@@ -40,10 +39,16 @@ class InboxMessageSchema(Schema):
 
 
 class TemplateUpdateSchema(StrictSchema):
-    subject = fields.Str(required=True, validate=validate.Length(min=1, max=500),
-                         metadata={"description": "Jinja text, rendered with the message's data"})
-    body = fields.Str(required=True, validate=validate.Length(min=1, max=20_000),
-                      metadata={"description": "Jinja text, rendered with the message's data"})
+    subject = fields.Str(
+        required=True,
+        validate=validate.Length(min=1, max=500),
+        metadata={"description": "Jinja text, rendered with the message's data"},
+    )
+    body = fields.Str(
+        required=True,
+        validate=validate.Length(min=1, max=20_000),
+        metadata={"description": "Jinja text, rendered with the message's data"},
+    )
 
 
 class TemplateSchema(Schema):

@@ -32,6 +32,7 @@ log = structlog.get_logger(__name__)
 ISSUANCE_HOLDER = "bank:issuance"
 EARN = "earn"
 CENT = Decimal("0.01")
+ZERO = Decimal("0.00")
 MAX_RATE = Decimal("99999999.99")
 # Ids become part of holders, transfer ids and notification recipients: keep them plain.
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -67,6 +68,7 @@ def set_rate(session: Session, *, category: str, points_per_hour: Decimal) -> Ea
     if not _CATEGORY.match(category):
         raise Invalid(f"Category {category!r} is not a catalogue code", field="category")
     _check_points(points_per_hour, "points_per_hour", maximum=MAX_RATE)
+    points_per_hour = points_per_hour.quantize(CENT)
     rate = session.get(EarningRate, category, with_for_update=True)
     if rate is None:
         rate = EarningRate(category=category, points_per_hour=points_per_hour, updated_at=utcnow())
@@ -106,7 +108,7 @@ def open_account(session: Session, *, holder: str, kind: str = HOLDER) -> Accoun
         return account
     try:
         with session.begin_nested():
-            account = Account(holder=holder, kind=kind, balance=Decimal(0), created_at=utcnow())
+            account = Account(holder=holder, kind=kind, balance=ZERO, created_at=utcnow())
             session.add(account)
     except IntegrityError:
         # A concurrent transaction opened it first; ours waited for it and can use it now.

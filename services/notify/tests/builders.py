@@ -31,14 +31,21 @@ def store_template(key: str, *, subject: str = "Hello", body: str = "Hello") -> 
         )
 
 
-def notify(recipient: str = RESIDENT, template: str = "request.accepted",
-           data: dict[str, Any] | None = None) -> str:
+def notify(
+    recipient: str = RESIDENT,
+    template: str = "request.accepted",
+    data: dict[str, Any] | None = None,
+) -> str:
     """Deliver a notification as the consumer would; returns the source message id."""
     source = new_id()
     with runtime().db.transaction() as session:
-        delivery.send_notification(session, recipient=recipient, template=template,
-                                   data=ACCEPTED_DATA if data is None else data,
-                                   source_message_id=source)
+        delivery.send_notification(
+            session,
+            recipient=recipient,
+            template=template,
+            data=ACCEPTED_DATA if data is None else data,
+            source_message_id=source,
+        )
     return source
 
 

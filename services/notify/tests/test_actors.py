@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -23,18 +24,30 @@ from shared.dead_letters import list_dead_letters
 from tests.support import eventually, message_for, running_worker
 
 
-def requested(recipient: str = RESIDENT, template: str = "request.accepted",
-              data: dict[str, Any] | None = None, **fields: Any) -> dramatiq.Message:
-    payload = {"recipient": recipient, "template": template,
-               "data": ACCEPTED_DATA if data is None else data, **fields}
+def requested(
+    recipient: str = RESIDENT,
+    template: str = "request.accepted",
+    data: dict[str, Any] | None = None,
+    **fields: Any,
+) -> dramatiq.Message:
+    payload = {
+        "recipient": recipient,
+        "template": template,
+        "data": ACCEPTED_DATA if data is None else data,
+        **fields,
+    }
     return message_for(events.NOTIFICATION_REQUESTED, payload)
 
 
 def raw_message(**kwargs: Any) -> dramatiq.Message:
     """A message as a careless publisher might send it, not checked against the contract."""
     return dramatiq.Message(
-        queue_name=events.NOTIFY_QUEUE, actor_name=events.NOTIFICATION_REQUESTED.actor_name,
-        args=(), kwargs=kwargs, options={}, message_id=uuid.uuid4().hex,
+        queue_name=events.NOTIFY_QUEUE,
+        actor_name=events.NOTIFICATION_REQUESTED.actor_name,
+        args=(),
+        kwargs=kwargs,
+        options={},
+        message_id=uuid.uuid4().hex,
     )
 
 
@@ -66,7 +79,7 @@ def test_fields_a_newer_publisher_adds_are_ignored() -> None:
 
 
 def test_an_unknown_template_is_permanent_and_stores_nothing() -> None:
-    with pytest.raises(PermanentError, match="No template 'no.such.template'"):
+    with pytest.raises(PermanentError, match=re.escape("No template 'no.such.template'")):
         deliver_to(actors.on_notification_requested, requested(template="no.such.template"))
 
     assert inbox_of(RESIDENT) == []
@@ -100,7 +113,7 @@ def test_an_unknown_channel_is_permanent() -> None:
 def test_an_unsafe_template_is_permanent_with_the_reason() -> None:
     store_template("evil", body="{{ ''.__class__.__mro__[1].__subclasses__() }}")
 
-    with pytest.raises(PermanentError, match="UnsafeTemplate.*__class__"):
+    with pytest.raises(PermanentError, match=r"UnsafeTemplate.*__class__"):
         deliver_to(actors.on_notification_requested, requested(template="evil", data={}))
 
     assert inbox_of(RESIDENT) == []

@@ -106,8 +106,9 @@ def test_a_message_of_another_inbox_cannot_be_marked_read(client: FlaskClient) -
     notify(VOLUNTEER)
     (message,) = inbox_of(VOLUNTEER)
 
-    response = client.post(f"/v1/inbox/{RESIDENT}/messages/{message.id}/read",
-                           headers=RESIDENT_TOKEN)
+    response = client.post(
+        f"/v1/inbox/{RESIDENT}/messages/{message.id}/read", headers=RESIDENT_TOKEN
+    )
 
     assert response.status_code == 404
     assert inbox_of(VOLUNTEER)[0].read_at is None
@@ -121,7 +122,9 @@ def test_staff_list_and_show_the_templates(client: FlaskClient) -> None:
     shown = client.get("/v1/templates/points.credited", headers=STAFF_TOKEN)
 
     assert [t["key"] for t in listed.json] == [
-        "assignment.created", "points.credited", "request.accepted",
+        "assignment.created",
+        "points.credited",
+        "request.accepted",
     ]
     assert shown.status_code == 200
     assert "{{ balance }}" in shown.json["body"]
@@ -140,8 +143,11 @@ def test_volunteers_and_residents_may_not_see_templates(client: FlaskClient) -> 
 
 
 def test_staff_replace_a_template_and_the_next_notification_uses_it(client: FlaskClient) -> None:
-    response = client.put("/v1/templates/request.accepted", headers=STAFF_TOKEN,
-                          json={"subject": "Help is coming", "body": "{{ volunteer_name }} is on the way."})
+    response = client.put(
+        "/v1/templates/request.accepted",
+        headers=STAFF_TOKEN,
+        json={"subject": "Help is coming", "body": "{{ volunteer_name }} is on the way."},
+    )
     notify(RESIDENT)
 
     assert response.status_code == 200
@@ -152,8 +158,11 @@ def test_staff_replace_a_template_and_the_next_notification_uses_it(client: Flas
 def test_a_template_with_a_jinja_syntax_error_is_refused_naming_the_field(
     client: FlaskClient,
 ) -> None:
-    response = client.put("/v1/templates/request.accepted", headers=STAFF_TOKEN,
-                          json={"subject": "Hello", "body": "{% if volunteer_name %}unclosed"})
+    response = client.put(
+        "/v1/templates/request.accepted",
+        headers=STAFF_TOKEN,
+        json={"subject": "Hello", "body": "{% if volunteer_name %}unclosed"},
+    )
 
     assert response.status_code == 422
     assert response.mimetype == PROBLEM
@@ -163,8 +172,11 @@ def test_a_template_with_a_jinja_syntax_error_is_refused_naming_the_field(
 
 
 def test_an_unsafe_template_is_refused(client: FlaskClient) -> None:
-    response = client.put("/v1/templates/evil", headers=STAFF_TOKEN,
-                          json={"subject": "{{ ''.__class__ }}", "body": "Hello"})
+    response = client.put(
+        "/v1/templates/evil",
+        headers=STAFF_TOKEN,
+        json={"subject": "{{ ''.__class__ }}", "body": "Hello"},
+    )
 
     assert response.status_code == 422
     assert response.json["field"] == "subject"
@@ -172,8 +184,11 @@ def test_an_unsafe_template_is_refused(client: FlaskClient) -> None:
 
 
 def test_a_template_with_unknown_fields_is_refused(client: FlaskClient) -> None:
-    response = client.put("/v1/templates/request.accepted", headers=STAFF_TOKEN,
-                          json={"subject": "Hi", "body": "Hi", "channel": "sms"})
+    response = client.put(
+        "/v1/templates/request.accepted",
+        headers=STAFF_TOKEN,
+        json={"subject": "Hi", "body": "Hi", "channel": "sms"},
+    )
 
     assert response.status_code == 422
     assert response.mimetype == PROBLEM

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -30,8 +31,9 @@ OWNER = Principal(subject="r-501", role="resident")
 
 
 def test_a_requested_notification_is_rendered_into_the_recipients_inbox() -> None:
-    notify(RESIDENT, "request.accepted",
-           {"volunteer_name": "Wang Jun", "category": "knife_sharpening"})
+    notify(
+        RESIDENT, "request.accepted", {"volunteer_name": "Wang Jun", "category": "knife_sharpening"}
+    )
 
     (message,) = inbox_of(RESIDENT)
     assert message.subject == "Your knife_sharpening request was accepted"
@@ -42,8 +44,11 @@ def test_a_requested_notification_is_rendered_into_the_recipients_inbox() -> Non
 
 
 def test_an_assignment_tells_the_volunteer_what_and_where() -> None:
-    notify(VOLUNTEER, "assignment.created",
-           {"category": "lunch_delivery", "summary": "Lunch every day", "location": LOCATION})
+    notify(
+        VOLUNTEER,
+        "assignment.created",
+        {"category": "lunch_delivery", "summary": "Lunch every day", "location": LOCATION},
+    )
 
     (message,) = inbox_of(VOLUNTEER)
     assert message.body == (
@@ -52,8 +57,11 @@ def test_an_assignment_tells_the_volunteer_what_and_where() -> None:
 
 
 def test_credited_points_are_announced_with_the_new_balance() -> None:
-    notify(VOLUNTEER, "points.credited",
-           {"points": 10, "hours": "1.00", "category": "knife_sharpening", "balance": 130})
+    notify(
+        VOLUNTEER,
+        "points.credited",
+        {"points": 10, "hours": "1.00", "category": "knife_sharpening", "balance": 130},
+    )
 
     (message,) = inbox_of(VOLUNTEER)
     assert message.subject == "10 points credited"
@@ -72,7 +80,11 @@ def test_every_delivery_is_logged_with_the_message_that_asked_for_it() -> None:
 
     (entry,) = delivery_log()
     assert (entry.recipient, entry.channel, entry.template, entry.status, entry.error) == (
-        RESIDENT, "inbox", "request.accepted", "delivered", None,
+        RESIDENT,
+        "inbox",
+        "request.accepted",
+        "delivered",
+        None,
     )
     assert entry.source_message_id == source
 
@@ -80,13 +92,19 @@ def test_every_delivery_is_logged_with_the_message_that_asked_for_it() -> None:
 def test_the_same_source_message_sent_twice_puts_one_message_in_the_inbox() -> None:
     with runtime().db.transaction() as session:
         first = delivery.send_notification(
-            session, recipient=RESIDENT, template="request.accepted",
-            data={"volunteer_name": "Wang Jun", "category": "haircut"}, source_message_id="m-1",
+            session,
+            recipient=RESIDENT,
+            template="request.accepted",
+            data={"volunteer_name": "Wang Jun", "category": "haircut"},
+            source_message_id="m-1",
         )
     with runtime().db.transaction() as session:
         second = delivery.send_notification(
-            session, recipient=RESIDENT, template="request.accepted",
-            data={"volunteer_name": "Wang Jun", "category": "haircut"}, source_message_id="m-1",
+            session,
+            recipient=RESIDENT,
+            template="request.accepted",
+            data={"volunteer_name": "Wang Jun", "category": "haircut"},
+            source_message_id="m-1",
         )
 
     assert first is not None
@@ -99,7 +117,7 @@ def test_the_same_source_message_sent_twice_puts_one_message_in_the_inbox() -> N
 
 
 def test_an_unknown_template_is_refused_and_nothing_is_stored() -> None:
-    with pytest.raises(NotFound, match="No template 'no.such.template'"):
+    with pytest.raises(NotFound, match=re.escape("No template 'no.such.template'")):
         notify(RESIDENT, "no.such.template", {})
 
     assert inbox_of(RESIDENT) == []
@@ -116,14 +134,20 @@ def test_a_missing_variable_is_refused_with_its_name_and_nothing_is_stored() -> 
 
 def test_an_unknown_channel_is_refused() -> None:
     with runtime().db.transaction() as session, pytest.raises(Invalid, match="Unknown channel"):
-        delivery.send_notification(session, recipient=RESIDENT, template="request.accepted",
-                                   data={}, source_message_id="m-2", channel="carrier_pigeon")
+        delivery.send_notification(
+            session,
+            recipient=RESIDENT,
+            template="request.accepted",
+            data={},
+            source_message_id="m-2",
+            channel="carrier_pigeon",
+        )
 
 
 def test_the_sandbox_refuses_a_stored_template_reaching_for_class_internals() -> None:
     store_template("evil", body="{{ ''.__class__.__mro__[1].__subclasses__() }}")
 
-    with pytest.raises(delivery.UnsafeTemplate, match="unsafe.*__class__"):
+    with pytest.raises(delivery.UnsafeTemplate, match=r"unsafe.*__class__"):
         notify(RESIDENT, "evil", {})
 
     assert inbox_of(RESIDENT) == []
@@ -148,8 +172,12 @@ def test_a_template_that_fails_while_rendering_is_refused_with_the_reason() -> N
 
 def test_staff_replace_the_text_of_a_template() -> None:
     with runtime().db.transaction() as session:
-        delivery.save_template(session, key="request.accepted", subject="Good news",
-                               body="{{ volunteer_name }} is on the way.")
+        delivery.save_template(
+            session,
+            key="request.accepted",
+            subject="Good news",
+            body="{{ volunteer_name }} is on the way.",
+        )
 
     notify(RESIDENT)
 
@@ -171,8 +199,9 @@ def test_a_template_that_does_not_parse_is_refused_naming_the_field(part: str) -
 
 def test_a_template_reaching_for_private_attributes_is_refused_when_saved() -> None:
     with runtime().db.transaction() as session, pytest.raises(delivery.UnsafeTemplate) as refused:
-        delivery.save_template(session, key="evil", subject="Hi",
-                               body="{{ cycler.__init__.__globals__ }}")
+        delivery.save_template(
+            session, key="evil", subject="Hi", body="{{ cycler.__init__.__globals__ }}"
+        )
 
     assert refused.value.extra["field"] == "body"
     assert "access to '__globals__', '__init__' is not allowed" in refused.value.detail
@@ -185,8 +214,9 @@ def test_a_template_key_must_look_like_an_event_name() -> None:
 
 def test_defaults_never_overwrite_a_template_staff_edited() -> None:
     with runtime().db.transaction() as session:
-        delivery.save_template(session, key="points.credited", subject="Thank you",
-                               body="{{ points }} points")
+        delivery.save_template(
+            session, key="points.credited", subject="Thank you", body="{{ points }} points"
+        )
     with runtime().db.transaction() as session:
         delivery.ensure_default_templates(session)
 

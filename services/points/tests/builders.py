@@ -36,13 +36,19 @@ def confirmed(**fields: Any) -> dict[str, Any]:
 
 
 def credit(
-    *, request_id: str | None = None, volunteer_id: str = "v-7",
-    category: str = "knife_sharpening", hours: str = "1.50",
+    *,
+    request_id: str | None = None,
+    volunteer_id: str = "v-7",
+    category: str = "knife_sharpening",
+    hours: str = "1.50",
 ) -> Transfer:
     with runtime().db.transaction() as session:
         return ledger.credit_earned_points(
-            session, request_id=request_id or uuid.uuid4().hex, volunteer_id=volunteer_id,
-            category=category, hours=Decimal(hours),
+            session,
+            request_id=request_id or uuid.uuid4().hex,
+            volunteer_id=volunteer_id,
+            category=category,
+            hours=Decimal(hours),
         )
 
 

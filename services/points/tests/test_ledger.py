@@ -145,9 +145,7 @@ def test_the_database_refuses_a_negative_holder_balance() -> None:
     credit(volunteer_id="v-7")
 
     with pytest.raises(IntegrityError), runtime().db.transaction() as session:
-        session.execute(
-            update(Account).where(Account.holder == "volunteer:v-7").values(balance=-1)
-        )
+        session.execute(update(Account).where(Account.holder == "volunteer:v-7").values(balance=-1))
 
     assert balance("volunteer:v-7") == Decimal("15.00")
 
@@ -182,13 +180,20 @@ def test_entries_always_balance_and_each_holder_has_exactly_its_credits(
 ) -> None:
     rates(knife_sharpening="10", haircut="8.25", mediation="12.50")
     run = uuid.uuid4().hex[:8]  # examples share the test's database: keep their ids apart
-    rate = {"knife_sharpening": Decimal("10"), "haircut": Decimal("8.25"),
-            "mediation": Decimal("12.50")}
+    rate = {
+        "knife_sharpening": Decimal("10"),
+        "haircut": Decimal("8.25"),
+        "mediation": Decimal("12.50"),
+    }
     expected: dict[str, Decimal] = {}
     credited: set[int] = set()
     for request, volunteer, category, hours in credits:
-        credit(request_id=f"{run}-{request}", volunteer_id=f"{run}-{volunteer}",
-               category=category, hours=str(hours))
+        credit(
+            request_id=f"{run}-{request}",
+            volunteer_id=f"{run}-{volunteer}",
+            category=category,
+            hours=str(hours),
+        )
         if request not in credited:
             credited.add(request)
             holder = f"volunteer:{run}-{volunteer}"

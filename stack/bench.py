@@ -1,0 +1,203 @@
+"""``make bench``: figures, not assertions.
+
+1. intake's ``POST /v1/requests`` throughput and latency, against a bare Flask JSON echo run
+   under the same gunicorn settings in the same run, and the ratio of the two.
+2. The thread's end-to-end time (post → points credited), p50 and p95 over many requests.
+
+Everything runs on this machine against its own Redis namespace and its own SQLite files (or the
+databases named by ``*_DATABASE_URL``); the load generator is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from stack.community import migrate_all, seed_demo
+from stack.processes import ROOT, SERVICES, ProcessGroup, venv_env, wait_until_ready
+from stack.redis_server import EmbeddedRedis, free_port, is_reachable
+from stack.thread import KnifeSharpeningThread
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def load(port: int, path: str, body: dict[str, Any], headers: dict[str, str], *,
+         requests_total: int, concurrency: int, expect: int) -> dict[str, float]:
+    """POST ``body`` ``requests_total`` times over ``concurrency`` keep-alive connections."""
+    latencies: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+    per_worker = requests_total // concurrency
+
+    def worker() -> None:
+        nonlocal errors
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        mine: list[float] = []
+        failed = 0
+        for _ in range(per_worker):
+            started = time.perf_counter()
+            connection.request("POST", path, body=json.dumps(body),
+                               headers={**headers, "Content-Type": "application/json",
+                                        "Idempotency-Key": uuid.uuid4().hex})
+            response = connection.getresponse()
+            response.read()
+            mine.append(time.perf_counter() - started)
+            failed += response.status != expect
+        connection.close()
+        with lock:
+            latencies.extend(mine)
+            errors += failed
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    return {"requests": len(latencies), "errors": errors, "rps": len(latencies) / elapsed,
+            "p50_ms": percentile(latencies, 0.50) * 1000, "p95_ms": percentile(latencies, 0.95) * 1000,
+            "p99_ms": percentile(latencies, 0.99) * 1000}
+
+
+def gunicorn(app: str, port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        ["gunicorn", "--config", "deploy/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}", app],
+        cwd=ROOT, env=venv_env(env), stdout=log.open("ab"), stderr=subprocess.STDOUT,
+    )
+
+
+def throughput(env: dict[str, str], credentials: dict[str, Any], group: ProcessGroup, *,
+               requests_total: int, concurrency: int, log_dir: Path) -> None:
+    resident = credentials["resident"]
+    body = {"category": "knife_sharpening", "summary": "Two kitchen knives",
+            "resident_id": resident["id"], "location": resident["location"]}
+    echo_port = free_port(0)
+    echo = gunicorn("stack.echo:create_app()", echo_port, env, log_dir / "echo.log")
+    try:
+        wait_for_port(echo_port)
+        intake_port = int(credentials["urls"]["intake"].rsplit(":", 1)[1])
+        headers = {"X-API-Key": credentials["intake_api_key"]}
+        # Warm both up so neither pays for imports and first connections in the figures.
+        load(echo_port, "/echo", body, {}, requests_total=50, concurrency=5, expect=201)
+        load(intake_port, "/v1/requests", body, headers, requests_total=50, concurrency=5,
+             expect=201)
+        baseline = load(echo_port, "/echo", body, {}, requests_total=requests_total,
+                        concurrency=concurrency, expect=201)
+        intake = load(intake_port, "/v1/requests", body, headers,
+                      requests_total=requests_total, concurrency=concurrency, expect=201)
+    finally:
+        echo.terminate()
+        echo.wait()
+    print(f"\nPOST throughput, {requests_total} requests over {concurrency} keep-alive "
+          f"connections, gunicorn WEB_CONCURRENCY={env['WEB_CONCURRENCY']} "
+          f"WEB_THREADS={env['WEB_THREADS']} (deploy/gunicorn.conf.py), database "
+          f"{'SQLite' if env['INTAKE_DATABASE_URL'].startswith('sqlite') else 'PostgreSQL'}:")
+    for name, figures in (("bare Flask echo", baseline), ("intake POST /v1/requests", intake)):
+        print(f"  {name:<26} {figures['rps']:8.1f} req/s   p50 {figures['p50_ms']:6.1f} ms   "
+              f"p95 {figures['p95_ms']:6.1f} ms   p99 {figures['p99_ms']:6.1f} ms   "
+              f"errors {figures['errors']:.0f}")
+    print(f"  ratio intake/echo         {intake['rps'] / baseline['rps']:.2f} of the echo's "
+          "throughput")
+
+
+def wait_for_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not is_reachable("127.0.0.1", port):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"nothing listening on {port}")
+        time.sleep(0.1)
+
+
+def end_to_end(credentials: dict[str, Any], *, count: int, concurrency: int) -> None:
+    def one(_: int) -> float:
+        thread = KnifeSharpeningThread(credentials, say=lambda _: None, timeout=120)
+        started = time.perf_counter()
+        thread.submit()
+        thread.assigned()
+        thread.accept()
+        thread.complete()
+        thread.confirm()
+        thread.transfer_credited()
+        return time.perf_counter() - started
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        times = list(pool.map(one, range(count)))
+    elapsed = time.perf_counter() - started
+    print(f"\nThe thread end to end (post → assigned → accepted → completed → confirmed → points "
+          f"credited), {count} requests, {concurrency} at a time, every API call made as soon "
+          "as the previous step showed:")
+    print(f"  p50 {statistics.median(times) * 1000:7.0f} ms   p95 {percentile(times, 0.95) * 1000:7.0f} ms"
+          f"   max {max(times) * 1000:7.0f} ms   ({count / elapsed:.1f} threads/s overall)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stack.bench")
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=300, help="end-to-end threads to time")
+    parser.add_argument("--thread-concurrency", type=int, default=8)
+    args = parser.parse_args(argv)
+
+    work = Path(tempfile.mkdtemp(prefix="redvest-bench-"))
+    env = {**os.environ, "REDVEST_VAR_DIR": str(work), "LOG_LEVEL": "WARNING",
+           "WEB_CONCURRENCY": os.environ.get("WEB_CONCURRENCY", "2"),
+           "WEB_THREADS": os.environ.get("WEB_THREADS", "4"),
+           "BROKER_NAMESPACE": f"redvest-bench-{uuid.uuid4().hex[:8]}"}
+    for service in SERVICES:
+        env.setdefault(f"{service.upper()}_DATABASE_URL", f"sqlite:///{work / service}.db")
+        env[f"{service.upper()}_PORT"] = str(free_port(0))
+    redis = None
+    if not (env.get("BROKER_URL") or env.get("REDIS_URL")):
+        redis = EmbeddedRedis(work / "redis").start()
+        env["BROKER_URL"] = redis.url
+    group = ProcessGroup(env, work / "logs")
+    try:
+        migrate_all(env)
+        urls = {s: f"http://127.0.0.1:{env[f'{s.upper()}_PORT']}" for s in SERVICES}
+        credentials = seed_demo(env, urls)
+        group.start()
+        wait_until_ready(urls.values(), group=group)
+        print(f"bench: {os.cpu_count()} CPUs; logs and databases in {work}")
+        throughput(env, credentials, group, requests_total=args.requests,
+                   concurrency=args.concurrency, log_dir=work / "logs")
+        end_to_end(credentials, count=args.threads, concurrency=args.thread_concurrency)
+    finally:
+        group.stop()
+        if redis is not None:
+            redis.stop()
+        else:
+            forget_namespace(env["BROKER_URL"], env["BROKER_NAMESPACE"])
+    return 0
+
+
+def forget_namespace(url: str, namespace: str) -> None:
+    """Remove the keys this run created on a Redis it shares with others."""
+    if not url.startswith("redis"):
+        return
+    import redis as redis_client
+
+    client = redis_client.Redis.from_url(url)
+    for key in client.scan_iter(match=f"{namespace}*", count=500):
+        client.delete(key)
+    client.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
