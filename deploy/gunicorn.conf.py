@@ -14,7 +14,7 @@ errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 
 
-def child_exit(server, worker):  # noqa: ARG001 - gunicorn hook signature
+def child_exit(server, worker):
     """Drop a dead worker's metric files when Prometheus runs in multiprocess mode."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess

@@ -58,7 +58,10 @@ def issue_token(
 def verify_token(secret: str, token: str) -> Principal:
     try:
         claims = jwt.decode(
-            token, secret, algorithms=["HS256"], issuer=TOKEN_ISSUER,
+            token,
+            secret,
+            algorithms=["HS256"],
+            issuer=TOKEN_ISSUER,
             options={"require": ["sub", "role", "iss"]},
         )
     except jwt.PyJWTError as error:

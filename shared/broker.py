@@ -47,7 +47,12 @@ def create_broker(settings: Settings, *, extra_middleware: tuple[Any, ...] = ())
 def broker_pinger(broker: dramatiq.Broker) -> Callable[[], None]:
     """A callable that raises when the broker cannot be reached."""
     if isinstance(broker, RedisBroker):
-        return lambda: broker.client.ping()  # type: ignore[no-any-return]
+        client = broker.client
+
+        def ping_redis() -> None:
+            client.ping()
+
+        return ping_redis
 
     def ping_rabbitmq() -> None:
         if not broker.connection.is_open:  # type: ignore[attr-defined]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from shared.runtime import ServiceRuntime
 
@@ -35,8 +35,10 @@ def _dead_letters(runtime: ServiceRuntime, args: argparse.Namespace) -> int:
     if args.action == "list":
         letters = list_dead_letters(runtime, include_replayed=args.all)
         for letter in letters:
-            print(f"{letter.message_id}\t{letter.actor}\t{letter.failed_at:%Y-%m-%d %H:%M:%S}"
-                  f"\tfailures={letter.failures}\treplays={letter.replays}\t{letter.error}")
+            print(
+                f"{letter.message_id}\t{letter.actor}\t{letter.failed_at:%Y-%m-%d %H:%M:%S}"
+                f"\tfailures={letter.failures}\treplays={letter.replays}\t{letter.error}"
+            )
         print(f"{len(letters)} dead letter(s)", file=sys.stderr)
         return 0
     ids = args.message_ids or [letter.message_id for letter in list_dead_letters(runtime)]
@@ -51,7 +53,8 @@ def run_cli(
     runtime_factory: Callable[[], ServiceRuntime],
     argv: Sequence[str] | None = None,
     *,
-    extra: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Command]] | None = None,
+    extra: Mapping[str, tuple[str, Callable[[argparse.ArgumentParser], None], Command]]
+    | None = None,
 ) -> int:
     """Parse ``argv`` and run one command against the service's runtime."""
     parser = argparse.ArgumentParser()

@@ -24,13 +24,20 @@ from shared.runtime import ServiceRuntime
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[Session, dict[str, Any]], None]
+_deliverers: dict[tuple[int, str], Callable[[dramatiq.Message[Any]], bool]] = {}
+
+
+def _key(actor: dramatiq.Actor[Any, Any]) -> tuple[int, str]:
+    return id(actor.broker), actor.actor_name
 
 
 class PermanentError(Exception):
     """Processing this message can never succeed: do not retry, dead-letter it."""
 
 
-def deliver(runtime: ServiceRuntime, event: Event, handler: Handler, message: dramatiq.Message) -> bool:
+def deliver(
+    runtime: ServiceRuntime, event: Event, handler: Handler, message: dramatiq.Message
+) -> bool:
     """Handle one message exactly once; returns False when it was a duplicate."""
     if message.args:
         raise PermanentError(f"{event.actor_name} takes keyword fields only, got positional args")
@@ -54,6 +61,9 @@ def deliver(runtime: ServiceRuntime, event: Event, handler: Handler, message: dr
                 handler(session, data)
         except DomainError as error:
             raise PermanentError(f"{type(error).__name__}: {error.detail}") from error
+        except ContractError as error:
+            # The handler tried to publish something the contract refuses: retrying cannot help.
+            raise PermanentError(f"ContractError: {error}") from error
         log.info("message.processed")
         return True
 
@@ -70,19 +80,18 @@ def consumer(runtime: ServiceRuntime, event: Event) -> Callable[[Handler], drama
 
         receive.__name__ = handler.__name__
         receive.__module__ = handler.__module__
-        receive.deliver = partial(deliver, runtime, event, handler)  # type: ignore[attr-defined]
-        return dramatiq.actor(
-            receive,
+        declared: dramatiq.Actor[Any, None] = dramatiq.actor(
             actor_name=event.actor_name,
             queue_name=event.queue,
             broker=runtime.broker,
             throws=(PermanentError,),
-        )
+        )(receive)
+        _deliverers[_key(declared)] = partial(deliver, runtime, event, handler)
+        return declared
 
     return decorate
 
 
 def deliver_to(actor: dramatiq.Actor, message: dramatiq.Message) -> bool:
     """Run a consumer actor's handling of ``message`` in this thread (tools and tests)."""
-    result: bool = actor.fn.deliver(message)
-    return result
+    return _deliverers[_key(actor)](message)

@@ -29,7 +29,7 @@ def causation_id() -> str | None:
 def work_context(
     *, correlation: str | None, causation: str | None = None, **log_fields: object
 ) -> Iterator[str]:
-    """Bind the correlation and causation ids (and log fields) for the duration of a unit of work."""
+    """Bind the correlation and causation ids (and log fields) for one unit of work."""
     correlation = correlation or new_id()
     tokens = (_correlation_id.set(correlation), _causation_id.set(causation))
     with structlog.contextvars.bound_contextvars(

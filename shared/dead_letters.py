@@ -24,7 +24,7 @@ _TRANSIENT_OPTIONS = ("redis_message_id", "retries", "traceback", "eta", "dead_l
 
 
 class DeadLetterRecorder(Middleware):
-    """Before a message is rejected to the broker's dead-letter queue, keep a copy in the database."""
+    """Before the broker dead-letters a message, keep a copy in the database."""
 
     def __init__(self, runtime: ServiceRuntime) -> None:
         self.runtime = runtime
@@ -75,8 +75,9 @@ def record_dead_letter(runtime: ServiceRuntime, *, message: dict[str, Any], erro
             session.execute(
                 update(table)
                 .where(table.c.message_id == message["message_id"])
-                .values(error=error, failed_at=utcnow(), failures=existing.failures + 1,
-                        message=message)
+                .values(
+                    error=error, failed_at=utcnow(), failures=existing.failures + 1, message=message
+                )
             )
 
 
@@ -92,7 +93,9 @@ class DeadLetter:
     replayed_at: datetime | None
 
 
-def list_dead_letters(runtime: ServiceRuntime, *, include_replayed: bool = False) -> list[DeadLetter]:
+def list_dead_letters(
+    runtime: ServiceRuntime, *, include_replayed: bool = False
+) -> list[DeadLetter]:
     table = runtime.messaging.dead_letters
     query = select(table).order_by(table.c.failed_at)
     if not include_replayed:
@@ -102,8 +105,13 @@ def list_dead_letters(runtime: ServiceRuntime, *, include_replayed: bool = False
     with runtime.db.transaction() as session:
         return [
             DeadLetter(
-                message_id=row.message_id, queue=row.queue, actor=row.actor, error=row.error,
-                failed_at=row.failed_at, failures=row.failures, replays=row.replays,
+                message_id=row.message_id,
+                queue=row.queue,
+                actor=row.actor,
+                error=row.error,
+                failed_at=row.failed_at,
+                failures=row.failures,
+                replays=row.replays,
                 replayed_at=row.replayed_at,
             )
             for row in session.execute(query)
@@ -122,8 +130,10 @@ def replay_dead_letter(runtime: ServiceRuntime, message_id: str) -> bool:
         if row is None:
             return False
         stored = dict(row.message)
-        options = {k: v for k, v in stored.get("options", {}).items() if k not in _TRANSIENT_OPTIONS}
-        message = dramatiq.Message(
+        options = {
+            k: v for k, v in stored.get("options", {}).items() if k not in _TRANSIENT_OPTIONS
+        }
+        message: dramatiq.Message[Any] = dramatiq.Message(
             queue_name=stored["queue_name"],
             actor_name=stored["actor_name"],
             args=tuple(stored.get("args", ())),

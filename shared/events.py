@@ -74,8 +74,12 @@ class RequestCompletedSchema(Schema):
     request_id = Identifier(required=True)
     assignment_id = Identifier(required=True)
     volunteer_id = Identifier(required=True)
-    hours = fields.Decimal(required=True, as_string=True, places=2,
-                           validate=validate.Range(min=0, min_inclusive=False, max=24))
+    hours = fields.Decimal(
+        required=True,
+        as_string=True,
+        places=2,
+        validate=validate.Range(min=0, min_inclusive=False, max=24),
+    )
     completed_at = fields.AwareDateTime(required=True)
 
 
@@ -84,8 +88,12 @@ class RequestConfirmedSchema(Schema):
     category = fields.Str(required=True)
     resident_id = Identifier(required=True)
     volunteer_id = Identifier(required=True)
-    hours = fields.Decimal(required=True, as_string=True, places=2,
-                           validate=validate.Range(min=0, min_inclusive=False, max=24))
+    hours = fields.Decimal(
+        required=True,
+        as_string=True,
+        places=2,
+        validate=validate.Range(min=0, min_inclusive=False, max=24),
+    )
     confirmed_at = fields.AwareDateTime(required=True)
 
 

@@ -87,9 +87,13 @@ def run_once(
             response = action(session)
             session.execute(
                 insert(messaging.idempotency_keys).values(
-                    client=client, key=key, fingerprint=digest,
-                    status_code=response.status_code, body=response.body,
-                    headers=response.headers, created_at=utcnow(),
+                    client=client,
+                    key=key,
+                    fingerprint=digest,
+                    status_code=response.status_code,
+                    body=response.body,
+                    headers=response.headers,
+                    created_at=utcnow(),
                 )
             )
             return response

@@ -18,7 +18,10 @@ def configure_logging(settings: Settings) -> None:
     if _configured:
         return
     _configured = True
-    def add_service(_: object, __: str, event: structlog.types.EventDict) -> structlog.types.EventDict:
+
+    def add_service(
+        _: object, __: str, event: structlog.types.EventDict
+    ) -> structlog.types.EventDict:
         event.setdefault("service", settings.service)
         return event
 

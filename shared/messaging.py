@@ -18,7 +18,6 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Column,
-    DateTime,
     Index,
     Integer,
     MetaData,
@@ -31,6 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from shared import context
+from shared.database import UtcDateTime
 from shared.events import Event
 
 
@@ -53,8 +53,8 @@ class Messaging:
             Column("payload", JSON, nullable=False),
             Column("correlation_id", String(64)),
             Column("causation_id", String(64)),
-            Column("created_at", DateTime(timezone=True), nullable=False),
-            Column("published_at", DateTime(timezone=True)),
+            Column("created_at", UtcDateTime, nullable=False),
+            Column("published_at", UtcDateTime),
             Column("attempts", Integer, nullable=False, default=0),
             Column("last_error", Text),
             Index("ix_outbox_pending", "published_at", "created_at"),
@@ -64,7 +64,7 @@ class Messaging:
             metadata,
             Column("consumer", String(150), primary_key=True),
             Column("message_id", String(64), primary_key=True),
-            Column("processed_at", DateTime(timezone=True), nullable=False),
+            Column("processed_at", UtcDateTime, nullable=False),
         )
         self.dead_letters = Table(
             "dead_letters",
@@ -74,9 +74,9 @@ class Messaging:
             Column("actor", String(150), nullable=False),
             Column("message", JSON, nullable=False),
             Column("error", Text, nullable=False),
-            Column("failed_at", DateTime(timezone=True), nullable=False),
+            Column("failed_at", UtcDateTime, nullable=False),
             Column("failures", Integer, nullable=False, default=1),
-            Column("replayed_at", DateTime(timezone=True)),
+            Column("replayed_at", UtcDateTime),
             Column("replays", Integer, nullable=False, default=0),
         )
         self.idempotency_keys = Table(
@@ -88,7 +88,7 @@ class Messaging:
             Column("status_code", Integer, nullable=False),
             Column("body", JSON, nullable=False),
             Column("headers", JSON, nullable=False),
-            Column("created_at", DateTime(timezone=True), nullable=False),
+            Column("created_at", UtcDateTime, nullable=False),
         )
 
     def stage(

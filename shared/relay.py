@@ -1,4 +1,4 @@
-"""The outbox relay: publishes committed events and marks them sent only once the broker has them."""
+"""The outbox relay: publishes committed events, marked sent only once the broker has them."""
 
 from __future__ import annotations
 

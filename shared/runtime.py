@@ -41,8 +41,8 @@ class ServiceRuntime:
 
     @cached_property
     def broker(self) -> dramatiq.Broker:
-        from shared.dead_letters import DeadLetterRecorder
         from shared.broker import create_broker
+        from shared.dead_letters import DeadLetterRecorder
 
         broker = create_broker(self.settings, extra_middleware=(DeadLetterRecorder(self),))
         dramatiq.set_broker(broker)

@@ -36,11 +36,13 @@ PROBLEM_MIME = "application/problem+json"
 PROBLEM_BASE = "https://redvest.dev/problems/"
 
 HTTP_REQUESTS = Counter(
-    "redvest_http_requests_total", "HTTP requests answered",
+    "redvest_http_requests_total",
+    "HTTP requests answered",
     ["service", "method", "endpoint", "status"],
 )
 HTTP_LATENCY = Histogram(
-    "redvest_http_request_duration_seconds", "Time to answer an HTTP request",
+    "redvest_http_request_duration_seconds",
+    "Time to answer an HTTP request",
     ["service", "method", "endpoint"],
 )
 
@@ -48,8 +50,13 @@ ApiKeyLookup = Callable[[str], Principal | None]
 
 
 def problem(
-    status: int, title: str, *, detail: str | None = None, code: str | None = None,
-    headers: dict[str, str] | None = None, **extra: Any,
+    status: int,
+    title: str,
+    *,
+    detail: str | None = None,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
 ) -> Response:
     """An RFC 9457 problem details response."""
     body: dict[str, Any] = {
@@ -69,9 +76,9 @@ def problem(
 
 
 def _field_errors(messages: Any) -> dict[str, Any]:
-    """webargs nests errors by location ({'json': {...}}); flatten the common single-location case."""
+    """webargs nests errors by location ({'json': {...}}); flatten the single-location case."""
     if isinstance(messages, dict) and len(messages) == 1:
-        (location, errors), = messages.items()
+        ((location, errors),) = messages.items()
         if location in ("json", "query", "headers", "path", "files", "form"):
             return errors if isinstance(errors, dict) else {"_schema": errors}
     return messages if isinstance(messages, dict) else {"_schema": messages}
@@ -80,7 +87,7 @@ def _field_errors(messages: Any) -> dict[str, Any]:
 class ProblemApi(Api):
     """flask-smorest's Api, answering every HTTP error as problem+json."""
 
-    def handle_http_exception(self, error: HTTPException) -> Response:  # type: ignore[override]
+    def handle_http_exception(self, error: HTTPException) -> Response:
         data = getattr(error, "data", None) or {}
         status = error.code or 500
         errors = data.get("errors") or data.get("messages")
@@ -88,12 +95,23 @@ class ProblemApi(Api):
         if errors is not None:
             fields = _field_errors(errors)
             detail = "Invalid fields: " + ", ".join(sorted(map(str, fields))) if fields else None
-            return problem(status, "Validation failed", detail=detail, code="validation-error",
-                           errors=fields, headers=headers)
+            return problem(
+                status,
+                "Validation failed",
+                detail=detail,
+                code="validation-error",
+                errors=fields,
+                headers=headers,
+            )
         if status >= 500:
             log.error("http.unhandled_error", status=status)
-        return problem(status, error.name, detail=data.get("message") or error.description,
-                       code=error.name.lower().replace(" ", "-"), headers=headers)
+        return problem(
+            status,
+            error.name,
+            detail=data.get("message") or error.description,
+            code=error.name.lower().replace(" ", "-"),
+            headers=headers,
+        )
 
 
 def current_principal() -> Principal | None:
@@ -104,11 +122,15 @@ def require(*roles: str) -> Principal:
     """The authenticated caller, who must hold one of ``roles``; else 401 or 403."""
     principal = current_principal()
     if principal is None:
-        raise _AuthProblem(401, "Authentication required",
-                           "Send an API key (X-API-Key) or a bearer token.")
+        raise _AuthProblem(
+            401, "Authentication required", "Send an API key (X-API-Key) or a bearer token."
+        )
     if roles and principal.role not in roles:
-        raise _AuthProblem(403, "Forbidden",
-                           f"Role {principal.role!r} may not do this; needs one of {list(roles)}.")
+        raise _AuthProblem(
+            403,
+            "Forbidden",
+            f"Role {principal.role!r} may not do this; needs one of {list(roles)}.",
+        )
     return principal
 
 
@@ -143,6 +165,10 @@ class _DatabaseCollector:
     def __init__(self, runtime: ServiceRuntime) -> None:
         self.runtime = runtime
 
+    def describe(self) -> Iterable[GaugeMetricFamily]:
+        # Nothing to describe up front: the app must not touch the database when it is built.
+        return []
+
     def collect(self) -> Iterable[GaugeMetricFamily]:
         messaging = self.runtime.messaging
         outbox, dead = messaging.outbox, messaging.dead_letters
@@ -157,18 +183,22 @@ class _DatabaseCollector:
             dead_count = session.execute(
                 select(func.count()).select_from(dead).where(dead.c.replayed_at.is_(None))
             ).scalar_one()
-        if oldest is not None and oldest.tzinfo is None:
-            from datetime import UTC
-            oldest = oldest.replace(tzinfo=UTC)
         age = time.time() - oldest.timestamp() if oldest is not None else 0.0
-        gauge = GaugeMetricFamily("redvest_outbox_pending", "Events not yet published", labels=labels)
+        gauge = GaugeMetricFamily(
+            "redvest_outbox_pending", "Events not yet published", labels=labels
+        )
         gauge.add_metric(service, pending)
         yield gauge
-        gauge = GaugeMetricFamily("redvest_outbox_oldest_pending_age_seconds",
-                                  "Age of the oldest unpublished event", labels=labels)
+        gauge = GaugeMetricFamily(
+            "redvest_outbox_oldest_pending_age_seconds",
+            "Age of the oldest unpublished event",
+            labels=labels,
+        )
         gauge.add_metric(service, age)
         yield gauge
-        gauge = GaugeMetricFamily("redvest_dead_letters", "Dead letters not replayed", labels=labels)
+        gauge = GaugeMetricFamily(
+            "redvest_dead_letters", "Dead letters not replayed", labels=labels
+        )
         gauge.add_metric(service, dead_count)
         yield gauge
 
@@ -178,7 +208,7 @@ def _process_metrics() -> bytes:
         from prometheus_client import multiprocess
 
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry)
     return generate_latest(REGISTRY)
 
@@ -193,7 +223,7 @@ def create_service_app(
     version: str = "1.0.0",
 ) -> Flask:
     """A Flask app with the plumbing every service shares; the service adds its blueprints."""
-    from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
+    from swagger_ui_bundle import swagger_ui_path
 
     app = Flask(runtime.name)
     app.config.update(
@@ -221,22 +251,28 @@ def create_service_app(
     for blueprint in blueprints:
         api.register_blueprint(blueprint)
 
-    db_registry = CollectorRegistry(auto_describe=True)
-    db_registry.register(_DatabaseCollector(runtime))  # type: ignore[arg-type]
+    db_registry = CollectorRegistry()
+    db_registry.register(_DatabaseCollector(runtime))
     ping_broker = broker_pinger(runtime.broker)
 
     @app.before_request
     def _begin() -> Response | None:
         g.started = time.perf_counter()
         incoming = request.headers.get("X-Correlation-ID", "")
-        g.work = work_context(correlation=incoming[:64] or None, method=request.method,
-                              path=request.path)
+        g.work = work_context(
+            correlation=incoming[:64] or None, method=request.method, path=request.path
+        )
         g.correlation_id = g.work.__enter__()
         try:
             _authenticate(runtime, api_key_lookup)
         except _AuthProblem as error:
-            return problem(error.status, error.title, detail=error.detail,
-                           code="unauthenticated", headers={"WWW-Authenticate": "Bearer"})
+            return problem(
+                error.status,
+                error.title,
+                detail=error.detail,
+                code="unauthenticated",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         return None
 
     @app.after_request
@@ -247,7 +283,9 @@ def create_service_app(
             elapsed = time.perf_counter() - g.get("started", time.perf_counter())
             HTTP_REQUESTS.labels(runtime.name, request.method, endpoint, response.status_code).inc()
             HTTP_LATENCY.labels(runtime.name, request.method, endpoint).observe(elapsed)
-            log.info("http.request", status=response.status_code, duration_ms=round(elapsed * 1000, 2))
+            log.info(
+                "http.request", status=response.status_code, duration_ms=round(elapsed * 1000, 2)
+            )
         return response
 
     @app.teardown_request
@@ -258,7 +296,9 @@ def create_service_app(
 
     @app.errorhandler(DomainError)
     def _domain_error(error: DomainError) -> Response:
-        return problem(error.status, error.title, detail=error.detail, code=error.code, **error.extra)
+        return problem(
+            error.status, error.title, detail=error.detail, code=error.code, **error.extra
+        )
 
     @app.errorhandler(_AuthProblem)
     def _auth_problem(error: _AuthProblem) -> Response:
@@ -279,7 +319,9 @@ def create_service_app(
             except Exception as error:
                 checks[name] = f"unavailable: {type(error).__name__}"
         ready = all(value == "ok" for value in checks.values())
-        return {"status": "ready" if ready else "not ready", "checks": checks}, (200 if ready else 503)
+        return {"status": "ready" if ready else "not ready", "checks": checks}, (
+            200 if ready else 503
+        )
 
     @app.get("/metrics")
     def metrics() -> Response:
@@ -295,8 +337,9 @@ def create_service_app(
 
 def stored_response(stored: Any) -> Response:
     """Turn an idempotency ``StoredResponse`` into the HTTP answer (marking replays)."""
-    response = Response(json.dumps(stored.body, default=str), status=stored.status_code,
-                        mimetype="application/json")
+    response = Response(
+        json.dumps(stored.body, default=str), status=stored.status_code, mimetype="application/json"
+    )
     for name, value in stored.headers.items():
         response.headers[name] = value
     if stored.replayed:

@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 
 from stack.processes import DEFAULT_PORTS, ROOT, SERVICES, procfile_commands, venv_env
 
@@ -64,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     from stack.demo import walk_the_thread
 
     if not CREDENTIALS.exists():
-        print("no var/demo-credentials.json: start the system with `make run` first", file=sys.stderr)
+        print(
+            "no var/demo-credentials.json: start the system with `make run` first", file=sys.stderr
+        )
         return 2
     return walk_the_thread(json.loads(CREDENTIALS.read_text()))
 

@@ -33,11 +33,19 @@ from stack.thread import KnifeSharpeningThread
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def load(port: int, path: str, body: dict[str, Any], headers: dict[str, str], *,
-         requests_total: int, concurrency: int, expect: int) -> dict[str, float]:
+def load(
+    port: int,
+    path: str,
+    body: dict[str, Any],
+    headers: dict[str, str],
+    *,
+    requests_total: int,
+    concurrency: int,
+    expect: int,
+) -> dict[str, float]:
     """POST ``body`` ``requests_total`` times over ``concurrency`` keep-alive connections."""
     latencies: list[float] = []
     errors = 0
@@ -51,9 +59,16 @@ def load(port: int, path: str, body: dict[str, Any], headers: dict[str, str], *,
         failed = 0
         for _ in range(per_worker):
             started = time.perf_counter()
-            connection.request("POST", path, body=json.dumps(body),
-                               headers={**headers, "Content-Type": "application/json",
-                                        "Idempotency-Key": uuid.uuid4().hex})
+            connection.request(
+                "POST",
+                path,
+                body=json.dumps(body),
+                headers={
+                    **headers,
+                    "Content-Type": "application/json",
+                    "Idempotency-Key": uuid.uuid4().hex,
+                },
+            )
             response = connection.getresponse()
             response.read()
             mine.append(time.perf_counter() - started)
@@ -70,23 +85,43 @@ def load(port: int, path: str, body: dict[str, Any], headers: dict[str, str], *,
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - started
-    return {"requests": len(latencies), "errors": errors, "rps": len(latencies) / elapsed,
-            "p50_ms": percentile(latencies, 0.50) * 1000, "p95_ms": percentile(latencies, 0.95) * 1000,
-            "p99_ms": percentile(latencies, 0.99) * 1000}
+    return {
+        "requests": len(latencies),
+        "errors": errors,
+        "rps": len(latencies) / elapsed,
+        "p50_ms": percentile(latencies, 0.50) * 1000,
+        "p95_ms": percentile(latencies, 0.95) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
+    }
 
 
 def gunicorn(app: str, port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        ["gunicorn", "--config", "deploy/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}", app],
-        cwd=ROOT, env=venv_env(env), stdout=log.open("ab"), stderr=subprocess.STDOUT,
-    )
+    with log.open("ab") as output:
+        return subprocess.Popen(
+            ["gunicorn", "--config", "deploy/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}", app],
+            cwd=ROOT,
+            env=venv_env(env),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
 
 
-def throughput(env: dict[str, str], credentials: dict[str, Any], group: ProcessGroup, *,
-               requests_total: int, concurrency: int, log_dir: Path) -> None:
+def throughput(
+    env: dict[str, str],
+    credentials: dict[str, Any],
+    group: ProcessGroup,
+    *,
+    requests_total: int,
+    concurrency: int,
+    log_dir: Path,
+) -> None:
     resident = credentials["resident"]
-    body = {"category": "knife_sharpening", "summary": "Two kitchen knives",
-            "resident_id": resident["id"], "location": resident["location"]}
+    body = {
+        "category": "knife_sharpening",
+        "summary": "Two kitchen knives",
+        "resident_id": resident["id"],
+        "location": resident["location"],
+    }
     echo_port = free_port(0)
     echo = gunicorn("stack.echo:create_app()", echo_port, env, log_dir / "echo.log")
     try:
@@ -95,25 +130,46 @@ def throughput(env: dict[str, str], credentials: dict[str, Any], group: ProcessG
         headers = {"X-API-Key": credentials["intake_api_key"]}
         # Warm both up so neither pays for imports and first connections in the figures.
         load(echo_port, "/echo", body, {}, requests_total=50, concurrency=5, expect=201)
-        load(intake_port, "/v1/requests", body, headers, requests_total=50, concurrency=5,
-             expect=201)
-        baseline = load(echo_port, "/echo", body, {}, requests_total=requests_total,
-                        concurrency=concurrency, expect=201)
-        intake = load(intake_port, "/v1/requests", body, headers,
-                      requests_total=requests_total, concurrency=concurrency, expect=201)
+        load(
+            intake_port, "/v1/requests", body, headers, requests_total=50, concurrency=5, expect=201
+        )
+        baseline = load(
+            echo_port,
+            "/echo",
+            body,
+            {},
+            requests_total=requests_total,
+            concurrency=concurrency,
+            expect=201,
+        )
+        intake = load(
+            intake_port,
+            "/v1/requests",
+            body,
+            headers,
+            requests_total=requests_total,
+            concurrency=concurrency,
+            expect=201,
+        )
     finally:
         echo.terminate()
         echo.wait()
-    print(f"\nPOST throughput, {requests_total} requests over {concurrency} keep-alive "
-          f"connections, gunicorn WEB_CONCURRENCY={env['WEB_CONCURRENCY']} "
-          f"WEB_THREADS={env['WEB_THREADS']} (deploy/gunicorn.conf.py), database "
-          f"{'SQLite' if env['INTAKE_DATABASE_URL'].startswith('sqlite') else 'PostgreSQL'}:")
+    print(
+        f"\nPOST throughput, {requests_total} requests over {concurrency} keep-alive "
+        f"connections, gunicorn WEB_CONCURRENCY={env['WEB_CONCURRENCY']} "
+        f"WEB_THREADS={env['WEB_THREADS']} (deploy/gunicorn.conf.py), database "
+        f"{'SQLite' if env['INTAKE_DATABASE_URL'].startswith('sqlite') else 'PostgreSQL'}:"
+    )
     for name, figures in (("bare Flask echo", baseline), ("intake POST /v1/requests", intake)):
-        print(f"  {name:<26} {figures['rps']:8.1f} req/s   p50 {figures['p50_ms']:6.1f} ms   "
-              f"p95 {figures['p95_ms']:6.1f} ms   p99 {figures['p99_ms']:6.1f} ms   "
-              f"errors {figures['errors']:.0f}")
-    print(f"  ratio intake/echo         {intake['rps'] / baseline['rps']:.2f} of the echo's "
-          "throughput")
+        print(
+            f"  {name:<26} {figures['rps']:8.1f} req/s   p50 {figures['p50_ms']:6.1f} ms   "
+            f"p95 {figures['p95_ms']:6.1f} ms   p99 {figures['p99_ms']:6.1f} ms   "
+            f"errors {figures['errors']:.0f}"
+        )
+    print(
+        f"  ratio intake/echo         {intake['rps'] / baseline['rps']:.2f} of the echo's "
+        "throughput"
+    )
 
 
 def wait_for_port(port: int, timeout: float = 30) -> None:
@@ -140,11 +196,16 @@ def end_to_end(credentials: dict[str, Any], *, count: int, concurrency: int) -> 
     with ThreadPoolExecutor(concurrency) as pool:
         times = list(pool.map(one, range(count)))
     elapsed = time.perf_counter() - started
-    print(f"\nThe thread end to end (post → assigned → accepted → completed → confirmed → points "
-          f"credited), {count} requests, {concurrency} at a time, every API call made as soon "
-          "as the previous step showed:")
-    print(f"  p50 {statistics.median(times) * 1000:7.0f} ms   p95 {percentile(times, 0.95) * 1000:7.0f} ms"
-          f"   max {max(times) * 1000:7.0f} ms   ({count / elapsed:.1f} threads/s overall)")
+    print(
+        f"\nThe thread end to end (post → assigned → accepted → completed → confirmed → points "
+        f"credited), {count} requests, {concurrency} at a time, every API call made as soon "
+        "as the previous step showed:"
+    )
+    print(
+        f"  p50 {statistics.median(times) * 1000:7.0f} ms   "
+        f"p95 {percentile(times, 0.95) * 1000:7.0f} ms"
+        f"   max {max(times) * 1000:7.0f} ms   ({count / elapsed:.1f} threads/s overall)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,10 +217,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="redvest-bench-"))
-    env = {**os.environ, "REDVEST_VAR_DIR": str(work), "LOG_LEVEL": "WARNING",
-           "WEB_CONCURRENCY": os.environ.get("WEB_CONCURRENCY", "2"),
-           "WEB_THREADS": os.environ.get("WEB_THREADS", "4"),
-           "BROKER_NAMESPACE": f"redvest-bench-{uuid.uuid4().hex[:8]}"}
+    env = {
+        **os.environ,
+        "REDVEST_VAR_DIR": str(work),
+        "LOG_LEVEL": "WARNING",
+        "WEB_CONCURRENCY": os.environ.get("WEB_CONCURRENCY", "2"),
+        "WEB_THREADS": os.environ.get("WEB_THREADS", "4"),
+        "BROKER_NAMESPACE": f"redvest-bench-{uuid.uuid4().hex[:8]}",
+    }
     for service in SERVICES:
         env.setdefault(f"{service.upper()}_DATABASE_URL", f"sqlite:///{work / service}.db")
         env[f"{service.upper()}_PORT"] = str(free_port(0))
@@ -175,8 +240,14 @@ def main(argv: list[str] | None = None) -> int:
         group.start()
         wait_until_ready(urls.values(), group=group)
         print(f"bench: {os.cpu_count()} CPUs; logs and databases in {work}")
-        throughput(env, credentials, group, requests_total=args.requests,
-                   concurrency=args.concurrency, log_dir=work / "logs")
+        throughput(
+            env,
+            credentials,
+            group,
+            requests_total=args.requests,
+            concurrency=args.concurrency,
+            log_dir=work / "logs",
+        )
         end_to_end(credentials, count=args.threads, concurrency=args.thread_concurrency)
     finally:
         group.stop()

@@ -21,8 +21,9 @@ from stack.processes import ROOT
 from stack.redis_server import EmbeddedRedis, is_reachable
 
 BIN = Path(sys.executable).parent
-POSTGRES_URL = os.environ.get("REDVEST_TEST_POSTGRES_URL",
-                              "postgresql://postgres@127.0.0.1:5432/postgres")
+POSTGRES_URL = os.environ.get(
+    "REDVEST_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 RABBITMQ_URL = os.environ.get("REDVEST_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 NO_TESTS = 5
 
@@ -99,18 +100,42 @@ def main(argv: list[str] | None = None) -> int:
 
 def legs(run: Run, broker: str, extra: list[str]) -> None:
     common = {"REDVEST_TEST_BROKER_URL": broker}
-    pytest(run, "pytest (SQLite, Redis)", {**common, "REDVEST_TEST_DATABASE": "sqlite"},
-           "-m", "not rabbitmq", *extra)
+    pytest(
+        run,
+        "pytest (SQLite, Redis)",
+        {**common, "REDVEST_TEST_DATABASE": "sqlite"},
+        "-m",
+        "not rabbitmq",
+        *extra,
+    )
     if is_reachable("127.0.0.1", 5432):
-        pytest(run, "pytest (PostgreSQL, Redis)",
-               {**common, "REDVEST_TEST_DATABASE": "postgresql",
-                "REDVEST_TEST_POSTGRES_URL": POSTGRES_URL}, "-m", "not rabbitmq", *extra)
+        pytest(
+            run,
+            "pytest (PostgreSQL, Redis)",
+            {
+                **common,
+                "REDVEST_TEST_DATABASE": "postgresql",
+                "REDVEST_TEST_POSTGRES_URL": POSTGRES_URL,
+            },
+            "-m",
+            "not rabbitmq",
+            *extra,
+        )
     else:
         run.skip_or_fail("pytest (PostgreSQL, Redis)", "no PostgreSQL on 127.0.0.1:5432")
     if is_reachable("127.0.0.1", 5672):
-        pytest(run, "pytest (RabbitMQ broker)",
-               {"REDVEST_TEST_BROKER_URL": broker, "REDVEST_TEST_RABBITMQ_URL": RABBITMQ_URL,
-                "REDVEST_TEST_DATABASE": "sqlite"}, "-m", "rabbitmq", *extra)
+        pytest(
+            run,
+            "pytest (RabbitMQ broker)",
+            {
+                "REDVEST_TEST_BROKER_URL": broker,
+                "REDVEST_TEST_RABBITMQ_URL": RABBITMQ_URL,
+                "REDVEST_TEST_DATABASE": "sqlite",
+            },
+            "-m",
+            "rabbitmq",
+            *extra,
+        )
     else:
         run.skip_or_fail("pytest (RabbitMQ broker)", "no RabbitMQ on 127.0.0.1:5672")
 

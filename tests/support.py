@@ -17,16 +17,24 @@ from shared.relay import to_message
 T = TypeVar("T")
 
 
-def message_for(event: Event, payload: Mapping[str, Any], *, message_id: str | None = None,
-                correlation_id: str | None = None) -> dramatiq.Message:
+def message_for(
+    event: Event,
+    payload: Mapping[str, Any],
+    *,
+    message_id: str | None = None,
+    correlation_id: str | None = None,
+) -> dramatiq.Message:
     """The message a relay would publish for ``payload`` (validated as a publisher would)."""
     return dramatiq.Message(
         queue_name=event.queue,
         actor_name=event.actor_name,
         args=(),
         kwargs=event.validate_outgoing(payload),
-        options={"correlation_id": correlation_id or uuid.uuid4().hex, "event": event.name,
-                 "event_version": event.version},
+        options={
+            "correlation_id": correlation_id or uuid.uuid4().hex,
+            "event": event.name,
+            "event_version": event.version,
+        },
         message_id=message_id or uuid.uuid4().hex,
     )
 
@@ -43,8 +51,13 @@ def staged_messages(runtime: Any, event: Event | None = None) -> list[dramatiq.M
         return [to_message(row) for row in session.execute(query)]
 
 
-def eventually(check: Callable[[], T | None], *, timeout: float = 30.0, interval: float = 0.05,
-               what: str = "condition") -> T:
+def eventually(
+    check: Callable[[], T | None],
+    *,
+    timeout: float = 30.0,
+    interval: float = 0.05,
+    what: str = "condition",
+) -> T:
     """Poll until ``check`` returns something truthy; fail after a generous timeout."""
     deadline = time.monotonic() + timeout
     while True:

@@ -35,9 +35,12 @@ def published_on(queue: str) -> dict[str, dict]:
 def pending_outbox() -> int:
     outbox = runtime().messaging.outbox
     with runtime().db.read() as session:
-        return session.scalar(
-            select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
-        ) or 0
+        return (
+            session.scalar(
+                select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
+            )
+            or 0
+        )
 
 
 def submitted_request() -> tuple[str, str]:
@@ -45,7 +48,9 @@ def submitted_request() -> tuple[str, str]:
     with runtime().db.transaction() as session:
         request = a_request(session)
         outbox = runtime().messaging.outbox
-        message_id = session.scalar(select(outbox.c.id).where(outbox.c.event == "request.submitted"))
+        message_id = session.scalar(
+            select(outbox.c.id).where(outbox.c.event == "request.submitted")
+        )
     assert message_id is not None
     return request.id, message_id
 
@@ -57,8 +62,14 @@ def status_of(request_id: str) -> str | None:
 
 
 def assigned_payload(request_id: str) -> dict:
-    return {"request_id": request_id, "assignment_id": uuid.uuid4().hex, "assignee_type": "volunteer",
-            "assignee_id": "v1", "assignee_name": "Lao Zhang", "assigned_at": datetime.now(UTC)}
+    return {
+        "request_id": request_id,
+        "assignment_id": uuid.uuid4().hex,
+        "assignee_type": "volunteer",
+        "assignee_id": "v1",
+        "assignee_name": "Lao Zhang",
+        "assigned_at": datetime.now(UTC),
+    }
 
 
 class TestOutboxRelay:
@@ -90,8 +101,11 @@ class TestOutboxRelay:
 
     def test_a_failed_publish_records_the_attempt_and_the_error(self, monkeypatch):
         submitted_request()
-        monkeypatch.setattr(runtime().broker, "enqueue",
-                            lambda message, delay=None: (_ for _ in ()).throw(OSError("down")))
+        monkeypatch.setattr(
+            runtime().broker,
+            "enqueue",
+            lambda message, delay=None: (_ for _ in ()).throw(OSError("down")),
+        )
         Relay(runtime()).publish_pending()
         outbox = runtime().messaging.outbox
         with runtime().db.read() as session:
@@ -120,8 +134,13 @@ class TestConsumers:
             request_id = a_request(session).id
         payload = events.REQUEST_ASSIGNED.validate_outgoing(assigned_payload(request_id))
         del payload["assignee_name"]
-        message = dramatiq.Message(queue_name="intake", actor_name="request.assigned.v1", args=(),
-                                   kwargs=payload, options={})
+        message = dramatiq.Message(
+            queue_name="intake",
+            actor_name="request.assigned.v1",
+            args=(),
+            kwargs=payload,
+            options={},
+        )
         with pytest.raises(PermanentError, match="assignee_name"):
             deliver_to(actors.on_request_assigned, message)
         assert status_of(request_id) == "submitted"
@@ -139,18 +158,27 @@ class TestDeadLetters:
         with runtime().db.transaction() as session:
             request_id = a_request(session).id
         broker = runtime().broker
-        garbage = dramatiq.Message(queue_name="intake", actor_name="request.assigned.v1", args=(),
-                                   kwargs={"request_id": 42, "assigned_at": "yesterday"}, options={})
-        unknown_actor = dramatiq.Message(queue_name="intake", actor_name="no.such.actor.v1",
-                                         args=(), kwargs={}, options={})
+        garbage = dramatiq.Message(
+            queue_name="intake",
+            actor_name="request.assigned.v1",
+            args=(),
+            kwargs={"request_id": 42, "assigned_at": "yesterday"},
+            options={},
+        )
+        unknown_actor = dramatiq.Message(
+            queue_name="intake", actor_name="no.such.actor.v1", args=(), kwargs={}, options={}
+        )
         good = message_for(events.REQUEST_ASSIGNED, assigned_payload(request_id))
         with running_worker(broker, "intake"):
             for message in (garbage, unknown_actor, good):
                 broker.enqueue(message)
-            letters = eventually(lambda: (found := list_dead_letters(runtime()))
-                                 and len(found) == 2 and found, what="two dead letters")
-            eventually(lambda: status_of(request_id) == "assigned",
-                       what="the good message to be processed")
+            letters = eventually(
+                lambda: (found := list_dead_letters(runtime())) and len(found) == 2 and found,
+                what="two dead letters",
+            )
+            eventually(
+                lambda: status_of(request_id) == "assigned", what="the good message to be processed"
+            )
         by_id = {letter.message_id: letter for letter in letters}
         assert "assignee_name" in by_id[garbage.message_id].error
         assert "ActorNotFound" in by_id[unknown_actor.message_id].error
@@ -170,8 +198,10 @@ class TestDeadLetters:
             session.add(ServiceRequest(**{**columns, "id": missing}))
         with running_worker(broker, "intake"):
             assert replay_dead_letter(runtime(), early.message_id) is True
-            eventually(lambda: status_of(missing) == "assigned",
-                       what="the replayed message to be processed")
+            eventually(
+                lambda: status_of(missing) == "assigned",
+                what="the replayed message to be processed",
+            )
         assert list_dead_letters(runtime()) == []
         assert list_dead_letters(runtime(), include_replayed=True)[0].replays == 1
 

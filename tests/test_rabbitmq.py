@@ -54,14 +54,19 @@ def rabbit():
 
 
 def test_the_relay_publishes_to_rabbitmq_and_a_duplicate_is_consumed_once(rabbit):
-    runtime, event, actor, seen = rabbit
+    runtime, event, _, seen = rabbit
     ping_id = uuid.uuid4().hex
     with runtime.db.transaction() as session:
         message_id = runtime.messaging.stage(session, event, {"ping_id": ping_id, "count": 1})
     assert drain(runtime) == 1
-    message = dramatiq.Message(queue_name=event.queue, actor_name=event.actor_name, args=(),
-                               kwargs={"ping_id": ping_id, "count": 1}, options={},
-                               message_id=message_id)
+    message = dramatiq.Message(
+        queue_name=event.queue,
+        actor_name=event.actor_name,
+        args=(),
+        kwargs={"ping_id": ping_id, "count": 1},
+        options={},
+        message_id=message_id,
+    )
     runtime.broker.enqueue(message)
     with running_worker(runtime.broker, event.queue):
         eventually(lambda: ping_id in seen, what="the ping to be consumed")
@@ -70,9 +75,14 @@ def test_the_relay_publishes_to_rabbitmq_and_a_duplicate_is_consumed_once(rabbit
 
 
 def test_a_bad_payload_on_rabbitmq_is_dead_lettered_into_the_database(rabbit):
-    runtime, event, actor, seen = rabbit
-    bad = dramatiq.Message(queue_name=event.queue, actor_name=event.actor_name, args=(),
-                           kwargs={"ping_id": "x", "count": "many"}, options={})
+    runtime, event, _, _ = rabbit
+    bad = dramatiq.Message(
+        queue_name=event.queue,
+        actor_name=event.actor_name,
+        args=(),
+        kwargs={"ping_id": "x", "count": "many"},
+        options={},
+    )
     runtime.broker.enqueue(bad)
     with running_worker(runtime.broker, event.queue):
         letters = eventually(lambda: list_dead_letters(runtime), what="the dead letter")

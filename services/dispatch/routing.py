@@ -43,6 +43,7 @@ def create_team(
 
 
 def list_teams(session: Session, *, offset: int = 0, limit: int = 50) -> tuple[list[Team], int]:
+    """Teams by name."""
     return _page(session, select(Team).order_by(Team.name, Team.id), offset=offset, limit=limit)
 
 
@@ -69,6 +70,7 @@ def register_volunteer(
 def list_volunteers(
     session: Session, *, team_id: str | None = None, offset: int = 0, limit: int = 50
 ) -> tuple[list[Volunteer], int]:
+    """Volunteers by name, optionally one team's."""
     query = select(Volunteer).order_by(Volunteer.name, Volunteer.id)
     if team_id is not None:
         query = query.where(Volunteer.team_id == team_id)
@@ -113,6 +115,7 @@ def add_routing_rule(
 def list_routing_rules(
     session: Session, *, category: str | None = None, offset: int = 0, limit: int = 50
 ) -> tuple[list[RoutingRule], int]:
+    """Rules by category, the one that wins first."""
     query = select(RoutingRule).order_by(
         RoutingRule.category, RoutingRule.precedence, RoutingRule.created_at, RoutingRule.id
     )

@@ -40,17 +40,26 @@ class Requests(MethodView):
 
         def submit(session: Session) -> StoredResponse:
             created = requests.submit_request(
-                session, submitted_by=principal,
-                location=requests.Location(**location) if location else None, **data,
+                session,
+                submitted_by=principal,
+                location=requests.Location(**location) if location else None,
+                **data,
             )
             body = RequestSchema().dump(created)
-            return StoredResponse(201, body, {"Location": url_for("requests.Request",
-                                                                  request_id=created.id)})
+            return StoredResponse(
+                201, body, {"Location": url_for("requests.Request", request_id=created.id)}
+            )
 
-        return stored_response(run_once(
-            runtime().db, runtime().messaging, client=principal.subject,
-            key=request.headers.get("Idempotency-Key"), payload=request.get_json(), action=submit,
-        ))
+        return stored_response(
+            run_once(
+                runtime().db,
+                runtime().messaging,
+                client=principal.subject,
+                key=request.headers.get("Idempotency-Key"),
+                payload=request.get_json(),
+                action=submit,
+            )
+        )
 
     @blp.arguments(RequestQuerySchema, location="query")
     @blp.response(200, RequestSchema(many=True))
@@ -63,7 +72,9 @@ class Requests(MethodView):
         where = requests.RequestFilter(status=tuple(query.pop("status")), **query)
         with runtime().db.read() as session:
             page, total = requests.list_requests(
-                session, where=where, offset=pagination_parameters.first_item,
+                session,
+                where=where,
+                offset=pagination_parameters.first_item,
                 limit=pagination_parameters.page_size,
             )
         pagination_parameters.item_count = total
@@ -119,8 +130,11 @@ class Residents(MethodView):
         where = data.pop("location")
         with runtime().db.transaction() as session:
             household = directory.find_household(
-                session, community=where["community"], building=where["building"],
-                unit=where["unit"], number=where["household"],
+                session,
+                community=where["community"],
+                building=where["building"],
+                unit=where["unit"],
+                number=where["household"],
             )
             return directory.register_resident(session, household=household, **data)
 

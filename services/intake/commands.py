@@ -31,7 +31,9 @@ DEMO_RESIDENTS = (
 
 
 def demo_resident_id(building: str, unit: str, household: str) -> str:
-    return uuid.uuid5(uuid.NAMESPACE_URL, f"redvest:{DEMO_COMMUNITY}/{building}/{unit}/{household}").hex
+    return uuid.uuid5(
+        uuid.NAMESPACE_URL, f"redvest:{DEMO_COMMUNITY}/{building}/{unit}/{household}"
+    ).hex
 
 
 def _create_api_key(runtime: ServiceRuntime, args: argparse.Namespace) -> int:
@@ -60,8 +62,12 @@ def _seed_demo(runtime: ServiceRuntime, args: argparse.Namespace) -> int:
             resident_id = demo_resident_id(building, unit, number)
             if session.get(Resident, resident_id) is None:
                 directory.register_resident(
-                    session, name=name, household=household, is_elderly=elderly,
-                    lives_alone=alone, resident_id=resident_id,
+                    session,
+                    name=name,
+                    household=household,
+                    is_elderly=elderly,
+                    lives_alone=alone,
+                    resident_id=resident_id,
                 )
             residents[f"{building}-{unit}-{number}"] = resident_id
         key = new_api_key()
@@ -76,8 +82,14 @@ def _seed_demo(runtime: ServiceRuntime, args: argparse.Namespace) -> int:
 
 
 EXTRA_COMMANDS = {
-    "create-api-key": ("register another system and print its API key", _configure_api_key,
-                       _create_api_key),
-    "seed-demo": ("create the demo community's grid, residents and catalogue",
-                  lambda parser: None, _seed_demo),
+    "create-api-key": (
+        "register another system and print its API key",
+        _configure_api_key,
+        _create_api_key,
+    ),
+    "seed-demo": (
+        "create the demo community's grid, residents and catalogue",
+        lambda parser: None,
+        _seed_demo,
+    ),
 }

@@ -20,7 +20,9 @@ def add_household(
 ) -> Household:
     """Put a household on the grid (or return the one already there)."""
     existing = session.scalars(
-        select(Household).filter_by(community=community, building=building, unit=unit, number=number)
+        select(Household).filter_by(
+            community=community, building=building, unit=unit, number=number
+        )
     ).first()
     if existing is not None:
         return existing
@@ -34,7 +36,9 @@ def find_household(
     session: Session, *, community: str, building: str, unit: str, number: str
 ) -> Household:
     household = session.scalars(
-        select(Household).filter_by(community=community, building=building, unit=unit, number=number)
+        select(Household).filter_by(
+            community=community, building=building, unit=unit, number=number
+        )
     ).first()
     if household is None:
         raise NotFound(
@@ -57,8 +61,12 @@ def register_resident(
     if session.get(Resident, resident_id) is not None:
         raise Conflict(f"Resident {resident_id} already exists")
     resident = Resident(
-        id=resident_id, name=name, household=household, phone=phone,
-        is_elderly=is_elderly, lives_alone=lives_alone,
+        id=resident_id,
+        name=name,
+        household=household,
+        phone=phone,
+        is_elderly=is_elderly,
+        lives_alone=lives_alone,
     )
     session.add(resident)
     session.flush()
@@ -73,15 +81,24 @@ def get_resident(session: Session, resident_id: str) -> Resident:
 
 
 def add_category(
-    session: Session, *, code: str, name: str, description: str = "",
+    session: Session,
+    *,
+    code: str,
+    name: str,
+    description: str = "",
     default_priority: str = "normal",
 ) -> Category:
     if default_priority not in PRIORITIES:
         raise ValueError(f"unknown priority {default_priority!r}")
     if session.get(Category, code) is not None:
         raise Conflict(f"Category {code} already exists", field="code")
-    category = Category(code=code, name=name, description=description,
-                        default_priority=default_priority, is_active=True)
+    category = Category(
+        code=code,
+        name=name,
+        description=description,
+        default_priority=default_priority,
+        is_active=True,
+    )
     session.add(category)
     session.flush()
     return category
@@ -101,7 +118,9 @@ def active_category(session: Session, code: str) -> Category:
     return category
 
 
-def create_api_client(session: Session, *, name: str, role: str = "system") -> tuple[ApiClient, str]:
+def create_api_client(
+    session: Session, *, name: str, role: str = "system"
+) -> tuple[ApiClient, str]:
     """Register a client; the key is returned once and only its hash is kept."""
     if role not in ("system", "staff"):
         raise ValueError("API clients are systems or staff consoles")

@@ -8,7 +8,6 @@ from decimal import Decimal
 from sqlalchemy import (
     JSON,
     Boolean,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
@@ -19,6 +18,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from shared.database import UtcDateTime
 from shared.messaging import Messaging
 
 
@@ -38,8 +38,8 @@ class ApiClient(Base):
     name: Mapped[str] = mapped_column(String(100), unique=True)
     role: Mapped[str] = mapped_column(String(20), default="system")
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class Household(Base):
@@ -106,8 +106,8 @@ class ServiceRequest(Base):
     assignee_id: Mapped[str | None] = mapped_column(String(64))
     assignee_name: Mapped[str | None] = mapped_column(String(100))
     hours: Mapped[Decimal | None] = mapped_column(Numeric(6, 2))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
     timeline: Mapped[list[TimelineEntry]] = relationship(
         order_by="TimelineEntry.id", lazy="selectin", back_populates="request"
@@ -124,6 +124,6 @@ class TimelineEntry(Base):
     status: Mapped[str] = mapped_column(String(20))
     note: Mapped[str] = mapped_column(Text, default="")
     details: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
 
     request: Mapped[ServiceRequest] = relationship(back_populates="timeline")

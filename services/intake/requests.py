@@ -1,4 +1,4 @@
-"""Requests through the one door: submitted, followed through dispatch, confirmed by the resident."""
+"""Requests through the one door: submitted, followed through dispatch, confirmed by residents."""
 
 from __future__ import annotations
 
@@ -60,7 +60,10 @@ def submit_request(
         raise Forbidden("A resident may only submit requests for themselves")
     home = resident.household
     if location is not None and (
-        location.community, location.building, location.unit, location.household
+        location.community,
+        location.building,
+        location.unit,
+        location.household,
     ) != (home.community, home.building, home.unit, home.number):
         raise Invalid(
             f"Resident {resident.id} lives at {home.community}/{home.building}-{home.unit}-"
@@ -112,7 +115,9 @@ def submit_request(
     return request
 
 
-def get_request(session: Session, request_id: str, *, viewer: Principal | None = None) -> ServiceRequest:
+def get_request(
+    session: Session, request_id: str, *, viewer: Principal | None = None
+) -> ServiceRequest:
     request = session.get(ServiceRequest, request_id)
     if request is None or (
         viewer is not None and viewer.role == "resident" and viewer.subject != request.resident_id
@@ -156,7 +161,9 @@ def list_requests(
     return rows, int(total or 0)
 
 
-def confirm_request(session: Session, *, request_id: str, confirmed_by: Principal) -> ServiceRequest:
+def confirm_request(
+    session: Session, *, request_id: str, confirmed_by: Principal
+) -> ServiceRequest:
     """The resident (or staff on their behalf) confirms the service was done."""
     request = get_request(session, request_id, viewer=confirmed_by)
     if request.status == CONFIRMED:
@@ -187,7 +194,12 @@ def confirm_request(session: Session, *, request_id: str, confirmed_by: Principa
 
 
 def _record(
-    session: Session, request: ServiceRequest, status: str, note: str, *, at: datetime,
+    session: Session,
+    request: ServiceRequest,
+    status: str,
+    note: str,
+    *,
+    at: datetime,
     details: Mapping[str, Any] | None = None,
 ) -> None:
     session.add(
@@ -195,8 +207,14 @@ def _record(
     )
 
 
-def _advance(session: Session, request_id: str, status: str, note: str, at: datetime,
-             details: Mapping[str, Any]) -> ServiceRequest:
+def _advance(
+    session: Session,
+    request_id: str,
+    status: str,
+    note: str,
+    at: datetime,
+    details: Mapping[str, Any],
+) -> ServiceRequest:
     request = session.get(ServiceRequest, request_id)
     if request is None:
         raise NotFound(f"No request {request_id}")
@@ -209,18 +227,30 @@ def _advance(session: Session, request_id: str, status: str, note: str, at: date
 
 def _json_ready(data: Mapping[str, Any]) -> dict[str, Any]:
     return {
-        key: (value.isoformat() if isinstance(value, datetime) else
-              str(value) if isinstance(value, Decimal) else value)
+        key: (
+            value.isoformat()
+            if isinstance(value, datetime)
+            else str(value)
+            if isinstance(value, Decimal)
+            else value
+        )
         for key, value in data.items()
     }
 
 
 def record_assignment(session: Session, data: Mapping[str, Any]) -> None:
     """Dispatch assigned the request to someone."""
-    request = _advance(session, data["request_id"], ASSIGNED,
-                       f"Assigned to {data['assignee_name']}", data["assigned_at"], _json_ready(data))
+    request = _advance(
+        session,
+        data["request_id"],
+        ASSIGNED,
+        f"Assigned to {data['assignee_name']}",
+        data["assigned_at"],
+        _json_ready(data),
+    )
     if request.status in (ASSIGNED, ACCEPTED, COMPLETED) and request.assignment_id in (
-        None, data["assignment_id"]
+        None,
+        data["assignment_id"],
     ):
         request.assignment_id = data["assignment_id"]
         request.assignee_type = data["assignee_type"]
@@ -230,22 +260,39 @@ def record_assignment(session: Session, data: Mapping[str, Any]) -> None:
 
 def record_unrouted(session: Session, data: Mapping[str, Any]) -> None:
     """Dispatch found no one for the request: staff must triage it."""
-    _advance(session, data["request_id"], NEEDS_TRIAGE, f"No route: {data['reason']}",
-             data["unrouted_at"], _json_ready(data))
+    _advance(
+        session,
+        data["request_id"],
+        NEEDS_TRIAGE,
+        f"No route: {data['reason']}",
+        data["unrouted_at"],
+        _json_ready(data),
+    )
 
 
 def record_acceptance(session: Session, data: Mapping[str, Any]) -> None:
-    request = _advance(session, data["request_id"], ACCEPTED, "Accepted by the volunteer",
-                       data["accepted_at"], _json_ready(data))
+    request = _advance(
+        session,
+        data["request_id"],
+        ACCEPTED,
+        "Accepted by the volunteer",
+        data["accepted_at"],
+        _json_ready(data),
+    )
     request.assignment_id = request.assignment_id or data["assignment_id"]
     request.assignee_id = request.assignee_id or data["volunteer_id"]
     request.assignee_type = request.assignee_type or "volunteer"
 
 
 def record_completion(session: Session, data: Mapping[str, Any]) -> None:
-    request = _advance(session, data["request_id"], COMPLETED,
-                       f"Completed in {data['hours']} hour(s)", data["completed_at"],
-                       _json_ready(data))
+    request = _advance(
+        session,
+        data["request_id"],
+        COMPLETED,
+        f"Completed in {data['hours']} hour(s)",
+        data["completed_at"],
+        _json_ready(data),
+    )
     request.assignment_id = request.assignment_id or data["assignment_id"]
     request.assignee_id = data["volunteer_id"]
     request.assignee_type = request.assignee_type or "volunteer"

@@ -12,18 +12,27 @@ class StrictSchema(Schema):
 
 
 class RequestCreateSchema(StrictSchema):
-    category = fields.Str(required=True, validate=validate.Length(min=1, max=64),
-                          metadata={"description": "A code from the service catalogue"})
+    category = fields.Str(
+        required=True,
+        validate=validate.Length(min=1, max=64),
+        metadata={"description": "A code from the service catalogue"},
+    )
     summary = fields.Str(required=True, validate=validate.Length(min=1, max=200))
     details = fields.Str(load_default="", validate=validate.Length(max=5000))
     resident_id = fields.Str(required=True, validate=validate.Length(min=1, max=64))
-    location = fields.Nested(LocationSchema, metadata={
-        "description": "Where the service is needed; when given it must be the resident's household"})
-    priority = fields.Str(validate=validate.OneOf(PRIORITIES),
-                          metadata={"description": "Defaults to the category's priority"})
+    location = fields.Nested(
+        LocationSchema,
+        metadata={"description": "Where the service is needed; if given, the resident's household"},
+    )
+    priority = fields.Str(
+        validate=validate.OneOf(PRIORITIES),
+        metadata={"description": "Defaults to the category's priority"},
+    )
     channel = fields.Str(load_default="api", validate=validate.OneOf(CHANNELS))
-    external_ref = fields.Str(validate=validate.Length(max=100),
-                              metadata={"description": "The posting system's own reference"})
+    external_ref = fields.Str(
+        validate=validate.Length(max=100),
+        metadata={"description": "The posting system's own reference"},
+    )
 
 
 class TimelineEntrySchema(Schema):
@@ -56,7 +65,9 @@ class RequestSchema(Schema):
     timeline = fields.List(fields.Nested(TimelineEntrySchema))
 
     def _location(self, request: object) -> dict[str, str]:
-        return {key: getattr(request, key) for key in ("community", "building", "unit", "household")}
+        return {
+            key: getattr(request, key) for key in ("community", "building", "unit", "household")
+        }
 
     def _assignee(self, request: object) -> dict[str, str] | None:
         if getattr(request, "assignee_id", None) is None:
@@ -66,8 +77,11 @@ class RequestSchema(Schema):
 
 
 class RequestQuerySchema(StrictSchema):
-    status = fields.List(fields.Str(validate=validate.OneOf(STATUSES)), load_default=list,
-                         metadata={"description": "Repeat to match any of several statuses"})
+    status = fields.List(
+        fields.Str(validate=validate.OneOf(STATUSES)),
+        load_default=list,
+        metadata={"description": "Repeat to match any of several statuses"},
+    )
     category = fields.Str()
     community = fields.Str()
     building = fields.Str()
@@ -105,5 +119,9 @@ class ResidentSchema(Schema):
 
     def _location(self, resident: object) -> dict[str, str]:
         home = resident.household  # type: ignore[attr-defined]
-        return {"community": home.community, "building": home.building, "unit": home.unit,
-                "household": home.number}
+        return {
+            "community": home.community,
+            "building": home.building,
+            "unit": home.unit,
+            "household": home.number,
+        }

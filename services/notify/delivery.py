@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
@@ -185,7 +185,22 @@ def ensure_default_templates(session: Session) -> list[str]:
     return [default.key for default in DEFAULT_TEMPLATES]
 
 
-Channel = Callable[..., None]
+class Channel(Protocol):
+    """Puts a rendered message in front of its recipient.
+
+    The inbox cannot refuse a message; channels that can (e-mail, SMS) will log ``failed``.
+    """
+
+    def __call__(
+        self,
+        session: Session,
+        *,
+        recipient: str,
+        template: Template,
+        message: Rendered,
+        data: Mapping[str, Any],
+        source_message_id: str,
+    ) -> None: ...
 
 
 def _deliver_to_inbox(
@@ -224,6 +239,13 @@ def _channel(name: str) -> Channel:
     return channel
 
 
+def _has_been_delivered(session: Session, source_message_id: str) -> bool:
+    query = select(Delivery.id).where(
+        Delivery.source_message_id == source_message_id, Delivery.status == DELIVERED
+    )
+    return session.scalar(query) is not None
+
+
 def send_notification(
     session: Session,
     *,
@@ -238,14 +260,7 @@ def send_notification(
     Returns None when the message ``source_message_id`` was already delivered.
     """
     deliver = _channel(channel)
-    if (
-        session.scalar(
-            select(Delivery.id).where(
-                Delivery.source_message_id == source_message_id, Delivery.status == DELIVERED
-            )
-        )
-        is not None
-    ):
+    if _has_been_delivered(session, source_message_id):
         return None
     stored = get_template(session, template)
     message = render(stored, data)

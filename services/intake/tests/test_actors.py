@@ -27,25 +27,47 @@ def request_state(request_id: str) -> tuple[str, int]:
     with runtime().db.read() as session:
         request = session.get(ServiceRequest, request_id)
         assert request is not None
-        entries = session.scalar(select(func.count()).select_from(TimelineEntry)
-                                 .where(TimelineEntry.request_id == request_id))
+        entries = session.scalar(
+            select(func.count())
+            .select_from(TimelineEntry)
+            .where(TimelineEntry.request_id == request_id)
+        )
         return request.status, int(entries or 0)
 
 
 def payloads(request_id: str) -> dict[str, tuple]:
     base = {"request_id": request_id, "assignment_id": "a1"}
     return {
-        "assigned": (actors.on_request_assigned, events.REQUEST_ASSIGNED,
-                     {**base, "assignee_type": "volunteer", "assignee_id": "v1",
-                      "assignee_name": "Lao Zhang", "assigned_at": NOW}, "assigned"),
-        "unrouted": (actors.on_request_unrouted, events.REQUEST_UNROUTED,
-                     {"request_id": request_id, "reason": "no rule", "unrouted_at": NOW},
-                     "needs_triage"),
-        "accepted": (actors.on_request_accepted, events.REQUEST_ACCEPTED,
-                     {**base, "volunteer_id": "v1", "accepted_at": NOW}, "accepted"),
-        "completed": (actors.on_request_completed, events.REQUEST_COMPLETED,
-                      {**base, "volunteer_id": "v1", "hours": "1.5", "completed_at": NOW},
-                      "completed"),
+        "assigned": (
+            actors.on_request_assigned,
+            events.REQUEST_ASSIGNED,
+            {
+                **base,
+                "assignee_type": "volunteer",
+                "assignee_id": "v1",
+                "assignee_name": "Lao Zhang",
+                "assigned_at": NOW,
+            },
+            "assigned",
+        ),
+        "unrouted": (
+            actors.on_request_unrouted,
+            events.REQUEST_UNROUTED,
+            {"request_id": request_id, "reason": "no rule", "unrouted_at": NOW},
+            "needs_triage",
+        ),
+        "accepted": (
+            actors.on_request_accepted,
+            events.REQUEST_ACCEPTED,
+            {**base, "volunteer_id": "v1", "accepted_at": NOW},
+            "accepted",
+        ),
+        "completed": (
+            actors.on_request_completed,
+            events.REQUEST_COMPLETED,
+            {**base, "volunteer_id": "v1", "hours": "1.5", "completed_at": NOW},
+            "completed",
+        ),
     }
 
 
@@ -81,5 +103,7 @@ def test_a_real_worker_follows_the_request_through_the_broker():
             message = message_for(event, payload)
             broker.enqueue(message)
             broker.enqueue(message)
-        eventually(lambda: request_state(request_id) == ("completed", 4),
-                   what="the request to be completed with one timeline entry per event")
+        eventually(
+            lambda: request_state(request_id) == ("completed", 4),
+            what="the request to be completed with one timeline entry per event",
+        )

@@ -31,10 +31,18 @@ def resident_id():
 
 
 def body(resident_id, **changes):
-    return {"category": "knife_sharpening", "summary": "Two kitchen knives",
-            "resident_id": resident_id, "location": {"community": "changshan-garden",
-                                                     "building": "3", "unit": "2",
-                                                     "household": "501"}, **changes}
+    return {
+        "category": "knife_sharpening",
+        "summary": "Two kitchen knives",
+        "resident_id": resident_id,
+        "location": {
+            "community": "changshan-garden",
+            "building": "3",
+            "unit": "2",
+            "household": "501",
+        },
+        **changes,
+    }
 
 
 def post(client, key, payload, idempotency_key=None):
@@ -55,11 +63,14 @@ class TestSubmitting:
         assert response.headers["Location"] == f"/v1/requests/{response.json['id']}"
         assert response.json["status"] == "submitted"
         assert response.json["timeline"][0]["status"] == "submitted"
-        assert client.get(response.headers["Location"],
-                          headers={"X-API-Key": api_key}).json["id"] == response.json["id"]
+        assert (
+            client.get(response.headers["Location"], headers={"X-API-Key": api_key}).json["id"]
+            == response.json["id"]
+        )
 
-    def test_the_same_idempotency_key_posted_twice_yields_one_request(self, client, api_key,
-                                                                      resident_id):
+    def test_the_same_idempotency_key_posted_twice_yields_one_request(
+        self, client, api_key, resident_id
+    ):
         first = post(client, api_key, body(resident_id), idempotency_key="hotline-778")
         second = post(client, api_key, body(resident_id), idempotency_key="hotline-778")
         assert second.status_code == 201
@@ -69,11 +80,13 @@ class TestSubmitting:
         listed = client.get("/v1/requests", headers={"X-API-Key": api_key})
         assert len(listed.json) == 1
 
-    def test_the_same_idempotency_key_with_a_different_body_is_a_422(self, client, api_key,
-                                                                     resident_id):
+    def test_the_same_idempotency_key_with_a_different_body_is_a_422(
+        self, client, api_key, resident_id
+    ):
         post(client, api_key, body(resident_id), idempotency_key="hotline-778")
-        response = post(client, api_key, body(resident_id, summary="Scissors"),
-                        idempotency_key="hotline-778")
+        response = post(
+            client, api_key, body(resident_id, summary="Scissors"), idempotency_key="hotline-778"
+        )
         assert response.status_code == 422
         assert response.mimetype == "application/problem+json"
         assert response.json["type"].endswith("/idempotency-key-reused")
@@ -105,8 +118,11 @@ class TestSubmitting:
         assert response.json["field"] == "category"
 
     def test_a_body_that_is_not_json_is_refused(self, client, api_key):
-        response = client.post("/v1/requests", data="not json",
-                               headers={"X-API-Key": api_key, "Content-Type": "application/json"})
+        response = client.post(
+            "/v1/requests",
+            data="not json",
+            headers={"X-API-Key": api_key, "Content-Type": "application/json"},
+        )
         assert response.status_code in (400, 422)
         assert response.mimetype == "application/problem+json"
 
@@ -133,23 +149,31 @@ class TestAuthentication:
     def test_a_resident_sees_only_their_own_requests(self, client, api_key, resident_id):
         post(client, api_key, body(resident_id))
         secret = runtime().settings.auth_secret
-        mine = {"Authorization": f"Bearer {issue_token(secret, subject=resident_id, role='resident')}"}
-        theirs = {"Authorization": f"Bearer {issue_token(secret, subject='other', role='resident')}"}
+        mine = {
+            "Authorization": f"Bearer {issue_token(secret, subject=resident_id, role='resident')}"
+        }
+        theirs = {
+            "Authorization": f"Bearer {issue_token(secret, subject='other', role='resident')}"
+        }
         assert len(client.get("/v1/requests", headers=mine).json) == 1
         assert client.get("/v1/requests", headers=theirs).json == []
 
     def test_a_forged_token_is_a_401(self, client, resident_id):
-        forged = issue_token("an-attacker-guessing-the-secret-wrongly", subject=resident_id, role="staff")
+        forged = issue_token(
+            "an-attacker-guessing-the-secret-wrongly", subject=resident_id, role="staff"
+        )
         response = client.get("/v1/requests", headers={"Authorization": f"Bearer {forged}"})
         assert response.status_code == 401
 
 
 class TestConfirmation:
-    def test_confirming_a_request_that_is_not_completed_is_a_409(self, client, api_key,
-                                                                 resident_id):
+    def test_confirming_a_request_that_is_not_completed_is_a_409(
+        self, client, api_key, resident_id
+    ):
         created = post(client, api_key, body(resident_id)).json
-        response = client.post(f"/v1/requests/{created['id']}/confirmation",
-                               headers={"X-API-Key": api_key})
+        response = client.post(
+            f"/v1/requests/{created['id']}/confirmation", headers={"X-API-Key": api_key}
+        )
         assert response.status_code == 409
         assert "completed" in response.json["detail"]
 
@@ -179,10 +203,14 @@ class TestPlumbing:
         params = spec["paths"]["/v1/requests"]["post"]["parameters"]
         assert any(p["name"] == "Idempotency-Key" for p in params)
 
-    def test_the_correlation_id_is_echoed_and_carried_into_the_outbox(self, client, api_key,
-                                                                      resident_id):
-        response = client.post("/v1/requests", json=body(resident_id),
-                               headers={"X-API-Key": api_key, "X-Correlation-ID": "corr-42"})
+    def test_the_correlation_id_is_echoed_and_carried_into_the_outbox(
+        self, client, api_key, resident_id
+    ):
+        response = client.post(
+            "/v1/requests",
+            json=body(resident_id),
+            headers={"X-API-Key": api_key, "X-Correlation-ID": "corr-42"},
+        )
         assert response.headers["X-Correlation-ID"] == "corr-42"
         from tests.support import staged_messages
 
@@ -193,15 +221,28 @@ class TestPlumbing:
         with runtime().db.transaction() as session:
             directory.add_household(session, community="c", building="1", unit="1", number="101")
         headers = {"X-API-Key": api_key}
-        created = client.post("/v1/categories", headers=headers,
-                              json={"code": "haircut", "name": "Haircut at home"})
+        created = client.post(
+            "/v1/categories", headers=headers, json={"code": "haircut", "name": "Haircut at home"}
+        )
         assert created.status_code == 201
-        resident = client.post("/v1/residents", headers=headers, json={
-            "name": "Sun Hua", "location": {"community": "c", "building": "1", "unit": "1",
-                                            "household": "101"}})
+        resident = client.post(
+            "/v1/residents",
+            headers=headers,
+            json={
+                "name": "Sun Hua",
+                "location": {"community": "c", "building": "1", "unit": "1", "household": "101"},
+            },
+        )
         assert resident.status_code == 201
-        assert client.get(f"/v1/residents/{resident.json['id']}", headers=headers).status_code == 200
-        off_grid = client.post("/v1/residents", headers=headers, json={
-            "name": "Nobody", "location": {"community": "c", "building": "9", "unit": "9",
-                                           "household": "999"}})
+        assert (
+            client.get(f"/v1/residents/{resident.json['id']}", headers=headers).status_code == 200
+        )
+        off_grid = client.post(
+            "/v1/residents",
+            headers=headers,
+            json={
+                "name": "Nobody",
+                "location": {"community": "c", "building": "9", "unit": "9", "household": "999"},
+            },
+        )
         assert off_grid.status_code == 404

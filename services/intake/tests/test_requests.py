@@ -26,16 +26,27 @@ def session():
 
 def walk_to_completed(session, request, hours="1.5"):
     base = {"request_id": request.id, "assignment_id": "a1"}
-    requests.record_assignment(session, {**base, "assignee_type": "volunteer", "assignee_id": "v1",
-                                         "assignee_name": "Lao Zhang", "assigned_at": NOW})
+    requests.record_assignment(
+        session,
+        {
+            **base,
+            "assignee_type": "volunteer",
+            "assignee_id": "v1",
+            "assignee_name": "Lao Zhang",
+            "assigned_at": NOW,
+        },
+    )
     requests.record_acceptance(session, {**base, "volunteer_id": "v1", "accepted_at": NOW})
-    requests.record_completion(session, {**base, "volunteer_id": "v1", "hours": Decimal(hours),
-                                         "completed_at": NOW})
+    requests.record_completion(
+        session, {**base, "volunteer_id": "v1", "hours": Decimal(hours), "completed_at": NOW}
+    )
 
 
 class TestSubmitting:
     def test_a_request_takes_its_location_from_the_residents_household(self, session):
-        request = a_request(session, resident=a_resident(session, building="3", unit="2", number="501"))
+        request = a_request(
+            session, resident=a_resident(session, building="3", unit="2", number="501")
+        )
         assert (request.building, request.unit, request.household) == ("3", "2", "501")
         assert request.status == "submitted"
         assert request.priority == "normal"
@@ -52,30 +63,50 @@ class TestSubmitting:
     def test_an_unknown_category_is_refused(self, session):
         resident = a_resident(session)
         with pytest.raises(NotFound, match="category"):
-            requests.submit_request(session, submitted_by=HOTLINE, category="teleportation",
-                                    summary="x", resident_id=resident.id)
+            requests.submit_request(
+                session,
+                submitted_by=HOTLINE,
+                category="teleportation",
+                summary="x",
+                resident_id=resident.id,
+            )
 
     def test_an_unknown_resident_is_refused(self, session):
         a_category(session)
         with pytest.raises(NotFound, match="resident"):
-            requests.submit_request(session, submitted_by=HOTLINE, category="knife_sharpening",
-                                    summary="x", resident_id="nobody")
+            requests.submit_request(
+                session,
+                submitted_by=HOTLINE,
+                category="knife_sharpening",
+                summary="x",
+                resident_id="nobody",
+            )
 
     def test_a_location_that_is_not_the_residents_home_is_refused(self, session):
         resident = a_resident(session)
         a_category(session)
         elsewhere = requests.Location("changshan-garden", "9", "9", "909")
         with pytest.raises(Invalid, match="lives at"):
-            requests.submit_request(session, submitted_by=HOTLINE, category="knife_sharpening",
-                                    summary="x", resident_id=resident.id, location=elsewhere)
+            requests.submit_request(
+                session,
+                submitted_by=HOTLINE,
+                category="knife_sharpening",
+                summary="x",
+                resident_id=resident.id,
+                location=elsewhere,
+            )
 
     def test_a_resident_cannot_submit_for_someone_else(self, session):
         resident = a_resident(session)
         a_category(session)
         with pytest.raises(Forbidden):
-            requests.submit_request(session, submitted_by=Principal("someone-else", "resident"),
-                                    category="knife_sharpening", summary="x",
-                                    resident_id=resident.id)
+            requests.submit_request(
+                session,
+                submitted_by=Principal("someone-else", "resident"),
+                category="knife_sharpening",
+                summary="x",
+                resident_id=resident.id,
+            )
 
 
 class TestFollowingDispatch:
@@ -86,28 +117,41 @@ class TestFollowingDispatch:
         assert request.assignee_name == "Lao Zhang"
         assert request.hours == Decimal("1.5")
         assert [entry.status for entry in request.timeline] == [
-            "submitted", "assigned", "accepted", "completed"]
+            "submitted",
+            "assigned",
+            "accepted",
+            "completed",
+        ]
 
     def test_events_arriving_out_of_order_never_move_the_status_back(self, session):
         request = a_request(session)
         base = {"request_id": request.id, "assignment_id": "a1"}
         requests.record_acceptance(session, {**base, "volunteer_id": "v1", "accepted_at": NOW})
-        requests.record_assignment(session, {**base, "assignee_type": "volunteer",
-                                             "assignee_id": "v1", "assignee_name": "Lao Zhang",
-                                             "assigned_at": NOW})
+        requests.record_assignment(
+            session,
+            {
+                **base,
+                "assignee_type": "volunteer",
+                "assignee_id": "v1",
+                "assignee_name": "Lao Zhang",
+                "assigned_at": NOW,
+            },
+        )
         assert request.status == "accepted"
         assert request.assignee_name == "Lao Zhang"
 
     def test_an_unrouted_request_waits_for_triage(self, session):
         request = a_request(session)
-        requests.record_unrouted(session, {"request_id": request.id, "reason": "no rule",
-                                           "unrouted_at": NOW})
+        requests.record_unrouted(
+            session, {"request_id": request.id, "reason": "no rule", "unrouted_at": NOW}
+        )
         assert request.status == "needs_triage"
 
     def test_news_about_an_unknown_request_is_refused(self, session):
         with pytest.raises(NotFound):
-            requests.record_unrouted(session, {"request_id": "nope", "reason": "x",
-                                               "unrouted_at": NOW})
+            requests.record_unrouted(
+                session, {"request_id": "nope", "reason": "x", "unrouted_at": NOW}
+            )
 
 
 class TestConfirming:
@@ -139,8 +183,9 @@ class TestConfirming:
         request = a_request(session)
         walk_to_completed(session, request)
         with pytest.raises(NotFound):
-            requests.confirm_request(session, request_id=request.id,
-                                     confirmed_by=Principal("stranger", "resident"))
+            requests.confirm_request(
+                session, request_id=request.id, confirmed_by=Principal("stranger", "resident")
+            )
 
 
 class TestListing:
