@@ -355,3 +355,15 @@ IDEMPOTENCY_HEADER_DOC = {
     "description": "Retries with the same key and body return the first answer; "
     "the same key with a different body is refused with 422.",
 }
+
+
+def paged(
+    db: Any, pagination: Any, lister: Callable[..., tuple[list[Any], int]], **filters: Any
+) -> list[Any]:
+    """One page from ``lister(session, offset=, limit=, **filters)``, total set for the header."""
+    with db.read() as session:
+        page, total = lister(
+            session, offset=pagination.first_item, limit=pagination.page_size, **filters
+        )
+    pagination.item_count = total
+    return page

@@ -23,7 +23,7 @@ from services.dispatch.schemas import (
     VolunteerQuerySchema,
     VolunteerSchema,
 )
-from shared.web import require
+from shared.web import paged, require
 
 blp = Blueprint(
     "assignments",
@@ -50,15 +50,7 @@ class Assignments(MethodView):
         principal = require(*STAFF, "volunteer")
         if principal.role == "volunteer":
             query["volunteer_id"] = principal.subject
-        with runtime().db.read() as session:
-            page, total = routing.list_assignments(
-                session,
-                offset=pagination_parameters.first_item,
-                limit=pagination_parameters.page_size,
-                **query,
-            )
-        pagination_parameters.item_count = total
-        return page
+        return paged(runtime().db, pagination_parameters, routing.list_assignments, **query)
 
 
 @blp.route("/assignments/<assignment_id>")
@@ -105,14 +97,7 @@ class Teams(MethodView):
     def get(self, pagination_parameters: PaginationParameters) -> Any:
         """List the volunteer teams"""
         require(*STAFF)
-        with runtime().db.read() as session:
-            page, total = routing.list_teams(
-                session,
-                offset=pagination_parameters.first_item,
-                limit=pagination_parameters.page_size,
-            )
-        pagination_parameters.item_count = total
-        return page
+        return paged(runtime().db, pagination_parameters, routing.list_teams)
 
     @roster.arguments(TeamCreateSchema)
     @roster.response(201, TeamSchema)
@@ -131,15 +116,7 @@ class Volunteers(MethodView):
     def get(self, query: dict[str, Any], pagination_parameters: PaginationParameters) -> Any:
         """List volunteers"""
         require(*STAFF)
-        with runtime().db.read() as session:
-            page, total = routing.list_volunteers(
-                session,
-                offset=pagination_parameters.first_item,
-                limit=pagination_parameters.page_size,
-                **query,
-            )
-        pagination_parameters.item_count = total
-        return page
+        return paged(runtime().db, pagination_parameters, routing.list_volunteers, **query)
 
     @roster.arguments(VolunteerCreateSchema)
     @roster.response(201, VolunteerSchema)
@@ -158,15 +135,7 @@ class RoutingRules(MethodView):
     def get(self, query: dict[str, Any], pagination_parameters: PaginationParameters) -> Any:
         """List routing rules by category, the winning rule first"""
         require(*STAFF)
-        with runtime().db.read() as session:
-            page, total = routing.list_routing_rules(
-                session,
-                offset=pagination_parameters.first_item,
-                limit=pagination_parameters.page_size,
-                **query,
-            )
-        pagination_parameters.item_count = total
-        return page
+        return paged(runtime().db, pagination_parameters, routing.list_routing_rules, **query)
 
     @roster.arguments(RoutingRuleCreateSchema)
     @roster.response(201, RoutingRuleSchema)

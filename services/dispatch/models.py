@@ -9,7 +9,6 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Boolean,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
@@ -19,6 +18,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from shared.database import UtcDateTime
 from shared.messaging import Messaging
 
 
@@ -60,7 +60,7 @@ class RoutingRule(Base):
     volunteer_id: Mapped[str] = mapped_column(ForeignKey("volunteers.id"))
     precedence: Mapped[int] = mapped_column(Integer, default=100)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
     volunteer: Mapped[Volunteer] = relationship(lazy="joined")
 
@@ -86,8 +86,8 @@ class Assignment(Base):
     status: Mapped[str] = mapped_column(String(20))
     hours: Mapped[Decimal | None] = mapped_column(Numeric(6, 2))
     note: Mapped[str] = mapped_column(Text, default="")
-    assigned_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    accepted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    assigned_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    accepted_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     volunteer: Mapped[Volunteer] = relationship(lazy="joined")

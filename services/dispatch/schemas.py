@@ -1,15 +1,11 @@
 """What dispatch's HTTP API accepts and returns. Strict: unknown fields are rejected."""
 
-from marshmallow import RAISE, Schema, fields, validate
+from marshmallow import Schema, fields, validate
 
 from services.dispatch.routing import MAX_HOURS, STATUSES
+from shared.schemas import StrictSchema
 
 CATEGORY_CODE = validate.Regexp(r"^[a-z][a-z0-9_]{0,63}$", error="Not a category code.")
-
-
-class StrictSchema(Schema):
-    class Meta:
-        unknown = RAISE
 
 
 class TeamCreateSchema(StrictSchema):

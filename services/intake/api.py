@@ -21,7 +21,7 @@ from services.intake.schemas import (
     ResidentSchema,
 )
 from shared.idempotency import StoredResponse, run_once
-from shared.web import IDEMPOTENCY_HEADER_DOC, require, stored_response
+from shared.web import IDEMPOTENCY_HEADER_DOC, paged, require, stored_response
 
 blp = Blueprint("requests", __name__, url_prefix="/v1", description="Requests through the one door")
 STAFF = ("system", "staff")
@@ -70,15 +70,7 @@ class Requests(MethodView):
         if principal.role == "resident":
             query["resident_id"] = principal.subject
         where = requests.RequestFilter(status=tuple(query.pop("status")), **query)
-        with runtime().db.read() as session:
-            page, total = requests.list_requests(
-                session,
-                where=where,
-                offset=pagination_parameters.first_item,
-                limit=pagination_parameters.page_size,
-            )
-        pagination_parameters.item_count = total
-        return page
+        return paged(runtime().db, pagination_parameters, requests.list_requests, where=where)
 
 
 @blp.route("/requests/<request_id>")

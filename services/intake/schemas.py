@@ -4,11 +4,7 @@ from marshmallow import RAISE, Schema, fields, validate
 
 from services.intake.requests import CHANNELS, STATUSES
 from shared.events import PRIORITIES, LocationSchema
-
-
-class StrictSchema(Schema):
-    class Meta:
-        unknown = RAISE
+from shared.schemas import StrictSchema
 
 
 class RequestCreateSchema(StrictSchema):

@@ -18,7 +18,7 @@ from services.notify.schemas import (
     TemplateSchema,
     TemplateUpdateSchema,
 )
-from shared.web import require
+from shared.web import paged, require
 
 blp = Blueprint(
     "notify",
@@ -40,17 +40,14 @@ class Inbox(MethodView):
     ) -> Any:
         """List an inbox, newest first"""
         principal = require(*PEOPLE)
-        with runtime().db.read() as session:
-            page, total = delivery.list_inbox(
-                session,
-                recipient=recipient,
-                viewer=principal,
-                is_unread_only=query["unread"],
-                offset=pagination_parameters.first_item,
-                limit=pagination_parameters.page_size,
-            )
-        pagination_parameters.item_count = total
-        return page
+        return paged(
+            runtime().db,
+            pagination_parameters,
+            delivery.list_inbox,
+            recipient=recipient,
+            viewer=principal,
+            is_unread_only=query["unread"],
+        )
 
 
 @blp.route("/inbox/<recipient>/messages/<message_id>/read")
@@ -102,12 +99,4 @@ class Deliveries(MethodView):
     def get(self, query: dict[str, Any], pagination_parameters: PaginationParameters) -> Any:
         """List the delivery log, newest first"""
         require(*STAFF)
-        with runtime().db.read() as session:
-            page, total = delivery.list_deliveries(
-                session,
-                offset=pagination_parameters.first_item,
-                limit=pagination_parameters.page_size,
-                **query,
-            )
-        pagination_parameters.item_count = total
-        return page
+        return paged(runtime().db, pagination_parameters, delivery.list_deliveries, **query)

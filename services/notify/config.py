@@ -1,30 +1,16 @@
 """notify's settings and the runtime every notify process builds once."""
 
-from __future__ import annotations
-
-from collections.abc import Mapping
-from functools import cache
 from pathlib import Path
 
 from services.notify.models import Base, messaging
-from shared.runtime import ServiceRuntime
-from shared.settings import Settings
+from shared.runtime import RuntimeFactory
 
 SERVICE = "notify"
 MIGRATIONS = Path(__file__).parent / "migrations"
 
-
-def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    return Settings.from_env(SERVICE, env)
-
-
-def build_runtime(settings: Settings) -> ServiceRuntime:
-    return ServiceRuntime(
-        settings=settings, metadata=Base.metadata, messaging=messaging, migrations=MIGRATIONS
-    )
-
-
-@cache
-def runtime() -> ServiceRuntime:
-    """The process-wide runtime, from the environment."""
-    return build_runtime(load_settings())
+_factory = RuntimeFactory(
+    SERVICE, metadata=Base.metadata, messaging=messaging, migrations=MIGRATIONS
+)
+load_settings = _factory.load_settings
+build_runtime = _factory.build
+runtime = _factory.runtime

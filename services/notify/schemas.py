@@ -1,25 +1,9 @@
 """What notify's HTTP API accepts and returns. Strict: unknown fields are rejected."""
 
-from datetime import UTC, datetime
-from typing import Any
-
-from marshmallow import RAISE, Schema, fields, validate
+from marshmallow import Schema, fields, validate
 
 from services.notify.delivery import DELIVERY_STATUSES
-
-
-class StrictSchema(Schema):
-    class Meta:
-        unknown = RAISE
-
-
-class UtcDateTime(fields.DateTime):
-    """A stored moment, always answered in UTC: SQLite hands timestamps back without a zone."""
-
-    def _serialize(self, value: datetime | None, attr: str | None, obj: Any, **kwargs: Any) -> Any:
-        if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return super()._serialize(value, attr, obj, **kwargs)
+from shared.schemas import StrictSchema
 
 
 class InboxQuerySchema(StrictSchema):
@@ -33,8 +17,8 @@ class InboxMessageSchema(Schema):
     subject = fields.Str()
     body = fields.Str()
     data = fields.Dict(keys=fields.Str())
-    created_at = UtcDateTime()
-    read_at = UtcDateTime(allow_none=True)
+    created_at = fields.DateTime()
+    read_at = fields.DateTime(allow_none=True)
     is_read = fields.Bool()
 
 
@@ -56,7 +40,7 @@ class TemplateSchema(Schema):
     channel = fields.Str()
     subject = fields.Str()
     body = fields.Str()
-    updated_at = UtcDateTime()
+    updated_at = fields.DateTime()
 
 
 class DeliveryQuerySchema(StrictSchema):
@@ -72,4 +56,4 @@ class DeliverySchema(Schema):
     status = fields.Str(metadata={"enum": list(DELIVERY_STATUSES)})
     error = fields.Str(allow_none=True)
     source_message_id = fields.Str(allow_none=True)
-    at = UtcDateTime()
+    at = fields.DateTime()

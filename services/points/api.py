@@ -17,7 +17,7 @@ from services.points.schemas import (
     RateUpdateSchema,
     TransferSchema,
 )
-from shared.web import require
+from shared.web import paged, require
 
 blp = Blueprint("points", __name__, url_prefix="/v1", description="The moral bank's ledger")
 STAFF = ("system", "staff")
@@ -43,16 +43,13 @@ class AccountEntries(MethodView):
     def get(self, holder: str, pagination_parameters: PaginationParameters) -> Any:
         """List an account's entries, newest first"""
         principal = require(*READERS)
-        with runtime().db.read() as session:
-            page, total = ledger.list_entries(
-                session,
-                holder=holder,
-                viewer=principal,
-                offset=pagination_parameters.first_item,
-                limit=pagination_parameters.page_size,
-            )
-        pagination_parameters.item_count = total
-        return page
+        return paged(
+            runtime().db,
+            pagination_parameters,
+            ledger.list_entries,
+            holder=holder,
+            viewer=principal,
+        )
 
 
 @blp.route("/transfers/<transfer_id>")

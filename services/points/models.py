@@ -6,9 +6,10 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, Integer, Numeric, String, Text
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, Numeric, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from shared.database import UtcDateTime
 from shared.messaging import Messaging
 
 
@@ -39,7 +40,7 @@ class Account(Base):
     kind: Mapped[str] = mapped_column(String(10), default=HOLDER)
     # Kept equal to the sum of the account's entries, in the same transaction as each entry.
     balance: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal("0.00"))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class Transfer(Base):
@@ -58,7 +59,7 @@ class Transfer(Base):
     credit_account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
     memo: Mapped[str] = mapped_column(Text, default="")
     request_id: Mapped[str | None] = mapped_column(String(64), index=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
     debit_account: Mapped[Account] = relationship(foreign_keys=[debit_account_id], lazy="joined")
     credit_account: Mapped[Account] = relationship(foreign_keys=[credit_account_id], lazy="joined")
@@ -89,4 +90,4 @@ class EarningRate(Base):
 
     category: Mapped[str] = mapped_column(String(64), primary_key=True)
     points_per_hour: Mapped[Decimal] = mapped_column(Numeric(10, 2))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -3,27 +3,12 @@ decimal strings, so no client ever reads them through a float."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate
 
 from services.points.ledger import MAX_RATE
-
-
-class StrictSchema(Schema):
-    class Meta:
-        unknown = RAISE
-
-
-class UtcDateTime(fields.DateTime):
-    """Times are stored in UTC; SQLite hands them back without their zone."""
-
-    def _serialize(self, value: datetime | None, attr: str | None, obj: Any, **kwargs: Any) -> Any:
-        if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return super()._serialize(value, attr, obj, **kwargs)
+from shared.schemas import StrictSchema
 
 
 def _at_most_two_places(value: Decimal) -> None:
@@ -46,7 +31,7 @@ class RateUpdateSchema(StrictSchema):
 class RateSchema(Schema):
     category = fields.Str()
     points_per_hour = fields.Decimal(as_string=True)
-    updated_at = UtcDateTime()
+    updated_at = fields.DateTime()
 
 
 class AccountSchema(Schema):
@@ -61,7 +46,7 @@ class EntrySchema(Schema):
     amount = fields.Decimal(as_string=True, metadata={"description": "Negative when debited"})
     memo = fields.Str(attribute="transfer.memo")
     request_id = fields.Str(attribute="transfer.request_id", allow_none=True)
-    created_at = UtcDateTime(attribute="transfer.created_at")
+    created_at = fields.DateTime(attribute="transfer.created_at")
 
 
 class TransferSchema(Schema):
@@ -72,4 +57,4 @@ class TransferSchema(Schema):
     credit = fields.Str(attribute="credit_account.holder")
     memo = fields.Str()
     request_id = fields.Str(allow_none=True)
-    created_at = UtcDateTime()
+    created_at = fields.DateTime()
