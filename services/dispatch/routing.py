@@ -7,12 +7,13 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.dispatch.models import Assignment, RoutingRule, Team, Volunteer, messaging
 from shared import events
 from shared.auth import Principal
+from shared.database import fetch_page
 from shared.errors import Conflict, Forbidden, Invalid, NotFound
 from shared.messaging import utcnow
 
@@ -21,13 +22,6 @@ ACCEPTED = "accepted"
 COMPLETED = "completed"
 STATUSES = (ASSIGNED, ACCEPTED, COMPLETED)
 MAX_HOURS = Decimal(24)
-
-
-def _page(
-    session: Session, query: Select[Any], *, offset: int, limit: int
-) -> tuple[list[Any], int]:
-    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
-    return list(session.scalars(query.offset(offset).limit(limit))), int(total or 0)
 
 
 def create_team(
@@ -44,7 +38,9 @@ def create_team(
 
 def list_teams(session: Session, *, offset: int = 0, limit: int = 50) -> tuple[list[Team], int]:
     """Teams by name."""
-    return _page(session, select(Team).order_by(Team.name, Team.id), offset=offset, limit=limit)
+    return fetch_page(
+        session, select(Team).order_by(Team.name, Team.id), offset=offset, limit=limit
+    )
 
 
 def register_volunteer(
@@ -74,7 +70,7 @@ def list_volunteers(
     query = select(Volunteer).order_by(Volunteer.name, Volunteer.id)
     if team_id is not None:
         query = query.where(Volunteer.team_id == team_id)
-    return _page(session, query, offset=offset, limit=limit)
+    return fetch_page(session, query, offset=offset, limit=limit)
 
 
 def add_routing_rule(
@@ -121,7 +117,7 @@ def list_routing_rules(
     )
     if category is not None:
         query = query.where(RoutingRule.category == category)
-    return _page(session, query, offset=offset, limit=limit)
+    return fetch_page(session, query, offset=offset, limit=limit)
 
 
 def find_route(session: Session, *, category: str) -> RoutingRule | None:
@@ -238,7 +234,7 @@ def list_assignments(
         query = query.where(Assignment.volunteer_id == volunteer_id)
     if status is not None:
         query = query.where(Assignment.status == status)
-    return _page(session, query, offset=offset, limit=limit)
+    return fetch_page(session, query, offset=offset, limit=limit)
 
 
 def _held_for_action(

@@ -15,12 +15,13 @@ from typing import Any, Protocol
 from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from services.notify.models import Delivery, InboxMessage, Template
 from shared import context
 from shared.auth import Principal
+from shared.database import fetch_page
 from shared.errors import Forbidden, Invalid, NotFound
 from shared.messaging import utcnow
 
@@ -323,11 +324,8 @@ def list_inbox(
     where: Select[Any] = select(InboxMessage).where(InboxMessage.recipient == recipient)
     if is_unread_only:
         where = where.where(InboxMessage.read_at.is_(None))
-    total = session.scalar(select(func.count()).select_from(where.subquery()))
-    rows = session.scalars(
-        where.order_by(InboxMessage.created_at.desc(), InboxMessage.id).offset(offset).limit(limit)
-    )
-    return list(rows), int(total or 0)
+    query = where.order_by(InboxMessage.created_at.desc(), InboxMessage.id)
+    return fetch_page(session, query, offset=offset, limit=limit)
 
 
 def mark_read(
@@ -357,8 +355,5 @@ def list_deliveries(
         where = where.where(Delivery.recipient == recipient)
     if status is not None:
         where = where.where(Delivery.status == status)
-    total = session.scalar(select(func.count()).select_from(where.subquery()))
-    rows = session.scalars(
-        where.order_by(Delivery.at.desc(), Delivery.id).offset(offset).limit(limit)
-    )
-    return list(rows), int(total or 0)
+    query = where.order_by(Delivery.at.desc(), Delivery.id)
+    return fetch_page(session, query, offset=offset, limit=limit)
