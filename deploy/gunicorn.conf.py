@@ -12,6 +12,8 @@ keepalive = 5
 accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+# Several services' servers share a host; a shared default control socket path would collide.
+control_socket_disable = True
 
 
 def child_exit(server, worker):
