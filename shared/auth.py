@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -69,3 +72,41 @@ def verify_token(secret: str, token: str) -> Principal:
     if claims["role"] not in ROLES:
         raise AuthenticationError("invalid token: unknown role")
     return Principal(subject=str(claims["sub"]), role=str(claims["role"]))
+
+
+class CachedKeyLookup:
+    """Remembers known API keys for ``ttl_s`` seconds, so most requests skip the database.
+
+    A revoked key therefore keeps working for at most ``ttl_s`` seconds in each process.
+    Unknown keys are never remembered.
+    """
+
+    def __init__(
+        self,
+        lookup: Callable[[str], Principal | None],
+        *,
+        ttl_s: float = 30.0,
+        max_entries: int = 1024,
+    ) -> None:
+        self._lookup = lookup
+        self._ttl_s = ttl_s
+        self._max_entries = max_entries
+        self._known: dict[str, tuple[float, Principal]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, key: str) -> Principal | None:
+        digest = hash_api_key(key)
+        now = time.monotonic()
+        with self._lock:
+            cached = self._known.get(digest)
+        if cached is not None and now - cached[0] < self._ttl_s:
+            return cached[1]
+        principal = self._lookup(key)
+        with self._lock:
+            if principal is None:
+                self._known.pop(digest, None)
+            else:
+                if len(self._known) >= self._max_entries:
+                    self._known.clear()
+                self._known[digest] = (now, principal)
+        return principal

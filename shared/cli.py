@@ -49,6 +49,18 @@ def _dead_letters(runtime: ServiceRuntime, args: argparse.Namespace) -> int:
     return 1 if missing else 0
 
 
+def _purge(runtime: ServiceRuntime, args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    if args.older_than_days < 1:
+        print("--older-than-days must be at least 1", file=sys.stderr)
+        return 2
+    with runtime.db.transaction() as session:
+        removed = runtime.messaging.purge(session, older_than=timedelta(days=args.older_than_days))
+    print(f"{runtime.name}: removed " + ", ".join(f"{n} {table}" for table, n in removed.items()))
+    return 0
+
+
 def run_cli(
     runtime_factory: Callable[[], ServiceRuntime],
     argv: Sequence[str] | None = None,
@@ -73,6 +85,12 @@ def run_cli(
     dead.add_argument("message_ids", nargs="*", help="replay these (default: all not replayed)")
     dead.add_argument("--all", action="store_true", help="list replayed ones too")
     dead.set_defaults(run=_dead_letters)
+
+    purge = commands.add_parser(
+        "purge", help="forget published events, handled message ids and old idempotency keys"
+    )
+    purge.add_argument("--older-than-days", type=int, default=14)
+    purge.set_defaults(run=_purge)
 
     for name, (help_text, configure, run) in (extra or {}).items():
         sub = commands.add_parser(name, help=help_text)

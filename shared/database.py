@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,11 @@ class Database:
         else:
             reader = self.engine
         self.readers = sessionmaker(reader, expire_on_commit=False)
+        # SQLite has one writer at a time. Threads of one process queue here, in order, rather
+        # than in SQLite's busy handler, whose growing sleeps make tail latency long.
+        self._writer: AbstractContextManager[Any] = (
+            threading.RLock() if self.is_sqlite else nullcontext()
+        )
 
     @property
     def is_sqlite(self) -> bool:
@@ -106,7 +112,7 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """A session whose work commits on success and rolls back on any exception."""
-        with self.sessions.begin() as session:
+        with self._writer, self.sessions.begin() as session:
             yield session
 
     @contextmanager

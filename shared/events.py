@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
@@ -104,7 +105,7 @@ class NotificationRequestedSchema(Schema):
     channel = fields.Str(load_default="inbox")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Event:
     """One message type: where it goes and what it carries."""
 
@@ -117,9 +118,17 @@ class Event:
     def actor_name(self) -> str:
         return f"{self.name}.v{self.version}"
 
+    @cached_property
+    def _strict(self) -> Schema:
+        return self.schema(unknown=RAISE)
+
+    @cached_property
+    def _tolerant(self) -> Schema:
+        return self.schema(unknown=EXCLUDE)
+
     def validate_outgoing(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """Check a payload strictly and return its JSON-ready form."""
-        schema = self.schema(unknown=RAISE)
+        schema = self._strict
         try:
             loaded = schema.load(dict(data))
         except ValidationError as error:
@@ -130,7 +139,7 @@ class Event:
     def read_incoming(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """Read the fields this version defines, ignoring any others."""
         try:
-            loaded: dict[str, Any] = self.schema(unknown=EXCLUDE).load(dict(data))
+            loaded: dict[str, Any] = self._tolerant.load(dict(data))
         except ValidationError as error:
             raise ContractError(self.name, error.messages) from error
         return loaded

@@ -12,8 +12,8 @@ Every service keeps, in its own database:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -24,9 +24,11 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    delete,
     insert,
     select,
 )
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from shared import context
@@ -135,3 +137,24 @@ class Messaging:
             )
         )
         return True
+
+    def purge(self, session: Session, *, older_than: timedelta) -> dict[str, int]:
+        """Forget published events, handled message ids and idempotency keys past ``older_than``.
+
+        Keep ``older_than`` longer than any redelivery can take (the broker keeps dead messages
+        for a week), or a very late duplicate would be handled again.
+        """
+        cutoff = utcnow() - older_than
+        outbox, inbox, keys = self.outbox, self.inbox, self.idempotency_keys
+        statements = {
+            "outbox": delete(outbox).where(
+                outbox.c.published_at.is_not(None), outbox.c.published_at < cutoff
+            ),
+            "inbox": delete(inbox).where(inbox.c.processed_at < cutoff),
+            "idempotency_keys": delete(keys).where(keys.c.created_at < cutoff),
+        }
+        removed: dict[str, int] = {}
+        for table, statement in statements.items():
+            result = cast(CursorResult[Any], session.execute(statement))
+            removed[table] = int(result.rowcount or 0)
+        return removed

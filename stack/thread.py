@@ -198,6 +198,7 @@ class KnifeSharpeningThread:
         for recipient, who, template in (
             (volunteer, "volunteer", "assignment.created"),
             (resident, "resident", "request.accepted"),
+            (resident, "resident", "request.completed"),
             (volunteer, "volunteer", "points.credited"),
         ):
             self.wait_for(

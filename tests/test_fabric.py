@@ -207,3 +207,45 @@ class TestDeadLetters:
 
     def test_replaying_an_unknown_dead_letter_says_so(self):
         assert replay_dead_letter(runtime(), "no-such-message") is False
+
+
+class TestHousekeeping:
+    def test_purge_forgets_only_what_is_old_and_already_done(self):
+        from datetime import timedelta
+
+        from sqlalchemy import update
+
+        submitted_request()
+        submitted_request()
+        drain(runtime())
+        messaging = runtime().messaging
+        with runtime().db.transaction() as session:
+            oldest = session.scalar(select(messaging.outbox.c.id).limit(1))
+            session.execute(
+                update(messaging.outbox)
+                .where(messaging.outbox.c.id == oldest)
+                .values(published_at=datetime.now(UTC) - timedelta(days=30))
+            )
+        submitted_request()  # pending: never purged, however old
+        with runtime().db.transaction() as session:
+            removed = messaging.purge(session, older_than=timedelta(days=14))
+        assert removed == {"outbox": 1, "inbox": 0, "idempotency_keys": 0}
+        assert pending_outbox() == 1
+
+
+class TestCorrelation:
+    def test_events_a_consumer_causes_carry_the_correlation_and_the_causing_message(self):
+        from services.dispatch import actors as dispatch_actors
+        from services.dispatch.config import runtime as dispatch_runtime
+        from services.dispatch.tests.builders import submitted, volunteer
+        from tests.support import staged_messages
+
+        volunteer(routed_for="knife_sharpening")
+        message = message_for(
+            events.REQUEST_SUBMITTED, submitted(), correlation_id="corr-hotline-1"
+        )
+        assert deliver_to(dispatch_actors.on_request_submitted, message)
+        caused = staged_messages(dispatch_runtime())
+        assert caused
+        assert {m.options["correlation_id"] for m in caused} == {"corr-hotline-1"}
+        assert {m.options["causation_id"] for m in caused} == {message.message_id}

@@ -326,5 +326,19 @@ def complete_assignment(
             "completed_at": now,
         },
     )
+    messaging.stage(
+        session,
+        events.NOTIFICATION_REQUESTED,
+        {
+            "recipient": f"resident:{assignment.resident_id}",
+            "template": "request.completed",
+            "data": {
+                "request_id": assignment.request_id,
+                "volunteer_name": assignment.volunteer.name,
+                "category": assignment.category,
+                "hours": str(hours),
+            },
+        },
+    )
     session.flush()
     return assignment

@@ -25,6 +25,7 @@ from shared.web import IDEMPOTENCY_HEADER_DOC, paged, require, stored_response
 
 blp = Blueprint("requests", __name__, url_prefix="/v1", description="Requests through the one door")
 STAFF = ("system", "staff")
+REQUEST_SCHEMA = RequestSchema()
 
 
 @blp.route("/requests")
@@ -45,7 +46,7 @@ class Requests(MethodView):
                 location=requests.Location(**location) if location else None,
                 **data,
             )
-            body = RequestSchema().dump(created)
+            body = REQUEST_SCHEMA.dump(created)
             return StoredResponse(
                 201, body, {"Location": url_for("requests.Request", request_id=created.id)}
             )

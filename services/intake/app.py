@@ -7,7 +7,7 @@ from flask import Flask
 from services.intake import directory
 from services.intake.api import blp
 from services.intake.config import runtime
-from shared.auth import Principal
+from shared.auth import CachedKeyLookup, Principal
 from shared.web import create_service_app
 
 
@@ -24,5 +24,5 @@ def create_app() -> Flask:
         "consoles follow them. Requests are dispatched, done and confirmed through the other "
         "services, and their status is followed here.",
         blueprints=[blp],
-        api_key_lookup=_lookup_api_key,
+        api_key_lookup=CachedKeyLookup(_lookup_api_key),
     )

@@ -56,6 +56,12 @@ DEFAULT_TEMPLATES = (
         body="{{ volunteer_name }} accepted your {{ category }} request.",
     ),
     DefaultTemplate(
+        key="request.completed",
+        subject="Please confirm your {{ category }} request",
+        body="{{ volunteer_name }} reports your {{ category }} request done "
+        "({{ hours }} hour(s)). Please confirm it, so the volunteer's hours count.",
+    ),
+    DefaultTemplate(
         key="points.credited",
         subject="{{ points }} points credited",
         body="You earned {{ points }} points for {{ hours }} hour(s) of {{ category }}. "

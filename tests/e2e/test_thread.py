@@ -27,7 +27,7 @@ def outbox_pending(stack, service: str) -> float:
 def test_a_knife_sharpening_request_runs_through_all_four_services(stack):
     steps: list[str] = []
     KnifeSharpeningThread(stack.seed(), say=steps.append, timeout=60).walk()
-    assert len(steps) == 9
+    assert len(steps) == 10
     assert steps[-1].startswith("7. notify")
 
 

@@ -156,6 +156,13 @@ def test_the_holder_completes_an_accepted_assignment_with_the_hours(client: Flas
         "hours": "1.50",
         "completed_at": completed.kwargs["completed_at"],
     }
+    asked = [
+        n
+        for n in staged_messages(runtime(), events.NOTIFICATION_REQUESTED)
+        if n.kwargs["template"] == "request.completed"
+    ]
+    assert [n.kwargs["recipient"] for n in asked] == [f"resident:{assignment.resident_id}"]
+    assert asked[0].kwargs["data"]["hours"] == "1.50"
 
 
 def test_completing_before_accepting_or_twice_is_a_409(client: FlaskClient) -> None:

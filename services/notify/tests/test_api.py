@@ -125,6 +125,7 @@ def test_staff_list_and_show_the_templates(client: FlaskClient) -> None:
         "assignment.created",
         "points.credited",
         "request.accepted",
+        "request.completed",
     ]
     assert shown.status_code == 200
     assert "{{ balance }}" in shown.json["body"]

@@ -235,7 +235,12 @@ def test_seed_demo_creates_missing_templates_and_lists_them(
 
     lines = capsys.readouterr().out.splitlines()
     assert json.loads(lines[-1]) == {
-        "templates": ["assignment.created", "request.accepted", "points.credited"]
+        "templates": [
+            "assignment.created",
+            "request.accepted",
+            "request.completed",
+            "points.credited",
+        ]
     }
     with runtime().db.read() as session:
         assert session.get(Template, "request.accepted") is not None

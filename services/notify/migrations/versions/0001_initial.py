@@ -80,6 +80,14 @@ def upgrade() -> None:
                 "updated_at": now,
             },
             {
+                "key": "request.completed",
+                "channel": "inbox",
+                "subject": "Please confirm your {{ category }} request",
+                "body": "{{ volunteer_name }} reports your {{ category }} request done "
+                "({{ hours }} hour(s)). Please confirm it, so the volunteer's hours count.",
+                "updated_at": now,
+            },
+            {
                 "key": "points.credited",
                 "channel": "inbox",
                 "subject": "{{ points }} points credited",
