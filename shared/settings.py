@@ -45,6 +45,7 @@ class Settings:
     broker_namespace: str
     broker_heartbeat_timeout_ms: int
     broker_maintenance_chance: int
+    broker_idle_poll_ms: int
     auth_secret: str
     log_level: str
     log_format: str
@@ -84,10 +85,11 @@ class Settings:
             # maintenance pass runs; dramatiq's defaults make that take many minutes.
             broker_heartbeat_timeout_ms=_int(env, "BROKER_HEARTBEAT_TIMEOUT_MS", 30_000),
             broker_maintenance_chance=_int(env, "BROKER_MAINTENANCE_CHANCE", 100_000),
+            broker_idle_poll_ms=_int(env, "BROKER_IDLE_POLL_MS", 100),
             auth_secret=auth_secret,
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
             log_format=log_format,
-            relay_interval_s=_float(env, "RELAY_INTERVAL_S", 0.2),
+            relay_interval_s=_float(env, "RELAY_INTERVAL_S", 0.1),
             relay_batch_size=_int(env, "RELAY_BATCH_SIZE", 100),
             max_retries=_int(env, "MAX_RETRIES", 5),
         )

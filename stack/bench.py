@@ -106,6 +106,14 @@ def gunicorn(app: str, port: int, env: dict[str, str], log: Path) -> subprocess.
         )
 
 
+def report(name: str, figures: dict[str, float]) -> None:
+    print(
+        f"  {name:<40} {figures['rps']:8.1f} req/s   p50 {figures['p50_ms']:6.1f} ms   "
+        f"p95 {figures['p95_ms']:6.1f} ms   p99 {figures['p99_ms']:6.1f} ms   "
+        f"errors {figures['errors']:.0f}"
+    )
+
+
 def throughput(
     env: dict[str, str],
     credentials: dict[str, Any],
@@ -115,6 +123,7 @@ def throughput(
     concurrency: int,
     log_dir: Path,
 ) -> None:
+    """The echo, then intake alone (web and relay), then intake with every other process up."""
     resident = credentials["resident"]
     body = {
         "category": "knife_sharpening",
@@ -122,54 +131,54 @@ def throughput(
         "resident_id": resident["id"],
         "location": resident["location"],
     }
+    intake_port = int(credentials["urls"]["intake"].rsplit(":", 1)[1])
+    headers = {"X-API-Key": credentials["intake_api_key"]}
+    figures: dict[str, dict[str, float]] = {}
+
+    def measure(name: str, port: int, path: str, request_headers: dict[str, str]) -> None:
+        # Warm up so no figure pays for imports and first connections.
+        load(port, path, body, request_headers, requests_total=50, concurrency=5, expect=201)
+        figures[name] = load(
+            port,
+            path,
+            body,
+            request_headers,
+            requests_total=requests_total,
+            concurrency=concurrency,
+            expect=201,
+        )
+
     echo_port = free_port(0)
     echo = gunicorn("stack.echo:create_app()", echo_port, env, log_dir / "echo.log")
     try:
         wait_for_port(echo_port)
-        intake_port = int(credentials["urls"]["intake"].rsplit(":", 1)[1])
-        headers = {"X-API-Key": credentials["intake_api_key"]}
-        # Warm both up so neither pays for imports and first connections in the figures.
-        load(echo_port, "/echo", body, {}, requests_total=50, concurrency=5, expect=201)
-        load(
-            intake_port, "/v1/requests", body, headers, requests_total=50, concurrency=5, expect=201
-        )
-        baseline = load(
-            echo_port,
-            "/echo",
-            body,
-            {},
-            requests_total=requests_total,
-            concurrency=concurrency,
-            expect=201,
-        )
-        intake = load(
-            intake_port,
-            "/v1/requests",
-            body,
-            headers,
-            requests_total=requests_total,
-            concurrency=concurrency,
-            expect=201,
-        )
+        measure("bare Flask JSON echo", echo_port, "/echo", {})
     finally:
         echo.terminate()
         echo.wait()
+    group.start(["intake-web", "intake-relay"])
+    wait_until_ready([credentials["urls"]["intake"]], group=group)
+    measure("intake POST /v1/requests (intake alone)", intake_port, "/v1/requests", headers)
+    group.start([name for name in group.commands if name not in group.running])
+    wait_until_ready(credentials["urls"].values(), group=group)
+    measure("intake POST /v1/requests (all services)", intake_port, "/v1/requests", headers)
+
+    database = "SQLite" if env["INTAKE_DATABASE_URL"].startswith("sqlite") else "PostgreSQL"
     print(
-        f"\nPOST throughput, {requests_total} requests over {concurrency} keep-alive "
-        f"connections, gunicorn WEB_CONCURRENCY={env['WEB_CONCURRENCY']} "
-        f"WEB_THREADS={env['WEB_THREADS']} (deploy/gunicorn.conf.py), database "
-        f"{'SQLite' if env['INTAKE_DATABASE_URL'].startswith('sqlite') else 'PostgreSQL'}:"
+        f"\nPOST throughput: {requests_total} requests over {concurrency} keep-alive connections "
+        f"from this machine; gunicorn WEB_CONCURRENCY={env['WEB_CONCURRENCY']} "
+        f"WEB_THREADS={env['WEB_THREADS']} (deploy/gunicorn.conf.py) for all; {database}. "
+        "'intake alone' runs only intake's web and relay; 'all services' also runs every "
+        "worker and relay, which consume the requests as they arrive."
     )
-    for name, figures in (("bare Flask echo", baseline), ("intake POST /v1/requests", intake)):
+    for name, result in figures.items():
+        report(name, result)
+    echo_rps = figures["bare Flask JSON echo"]["rps"]
+    for name in list(figures)[1:]:
         print(
-            f"  {name:<26} {figures['rps']:8.1f} req/s   p50 {figures['p50_ms']:6.1f} ms   "
-            f"p95 {figures['p95_ms']:6.1f} ms   p99 {figures['p99_ms']:6.1f} ms   "
-            f"errors {figures['errors']:.0f}"
+            f"  ratio {name[len('intake POST /v1/requests ') :]:<34} "
+            f"{figures[name]['rps'] / echo_rps:.3f} of the echo's throughput"
         )
-    print(
-        f"  ratio intake/echo         {intake['rps'] / baseline['rps']:.2f} of the echo's "
-        "throughput"
-    )
 
 
 def wait_for_port(port: int, timeout: float = 30) -> None:
@@ -214,19 +223,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--threads", type=int, default=300, help="end-to-end threads to time")
     parser.add_argument("--thread-concurrency", type=int, default=8)
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="run on PostgreSQL: databases of the run's own are created on this server "
+        "(e.g. postgresql://postgres@127.0.0.1:5432/postgres) and dropped afterwards",
+    )
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="redvest-bench-"))
+    run_id = uuid.uuid4().hex[:8]
     env = {
         **os.environ,
         "REDVEST_VAR_DIR": str(work),
         "LOG_LEVEL": "WARNING",
         "WEB_CONCURRENCY": os.environ.get("WEB_CONCURRENCY", "2"),
         "WEB_THREADS": os.environ.get("WEB_THREADS", "4"),
-        "BROKER_NAMESPACE": f"redvest-bench-{uuid.uuid4().hex[:8]}",
+        "BROKER_NAMESPACE": f"redvest-bench-{run_id}",
     }
+    databases = Databases(args.postgres, run_id) if args.postgres else None
     for service in SERVICES:
-        env.setdefault(f"{service.upper()}_DATABASE_URL", f"sqlite:///{work / service}.db")
+        url = databases.url(service) if databases else f"sqlite:///{work / service}.db"
+        env[f"{service.upper()}_DATABASE_URL"] = url
         env[f"{service.upper()}_PORT"] = str(free_port(0))
     redis = None
     if not (env.get("BROKER_URL") or env.get("REDIS_URL")):
@@ -234,12 +252,12 @@ def main(argv: list[str] | None = None) -> int:
         env["BROKER_URL"] = redis.url
     group = ProcessGroup(env, work / "logs")
     try:
+        if databases:
+            databases.create()
         migrate_all(env)
         urls = {s: f"http://127.0.0.1:{env[f'{s.upper()}_PORT']}" for s in SERVICES}
         credentials = seed_demo(env, urls)
-        group.start()
-        wait_until_ready(urls.values(), group=group)
-        print(f"bench: {os.cpu_count()} CPUs; logs and databases in {work}")
+        print(f"bench: {os.cpu_count()} CPUs; logs in {work / 'logs'}")
         throughput(
             env,
             credentials,
@@ -254,8 +272,35 @@ def main(argv: list[str] | None = None) -> int:
         if redis is not None:
             redis.stop()
         else:
-            forget_namespace(env["BROKER_URL"], env["BROKER_NAMESPACE"])
+            forget_namespace(env.get("BROKER_URL") or env["REDIS_URL"], env["BROKER_NAMESPACE"])
+        if databases:
+            databases.drop()
     return 0
+
+
+class Databases:
+    """PostgreSQL databases of the bench's own, one per service."""
+
+    def __init__(self, server_url: str, run_id: str) -> None:
+        self.server_url = server_url
+        self.names = {service: f"redvest_bench_{run_id}_{service}" for service in SERVICES}
+
+    def url(self, service: str) -> str:
+        return f"{self.server_url.rsplit('/', 1)[0]}/{self.names[service]}"
+
+    def _execute(self, statement: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.server_url, autocommit=True) as connection:
+            connection.execute(statement.encode())
+
+    def create(self) -> None:
+        for name in self.names.values():
+            self._execute(f"CREATE DATABASE {name}")
+
+    def drop(self) -> None:
+        for name in self.names.values():
+            self._execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def forget_namespace(url: str, namespace: str) -> None:
