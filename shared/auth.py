@@ -19,6 +19,9 @@ from datetime import UTC, datetime, timedelta
 import jwt
 
 ROLES = ("system", "staff", "volunteer", "resident")
+# Roles a bearer token may carry: other systems authenticate with API keys only.
+TOKEN_ROLES = ("staff", "volunteer", "resident")
+STAFF_ROLES = ("system", "staff")
 TOKEN_ISSUER = "redvest"
 
 
@@ -47,14 +50,21 @@ def hash_api_key(key: str) -> str:
 
 
 def issue_token(
-    secret: str, *, subject: str, role: str, ttl: timedelta | None = timedelta(days=30)
+    secret: str, *, subject: str, role: str, ttl: timedelta = timedelta(days=30)
 ) -> str:
-    if role not in ROLES:
-        raise ValueError(f"unknown role {role!r}")
+    """A signed token for a person; it always expires."""
+    if role not in TOKEN_ROLES:
+        raise ValueError(f"tokens are for {TOKEN_ROLES}, not {role!r}")
+    if ttl <= timedelta(0):
+        raise ValueError("a token's lifetime must be positive")
     now = datetime.now(UTC)
-    claims: dict[str, object] = {"sub": subject, "role": role, "iss": TOKEN_ISSUER, "iat": now}
-    if ttl is not None:
-        claims["exp"] = now + ttl
+    claims: dict[str, object] = {
+        "sub": subject,
+        "role": role,
+        "iss": TOKEN_ISSUER,
+        "iat": now,
+        "exp": now + ttl,
+    }
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
@@ -65,12 +75,12 @@ def verify_token(secret: str, token: str) -> Principal:
             secret,
             algorithms=["HS256"],
             issuer=TOKEN_ISSUER,
-            options={"require": ["sub", "role", "iss"]},
+            options={"require": ["sub", "role", "iss", "exp"]},
         )
     except jwt.PyJWTError as error:
         raise AuthenticationError(f"invalid token: {error}") from error
-    if claims["role"] not in ROLES:
-        raise AuthenticationError("invalid token: unknown role")
+    if claims["role"] not in TOKEN_ROLES:
+        raise AuthenticationError(f"invalid token: role {claims['role']!r} is not for tokens")
     return Principal(subject=str(claims["sub"]), role=str(claims["role"]))
 
 

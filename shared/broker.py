@@ -14,7 +14,9 @@ from shared.settings import Settings
 
 # Backoff between retries of a transient failure, in milliseconds.
 MIN_BACKOFF_MS = 1_000
-MAX_BACKOFF_MS = 60_000
+# With the default 20 retries a transient failure (a database fail-over, a restart) is retried
+# for about an hour before the message is dead-lettered.
+MAX_BACKOFF_MS = 300_000
 
 
 class _RedisBroker(RedisBroker):
@@ -38,7 +40,9 @@ def create_broker(settings: Settings, *, extra_middleware: tuple[Any, ...] = ())
     url = settings.broker_url
     broker: dramatiq.Broker
     if url.startswith(("amqp://", "amqps://")):
-        broker = RabbitmqBroker(url=url)
+        # Publisher confirms: enqueue returns only once RabbitMQ has the message, so the relay
+        # never marks an event sent that the broker did not take.
+        broker = RabbitmqBroker(url=url, confirm_delivery=True)
     elif url.startswith(("redis://", "rediss://", "unix://")):
         broker = _RedisBroker(
             idle_poll_ms=settings.broker_idle_poll_ms,
@@ -46,6 +50,9 @@ def create_broker(settings: Settings, *, extra_middleware: tuple[Any, ...] = ())
             namespace=settings.broker_namespace,
             heartbeat_timeout=settings.broker_heartbeat_timeout_ms,
             maintenance_chance=settings.broker_maintenance_chance,
+            # A partitioned Redis must fail calls, not hang the relay or a worker forever.
+            socket_timeout=10,
+            socket_connect_timeout=5,
         )
     else:
         raise ValueError(f"unsupported broker URL scheme: {url.split('://', 1)[0]!r}")

@@ -102,8 +102,9 @@ class Database:
         # SQLite has one writer at a time. Threads of one process queue here, in order, rather
         # than in SQLite's busy handler, whose growing sleeps make tail latency long.
         self._writer: AbstractContextManager[Any] = (
-            threading.RLock() if self.is_sqlite else nullcontext()
+            threading.Lock() if self.is_sqlite else nullcontext()
         )
+        self._writing = threading.local()
 
     @property
     def is_sqlite(self) -> bool:
@@ -112,8 +113,16 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """A session whose work commits on success and rolls back on any exception."""
-        with self._writer, self.sessions.begin() as session:
-            yield session
+        if getattr(self._writing, "active", False):
+            # A second connection's write would wait on this thread's own first one.
+            raise RuntimeError("a write transaction is already open in this thread")
+        with self._writer:
+            self._writing.active = True
+            try:
+                with self.sessions.begin() as session:
+                    yield session
+            finally:
+                self._writing.active = False
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -122,7 +131,7 @@ class Database:
             yield session
 
     def ping(self) -> None:
-        with self.engine.connect() as connection:
+        with self.readers.kw["bind"].connect() as connection:
             connection.execute(text("SELECT 1"))
 
     def dispose(self) -> None:

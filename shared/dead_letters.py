@@ -102,7 +102,7 @@ def list_dead_letters(
         query = query.where(
             (table.c.replayed_at.is_(None)) | (table.c.replayed_at < table.c.failed_at)
         )
-    with runtime.db.transaction() as session:
+    with runtime.db.read() as session:
         return [
             DeadLetter(
                 message_id=row.message_id,

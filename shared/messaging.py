@@ -28,6 +28,7 @@ from sqlalchemy import (
     insert,
     select,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
@@ -122,6 +123,21 @@ class Messaging:
 
     def claim(self, session: Session, *, consumer: str, message_id: str) -> bool:
         """Record that ``consumer`` handles ``message_id``; False when it already has."""
+        values = {"consumer": consumer, "message_id": message_id, "processed_at": utcnow()}
+        dialect = session.get_bind().dialect.name
+        if dialect in ("postgresql", "sqlite"):
+            # A concurrent duplicate waits here for the first to commit, then inserts nothing.
+            statement = (
+                (
+                    postgresql.insert(self.inbox)
+                    if dialect == "postgresql"
+                    else sqlite.insert(self.inbox)
+                )
+                .values(**values)
+                .on_conflict_do_nothing()
+            )
+            result = cast(CursorResult[Any], session.execute(statement))
+            return result.rowcount == 1
         seen = session.execute(
             select(self.inbox.c.message_id).where(
                 self.inbox.c.consumer == consumer, self.inbox.c.message_id == message_id
@@ -129,13 +145,7 @@ class Messaging:
         ).first()
         if seen is not None:
             return False
-        # A concurrent duplicate that passed the check above fails on this primary key
-        # at commit, rolls back its effect and is retried, then finds the row.
-        session.execute(
-            insert(self.inbox).values(
-                consumer=consumer, message_id=message_id, processed_at=utcnow()
-            )
-        )
+        session.execute(insert(self.inbox).values(**values))
         return True
 
     def purge(self, session: Session, *, older_than: timedelta) -> dict[str, int]:

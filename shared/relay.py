@@ -5,12 +5,14 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import dramatiq
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
+from sqlalchemy.orm import Session
 
 from shared.messaging import utcnow
 from shared.runtime import ServiceRuntime
@@ -40,45 +42,73 @@ def to_message(row: Any) -> dramatiq.Message:
 
 
 class Relay:
-    """Publishes pending outbox rows in creation order, a batch per transaction."""
+    """Publishes pending outbox rows in creation order, a batch at a time.
+
+    On PostgreSQL the batch is claimed with ``FOR UPDATE SKIP LOCKED`` for the duration of the
+    publish, so several relays can share an outbox. SQLite has one writer for the whole file,
+    so there the batch is read, published with no transaction open, and then marked in one
+    short write: a slow broker never holds up the service's other writes.
+    """
 
     def __init__(self, runtime: ServiceRuntime) -> None:
         self.runtime = runtime
         self.outbox = runtime.messaging.outbox
         self._stopping = threading.Event()
 
-    def publish_pending(self) -> int:
-        """Publish one batch; returns how many rows were published."""
+    def _pending(self) -> Select[Any]:
         outbox = self.outbox
-        query = (
+        return (
             select(outbox)
             .where(outbox.c.published_at.is_(None))
             .order_by(outbox.c.created_at, outbox.c.id)
             .limit(self.runtime.settings.relay_batch_size)
-            .with_for_update(skip_locked=True)
         )
-        published = 0
-        with self.runtime.db.transaction() as session:
-            for row in session.execute(query).all():
-                try:
-                    self.runtime.broker.enqueue(to_message(row))
-                except Exception as error:
-                    session.execute(
-                        update(outbox)
-                        .where(outbox.c.id == row.id)
-                        .values(attempts=outbox.c.attempts + 1, last_error=repr(error)[:2000])
-                    )
-                    log.warning("outbox.publish_failed", message_id=row.id, error=repr(error))
-                    break
-                session.execute(
-                    update(outbox)
-                    .where(outbox.c.id == row.id)
-                    .values(published_at=utcnow(), attempts=outbox.c.attempts + 1, last_error=None)
-                )
-                published += 1
-        if published:
-            log.debug("outbox.published", count=published)
-        return published
+
+    def _publish(self, rows: Sequence[Any]) -> tuple[list[str], tuple[str, str] | None]:
+        """Send rows in order until one fails: the ids sent, and the failed id with its error."""
+        sent: list[str] = []
+        for row in rows:
+            try:
+                self.runtime.broker.enqueue(to_message(row))
+            except Exception as error:
+                log.warning("outbox.publish_failed", message_id=row.id, error=repr(error))
+                return sent, (row.id, repr(error)[:2000])
+            sent.append(row.id)
+        return sent, None
+
+    def _mark(self, session: Session, sent: list[str], failed: tuple[str, str] | None) -> None:
+        outbox = self.outbox
+        if sent:
+            session.execute(
+                update(outbox)
+                .where(outbox.c.id.in_(sent))
+                .values(published_at=utcnow(), attempts=outbox.c.attempts + 1, last_error=None)
+            )
+        if failed is not None:
+            session.execute(
+                update(outbox)
+                .where(outbox.c.id == failed[0])
+                .values(attempts=outbox.c.attempts + 1, last_error=failed[1])
+            )
+
+    def publish_pending(self) -> int:
+        """Publish one batch; returns how many rows were published."""
+        db = self.runtime.db
+        if db.is_sqlite:
+            with db.read() as session:
+                rows = session.execute(self._pending()).all()
+            sent, failed = self._publish(rows)
+            if sent or failed:
+                with db.transaction() as session:
+                    self._mark(session, sent, failed)
+        else:
+            with db.transaction() as session:
+                rows = session.execute(self._pending().with_for_update(skip_locked=True)).all()
+                sent, failed = self._publish(rows)
+                self._mark(session, sent, failed)
+        if sent:
+            log.debug("outbox.published", count=len(sent))
+        return len(sent)
 
     def run(self) -> None:
         """Publish until stopped; back off while the broker or database is unavailable."""

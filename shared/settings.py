@@ -70,6 +70,11 @@ class Settings:
             if environment == "production":
                 raise SettingsError("REDVEST_AUTH_SECRET must be set when REDVEST_ENV=production")
             auth_secret = DEVELOPMENT_AUTH_SECRET
+        if auth_secret == DEVELOPMENT_AUTH_SECRET and not database_url.startswith("sqlite"):
+            raise SettingsError(
+                "REDVEST_AUTH_SECRET must be set for a server database; the development "
+                "secret is public and only serves the embedded SQLite set-up"
+            )
         if len(auth_secret) < 32:
             raise SettingsError("REDVEST_AUTH_SECRET must be at least 32 characters")
         log_format = env.get("LOG_FORMAT", "json")
@@ -91,5 +96,5 @@ class Settings:
             log_format=log_format,
             relay_interval_s=_float(env, "RELAY_INTERVAL_S", 0.1),
             relay_batch_size=_int(env, "RELAY_BATCH_SIZE", 100),
-            max_retries=_int(env, "MAX_RETRIES", 5),
+            max_retries=_int(env, "MAX_RETRIES", 20),
         )

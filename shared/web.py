@@ -3,15 +3,19 @@ correlation ids, request logs, health, readiness, metrics and interactive API do
 
 from __future__ import annotations
 
+import http
 import json
 import os
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import flask_smorest
 import structlog
 from flask import Flask, Response, g, request, send_from_directory
-from flask_smorest import Api, Blueprint
+from flask_smorest import Api
+from flask_smorest.utils import prepare_response
+from marshmallow import Schema, fields
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -84,8 +88,54 @@ def _field_errors(messages: Any) -> dict[str, Any]:
     return messages if isinstance(messages, dict) else {"_schema": messages}
 
 
+class ProblemSchema(Schema):
+    """An RFC 9457 problem: every error of every service has this shape."""
+
+    type = fields.Str(metadata={"description": "A stable URI naming the kind of problem"})
+    title = fields.Str()
+    status = fields.Int()
+    detail = fields.Str(metadata={"description": "What went wrong, for a person to read"})
+    correlation_id = fields.Str(metadata={"description": "Quote it when asking for help"})
+    field = fields.Str(metadata={"description": "The input field at fault, when there is one"})
+    errors = fields.Dict(
+        keys=fields.Str(), metadata={"description": "Validation messages by field"}
+    )
+
+
+class Blueprint(flask_smorest.Blueprint):
+    """flask-smorest's Blueprint, documenting error responses as problem+json by default."""
+
+    def alt_response(
+        self,
+        status_code: int,
+        response: str | None = None,
+        *,
+        schema: Any = None,
+        content_type: str | None = None,
+        **kwargs: Any,
+    ) -> Callable[..., Any]:
+        if response is None and schema is None and int(status_code) >= 400:
+            schema, content_type = ProblemSchema, PROBLEM_MIME
+        return super().alt_response(
+            status_code, response, schema=schema, content_type=content_type, **kwargs
+        )
+
+
 class ProblemApi(Api):
-    """flask-smorest's Api, answering every HTTP error as problem+json."""
+    """flask-smorest's Api, answering (and documenting) every HTTP error as problem+json."""
+
+    ERROR_SCHEMA = ProblemSchema
+
+    def _register_responses(self) -> None:
+        for status in http.HTTPStatus:
+            response: dict[str, Any] = {"description": status.phrase}
+            if status >= 400:
+                response["schema"] = ProblemSchema
+            prepare_response(response, self.spec, PROBLEM_MIME)
+            self.spec.components.response(status.name, response, lazy=True)
+        response = {"description": "An error, as problem+json", "schema": ProblemSchema}
+        prepare_response(response, self.spec, PROBLEM_MIME)
+        self.spec.components.response("DEFAULT_ERROR", response, lazy=True)
 
     def handle_http_exception(self, error: HTTPException) -> Response:
         data = getattr(error, "data", None) or {}
@@ -174,7 +224,7 @@ class _DatabaseCollector:
         outbox, dead = messaging.outbox, messaging.dead_letters
         labels = ["service"]
         service = [self.runtime.name]
-        with self.runtime.db.transaction() as session:
+        with self.runtime.db.read() as session:
             pending, oldest = session.execute(
                 select(func.count(), func.min(outbox.c.created_at)).where(
                     outbox.c.published_at.is_(None)
@@ -218,7 +268,7 @@ def create_service_app(
     *,
     title: str,
     description: str,
-    blueprints: Iterable[Blueprint],
+    blueprints: Iterable[flask_smorest.Blueprint],
     api_key_lookup: ApiKeyLookup | None = None,
     version: str = "1.0.0",
 ) -> Flask:
@@ -226,6 +276,11 @@ def create_service_app(
     from swagger_ui_bundle import swagger_ui_path
 
     app = Flask(runtime.name)
+    security_schemes: dict[str, Any] = {
+        "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    }
+    if api_key_lookup is not None:
+        security_schemes["apiKey"] = {"type": "apiKey", "in": "header", "name": "X-API-Key"}
     app.config.update(
         API_TITLE=title,
         API_VERSION=version,
@@ -236,13 +291,8 @@ def create_service_app(
         OPENAPI_SWAGGER_UI_URL="/docs/assets/",
         API_SPEC_OPTIONS={
             "info": {"description": description},
-            "components": {
-                "securitySchemes": {
-                    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
-                    "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
-                }
-            },
-            "security": [{"apiKey": []}, {"bearer": []}],
+            "components": {"securitySchemes": security_schemes},
+            "security": [{name: []} for name in security_schemes],
         },
         JSON_SORT_KEYS=False,
     )

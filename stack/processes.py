@@ -50,8 +50,9 @@ class ProcessGroup:
     def start(self, names: Iterable[str] | None = None) -> None:
         for name in names if names is not None else self.commands:
             with (self.log_dir / f"{name}.log").open("ab") as log:
+                # exec: the shell becomes the process, so signals reach it, not a bystander.
                 self.running[name] = subprocess.Popen(
-                    self.commands[name],
+                    f"exec {self.commands[name]}",
                     shell=True,
                     cwd=ROOT,
                     env=self.env,
@@ -61,15 +62,20 @@ class ProcessGroup:
                 )
 
     def signal(self, name: str, signum: int) -> None:
-        """Send ``signum`` to every process of ``name`` (its whole process group)."""
-        os.killpg(self.running[name].pid, signum)
+        """Send ``signum`` to the process ``name`` started, as an orchestrator would.
+
+        Only the leader is signalled: gunicorn's and dramatiq's masters pass it on to their
+        children themselves, and a child signalled twice stops hard instead of draining.
+        """
+        os.kill(self.running[name].pid, signum)
 
     def kill(self, name: str) -> None:
-        """SIGKILL, as a crash would: no clean shutdown, no acks."""
-        self.signal(name, signal.SIGKILL)
+        """SIGKILL to every process of ``name``, as a crash would: no clean shutdown, no acks."""
+        os.killpg(self.running[name].pid, signal.SIGKILL)
         self.running[name].wait()
 
     def stop(self, names: Iterable[str] | None = None, timeout: float = 15.0) -> None:
+        """SIGTERM each process and wait; whatever is left of its group after that is killed."""
         chosen = [
             n for n in (names if names is not None else list(self.running)) if n in self.running
         ]
@@ -80,12 +86,11 @@ class ProcessGroup:
         deadline = time.monotonic() + timeout
         for name in chosen:
             process = self.running.pop(name)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
     def exited(self) -> dict[str, int]:
         return {name: code for name, p in self.running.items() if (code := p.poll()) is not None}

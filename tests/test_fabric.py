@@ -249,3 +249,40 @@ class TestCorrelation:
         assert caused
         assert {m.options["correlation_id"] for m in caused} == {"corr-hotline-1"}
         assert {m.options["causation_id"] for m in caused} == {message.message_id}
+
+
+class TestRelayCrash:
+    def test_a_crash_after_the_broker_took_the_batch_republishes_and_it_is_consumed_once(
+        self, monkeypatch
+    ):
+        """The relay dies between enqueue and marking the rows sent: nothing is lost or doubled."""
+        from services.dispatch import actors as dispatch_actors
+        from services.dispatch.config import runtime as dispatch_runtime
+        from services.dispatch.tests.builders import assignments, volunteer
+
+        volunteer(routed_for="knife_sharpening")
+        request_id, message_id = submitted_request()
+        relay = Relay(runtime())
+
+        def crash(*args, **kwargs):
+            raise SystemExit("relay killed")
+
+        monkeypatch.setattr(relay, "_mark", crash)
+        with pytest.raises(SystemExit):
+            relay.publish_pending()
+        assert pending_outbox() == 1
+        monkeypatch.undo()
+        assert Relay(runtime()).publish_pending() == 1
+        assert pending_outbox() == 0
+
+        with running_worker(dispatch_runtime().broker, "dispatch"):
+            eventually(lambda: assignments(request_id=request_id), what="the assignment")
+            dispatch_runtime().broker.join("dispatch", timeout=30_000)
+        assert len(assignments(request_id=request_id)) == 1
+        inbox = dispatch_runtime().messaging.inbox
+        with dispatch_runtime().db.read() as session:
+            handled = session.scalar(
+                select(func.count()).select_from(inbox).where(inbox.c.message_id == message_id)
+            )
+        assert handled == 1
+        assert dispatch_actors.on_request_submitted.actor_name == "request.submitted.v1"

@@ -52,6 +52,15 @@ def test_an_event_committed_while_the_relay_is_down_is_published_when_it_is_back
     assert len(mine) == 1
 
 
+def hold_database(db):
+    """Take the write lock a handler needs, so a worker blocks inside it until released."""
+    blocker = db.engine.connect()
+    blocker.begin()  # on SQLite the engine begins IMMEDIATE: the write lock is taken here
+    if not db.is_sqlite:
+        blocker.exec_driver_sql("LOCK TABLE inbox IN ACCESS EXCLUSIVE MODE")
+    return blocker
+
+
 def _messages_held_by_workers(stack, queue: str) -> int:
     url, namespace = stack.env["BROKER_URL"], stack.env["BROKER_NAMESPACE"]
     client = redis.Redis.from_url(url)
@@ -66,12 +75,8 @@ def test_a_worker_killed_mid_message_has_the_message_processed_after_restart(sta
     from services.dispatch.config import runtime as dispatch_runtime
 
     thread = KnifeSharpeningThread(stack.seed(), say=lambda _: None, timeout=180)
-    db = dispatch_runtime().db
     # Hold dispatch's database so the worker blocks inside the handler, message unacknowledged.
-    blocker = db.engine.connect()
-    blocker.begin()  # on SQLite the engine begins IMMEDIATE: the write lock is taken here
-    if not db.is_sqlite:
-        blocker.exec_driver_sql("LOCK TABLE inbox IN ACCESS EXCLUSIVE MODE")
+    blocker = hold_database(dispatch_runtime().db)
     try:
         thread.submit()
         eventually(
@@ -90,23 +95,29 @@ def test_a_worker_killed_mid_message_has_the_message_processed_after_restart(sta
     assert thread.request_status() == "assigned"
 
 
-def test_a_worker_stopped_with_sigterm_finishes_cleanly_and_loses_nothing(stack):
+def test_a_worker_stopped_with_sigterm_finishes_the_message_it_holds(stack):
+    """SIGTERM while the notify worker is inside a handler: it finishes and acks before exiting."""
+    from services.notify.config import runtime as notify_runtime
+
     thread = KnifeSharpeningThread(stack.seed(), say=lambda _: None, timeout=60)
-    stack.group.signal("notify-worker", signal.SIGTERM)
-    stack.group.running["notify-worker"].wait(timeout=30)
-    stack.group.running.pop("notify-worker")
+    volunteer = f"volunteer:{thread.credentials['volunteer']['id']}"
+    blocker = hold_database(notify_runtime().db)
     try:
         thread.submit()
-        thread.assigned()
+        eventually(
+            lambda: _messages_held_by_workers(stack, "notify") > 0,
+            what="the notify worker to take the message",
+        )
+        stack.group.signal("notify-worker", signal.SIGTERM)
+    finally:
+        blocker.rollback()
+        blocker.close()
+    stack.group.running.pop("notify-worker").wait(timeout=60)
+    try:
+        assert _messages_held_by_workers(stack, "notify") == 0
+        assert thread.inbox(volunteer, "volunteer", "assignment.created")
     finally:
         stack.group.start(["notify-worker"])
-    eventually(
-        lambda: thread.inbox(
-            f"volunteer:{thread.credentials['volunteer']['id']}", "volunteer", "assignment.created"
-        ),
-        timeout=60,
-        what="the notification once the worker is back",
-    )
 
 
 def test_the_same_idempotency_key_yields_one_request_across_processes(stack):

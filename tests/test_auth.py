@@ -1,0 +1,117 @@
+"""Tokens for people and API keys for systems."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import jwt
+import pytest
+
+from shared.auth import (
+    TOKEN_ISSUER,
+    AuthenticationError,
+    CachedKeyLookup,
+    Principal,
+    issue_token,
+    verify_token,
+)
+from shared.settings import Settings, SettingsError
+
+SECRET = "a-test-secret-that-is-long-enough-to-sign-with"
+
+
+def test_a_token_names_its_person_and_role():
+    token = issue_token(SECRET, subject="v1", role="volunteer")
+    assert verify_token(SECRET, token) == Principal("v1", "volunteer")
+
+
+def test_an_expired_token_is_refused():
+    claims = {
+        "sub": "v1",
+        "role": "volunteer",
+        "iss": TOKEN_ISSUER,
+        "exp": datetime.now(UTC) - timedelta(seconds=5),
+    }
+    with pytest.raises(AuthenticationError, match="expired"):
+        verify_token(SECRET, jwt.encode(claims, SECRET, algorithm="HS256"))
+
+
+def test_a_token_without_an_expiry_is_refused():
+    claims = {"sub": "v1", "role": "staff", "iss": TOKEN_ISSUER}
+    with pytest.raises(AuthenticationError, match="exp"):
+        verify_token(SECRET, jwt.encode(claims, SECRET, algorithm="HS256"))
+
+
+def test_a_token_cannot_claim_the_system_role_of_api_clients():
+    claims = {
+        "sub": "x",
+        "role": "system",
+        "iss": TOKEN_ISSUER,
+        "exp": datetime.now(UTC) + timedelta(hours=1),
+    }
+    with pytest.raises(AuthenticationError, match="not for tokens"):
+        verify_token(SECRET, jwt.encode(claims, SECRET, algorithm="HS256"))
+    with pytest.raises(ValueError):
+        issue_token(SECRET, subject="x", role="system")
+
+
+def test_a_token_signed_with_another_key_or_algorithm_is_refused():
+    forged = issue_token(
+        "another-secret-that-is-also-long-enough-to-sign", subject="v1", role="staff"
+    )
+    with pytest.raises(AuthenticationError):
+        verify_token(SECRET, forged)
+    unsigned = jwt.encode(
+        {
+            "sub": "v1",
+            "role": "staff",
+            "iss": TOKEN_ISSUER,
+            "exp": datetime.now(UTC) + timedelta(hours=1),
+        },
+        None,
+        algorithm="none",
+    )
+    with pytest.raises(AuthenticationError):
+        verify_token(SECRET, unsigned)
+
+
+def test_a_known_api_key_is_remembered_until_its_time_is_up(monkeypatch):
+    calls: list[str] = []
+    known = {"rv_key": Principal("client:hotline", "system")}
+
+    def lookup(key: str) -> Principal | None:
+        calls.append(key)
+        return known.get(key)
+
+    clock = [1000.0]
+    monkeypatch.setattr("shared.auth.time.monotonic", lambda: clock[0])
+    cached = CachedKeyLookup(lookup, ttl_s=30)
+    assert cached("rv_key") == Principal("client:hotline", "system")
+    assert cached("rv_key") is not None
+    assert len(calls) == 1
+    del known["rv_key"]  # revoked
+    clock[0] += 31
+    assert cached("rv_key") is None
+    assert cached("rv_unknown") is None
+    assert cached("rv_unknown") is None
+    assert calls == ["rv_key", "rv_key", "rv_unknown", "rv_unknown"]
+
+
+def test_production_refuses_to_start_without_a_secret():
+    with pytest.raises(SettingsError, match="REDVEST_AUTH_SECRET"):
+        Settings.from_env("intake", {"REDVEST_ENV": "production"})
+
+
+def test_the_public_development_secret_never_guards_a_server_database():
+    with pytest.raises(SettingsError, match="development"):
+        Settings.from_env("intake", {"INTAKE_DATABASE_URL": "postgresql://db/intake"})
+
+
+def test_a_short_secret_is_refused():
+    with pytest.raises(SettingsError, match="32"):
+        Settings.from_env("intake", {"REDVEST_AUTH_SECRET": "short"})
+
+
+def test_malformed_numbers_in_settings_name_the_variable():
+    with pytest.raises(SettingsError, match="RELAY_BATCH_SIZE"):
+        Settings.from_env("intake", {"RELAY_BATCH_SIZE": "lots"})
