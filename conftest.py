@@ -36,6 +36,7 @@ os.environ.update(
         "REDVEST_VAR_DIR": VAR_DIR,
         "BROKER_URL": os.environ.get("REDVEST_TEST_BROKER_URL", "redis://127.0.0.1:6379/0"),
         "BROKER_NAMESPACE": f"redvest-test-{RUN_ID}",
+        "REDVEST_AUTH_SECRET": f"redvest-test-secret-{RUN_ID}-not-for-production",
         "LOG_FORMAT": "console",
         "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
         "RELAY_INTERVAL_S": "0.05",

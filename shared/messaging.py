@@ -135,9 +135,9 @@ class Messaging:
                 )
                 .values(**values)
                 .on_conflict_do_nothing()
+                .returning(self.inbox.c.message_id)
             )
-            result = cast(CursorResult[Any], session.execute(statement))
-            return result.rowcount == 1
+            return session.execute(statement).first() is not None
         seen = session.execute(
             select(self.inbox.c.message_id).where(
                 self.inbox.c.consumer == consumer, self.inbox.c.message_id == message_id

@@ -38,12 +38,20 @@ roster = Blueprint(
     description="Teams, volunteers and the rules that route requests to them",
 )
 STAFF = ("system", "staff")
+# The same words for the same failure on every endpoint.
+UNAUTHENTICATED = "No valid bearer token"
+STAFF_ONLY = "The caller is not staff"
+STAFF_OR_VOLUNTEER = "The caller is neither staff nor a volunteer"
+STAFF_OR_HOLDER = "The caller is neither staff nor the assigned volunteer"
+NO_ASSIGNMENT = "No such assignment, or a volunteer asked for someone else's"
 
 
 @blp.route("/assignments")
 class Assignments(MethodView):
     @blp.arguments(AssignmentQuerySchema, location="query")
     @blp.response(200, AssignmentSchema(many=True))
+    @blp.alt_response(401, description=UNAUTHENTICATED)
+    @blp.alt_response(403, description=STAFF_OR_VOLUNTEER)
     @blp.paginate()
     def get(self, query: dict[str, Any], pagination_parameters: PaginationParameters) -> Any:
         """List assignments, newest first"""
@@ -56,6 +64,9 @@ class Assignments(MethodView):
 @blp.route("/assignments/<assignment_id>")
 class Assignment(MethodView):
     @blp.response(200, AssignmentSchema)
+    @blp.alt_response(401, description=UNAUTHENTICATED)
+    @blp.alt_response(403, description=STAFF_OR_VOLUNTEER)
+    @blp.alt_response(404, description=NO_ASSIGNMENT)
     def get(self, assignment_id: str) -> Any:
         """Show an assignment"""
         principal = require(*STAFF, "volunteer")
@@ -66,6 +77,9 @@ class Assignment(MethodView):
 @blp.route("/assignments/<assignment_id>/acceptance")
 class Acceptance(MethodView):
     @blp.response(200, AssignmentSchema)
+    @blp.alt_response(401, description=UNAUTHENTICATED)
+    @blp.alt_response(403, description=STAFF_OR_HOLDER)
+    @blp.alt_response(404, description="No such assignment")
     @blp.alt_response(409, description="The assignment was already accepted or completed")
     def post(self, assignment_id: str) -> Any:
         """Accept an assignment"""
@@ -80,6 +94,9 @@ class Acceptance(MethodView):
 class Completion(MethodView):
     @blp.arguments(CompletionSchema)
     @blp.response(200, AssignmentSchema)
+    @blp.alt_response(401, description=UNAUTHENTICATED)
+    @blp.alt_response(403, description=STAFF_OR_HOLDER)
+    @blp.alt_response(404, description="No such assignment")
     @blp.alt_response(409, description="The assignment is not accepted, or already completed")
     def post(self, data: dict[str, Any], assignment_id: str) -> Any:
         """Report an accepted assignment done, with the hours it took"""
@@ -93,6 +110,8 @@ class Completion(MethodView):
 @roster.route("/teams")
 class Teams(MethodView):
     @roster.response(200, TeamSchema(many=True))
+    @roster.alt_response(401, description=UNAUTHENTICATED)
+    @roster.alt_response(403, description=STAFF_ONLY)
     @roster.paginate()
     def get(self, pagination_parameters: PaginationParameters) -> Any:
         """List the volunteer teams"""
@@ -101,6 +120,9 @@ class Teams(MethodView):
 
     @roster.arguments(TeamCreateSchema)
     @roster.response(201, TeamSchema)
+    @roster.alt_response(401, description=UNAUTHENTICATED)
+    @roster.alt_response(403, description=STAFF_ONLY)
+    @roster.alt_response(409, description="A team of that name already exists")
     def post(self, data: dict[str, Any]) -> Any:
         """Register a volunteer team"""
         require(*STAFF)
@@ -112,6 +134,8 @@ class Teams(MethodView):
 class Volunteers(MethodView):
     @roster.arguments(VolunteerQuerySchema, location="query")
     @roster.response(200, VolunteerSchema(many=True))
+    @roster.alt_response(401, description=UNAUTHENTICATED)
+    @roster.alt_response(403, description=STAFF_ONLY)
     @roster.paginate()
     def get(self, query: dict[str, Any], pagination_parameters: PaginationParameters) -> Any:
         """List volunteers"""
@@ -120,6 +144,9 @@ class Volunteers(MethodView):
 
     @roster.arguments(VolunteerCreateSchema)
     @roster.response(201, VolunteerSchema)
+    @roster.alt_response(401, description=UNAUTHENTICATED)
+    @roster.alt_response(403, description=STAFF_ONLY)
+    @roster.alt_response(422, description="Invalid fields, or no such team")
     def post(self, data: dict[str, Any]) -> Any:
         """Register a volunteer"""
         require(*STAFF)
@@ -131,6 +158,8 @@ class Volunteers(MethodView):
 class RoutingRules(MethodView):
     @roster.arguments(RoutingRuleQuerySchema, location="query")
     @roster.response(200, RoutingRuleSchema(many=True))
+    @roster.alt_response(401, description=UNAUTHENTICATED)
+    @roster.alt_response(403, description=STAFF_ONLY)
     @roster.paginate()
     def get(self, query: dict[str, Any], pagination_parameters: PaginationParameters) -> Any:
         """List routing rules by category, the winning rule first"""
@@ -139,7 +168,10 @@ class RoutingRules(MethodView):
 
     @roster.arguments(RoutingRuleCreateSchema)
     @roster.response(201, RoutingRuleSchema)
+    @roster.alt_response(401, description=UNAUTHENTICATED)
+    @roster.alt_response(403, description=STAFF_ONLY)
     @roster.alt_response(409, description="The volunteer already has an active rule for it")
+    @roster.alt_response(422, description="Invalid fields, or no such active volunteer")
     def post(self, data: dict[str, Any]) -> Any:
         """Route a category of requests to a volunteer"""
         require(*STAFF)

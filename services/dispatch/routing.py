@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from services.dispatch.models import Assignment, RoutingRule, Team, Volunteer, messaging
@@ -28,11 +29,17 @@ def create_team(
     session: Session, *, name: str, description: str = "", team_id: str | None = None
 ) -> Team:
     """Register a volunteer team; team names are unique."""
+    conflict = Conflict(f"A team named {name!r} already exists", field="name")
     if session.scalars(select(Team).filter_by(name=name)).first() is not None:
-        raise Conflict(f"A team named {name!r} already exists", field="name")
+        raise conflict
     team = Team(id=team_id or uuid.uuid4().hex, name=name, description=description)
-    session.add(team)
-    session.flush()
+    try:
+        # The check cannot see a team another transaction is adding at this moment; the unique
+        # name settles that race, and the savepoint leaves the caller's transaction usable.
+        with session.begin_nested():
+            session.add(team)
+    except IntegrityError:
+        raise conflict from None
     return team
 
 
@@ -55,11 +62,16 @@ def register_volunteer(
     if team_id is not None and session.get(Team, team_id) is None:
         raise Invalid(f"No team {team_id}", field="team_id")
     volunteer_id = volunteer_id or uuid.uuid4().hex
+    conflict = Conflict(f"Volunteer {volunteer_id} already exists")
     if session.get(Volunteer, volunteer_id) is not None:
-        raise Conflict(f"Volunteer {volunteer_id} already exists")
+        raise conflict
     volunteer = Volunteer(id=volunteer_id, name=name, team_id=team_id, phone=phone, is_active=True)
-    session.add(volunteer)
-    session.flush()
+    try:
+        # Only given ids (the demo seed) can collide; two seeds at once meet here.
+        with session.begin_nested():
+            session.add(volunteer)
+    except IntegrityError:
+        raise conflict from None
     return volunteer
 
 
@@ -82,7 +94,10 @@ def add_routing_rule(
     rule_id: str | None = None,
 ) -> RoutingRule:
     """Route requests of ``category`` to an active volunteer."""
-    volunteer = session.get(Volunteer, volunteer_id)
+    # No constraint forbids a duplicate rule, so rules for one volunteer are added one at a
+    # time: the volunteer's row is locked (NO KEY UPDATE, so assignments referring to the
+    # volunteer still go ahead) and the duplicate check below then sees any rule just committed.
+    volunteer = session.get(Volunteer, volunteer_id, with_for_update={"key_share": True})
     if volunteer is None:
         raise Invalid(f"No volunteer {volunteer_id}", field="volunteer_id")
     if not volunteer.is_active:
@@ -240,7 +255,10 @@ def list_assignments(
 def _held_for_action(
     session: Session, assignment_id: str, actor: Principal, action: str
 ) -> Assignment:
-    assignment = session.get(Assignment, assignment_id)
+    # Locked until commit, so that of two concurrent actions the second sees the status the
+    # first left (READ COMMITTED would otherwise let both act on the same old status). Only the
+    # assignment's row: the eagerly joined volunteer cannot be locked across an outer join.
+    assignment = session.get(Assignment, assignment_id, with_for_update={"of": Assignment})
     if assignment is None:
         raise NotFound(f"No assignment {assignment_id}")
     if not actor.is_staff and not (

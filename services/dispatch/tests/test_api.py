@@ -290,3 +290,48 @@ def test_volunteers_may_not_change_the_roster(client: FlaskClient) -> None:
 
     assert response.status_code == 403
     assert rules() == []
+
+
+def test_a_second_team_of_the_same_name_is_a_409_naming_the_field(client: FlaskClient) -> None:
+    client.post("/v1/teams", json={"name": "Legal aid team"}, headers=staff())
+
+    response = client.post("/v1/teams", json={"name": "Legal aid team"}, headers=staff())
+
+    assert response.status_code == 409
+    assert response.content_type == PROBLEM
+    assert response.json["field"] == "name"
+
+
+# The API's description of itself
+
+ERRORS_EACH_OPERATION_DOCUMENTS = {
+    ("get", "/v1/assignments"): {"401", "403"},
+    ("get", "/v1/assignments/{assignment_id}"): {"401", "403", "404"},
+    ("post", "/v1/assignments/{assignment_id}/acceptance"): {"401", "403", "404", "409"},
+    ("post", "/v1/assignments/{assignment_id}/completion"): {"401", "403", "404", "409"},
+    ("get", "/v1/teams"): {"401", "403"},
+    ("post", "/v1/teams"): {"401", "403", "409"},
+    ("get", "/v1/volunteers"): {"401", "403"},
+    ("post", "/v1/volunteers"): {"401", "403"},
+    ("get", "/v1/routing-rules"): {"401", "403"},
+    ("post", "/v1/routing-rules"): {"401", "403", "409"},
+}
+
+
+def test_every_operation_documents_the_errors_it_can_answer_and_a_one_line_summary(
+    client: FlaskClient,
+) -> None:
+    spec = client.get("/openapi.json").json
+    documented = {
+        (method, path): operation
+        for path, operations in spec["paths"].items()
+        for method, operation in operations.items()
+        if method != "parameters"
+    }
+
+    assert set(documented) == set(ERRORS_EACH_OPERATION_DOCUMENTS)
+    for key, errors in ERRORS_EACH_OPERATION_DOCUMENTS.items():
+        responses = documented[key]["responses"]
+        assert {code for code in responses if code in {"401", "403", "404", "409"}} == errors, key
+        assert all(responses[code]["description"] for code in errors), key
+        assert documented[key]["summary"] and "\n" not in documented[key]["summary"], key

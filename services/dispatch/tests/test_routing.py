@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
+from sqlalchemy.orm import Session
 
 from services.dispatch import routing
 from services.dispatch.config import runtime
-from services.dispatch.tests.builders import assigned, assignments, received, volunteer
+from services.dispatch.tests.builders import (
+    assigned,
+    assignments,
+    received,
+    rules,
+    volunteer,
+)
 from shared import events
 from shared.auth import Principal
 from shared.errors import Conflict, Forbidden, Invalid
 from tests.support import staged_messages
 
 STAFF = Principal(subject="staff-1", role="staff")
+# SQLite serialises writers, so only PostgreSQL can race two transactions.
+postgresql_only = pytest.mark.skipif(
+    runtime().db.is_sqlite, reason="SQLite runs one write transaction at a time"
+)
 
 
 def holder(assignment_id: str) -> Principal:
@@ -220,3 +234,95 @@ def test_hours_outside_zero_to_twenty_four_are_refused(hours: Decimal) -> None:
         routing.complete_assignment(
             session, assignment_id=assignment.id, completed_by=STAFF, hours=hours
         )
+
+
+# Racing on PostgreSQL
+
+
+def race(*attempts: Callable[[Session], object]) -> list[object]:
+    """Start each attempt at once in a thread and transaction of its own; what each returned
+    or raised. Each transaction stays open a moment, so that the others run before it commits."""
+    start = threading.Barrier(len(attempts))
+    outcomes: list[object] = []
+
+    def run(attempt: Callable[[Session], object]) -> None:
+        start.wait(timeout=10)
+        try:
+            with runtime().db.transaction() as session:
+                outcome = attempt(session)
+                time.sleep(0.2)
+        except Exception as error:
+            outcome = error
+        outcomes.append(outcome)
+
+    threads = [threading.Thread(target=run, args=(attempt,)) for attempt in attempts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(outcomes) == len(attempts), "an attempt did not finish"
+    return outcomes
+
+
+def kinds(outcomes: list[object]) -> list[str]:
+    return sorted(type(outcome).__name__ for outcome in outcomes)
+
+
+@postgresql_only
+def test_of_two_simultaneous_completions_one_succeeds_and_one_completed_event_is_staged() -> None:
+    volunteer("Lao Zhang", routed_for="knife_sharpening")
+    assignment = assigned()
+    with runtime().db.transaction() as session:
+        routing.accept_assignment(session, assignment_id=assignment.id, accepted_by=STAFF)
+
+    def complete(hours: str) -> Callable[[Session], object]:
+        return lambda session: routing.complete_assignment(
+            session, assignment_id=assignment.id, completed_by=STAFF, hours=Decimal(hours)
+        )
+
+    outcomes = race(complete("1.5"), complete("3"))
+
+    assert kinds(outcomes) == ["Assignment", "Conflict"]
+    (completed,) = staged_messages(runtime(), events.REQUEST_COMPLETED)
+    (done,) = assignments(id=assignment.id)
+    assert Decimal(completed.kwargs["hours"]) == done.hours
+
+
+@postgresql_only
+def test_of_two_simultaneous_acceptances_one_succeeds_and_one_accepted_event_is_staged() -> None:
+    volunteer("Lao Zhang", routed_for="knife_sharpening")
+    assignment = assigned()
+
+    def accept(session: Session) -> object:
+        return routing.accept_assignment(session, assignment_id=assignment.id, accepted_by=STAFF)
+
+    outcomes = race(accept, accept)
+
+    assert kinds(outcomes) == ["Assignment", "Conflict"]
+    assert len(staged_messages(runtime(), events.REQUEST_ACCEPTED)) == 1
+
+
+@postgresql_only
+def test_of_two_teams_registered_at_once_under_one_name_the_second_is_a_conflict() -> None:
+    def register(session: Session) -> object:
+        return routing.create_team(session, name="Mediation team")
+
+    outcomes = race(register, register)
+
+    assert kinds(outcomes) == ["Conflict", "Team"]
+    (conflict,) = [o for o in outcomes if isinstance(o, Conflict)]
+    assert conflict.extra == {"field": "name"}
+    assert "Mediation team" in conflict.detail
+
+
+@postgresql_only
+def test_of_one_rule_added_twice_at_once_the_second_is_a_conflict() -> None:
+    barber = volunteer("Barber")
+
+    def route(session: Session) -> object:
+        return routing.add_routing_rule(session, category="haircut", volunteer_id=barber.id)
+
+    outcomes = race(route, route)
+
+    assert kinds(outcomes) == ["Conflict", "RoutingRule"]
+    assert len(rules()) == 1
