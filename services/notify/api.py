@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from flask_smorest.pagination import PaginationParameters
 
 from services.notify import delivery
@@ -18,7 +17,7 @@ from services.notify.schemas import (
     TemplateSchema,
     TemplateUpdateSchema,
 )
-from shared.web import paged, require
+from shared.web import Blueprint, paged, require
 
 blp = Blueprint(
     "notify",
@@ -28,12 +27,17 @@ blp = Blueprint(
 )
 STAFF = ("system", "staff")
 PEOPLE = ("system", "staff", "volunteer", "resident")
+UNAUTHENTICATED = "No bearer token, or one that is invalid or expired"
+NOT_STAFF = "The caller is not staff"
 
 
 @blp.route("/inbox/<recipient>")
 class Inbox(MethodView):
     @blp.arguments(InboxQuerySchema, location="query")
     @blp.response(200, InboxMessageSchema(many=True))
+    @blp.alt_response(401, description=UNAUTHENTICATED)
+    @blp.alt_response(403, description="Not the owner of the inbox, nor staff")
+    @blp.alt_response(422, description="Invalid query or paging parameters")
     @blp.paginate()
     def get(
         self, query: dict[str, Any], recipient: str, pagination_parameters: PaginationParameters
@@ -53,6 +57,9 @@ class Inbox(MethodView):
 @blp.route("/inbox/<recipient>/messages/<message_id>/read")
 class MessageRead(MethodView):
     @blp.response(200, InboxMessageSchema)
+    @blp.alt_response(401, description=UNAUTHENTICATED)
+    @blp.alt_response(403, description="Not the owner of the inbox, nor staff")
+    @blp.alt_response(404, description="No such message in this inbox")
     def post(self, recipient: str, message_id: str) -> Any:
         """Mark a message read"""
         principal = require(*PEOPLE)
@@ -65,6 +72,8 @@ class MessageRead(MethodView):
 @blp.route("/templates")
 class Templates(MethodView):
     @blp.response(200, TemplateSchema(many=True))
+    @blp.alt_response(401, description=UNAUTHENTICATED)
+    @blp.alt_response(403, description=NOT_STAFF)
     def get(self) -> Any:
         """List the message templates"""
         require(*STAFF)
@@ -75,6 +84,9 @@ class Templates(MethodView):
 @blp.route("/templates/<key>")
 class Template(MethodView):
     @blp.response(200, TemplateSchema)
+    @blp.alt_response(401, description=UNAUTHENTICATED)
+    @blp.alt_response(403, description=NOT_STAFF)
+    @blp.alt_response(404, description="No template under this key")
     def get(self, key: str) -> Any:
         """Show a message template"""
         require(*STAFF)
@@ -83,7 +95,13 @@ class Template(MethodView):
 
     @blp.arguments(TemplateUpdateSchema)
     @blp.response(200, TemplateSchema)
-    @blp.alt_response(422, description="Invalid fields, or a template that does not parse")
+    @blp.alt_response(401, description=UNAUTHENTICATED)
+    @blp.alt_response(403, description=NOT_STAFF)
+    @blp.alt_response(
+        422,
+        description="Invalid fields or key, or a template that does not parse, is unsafe, "
+        "or is sure to render too much (the field names which part)",
+    )
     def put(self, data: dict[str, Any], key: str) -> Any:
         """Create or replace a message template"""
         require(*STAFF)
@@ -95,6 +113,9 @@ class Template(MethodView):
 class Deliveries(MethodView):
     @blp.arguments(DeliveryQuerySchema, location="query")
     @blp.response(200, DeliverySchema(many=True))
+    @blp.alt_response(401, description=UNAUTHENTICATED)
+    @blp.alt_response(403, description=NOT_STAFF)
+    @blp.alt_response(422, description="Invalid query or paging parameters")
     @blp.paginate()
     def get(self, query: dict[str, Any], pagination_parameters: PaginationParameters) -> Any:
         """List the delivery log, newest first"""

@@ -10,6 +10,7 @@ from shared.web import create_service_app
 
 
 def create_app() -> Flask:
+    """notify's Flask app: the inbox, templates and delivery log over HTTP."""
     return create_service_app(
         runtime(),
         title="Redvest notify",

@@ -14,11 +14,11 @@ from typing import Any, Protocol
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
-from jinja2.sandbox import SandboxedEnvironment
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from services.notify.models import Delivery, InboxMessage, Template
+from services.notify.sandbox import LimitedEnvironment, LimitExceeded, static_limit_problems
 from shared import context
 from shared.auth import Principal
 from shared.database import fetch_page
@@ -30,7 +30,8 @@ DELIVERED = "delivered"
 FAILED = "failed"
 DELIVERY_STATUSES = (DELIVERED, FAILED)
 TEMPLATE_KEY = re.compile(r"^[a-z][a-z0-9_.]*$")
-TEMPLATE_PARTS = ("subject", "body")
+# The longest each part may render: a subject is a line, a body a short message.
+MAX_LENGTHS = {"subject": 200, "body": 10_000}
 
 
 @dataclass(frozen=True)
@@ -85,8 +86,9 @@ class UnsafeTemplate(TemplateError):
 
 
 # Plain text: nothing is HTML-escaped; a variable the data does not carry is an error,
-# never a silent blank in a message sent to a resident.
-_environment = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+# never a silent blank in a message sent to a resident. Staff edit the templates and workers
+# render them, so rendering is also bounded in time and size (see sandbox).
+_environment = LimitedEnvironment(undefined=StrictUndefined, autoescape=False)
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,7 @@ def _private_names(tree: nodes.Template) -> list[str]:
 
 
 def check_template_source(part: str, source: str) -> None:
-    """Refuse template text that does not parse or reaches for private attributes."""
+    """Refuse template text that does not parse, is unsafe or is sure to render too much."""
     try:
         tree = _environment.parse(source)
     except TemplateSyntaxError as error:
@@ -122,14 +124,27 @@ def check_template_source(part: str, source: str) -> None:
         raise UnsafeTemplate(
             f"The template {part} is unsafe: {message}", field=part, errors={part: [message]}
         )
+    problems = static_limit_problems(tree, max_length=MAX_LENGTHS[part])
+    if problems:
+        raise TemplateError(
+            f"The template {part} is too costly to render: {'; '.join(problems)}",
+            field=part,
+            errors={part: problems},
+        )
 
 
 def render(template: Template, data: Mapping[str, Any]) -> Rendered:
     """Render a template's subject and body with ``data`` in the sandbox."""
     parts = {}
-    for part in TEMPLATE_PARTS:
+    for part, max_length in MAX_LENGTHS.items():
         try:
-            parts[part] = _environment.from_string(getattr(template, part)).render(data)
+            parts[part] = _environment.render_limited(
+                getattr(template, part), data, max_length=max_length
+            )
+        except LimitExceeded as error:
+            raise TemplateError(
+                f"Template {template.key!r} {part} is too costly to render: {error}", field=part
+            ) from error
         except SecurityError as error:
             raise UnsafeTemplate(
                 f"Template {template.key!r} {part} is unsafe: {error}", field=part
@@ -150,6 +165,7 @@ def render(template: Template, data: Mapping[str, Any]) -> Rendered:
 
 
 def get_template(session: Session, key: str) -> Template:
+    """The template stored under ``key``; NotFound when there is none."""
     template = session.get(Template, key)
     if template is None:
         raise NotFound(f"No template {key!r}", field="template")
@@ -157,6 +173,7 @@ def get_template(session: Session, key: str) -> Template:
 
 
 def list_templates(session: Session) -> list[Template]:
+    """Every stored template, by key."""
     return list(session.scalars(select(Template).order_by(Template.key)))
 
 
@@ -270,6 +287,13 @@ def send_notification(
     if _has_been_delivered(session, source_message_id):
         return None
     stored = get_template(session, template)
+    # The message picks the channel; a template is written for one, so it must be that one.
+    if stored.channel != channel:
+        raise NotFound(
+            f"No template {template!r} for the {channel} channel "
+            f"(it is written for the {stored.channel} channel)",
+            field="template",
+        )
     message = render(stored, data)
     deliver(
         session,

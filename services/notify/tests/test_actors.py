@@ -13,6 +13,7 @@ from services.notify import actors
 from services.notify.config import runtime
 from services.notify.tests.builders import (
     ACCEPTED_DATA,
+    COSTLY_TEMPLATES,
     RESIDENT,
     delivery_log,
     inbox_of,
@@ -120,6 +121,34 @@ def test_an_unsafe_template_is_permanent_with_the_reason() -> None:
 
 
 @pytest.mark.parametrize(
+    ("subject", "body", "data", "part", "reason"),
+    COSTLY_TEMPLATES.values(),
+    ids=COSTLY_TEMPLATES.keys(),
+)
+def test_a_template_too_costly_to_render_is_permanent_and_stores_nothing(
+    subject: str, body: str, data: dict[str, Any], part: str, reason: str
+) -> None:
+    store_template("costly", subject=subject, body=body)
+
+    with pytest.raises(PermanentError, match=rf"TemplateError: .*{part}.*{re.escape(reason)}"):
+        deliver_to(actors.on_notification_requested, requested(template="costly", data=data))
+
+    assert inbox_of(RESIDENT) == []
+    assert delivery_log() == []
+
+
+def test_a_template_written_for_another_channel_is_permanent() -> None:
+    store_template("sms.only", channel="sms")
+
+    message = requested(template="sms.only", data={})
+
+    with pytest.raises(PermanentError, match=re.escape("No template 'sms.only' for the inbox")):
+        deliver_to(actors.on_notification_requested, message)
+
+    assert inbox_of(RESIDENT) == []
+
+
+@pytest.mark.parametrize(
     "recipient", ["Resident:1", "resident", "resident:", "resident:has space", "a:b/c"]
 )
 def test_a_recipient_outside_the_contract_is_permanent(recipient: str) -> None:
@@ -156,3 +185,20 @@ def test_a_real_worker_keeps_an_undeliverable_notification_as_a_dead_letter() ->
     assert letter.message_id == message.message_id
     assert "No template 'no.such.template'" in letter.error
     assert inbox_of(RESIDENT) == []
+
+
+def test_a_real_worker_keeps_a_notification_too_costly_to_render_as_a_dead_letter() -> None:
+    store_template(
+        "costly",
+        body="{% for a in range(100000) %}{% for b in range(100000) %}x{% endfor %}{% endfor %}",
+    )
+    message = requested(template="costly", data={})
+
+    with running_worker(runtime().broker, events.NOTIFY_QUEUE):
+        runtime().broker.enqueue(message)
+        (letter,) = eventually(lambda: list_dead_letters(runtime()), what="a dead letter")
+
+    assert letter.message_id == message.message_id
+    assert "range() may hold at most 1000 items" in letter.error
+    assert inbox_of(RESIDENT) == []
+    assert delivery_log() == []

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from flask.testing import FlaskClient
 
 from services.notify.tests.builders import (
     RESIDENT,
+    STATICALLY_COSTLY,
     VOLUNTEER,
     bearer,
     inbox_of,
@@ -182,6 +184,53 @@ def test_an_unsafe_template_is_refused(client: FlaskClient) -> None:
     assert response.status_code == 422
     assert response.json["field"] == "subject"
     assert "'__class__' is not allowed" in response.json["detail"]
+
+
+@pytest.mark.parametrize(
+    ("subject", "body", "part", "reason"),
+    STATICALLY_COSTLY.values(),
+    ids=STATICALLY_COSTLY.keys(),
+)
+def test_a_template_sure_to_cost_too_much_is_refused_naming_the_field(
+    client: FlaskClient, subject: str, body: str, part: str, reason: str
+) -> None:
+    response = client.put(
+        "/v1/templates/request.accepted",
+        headers=STAFF_TOKEN,
+        json={"subject": subject, "body": body},
+    )
+
+    assert response.status_code == 422
+    assert response.mimetype == PROBLEM
+    assert response.json["field"] == part
+    assert reason in response.json["errors"][part][0]
+    assert "too costly to render" in response.json["detail"]
+    shown = client.get("/v1/templates/request.accepted", headers=STAFF_TOKEN)
+    assert shown.json["body"] == "{{ volunteer_name }} accepted your {{ category }} request."
+
+
+def test_every_endpoint_documents_its_errors_as_problems(client: FlaskClient) -> None:
+    expected = {
+        ("/v1/inbox/{recipient}", "get"): {"401", "403", "422"},
+        ("/v1/inbox/{recipient}/messages/{message_id}/read", "post"): {"401", "403", "404"},
+        ("/v1/templates", "get"): {"401", "403"},
+        ("/v1/templates/{key}", "get"): {"401", "403", "404"},
+        ("/v1/templates/{key}", "put"): {"401", "403", "422"},
+        ("/v1/deliveries", "get"): {"401", "403", "422"},
+    }
+
+    spec = client.get("/openapi.json").json
+    shared_responses = spec["components"]["responses"]
+
+    for (path, method), codes in expected.items():
+        operation = spec["paths"][path][method]
+        assert operation["summary"], (path, method)
+        for code in codes:
+            response = operation["responses"][code]
+            # Paged endpoints point their 422 at the shared response (flask-smorest's paging).
+            if "$ref" in response:
+                response = shared_responses[response["$ref"].rsplit("/", 1)[-1]]
+            assert PROBLEM in response["content"], (path, method, code)
 
 
 def test_a_template_with_unknown_fields_is_refused(client: FlaskClient) -> None:

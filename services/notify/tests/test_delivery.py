@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 import pytest
+from sqlalchemy.orm import Session
 
 from services.notify import delivery
 from services.notify.commands import EXTRA_COMMANDS
 from services.notify.config import runtime
 from services.notify.models import Template
 from services.notify.tests.builders import (
+    COSTLY_TEMPLATES,
     RESIDENT,
+    STATICALLY_COSTLY,
     VOLUNTEER,
     delivery_log,
     inbox_of,
@@ -144,6 +148,51 @@ def test_an_unknown_channel_is_refused() -> None:
         )
 
 
+def test_a_template_written_for_another_channel_is_not_delivered_to_the_inbox() -> None:
+    store_template("sms.only", body="Hi", channel="sms")
+
+    with pytest.raises(NotFound, match=re.escape("No template 'sms.only' for the inbox channel")):
+        notify(RESIDENT, "sms.only", {})
+
+    assert inbox_of(RESIDENT) == []
+    assert delivery_log() == []
+
+
+def test_the_message_picks_the_channel_and_the_template_must_be_written_for_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sent: list[str] = []
+
+    def send_sms(session: Session, *, message: delivery.Rendered, **_: Any) -> None:
+        sent.append(message.body)
+
+    monkeypatch.setitem(delivery.CHANNELS, "sms", send_sms)
+    store_template("sms.hello", body="Hello {{ name }}", channel="sms")
+
+    with runtime().db.transaction() as session:
+        delivery.send_notification(
+            session,
+            recipient=RESIDENT,
+            template="sms.hello",
+            data={"name": "Li"},
+            source_message_id="m-3",
+            channel="sms",
+        )
+    with runtime().db.transaction() as session, pytest.raises(NotFound, match="sms channel"):
+        delivery.send_notification(
+            session,
+            recipient=RESIDENT,
+            template="request.accepted",
+            data={"volunteer_name": "Li", "category": "haircut"},
+            source_message_id="m-4",
+            channel="sms",
+        )
+
+    assert sent == ["Hello Li"]
+    assert inbox_of(RESIDENT) == []
+    assert [(entry.channel, entry.template) for entry in delivery_log()] == [("sms", "sms.hello")]
+
+
 def test_the_sandbox_refuses_a_stored_template_reaching_for_class_internals() -> None:
     store_template("evil", body="{{ ''.__class__.__mro__[1].__subclasses__() }}")
 
@@ -165,6 +214,41 @@ def test_a_template_that_fails_while_rendering_is_refused_with_the_reason() -> N
 
     with pytest.raises(delivery.TemplateError, match="ZeroDivisionError"):
         notify(RESIDENT, "broken", {"count": 0})
+
+
+# Templates that would cost too much to render
+
+
+@pytest.mark.parametrize(
+    ("subject", "body", "data", "part", "reason"),
+    COSTLY_TEMPLATES.values(),
+    ids=COSTLY_TEMPLATES.keys(),
+)
+def test_a_template_too_costly_to_render_is_refused_and_nothing_is_stored(
+    subject: str, body: str, data: dict[str, Any], part: str, reason: str
+) -> None:
+    store_template("costly", subject=subject, body=body)
+
+    with pytest.raises(delivery.TemplateError) as refused:
+        notify(RESIDENT, "costly", data)
+
+    assert refused.value.extra["field"] == part
+    assert f"'costly' {part} is too costly to render" in refused.value.detail
+    assert reason in refused.value.detail
+    assert inbox_of(RESIDENT) == []
+    assert delivery_log() == []
+
+
+def test_loops_numbers_and_formatting_within_the_limits_render() -> None:
+    store_template(
+        "digest",
+        body="{% for item in items %}{{ loop.index }}/{{ loop.length }} {{ item }}; {% endfor %}"
+        "{{ '{:,}'.format(balance) }} {{ '%.1f' % hours }} {{ '-' * 10 }} {{ 7 * 6 }}",
+    )
+
+    notify(RESIDENT, "digest", {"items": ["a", "b"], "balance": 1234567, "hours": 1.25})
+
+    assert inbox_of(RESIDENT)[0].body == "1/2 a; 2/2 b; 1,234,567 1.2 ---------- 42"
 
 
 # Staff editing templates
@@ -205,6 +289,22 @@ def test_a_template_reaching_for_private_attributes_is_refused_when_saved() -> N
 
     assert refused.value.extra["field"] == "body"
     assert "access to '__globals__', '__init__' is not allowed" in refused.value.detail
+
+
+@pytest.mark.parametrize(
+    ("subject", "body", "part", "reason"),
+    STATICALLY_COSTLY.values(),
+    ids=STATICALLY_COSTLY.keys(),
+)
+def test_a_template_sure_to_cost_too_much_is_refused_when_saved_naming_the_field(
+    subject: str, body: str, part: str, reason: str
+) -> None:
+    with runtime().db.transaction() as session, pytest.raises(delivery.TemplateError) as refused:
+        delivery.save_template(session, key="costly", subject=subject, body=body)
+
+    assert refused.value.extra["field"] == part
+    assert reason in refused.value.extra["errors"][part][0]
+    assert f"template {part} is too costly to render" in refused.value.detail
 
 
 def test_a_template_key_must_look_like_an_event_name() -> None:

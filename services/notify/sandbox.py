@@ -1,0 +1,229 @@
+"""A Jinja sandbox that also bounds what rendering a template may cost.
+
+Jinja's sandbox keeps a template away from Python's internals, but not from looping for hours
+or building a gigabyte string. Staff edit the templates and the consumer renders them, so
+every rendering here runs on a budget: ``range()`` is short, loop iterations and calls are
+counted, every value a template builds is size-checked, and the output stops at a length.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextvars import ContextVar
+from functools import wraps
+from typing import Any
+
+from jinja2 import nodes
+from jinja2.exceptions import SecurityError
+from jinja2.runtime import Context
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.visitor import NodeTransformer
+
+MAX_RANGE = 1_000  # items one range() may hold
+MAX_STEPS = 10_000  # loop iterations plus calls in one rendering
+MAX_SIZE = 10_000  # characters (or items) of any value a template builds
+MAX_INT_BITS = 256  # a product of integers; notifications count points and hours
+
+# Methods and filters whose integer arguments say how long a string to build.
+_WIDTH_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
+_WIDTH_FILTERS = frozenset({"center", "indent"})
+_PRINTF_WIDTH = re.compile(r"%(?:\([^)]*\))?[#0 +-]*(\*|\d+)?(?:\.(\*|\d+))?")
+_SIZED = (str, bytes, list, tuple, dict, set, frozenset)
+
+
+class LimitExceeded(SecurityError):
+    """Rendering would take more time or memory than a notification may."""
+
+
+class _Budget:
+    def __init__(self) -> None:
+        self.steps = MAX_STEPS
+
+    def spend(self) -> None:
+        self.steps -= 1
+        if self.steps < 0:
+            raise LimitExceeded(f"it takes more than {MAX_STEPS} loop iterations and calls")
+
+
+# One budget per rendering; unset while a template compiles, when nothing runs in a loop.
+_budget: ContextVar[_Budget | None] = ContextVar("budget", default=None)
+
+
+def _spend() -> None:
+    budget = _budget.get()
+    if budget is not None:
+        budget.spend()
+
+
+def _bounded(value: Any) -> Any:
+    if isinstance(value, _SIZED) and len(value) > MAX_SIZE:
+        raise LimitExceeded(f"it builds a value longer than {MAX_SIZE}")
+    return value
+
+
+def _check_width(width: Any) -> None:
+    if isinstance(width, int) and width > MAX_SIZE:
+        raise LimitExceeded(f"it asks for a width of {width}, more than {MAX_SIZE}")
+
+
+def _check_printf(text: str) -> None:
+    for match in _PRINTF_WIDTH.finditer(text):
+        for width in match.groups():
+            if width == "*":
+                raise LimitExceeded("a width taken from data ('*') is not allowed")
+            _check_width(int(width) if width else None)
+
+
+def _check_format(text: str) -> None:
+    for _, _, spec, _ in string.Formatter().parse(text):
+        if spec and "{" in spec:
+            raise LimitExceeded("a width taken from data ('{:{...}}') is not allowed")
+        for width in re.findall(r"\d+", spec or ""):
+            _check_width(int(width))
+
+
+def _check_product(left: Any, right: Any) -> None:
+    if isinstance(left, int) and isinstance(right, int):
+        if left.bit_length() + right.bit_length() > MAX_INT_BITS:
+            raise LimitExceeded(f"it multiplies integers past {MAX_INT_BITS} bits")
+        return
+    for times, value in ((left, right), (right, left)):
+        if isinstance(times, int) and isinstance(value, _SIZED) and len(value) * times > MAX_SIZE:
+            raise LimitExceeded(
+                f"it repeats a value of length {len(value)} {times} times, "
+                f"more than {MAX_SIZE} in all"
+            )
+
+
+def _range(*args: int) -> range:
+    """``range()`` for templates: at most ``MAX_RANGE`` items."""
+    items = range(*args)
+    if len(items) > MAX_RANGE:
+        raise LimitExceeded(f"range() may hold at most {MAX_RANGE} items, not {len(items)}")
+    return items
+
+
+def _counted(iterable: Iterable[Any]) -> Iterator[Any]:
+    for item in iterable:
+        _spend()
+        yield item
+
+
+def _limited_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    @wraps(function)  # keeps Jinja's pass_context marks
+    def limited(*args: Any, **kwargs: Any) -> Any:
+        if name in _WIDTH_FILTERS:
+            for width in (*args[1:], *kwargs.values()):
+                _check_width(width)
+        if name == "format" and args and isinstance(args[0], str):
+            _check_printf(args[0])
+        return _bounded(function(*args, **kwargs))
+
+    return limited
+
+
+def _filter(node: nodes.Node | None, name: str) -> nodes.Filter:
+    return nodes.Filter(node, name, [], [], None, None)
+
+
+class _Metered(NodeTransformer):
+    """Routes what the operator hooks cannot see through the ``counted``/``bounded`` filters."""
+
+    def visit_For(self, node: nodes.For) -> nodes.Node:
+        self.generic_visit(node)
+        node.iter = _filter(node.iter, "counted")
+        return node
+
+    def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
+        self.generic_visit(node)
+        return _filter(node, "bounded")
+
+    def visit_AssignBlock(self, node: nodes.AssignBlock) -> nodes.Node:
+        self.generic_visit(node)
+        node.filter = _filter(node.filter, "bounded")
+        return node
+
+
+class LimitedEnvironment(ImmutableSandboxedEnvironment):
+    """An immutable sandbox whose renderings stay short and cheap, or raise LimitExceeded."""
+
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.globals["range"] = _range
+        self.filters = {name: _limited_filter(name, f) for name, f in self.filters.items()}
+        self.filters["counted"] = _counted
+        self.filters["bounded"] = _bounded
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        tree = super()._parse(source, name, filename)
+        metered = _Metered().visit(tree)
+        assert isinstance(metered, nodes.Template)
+        return metered
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        """Refuse ``**``, and ``*`` or ``%`` whose result would be too large."""
+        if operator == "**":
+            raise LimitExceeded("the ** operator is not allowed")
+        if operator == "*":
+            _check_product(left, right)
+        if operator == "%" and isinstance(left, str):
+            _check_printf(left)
+        return _bounded(super().call_binop(context, operator, left, right))
+
+    def call(self, context: Context, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+        """Count the call, refuse widths too large to build, and bound what it returns."""
+        _spend()
+        # The sandbox hands out str.format wrapped; the string is on the wrapped method.
+        text = getattr(getattr(obj, "__wrapped__", obj), "__self__", None)
+        if isinstance(text, str):
+            if obj.__name__ in _WIDTH_METHODS:
+                for width in (*args, *kwargs.values()):
+                    _check_width(width)
+            if obj.__name__ in ("format", "format_map"):
+                _check_format(text)
+        return _bounded(super().call(context, obj, *args, **kwargs))
+
+    def render_limited(self, source: str, data: Mapping[str, Any], *, max_length: int) -> str:
+        """Render ``source`` on a fresh budget, stopping once it passes ``max_length``."""
+        token = _budget.set(_Budget())
+        try:
+            pieces, length = [], 0
+            for piece in self.from_string(source).generate(data):
+                length += len(piece)
+                if length > max_length:
+                    raise LimitExceeded(f"it renders more than {max_length} characters")
+                pieces.append(piece)
+            return "".join(pieces)
+        finally:
+            _budget.reset(token)
+
+
+def static_limit_problems(tree: nodes.Template, *, max_length: int) -> list[str]:
+    """What a parsed template is sure to exceed, as far as its text alone tells."""
+    problems = []
+    if any(True for _ in tree.find_all(nodes.Pow)):
+        problems.append("the ** operator is not allowed")
+    literal = sum(len(data.data) for data in tree.find_all(nodes.TemplateData))
+    if literal > max_length:
+        problems.append(f"its text alone is {literal} characters, more than {max_length}")
+    for call in tree.find_all(nodes.Call):
+        is_range = isinstance(call.node, nodes.Name) and call.node.name == "range"
+        bounds = [arg.value for arg in call.args if isinstance(arg, nodes.Const)]
+        if is_range and bounds and len(bounds) == len(call.args):
+            try:
+                _range(*bounds)
+            except LimitExceeded as error:
+                problems.append(str(error))
+            except (TypeError, ValueError):
+                pass  # not a limit: rendering reports it with the data at hand
+    for product in tree.find_all(nodes.Mul):
+        if isinstance(product.left, nodes.Const) and isinstance(product.right, nodes.Const):
+            try:
+                _check_product(product.left.value, product.right.value)
+            except LimitExceeded as error:
+                problems.append(str(error))
+    return list(dict.fromkeys(problems))
