@@ -14,6 +14,7 @@ from services.intake import directory, requests
 from services.intake.config import runtime
 from services.intake.schemas import (
     CategorySchema,
+    ConfirmationSchema,
     RequestCreateSchema,
     RequestQuerySchema,
     RequestSchema,
@@ -86,13 +87,18 @@ class Request(MethodView):
 
 @blp.route("/requests/<request_id>/confirmation")
 class Confirmation(MethodView):
+    @blp.arguments(ConfirmationSchema, required=False)
     @blp.response(200, RequestSchema)
+    @blp.alt_response(403, description="Not the resident, nor staff; API clients never confirm")
     @blp.alt_response(409, description="The request is not completed, or already confirmed")
-    def post(self, request_id: str) -> Any:
+    def post(self, data: dict[str, Any], request_id: str) -> Any:
         """Confirm that the service was done"""
-        principal = require("system", "staff", "resident")
+        # Who may confirm is a rule of the domain, answered there with a clear reason.
+        principal = require()
         with runtime().db.transaction() as session:
-            return requests.confirm_request(session, request_id=request_id, confirmed_by=principal)
+            return requests.confirm_request(
+                session, request_id=request_id, confirmed_by=principal, note=data.get("note")
+            )
 
 
 @blp.route("/categories")
@@ -120,16 +126,9 @@ class Residents(MethodView):
     def post(self, data: dict[str, Any]) -> Any:
         """Register a resident at a household of the grid"""
         require(*STAFF)
-        where = data.pop("location")
+        location = data.pop("location")
         with runtime().db.transaction() as session:
-            household = directory.find_household(
-                session,
-                community=where["community"],
-                building=where["building"],
-                unit=where["unit"],
-                number=where["household"],
-            )
-            return directory.register_resident(session, household=household, **data)
+            return directory.register_resident_at(session, **location, **data)
 
 
 @blp.route("/residents/<resident_id>")

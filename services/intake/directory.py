@@ -73,6 +73,32 @@ def register_resident(
     return resident
 
 
+def register_resident_at(
+    session: Session,
+    *,
+    community: str,
+    building: str,
+    unit: str,
+    household: str,
+    name: str,
+    phone: str | None = None,
+    is_elderly: bool = False,
+    lives_alone: bool = False,
+) -> Resident:
+    """Register a resident at a household already on the grid."""
+    home = find_household(
+        session, community=community, building=building, unit=unit, number=household
+    )
+    return register_resident(
+        session,
+        name=name,
+        household=home,
+        phone=phone,
+        is_elderly=is_elderly,
+        lives_alone=lives_alone,
+    )
+
+
 def get_resident(session: Session, resident_id: str) -> Resident:
     resident = session.get(Resident, resident_id)
     if resident is None:

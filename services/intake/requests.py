@@ -116,9 +116,23 @@ def submit_request(
 
 
 def get_request(
-    session: Session, request_id: str, *, viewer: Principal | None = None
+    session: Session,
+    request_id: str,
+    *,
+    viewer: Principal | None = None,
+    for_update: bool = False,
 ) -> ServiceRequest:
-    request = session.get(ServiceRequest, request_id)
+    """The request, if ``viewer`` may see it; ``for_update`` locks its row until commit."""
+    # Whoever reads a status in order to change it must lock the row: under READ COMMITTED
+    # two writers could otherwise both read the old status and the later commit would win.
+    # The lock makes the second wait, then read what the first committed. SQLite renders no
+    # FOR UPDATE; its writers are serialised already.
+    request = session.get(
+        ServiceRequest,
+        request_id,
+        with_for_update=for_update or None,
+        populate_existing=for_update,
+    )
     if request is None or (
         viewer is not None and viewer.role == "resident" and viewer.subject != request.resident_id
     ):
@@ -162,10 +176,23 @@ def list_requests(
 
 
 def confirm_request(
-    session: Session, *, request_id: str, confirmed_by: Principal
+    session: Session, *, request_id: str, confirmed_by: Principal, note: str | None = None
 ) -> ServiceRequest:
-    """The resident (or staff on their behalf) confirms the service was done."""
-    request = get_request(session, request_id, viewer=confirmed_by)
+    """The resident confirms the service was done, or staff do so for them, giving a reason."""
+    # Confirming releases the volunteer's points, so no one credential may both complete and
+    # confirm: API clients never confirm, and staff must say why the resident could not.
+    if confirmed_by.role not in ("resident", "staff"):
+        raise Forbidden(
+            "Only the resident who asked, or staff on their behalf, may confirm a request; "
+            f"a {confirmed_by.role} credential may not"
+        )
+    reason = (note or "").strip()
+    if confirmed_by.role == "staff" and not reason:
+        raise Invalid(
+            "Staff confirming on the resident's behalf must give the reason in note",
+            field="note",
+        )
+    request = get_request(session, request_id, viewer=confirmed_by, for_update=True)
     if request.status == CONFIRMED:
         raise Conflict(f"Request {request_id} is already confirmed")
     if request.status != COMPLETED:
@@ -174,10 +201,14 @@ def confirm_request(
         )
     if request.assignee_id is None or request.hours is None:
         raise Conflict(f"Request {request_id} has no recorded volunteer hours to confirm")
+    if confirmed_by.role == "staff":
+        entry = f"Confirmed by staff {confirmed_by.subject} on the resident's behalf: {reason}"
+    else:
+        entry = "Confirmed by the resident" + (f": {reason}" if reason else "")
     now = utcnow()
     request.status = CONFIRMED
     request.updated_at = now
-    _record(session, request, CONFIRMED, f"Confirmed by {confirmed_by.subject}", at=now)
+    _record(session, request, CONFIRMED, entry, at=now)
     messaging.stage(
         session,
         events.REQUEST_CONFIRMED,
@@ -209,15 +240,12 @@ def _record(
 
 def _advance(
     session: Session,
-    request_id: str,
+    request: ServiceRequest,
     status: str,
     note: str,
     at: datetime,
     details: Mapping[str, Any],
 ) -> ServiceRequest:
-    request = session.get(ServiceRequest, request_id)
-    if request is None:
-        raise NotFound(f"No request {request_id}")
     if _RANK[status] > _RANK[request.status]:
         request.status = status
     request.updated_at = utcnow()
@@ -240,18 +268,20 @@ def _json_ready(data: Mapping[str, Any]) -> dict[str, Any]:
 
 def record_assignment(session: Session, data: Mapping[str, Any]) -> None:
     """Dispatch assigned the request to someone."""
-    request = _advance(
-        session,
-        data["request_id"],
-        ASSIGNED,
-        f"Assigned to {data['assignee_name']}",
-        data["assigned_at"],
-        _json_ready(data),
-    )
-    if request.status in (ASSIGNED, ACCEPTED, COMPLETED) and request.assignment_id in (
-        None,
-        data["assignment_id"],
-    ):
+    request = get_request(session, data["request_id"], for_update=True)
+    # The first assignment intake hears of is the one it follows; news of another is kept in
+    # the timeline, saying so, but changes nothing.
+    is_followed = request.assignment_id in (None, data["assignment_id"])
+    if is_followed:
+        note = f"Assigned to {data['assignee_name']}"
+    else:
+        note = (
+            f"Ignored assignment {data['assignment_id']} to {data['assignee_name']}: "
+            f"the request stays with assignment {request.assignment_id}"
+            + (f" ({request.assignee_name})" if request.assignee_name else "")
+        )
+    _advance(session, request, ASSIGNED, note, data["assigned_at"], _json_ready(data))
+    if is_followed and request.status != CONFIRMED:
         request.assignment_id = data["assignment_id"]
         request.assignee_type = data["assignee_type"]
         request.assignee_id = data["assignee_id"]
@@ -262,7 +292,7 @@ def record_unrouted(session: Session, data: Mapping[str, Any]) -> None:
     """Dispatch found no one for the request: staff must triage it."""
     _advance(
         session,
-        data["request_id"],
+        get_request(session, data["request_id"], for_update=True),
         NEEDS_TRIAGE,
         f"No route: {data['reason']}",
         data["unrouted_at"],
@@ -273,7 +303,7 @@ def record_unrouted(session: Session, data: Mapping[str, Any]) -> None:
 def record_acceptance(session: Session, data: Mapping[str, Any]) -> None:
     request = _advance(
         session,
-        data["request_id"],
+        get_request(session, data["request_id"], for_update=True),
         ACCEPTED,
         "Accepted by the volunteer",
         data["accepted_at"],
@@ -287,7 +317,7 @@ def record_acceptance(session: Session, data: Mapping[str, Any]) -> None:
 def record_completion(session: Session, data: Mapping[str, Any]) -> None:
     request = _advance(
         session,
-        data["request_id"],
+        get_request(session, data["request_id"], for_update=True),
         COMPLETED,
         f"Completed in {data['hours']} hour(s)",
         data["completed_at"],

@@ -31,6 +31,16 @@ class RequestCreateSchema(StrictSchema):
     )
 
 
+class ConfirmationSchema(StrictSchema):
+    note = fields.Str(
+        validate=validate.Length(min=1, max=500),
+        metadata={
+            "description": "Why staff confirm on the resident's behalf (required for staff); "
+            "residents may leave it out, or send no body at all"
+        },
+    )
+
+
 class TimelineEntrySchema(Schema):
     status = fields.Str()
     note = fields.Str()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -11,6 +13,8 @@ from services.intake.models import Resident, ServiceRequest
 from shared.auth import Principal
 
 HOTLINE = Principal(subject="client:city-hotline", role="system")
+DUTY_OFFICER = Principal(subject="duty-officer", role="staff")
+NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 
 
 def a_resident(
@@ -56,3 +60,42 @@ def a_request(
         resident_id=resident.id,
         **fields,
     )
+
+
+def resident_of(request: ServiceRequest) -> Principal:
+    return Principal(subject=request.resident_id, role="resident")
+
+
+def walk_to_completed(session: Session, request: ServiceRequest, hours: str = "1.5") -> None:
+    """Dispatch's news for one assignment, a1 to volunteer v1, up to completion."""
+    base = {"request_id": request.id, "assignment_id": "a1"}
+    requests.record_assignment(
+        session,
+        {
+            **base,
+            "assignee_type": "volunteer",
+            "assignee_id": "v1",
+            "assignee_name": "Lao Zhang",
+            "assigned_at": NOW,
+        },
+    )
+    requests.record_acceptance(session, {**base, "volunteer_id": "v1", "accepted_at": NOW})
+    requests.record_completion(
+        session, {**base, "volunteer_id": "v1", "hours": Decimal(hours), "completed_at": NOW}
+    )
+
+
+def request_body(resident_id: str, **changes: Any) -> dict[str, Any]:
+    """A valid body for POST /v1/requests, with ``changes`` applied."""
+    return {
+        "category": "knife_sharpening",
+        "summary": "Two kitchen knives",
+        "resident_id": resident_id,
+        "location": {
+            "community": "changshan-garden",
+            "building": "3",
+            "unit": "2",
+            "household": "501",
+        },
+        **changes,
+    }

@@ -7,7 +7,13 @@ import pytest
 from services.intake import directory
 from services.intake.app import create_app
 from services.intake.config import runtime
-from services.intake.tests.builders import a_category, a_resident
+from services.intake.tests.builders import (
+    a_category,
+    a_request,
+    a_resident,
+    request_body,
+    walk_to_completed,
+)
 from shared.auth import issue_token
 
 
@@ -30,26 +36,16 @@ def resident_id():
         return a_resident(session).id
 
 
-def body(resident_id, **changes):
-    return {
-        "category": "knife_sharpening",
-        "summary": "Two kitchen knives",
-        "resident_id": resident_id,
-        "location": {
-            "community": "changshan-garden",
-            "building": "3",
-            "unit": "2",
-            "household": "501",
-        },
-        **changes,
-    }
-
-
 def post(client, key, payload, idempotency_key=None):
     headers = {"X-API-Key": key}
     if idempotency_key:
         headers["Idempotency-Key"] = idempotency_key
     return client.post("/v1/requests", json=payload, headers=headers)
+
+
+def bearer(subject, role):
+    token = issue_token(runtime().settings.auth_secret, subject=subject, role=role)
+    return {"Authorization": f"Bearer {token}"}
 
 
 def count_requests(client, key):
@@ -58,7 +54,7 @@ def count_requests(client, key):
 
 class TestSubmitting:
     def test_a_valid_request_is_created_with_its_location(self, client, api_key, resident_id):
-        response = post(client, api_key, body(resident_id))
+        response = post(client, api_key, request_body(resident_id))
         assert response.status_code == 201
         assert response.headers["Location"] == f"/v1/requests/{response.json['id']}"
         assert response.json["status"] == "submitted"
@@ -71,8 +67,8 @@ class TestSubmitting:
     def test_the_same_idempotency_key_posted_twice_yields_one_request(
         self, client, api_key, resident_id
     ):
-        first = post(client, api_key, body(resident_id), idempotency_key="hotline-778")
-        second = post(client, api_key, body(resident_id), idempotency_key="hotline-778")
+        first = post(client, api_key, request_body(resident_id), idempotency_key="hotline-778")
+        second = post(client, api_key, request_body(resident_id), idempotency_key="hotline-778")
         assert second.status_code == 201
         assert second.json == first.json
         assert second.headers["Location"] == first.headers["Location"]
@@ -83,9 +79,12 @@ class TestSubmitting:
     def test_the_same_idempotency_key_with_a_different_body_is_a_422(
         self, client, api_key, resident_id
     ):
-        post(client, api_key, body(resident_id), idempotency_key="hotline-778")
+        post(client, api_key, request_body(resident_id), idempotency_key="hotline-778")
         response = post(
-            client, api_key, body(resident_id, summary="Scissors"), idempotency_key="hotline-778"
+            client,
+            api_key,
+            request_body(resident_id, summary="Scissors"),
+            idempotency_key="hotline-778",
         )
         assert response.status_code == 422
         assert response.mimetype == "application/problem+json"
@@ -105,7 +104,7 @@ class TestSubmitting:
     def test_a_bad_body_gets_a_problem_naming_the_field_and_changes_nothing(
         self, client, api_key, resident_id, change, field
     ):
-        response = post(client, api_key, body(resident_id, **change))
+        response = post(client, api_key, request_body(resident_id, **change))
         assert response.status_code == 422
         assert response.mimetype == "application/problem+json"
         assert field in response.json["errors"]
@@ -113,7 +112,7 @@ class TestSubmitting:
         assert client.get("/v1/requests", headers={"X-API-Key": api_key}).json == []
 
     def test_an_unknown_category_is_a_404_problem(self, client, api_key, resident_id):
-        response = post(client, api_key, body(resident_id, category="teleportation"))
+        response = post(client, api_key, request_body(resident_id, category="teleportation"))
         assert response.status_code == 404
         assert response.json["field"] == "category"
 
@@ -129,12 +128,12 @@ class TestSubmitting:
 
 class TestAuthentication:
     def test_no_credentials_is_a_401(self, client, resident_id):
-        response = client.post("/v1/requests", json=body(resident_id))
+        response = client.post("/v1/requests", json=request_body(resident_id))
         assert response.status_code == 401
         assert response.mimetype == "application/problem+json"
 
     def test_an_unknown_api_key_is_a_401(self, client, resident_id):
-        assert post(client, "rv_wrong", body(resident_id)).status_code == 401
+        assert post(client, "rv_wrong", request_body(resident_id)).status_code == 401
 
     def test_a_revoked_api_key_is_a_401(self, client, api_key, resident_id):
         from datetime import UTC, datetime
@@ -144,10 +143,10 @@ class TestAuthentication:
         with runtime().db.transaction() as session:
             for api_client in session.query(ApiClient):
                 api_client.revoked_at = datetime.now(UTC)
-        assert post(client, api_key, body(resident_id)).status_code == 401
+        assert post(client, api_key, request_body(resident_id)).status_code == 401
 
     def test_a_resident_sees_only_their_own_requests(self, client, api_key, resident_id):
-        post(client, api_key, body(resident_id))
+        post(client, api_key, request_body(resident_id))
         secret = runtime().settings.auth_secret
         mine = {
             "Authorization": f"Bearer {issue_token(secret, subject=resident_id, role='resident')}"
@@ -166,19 +165,84 @@ class TestAuthentication:
         assert response.status_code == 401
 
 
+@pytest.fixture
+def completed():
+    """A completed request: (its id, its resident's id)."""
+    with runtime().db.transaction() as session:
+        request = a_request(session)
+        walk_to_completed(session, request)
+        return request.id, request.resident_id
+
+
+def confirm(client, request_id, headers, **kwargs):
+    return client.post(f"/v1/requests/{request_id}/confirmation", headers=headers, **kwargs)
+
+
 class TestConfirmation:
+    def test_the_resident_confirms_their_completed_request_with_no_body(self, client, completed):
+        request_id, resident = completed
+        response = confirm(client, request_id, bearer(resident, "resident"))
+        assert response.status_code == 200
+        assert response.json["status"] == "confirmed"
+        assert response.json["timeline"][-1]["note"] == "Confirmed by the resident"
+
+    def test_the_resident_may_confirm_with_an_empty_json_body(self, client, completed):
+        request_id, resident = completed
+        response = confirm(client, request_id, bearer(resident, "resident"), json={})
+        assert response.status_code == 200
+
+    def test_staff_confirm_on_the_residents_behalf_giving_the_reason(self, client, completed):
+        request_id, _ = completed
+        response = confirm(
+            client,
+            request_id,
+            bearer("duty-officer", "staff"),
+            json={"note": "resident called the office"},
+        )
+        assert response.status_code == 200
+        assert response.json["timeline"][-1]["note"] == (
+            "Confirmed by staff duty-officer on the resident's behalf: resident called the office"
+        )
+
+    def test_staff_without_a_note_get_a_422_naming_the_note(self, client, completed):
+        request_id, _ = completed
+        response = confirm(client, request_id, bearer("duty-officer", "staff"))
+        assert response.status_code == 422
+        assert response.mimetype == "application/problem+json"
+        assert response.json["field"] == "note"
+
+    @pytest.mark.parametrize("payload", [{"note": ""}, {"note": "x" * 501}, {"colour": "red"}])
+    def test_a_bad_confirmation_body_is_refused_and_confirms_nothing(
+        self, client, completed, payload
+    ):
+        request_id, _ = completed
+        staff = bearer("duty-officer", "staff")
+        response = confirm(client, request_id, staff, json=payload)
+        assert response.status_code == 422
+        assert list(response.json["errors"]) == list(payload)
+        assert client.get(f"/v1/requests/{request_id}", headers=staff).json["status"] == "completed"
+
+    def test_an_api_client_may_not_confirm_and_gets_a_403_saying_who_may(
+        self, client, api_key, completed
+    ):
+        request_id, _ = completed
+        response = confirm(
+            client, request_id, {"X-API-Key": api_key}, json={"note": "the resident said so"}
+        )
+        assert response.status_code == 403
+        assert response.mimetype == "application/problem+json"
+        assert "Only the resident who asked, or staff on their behalf" in response.json["detail"]
+
     def test_confirming_a_request_that_is_not_completed_is_a_409(
         self, client, api_key, resident_id
     ):
-        created = post(client, api_key, body(resident_id)).json
-        response = client.post(
-            f"/v1/requests/{created['id']}/confirmation", headers={"X-API-Key": api_key}
-        )
+        created = post(client, api_key, request_body(resident_id)).json
+        response = confirm(client, created["id"], bearer(resident_id, "resident"))
         assert response.status_code == 409
         assert "completed" in response.json["detail"]
 
-    def test_confirming_an_unknown_request_is_a_404(self, client, api_key):
-        response = client.post("/v1/requests/nope/confirmation", headers={"X-API-Key": api_key})
+    def test_confirming_an_unknown_request_is_a_404(self, client, resident_id):
+        response = confirm(client, "nope", bearer(resident_id, "resident"))
         assert response.status_code == 404
 
 
@@ -208,7 +272,7 @@ class TestPlumbing:
     ):
         response = client.post(
             "/v1/requests",
-            json=body(resident_id),
+            json=request_body(resident_id),
             headers={"X-API-Key": api_key, "X-Correlation-ID": "corr-42"},
         )
         assert response.headers["X-Correlation-ID"] == "corr-42"

@@ -2,44 +2,32 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 
 from services.intake import requests
 from services.intake.config import runtime
-from services.intake.tests.builders import HOTLINE, a_category, a_request, a_resident
+from services.intake.tests.builders import (
+    DUTY_OFFICER,
+    HOTLINE,
+    NOW,
+    a_category,
+    a_request,
+    a_resident,
+    resident_of,
+    walk_to_completed,
+)
 from shared import events
 from shared.auth import Principal
 from shared.errors import Conflict, Forbidden, Invalid, NotFound
 from tests.support import staged_messages
-
-NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture
 def session():
     with runtime().db.transaction() as session:
         yield session
-
-
-def walk_to_completed(session, request, hours="1.5"):
-    base = {"request_id": request.id, "assignment_id": "a1"}
-    requests.record_assignment(
-        session,
-        {
-            **base,
-            "assignee_type": "volunteer",
-            "assignee_id": "v1",
-            "assignee_name": "Lao Zhang",
-            "assigned_at": NOW,
-        },
-    )
-    requests.record_acceptance(session, {**base, "volunteer_id": "v1", "accepted_at": NOW})
-    requests.record_completion(
-        session, {**base, "volunteer_id": "v1", "hours": Decimal(hours), "completed_at": NOW}
-    )
 
 
 class TestSubmitting:
@@ -140,6 +128,42 @@ class TestFollowingDispatch:
         assert request.status == "accepted"
         assert request.assignee_name == "Lao Zhang"
 
+    def test_a_different_assignment_is_noted_in_the_timeline_but_changes_nothing(self, session):
+        request = a_request(session)
+        walk_to_completed(session, request)
+        requests.record_assignment(
+            session,
+            {
+                "request_id": request.id,
+                "assignment_id": "a2",
+                "assignee_type": "volunteer",
+                "assignee_id": "v2",
+                "assignee_name": "Wang Wei",
+                "assigned_at": NOW,
+            },
+        )
+        assert (request.status, request.assignment_id) == ("completed", "a1")
+        assert (request.assignee_id, request.assignee_name) == ("v1", "Lao Zhang")
+        assert request.timeline[-1].note == (
+            "Ignored assignment a2 to Wang Wei: the request stays with assignment a1 (Lao Zhang)"
+        )
+
+    def test_the_same_assignment_heard_again_reads_as_an_assignment(self, session):
+        request = a_request(session)
+        walk_to_completed(session, request)
+        requests.record_assignment(
+            session,
+            {
+                "request_id": request.id,
+                "assignment_id": "a1",
+                "assignee_type": "volunteer",
+                "assignee_id": "v1",
+                "assignee_name": "Lao Zhang",
+                "assigned_at": NOW,
+            },
+        )
+        assert request.timeline[-1].note == "Assigned to Lao Zhang"
+
     def test_an_unrouted_request_waits_for_triage(self, session):
         request = a_request(session)
         requests.record_unrouted(
@@ -158,26 +182,30 @@ class TestConfirming:
     def test_confirming_a_completed_request_stages_request_confirmed_for_points(self, session):
         request = a_request(session)
         walk_to_completed(session, request, hours="2")
-        resident = Principal(request.resident_id, "resident")
-        requests.confirm_request(session, request_id=request.id, confirmed_by=resident)
+        requests.confirm_request(session, request_id=request.id, confirmed_by=resident_of(request))
         session.commit()
         [message] = staged_messages(runtime(), events.REQUEST_CONFIRMED)
         assert message.queue_name == "points"
         assert message.kwargs["volunteer_id"] == "v1"
         assert message.kwargs["hours"] == "2.00"
         assert message.kwargs["category"] == "knife_sharpening"
+        assert request.timeline[-1].note == "Confirmed by the resident"
 
     def test_a_request_that_is_not_completed_cannot_be_confirmed(self, session):
         request = a_request(session)
         with pytest.raises(Conflict, match="only a completed request"):
-            requests.confirm_request(session, request_id=request.id, confirmed_by=HOTLINE)
+            requests.confirm_request(
+                session, request_id=request.id, confirmed_by=resident_of(request)
+            )
 
     def test_confirming_twice_is_a_conflict(self, session):
         request = a_request(session)
         walk_to_completed(session, request)
-        requests.confirm_request(session, request_id=request.id, confirmed_by=HOTLINE)
+        requests.confirm_request(session, request_id=request.id, confirmed_by=resident_of(request))
         with pytest.raises(Conflict, match="already confirmed"):
-            requests.confirm_request(session, request_id=request.id, confirmed_by=HOTLINE)
+            requests.confirm_request(
+                session, request_id=request.id, confirmed_by=resident_of(request)
+            )
 
     def test_another_resident_cannot_see_or_confirm_the_request(self, session):
         request = a_request(session)
@@ -186,6 +214,38 @@ class TestConfirming:
             requests.confirm_request(
                 session, request_id=request.id, confirmed_by=Principal("stranger", "resident")
             )
+
+    @pytest.mark.parametrize("caller", [HOTLINE, Principal("v1", "volunteer")])
+    def test_api_clients_and_volunteers_may_not_confirm(self, session, caller):
+        request = a_request(session)
+        walk_to_completed(session, request)
+        with pytest.raises(Forbidden, match="Only the resident"):
+            requests.confirm_request(session, request_id=request.id, confirmed_by=caller)
+        assert request.status == "completed"
+
+    @pytest.mark.parametrize("note", [None, "", "   "])
+    def test_staff_may_not_confirm_without_saying_why(self, session, note):
+        request = a_request(session)
+        walk_to_completed(session, request)
+        with pytest.raises(Invalid, match="reason"):
+            requests.confirm_request(
+                session, request_id=request.id, confirmed_by=DUTY_OFFICER, note=note
+            )
+        assert request.status == "completed"
+
+    def test_staff_confirm_on_the_residents_behalf_and_the_timeline_says_who_and_why(self, session):
+        request = a_request(session)
+        walk_to_completed(session, request)
+        requests.confirm_request(
+            session,
+            request_id=request.id,
+            confirmed_by=DUTY_OFFICER,
+            note="resident called the office",
+        )
+        assert request.status == "confirmed"
+        assert request.timeline[-1].note == (
+            "Confirmed by staff duty-officer on the resident's behalf: resident called the office"
+        )
 
 
 class TestListing:
