@@ -20,6 +20,8 @@ POINTS_QUEUE = "points"
 NOTIFY_QUEUE = "notify"
 
 PRIORITIES = ("low", "normal", "high", "urgent")
+# A service category's code, as intake's catalogue names it and every service refers to it.
+CATEGORY_CODE = r"^[a-z][a-z0-9_]{0,63}$"
 Identifier = fields.Str  # ids are opaque strings: uuids here, other systems' keys elsewhere
 
 
@@ -41,7 +43,7 @@ class LocationSchema(Schema):
 
 class RequestSubmittedSchema(Schema):
     request_id = Identifier(required=True)
-    category = fields.Str(required=True)
+    category = fields.Str(required=True, validate=validate.Regexp(CATEGORY_CODE))
     priority = fields.Str(required=True, validate=validate.OneOf(PRIORITIES))
     summary = fields.Str(required=True)
     resident_id = Identifier(required=True)
@@ -86,7 +88,7 @@ class RequestCompletedSchema(Schema):
 
 class RequestConfirmedSchema(Schema):
     request_id = Identifier(required=True)
-    category = fields.Str(required=True)
+    category = fields.Str(required=True, validate=validate.Regexp(CATEGORY_CODE))
     resident_id = Identifier(required=True)
     volunteer_id = Identifier(required=True)
     hours = fields.Decimal(

@@ -52,6 +52,7 @@ class Settings:
     relay_interval_s: float
     relay_batch_size: int
     max_retries: int
+    prometheus_multiproc_dir: str | None
 
     @property
     def is_production(self) -> bool:
@@ -97,4 +98,6 @@ class Settings:
             relay_interval_s=_float(env, "RELAY_INTERVAL_S", 0.1),
             relay_batch_size=_int(env, "RELAY_BATCH_SIZE", 100),
             max_retries=_int(env, "MAX_RETRIES", 20),
+            # Set by deploy/gunicorn.conf.py when REDVEST_METRICS_DIR is; see prometheus_client.
+            prometheus_multiproc_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or None,
         )

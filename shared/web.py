@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import http
 import json
-import os
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -33,6 +32,7 @@ from shared.broker import broker_pinger
 from shared.context import work_context
 from shared.errors import DomainError
 from shared.runtime import ServiceRuntime
+from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -253,8 +253,8 @@ class _DatabaseCollector:
         yield gauge
 
 
-def _process_metrics() -> bytes:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+def _process_metrics(settings: Settings) -> bytes:
+    if settings.prometheus_multiproc_dir:
         from prometheus_client import multiprocess
 
         registry = CollectorRegistry()
@@ -375,7 +375,7 @@ def create_service_app(
 
     @app.get("/metrics")
     def metrics() -> Response:
-        body = _process_metrics() + generate_latest(db_registry)
+        body = _process_metrics(runtime.settings) + generate_latest(db_registry)
         return Response(body, mimetype=CONTENT_TYPE_LATEST)
 
     @app.get("/docs/assets/<path:filename>")

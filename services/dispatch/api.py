@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from flask_smorest.pagination import PaginationParameters
 
 from services.dispatch import routing
@@ -23,7 +22,8 @@ from services.dispatch.schemas import (
     VolunteerQuerySchema,
     VolunteerSchema,
 )
-from shared.web import paged, require
+from shared.auth import STAFF_ROLES
+from shared.web import Blueprint, paged, require
 
 blp = Blueprint(
     "assignments",
@@ -37,7 +37,6 @@ roster = Blueprint(
     url_prefix="/v1",
     description="Teams, volunteers and the rules that route requests to them",
 )
-STAFF = ("system", "staff")
 # The same words for the same failure on every endpoint.
 UNAUTHENTICATED = "No valid bearer token"
 STAFF_ONLY = "The caller is not staff"
@@ -55,7 +54,7 @@ class Assignments(MethodView):
     @blp.paginate()
     def get(self, query: dict[str, Any], pagination_parameters: PaginationParameters) -> Any:
         """List assignments, newest first"""
-        principal = require(*STAFF, "volunteer")
+        principal = require(*STAFF_ROLES, "volunteer")
         if principal.role == "volunteer":
             query["volunteer_id"] = principal.subject
         return paged(runtime().db, pagination_parameters, routing.list_assignments, **query)
@@ -69,7 +68,7 @@ class Assignment(MethodView):
     @blp.alt_response(404, description=NO_ASSIGNMENT)
     def get(self, assignment_id: str) -> Any:
         """Show an assignment"""
-        principal = require(*STAFF, "volunteer")
+        principal = require(*STAFF_ROLES, "volunteer")
         with runtime().db.read() as session:
             return routing.get_assignment(session, assignment_id, viewer=principal)
 
@@ -83,7 +82,7 @@ class Acceptance(MethodView):
     @blp.alt_response(409, description="The assignment was already accepted or completed")
     def post(self, assignment_id: str) -> Any:
         """Accept an assignment"""
-        principal = require(*STAFF, "volunteer")
+        principal = require(*STAFF_ROLES, "volunteer")
         with runtime().db.transaction() as session:
             return routing.accept_assignment(
                 session, assignment_id=assignment_id, accepted_by=principal
@@ -100,7 +99,7 @@ class Completion(MethodView):
     @blp.alt_response(409, description="The assignment is not accepted, or already completed")
     def post(self, data: dict[str, Any], assignment_id: str) -> Any:
         """Report an accepted assignment done, with the hours it took"""
-        principal = require(*STAFF, "volunteer")
+        principal = require(*STAFF_ROLES, "volunteer")
         with runtime().db.transaction() as session:
             return routing.complete_assignment(
                 session, assignment_id=assignment_id, completed_by=principal, **data
@@ -115,7 +114,7 @@ class Teams(MethodView):
     @roster.paginate()
     def get(self, pagination_parameters: PaginationParameters) -> Any:
         """List the volunteer teams"""
-        require(*STAFF)
+        require(*STAFF_ROLES)
         return paged(runtime().db, pagination_parameters, routing.list_teams)
 
     @roster.arguments(TeamCreateSchema)
@@ -125,7 +124,7 @@ class Teams(MethodView):
     @roster.alt_response(409, description="A team of that name already exists")
     def post(self, data: dict[str, Any]) -> Any:
         """Register a volunteer team"""
-        require(*STAFF)
+        require(*STAFF_ROLES)
         with runtime().db.transaction() as session:
             return routing.create_team(session, **data)
 
@@ -139,7 +138,7 @@ class Volunteers(MethodView):
     @roster.paginate()
     def get(self, query: dict[str, Any], pagination_parameters: PaginationParameters) -> Any:
         """List volunteers"""
-        require(*STAFF)
+        require(*STAFF_ROLES)
         return paged(runtime().db, pagination_parameters, routing.list_volunteers, **query)
 
     @roster.arguments(VolunteerCreateSchema)
@@ -149,7 +148,7 @@ class Volunteers(MethodView):
     @roster.alt_response(422, description="Invalid fields, or no such team")
     def post(self, data: dict[str, Any]) -> Any:
         """Register a volunteer"""
-        require(*STAFF)
+        require(*STAFF_ROLES)
         with runtime().db.transaction() as session:
             return routing.register_volunteer(session, **data)
 
@@ -163,7 +162,7 @@ class RoutingRules(MethodView):
     @roster.paginate()
     def get(self, query: dict[str, Any], pagination_parameters: PaginationParameters) -> Any:
         """List routing rules by category, the winning rule first"""
-        require(*STAFF)
+        require(*STAFF_ROLES)
         return paged(runtime().db, pagination_parameters, routing.list_routing_rules, **query)
 
     @roster.arguments(RoutingRuleCreateSchema)
@@ -174,6 +173,6 @@ class RoutingRules(MethodView):
     @roster.alt_response(422, description="Invalid fields, or no such active volunteer")
     def post(self, data: dict[str, Any]) -> Any:
         """Route a category of requests to a volunteer"""
-        require(*STAFF)
+        require(*STAFF_ROLES)
         with runtime().db.transaction() as session:
             return routing.add_routing_rule(session, **data)

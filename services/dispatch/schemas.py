@@ -3,9 +3,10 @@
 from marshmallow import Schema, fields, validate
 
 from services.dispatch.routing import MAX_HOURS, STATUSES
+from shared.events import CATEGORY_CODE
 from shared.schemas import StrictSchema
 
-CATEGORY_CODE = validate.Regexp(r"^[a-z][a-z0-9_]{0,63}$", error="Not a category code.")
+CATEGORY = validate.Regexp(CATEGORY_CODE, error="Not a category code.")
 
 
 class TeamCreateSchema(StrictSchema):
@@ -40,7 +41,7 @@ class VolunteerSchema(Schema):
 class RoutingRuleCreateSchema(StrictSchema):
     category = fields.Str(
         required=True,
-        validate=CATEGORY_CODE,
+        validate=CATEGORY,
         metadata={"description": "A code from intake's service catalogue"},
     )
     volunteer_id = fields.Str(required=True, validate=validate.Length(min=1, max=64))

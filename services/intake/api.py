@@ -6,7 +6,6 @@ from typing import Any
 
 from flask import request, url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from flask_smorest.pagination import PaginationParameters
 from sqlalchemy.orm import Session
 
@@ -21,11 +20,11 @@ from services.intake.schemas import (
     ResidentCreateSchema,
     ResidentSchema,
 )
+from shared.auth import STAFF_ROLES
 from shared.idempotency import StoredResponse, run_once
-from shared.web import IDEMPOTENCY_HEADER_DOC, paged, require, stored_response
+from shared.web import IDEMPOTENCY_HEADER_DOC, Blueprint, paged, require, stored_response
 
 blp = Blueprint("requests", __name__, url_prefix="/v1", description="Requests through the one door")
-STAFF = ("system", "staff")
 REQUEST_SCHEMA = RequestSchema()
 
 
@@ -114,7 +113,7 @@ class Categories(MethodView):
     @blp.response(201, CategorySchema)
     def post(self, data: dict[str, Any]) -> Any:
         """Add a category to the catalogue"""
-        require(*STAFF)
+        require(*STAFF_ROLES)
         with runtime().db.transaction() as session:
             return directory.add_category(session, **data)
 
@@ -125,7 +124,7 @@ class Residents(MethodView):
     @blp.response(201, ResidentSchema)
     def post(self, data: dict[str, Any]) -> Any:
         """Register a resident at a household of the grid"""
-        require(*STAFF)
+        require(*STAFF_ROLES)
         location = data.pop("location")
         with runtime().db.transaction() as session:
             return directory.register_resident_at(session, **location, **data)
@@ -138,6 +137,6 @@ class Resident(MethodView):
         """Show a resident"""
         principal = require("system", "staff", "resident")
         if principal.role == "resident" and principal.subject != resident_id:
-            require(*STAFF)
+            require(*STAFF_ROLES)
         with runtime().db.read() as session:
             return directory.get_resident(session, resident_id)

@@ -3,7 +3,7 @@
 from marshmallow import RAISE, Schema, fields, validate
 
 from services.intake.requests import CHANNELS, STATUSES
-from shared.events import PRIORITIES, LocationSchema
+from shared.events import CATEGORY_CODE, PRIORITIES, LocationSchema
 from shared.schemas import StrictSchema
 
 
@@ -95,7 +95,7 @@ class RequestQuerySchema(StrictSchema):
 
 
 class CategorySchema(StrictSchema):
-    code = fields.Str(required=True, validate=validate.Regexp(r"^[a-z][a-z0-9_]{0,63}$"))
+    code = fields.Str(required=True, validate=validate.Regexp(CATEGORY_CODE))
     name = fields.Str(required=True, validate=validate.Length(min=1, max=100))
     description = fields.Str(load_default="", validate=validate.Length(max=2000))
     default_priority = fields.Str(load_default="normal", validate=validate.OneOf(PRIORITIES))

@@ -17,6 +17,7 @@ from services.notify.schemas import (
     TemplateSchema,
     TemplateUpdateSchema,
 )
+from shared.auth import STAFF_ROLES
 from shared.web import Blueprint, paged, require
 
 blp = Blueprint(
@@ -25,7 +26,6 @@ blp = Blueprint(
     url_prefix="/v1",
     description="The in-app inbox, message templates and the delivery log",
 )
-STAFF = ("system", "staff")
 PEOPLE = ("system", "staff", "volunteer", "resident")
 UNAUTHENTICATED = "No bearer token, or one that is invalid or expired"
 NOT_STAFF = "The caller is not staff"
@@ -76,7 +76,7 @@ class Templates(MethodView):
     @blp.alt_response(403, description=NOT_STAFF)
     def get(self) -> Any:
         """List the message templates"""
-        require(*STAFF)
+        require(*STAFF_ROLES)
         with runtime().db.read() as session:
             return delivery.list_templates(session)
 
@@ -89,7 +89,7 @@ class Template(MethodView):
     @blp.alt_response(404, description="No template under this key")
     def get(self, key: str) -> Any:
         """Show a message template"""
-        require(*STAFF)
+        require(*STAFF_ROLES)
         with runtime().db.read() as session:
             return delivery.get_template(session, key)
 
@@ -104,7 +104,7 @@ class Template(MethodView):
     )
     def put(self, data: dict[str, Any], key: str) -> Any:
         """Create or replace a message template"""
-        require(*STAFF)
+        require(*STAFF_ROLES)
         with runtime().db.transaction() as session:
             return delivery.save_template(session, key=key, **data)
 
@@ -119,5 +119,5 @@ class Deliveries(MethodView):
     @blp.paginate()
     def get(self, query: dict[str, Any], pagination_parameters: PaginationParameters) -> Any:
         """List the delivery log, newest first"""
-        require(*STAFF)
+        require(*STAFF_ROLES)
         return paged(runtime().db, pagination_parameters, delivery.list_deliveries, **query)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from flask_smorest.pagination import PaginationParameters
 
 from services.points import ledger
@@ -17,11 +16,11 @@ from services.points.schemas import (
     RateUpdateSchema,
     TransferSchema,
 )
-from shared.web import paged, require
+from shared.auth import STAFF_ROLES
+from shared.web import Blueprint, paged, require
 
 blp = Blueprint("points", __name__, url_prefix="/v1", description="The moral bank's ledger")
-STAFF = ("system", "staff")
-READERS = (*STAFF, "volunteer")
+READERS = (*STAFF_ROLES, "volunteer")
 
 
 @blp.route("/accounts/<holder>")
@@ -78,6 +77,6 @@ class Rate(MethodView):
     @blp.response(200, RateSchema)
     def put(self, data: dict[str, Any], category: str) -> Any:
         """Set a category's earning rate"""
-        require(*STAFF)
+        require(*STAFF_ROLES)
         with runtime().db.transaction() as session:
             return ledger.set_rate(session, category=category, **data)

@@ -36,7 +36,7 @@ ZERO = Decimal("0.00")
 MAX_RATE = Decimal("99999999.99")
 # Ids become part of holders, transfer ids and notification recipients: keep them plain.
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-_CATEGORY = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_CATEGORY = re.compile(events.CATEGORY_CODE)
 
 
 def volunteer_holder(volunteer_id: str) -> str:
