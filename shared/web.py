@@ -417,3 +417,30 @@ def paged(
         )
     pagination.item_count = total
     return page
+
+
+def created_once(
+    runtime: ServiceRuntime,
+    principal: Principal,
+    create: Callable[[Any], Any],
+    *,
+    schema: Schema,
+    location: Callable[[Any], str],
+) -> Response:
+    """Answer 201 with what ``create(session)`` made, once per ``Idempotency-Key`` and client."""
+    from shared.idempotency import StoredResponse, run_once
+
+    def action(session: Any) -> StoredResponse:
+        created = create(session)
+        return StoredResponse(201, schema.dump(created), {"Location": location(created)})
+
+    return stored_response(
+        run_once(
+            runtime.db,
+            runtime.messaging,
+            client=principal.subject,
+            key=request.headers.get("Idempotency-Key"),
+            payload=request.get_json(silent=True),
+            action=action,
+        )
+    )

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import request, url_for
+from flask import url_for
 from flask.views import MethodView
 from flask_smorest.pagination import PaginationParameters
-from sqlalchemy.orm import Session
 
 from services.intake import directory, requests
 from services.intake.config import runtime
@@ -21,8 +20,7 @@ from services.intake.schemas import (
     ResidentSchema,
 )
 from shared.auth import STAFF_ROLES
-from shared.idempotency import StoredResponse, run_once
-from shared.web import IDEMPOTENCY_HEADER_DOC, Blueprint, paged, require, stored_response
+from shared.web import IDEMPOTENCY_HEADER_DOC, Blueprint, created_once, paged, require
 
 blp = Blueprint("requests", __name__, url_prefix="/v1", description="Requests through the one door")
 REQUEST_SCHEMA = RequestSchema()
@@ -37,29 +35,12 @@ class Requests(MethodView):
     def post(self, data: dict[str, Any]) -> Any:
         """Submit a request"""
         principal = require("system", "staff", "resident")
-        location = data.pop("location", None)
-
-        def submit(session: Session) -> StoredResponse:
-            created = requests.submit_request(
-                session,
-                submitted_by=principal,
-                location=requests.Location(**location) if location else None,
-                **data,
-            )
-            body = REQUEST_SCHEMA.dump(created)
-            return StoredResponse(
-                201, body, {"Location": url_for("requests.Request", request_id=created.id)}
-            )
-
-        return stored_response(
-            run_once(
-                runtime().db,
-                runtime().messaging,
-                client=principal.subject,
-                key=request.headers.get("Idempotency-Key"),
-                payload=request.get_json(),
-                action=submit,
-            )
+        return created_once(
+            runtime(),
+            principal,
+            lambda session: requests.submit_request(session, submitted_by=principal, **data),
+            schema=REQUEST_SCHEMA,
+            location=lambda created: url_for("requests.Request", request_id=created.id),
         )
 
     @blp.arguments(RequestQuerySchema, location="query")

@@ -1,8 +1,10 @@
 """What intake's HTTP API accepts and returns. Strict: unknown fields are rejected."""
 
-from marshmallow import RAISE, Schema, fields, validate
+from typing import Any
 
-from services.intake.requests import CHANNELS, STATUSES
+from marshmallow import RAISE, Schema, fields, post_load, validate
+
+from services.intake.requests import CHANNELS, STATUSES, Location
 from shared.events import CATEGORY_CODE, PRIORITIES, LocationSchema
 from shared.schemas import StrictSchema
 
@@ -29,6 +31,12 @@ class RequestCreateSchema(StrictSchema):
         validate=validate.Length(max=100),
         metadata={"description": "The posting system's own reference"},
     )
+
+    @post_load
+    def _locate(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        if data.get("location") is not None:
+            data["location"] = Location(**data["location"])
+        return data
 
 
 class ConfirmationSchema(StrictSchema):
