@@ -14,6 +14,7 @@ import argparse
 import http.client
 import json
 import os
+import secrets
 import statistics
 import subprocess
 import sys
@@ -161,6 +162,8 @@ def throughput(
     measure("intake POST /v1/requests (intake alone)", intake_port, "/v1/requests", headers)
     group.start([name for name in group.commands if name not in group.running])
     wait_until_ready(credentials["urls"].values(), group=group)
+    # The first measurement's requests must not weigh on the second.
+    wait_until_drained(env, credentials["urls"])
     measure("intake POST /v1/requests (all services)", intake_port, "/v1/requests", headers)
 
     database = "SQLite" if env["INTAKE_DATABASE_URL"].startswith("sqlite") else "PostgreSQL"
@@ -187,6 +190,35 @@ def wait_for_port(port: int, timeout: float = 30) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"nothing listening on {port}")
         time.sleep(0.1)
+
+
+def wait_until_drained(env: dict[str, str], urls: dict[str, str], timeout: float = 900) -> float:
+    """Wait until every outbox is published and every queue is empty; returns the seconds."""
+    import re
+
+    import redis as redis_client
+    import requests
+
+    client = redis_client.Redis.from_url(env["BROKER_URL"])
+    namespace = env["BROKER_NAMESPACE"]
+    started = time.perf_counter()
+    try:
+        while time.perf_counter() - started < timeout:
+            queued = sum(client.llen(f"{namespace}:{service}") for service in SERVICES)
+            held = sum(client.scard(k) for k in client.scan_iter(f"{namespace}:__acks__.*"))
+            pending = 0.0
+            for service, url in urls.items():
+                metrics = requests.get(f"{url}/metrics", timeout=10).text
+                found = re.search(
+                    rf'redvest_outbox_pending{{service="{service}"}} ([0-9.]+)', metrics
+                )
+                pending += float(found.group(1)) if found else 0.0
+            if queued == 0 and held == 0 and pending == 0:
+                return time.perf_counter() - started
+            time.sleep(0.5)
+    finally:
+        client.close()
+    raise RuntimeError("the system did not drain its backlog in time")
 
 
 def end_to_end(credentials: dict[str, Any], *, count: int, concurrency: int) -> None:
@@ -241,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         "WEB_THREADS": os.environ.get("WEB_THREADS", "4"),
         "BROKER_NAMESPACE": f"redvest-bench-{run_id}",
     }
+    env.setdefault("REDVEST_AUTH_SECRET", secrets.token_urlsafe(48))
     databases = Databases(args.postgres, run_id) if args.postgres else None
     for service in SERVICES:
         url = databases.url(service) if databases else f"sqlite:///{work / service}.db"
@@ -265,6 +298,11 @@ def main(argv: list[str] | None = None) -> int:
             requests_total=args.requests,
             concurrency=args.concurrency,
             log_dir=work / "logs",
+        )
+        drained = wait_until_drained(env, urls)
+        print(
+            f"\nBacklog left by the POSTs (assignments, status updates, notifications) "
+            f"absorbed {drained:.0f} s after the last POST."
         )
         end_to_end(credentials, count=args.threads, concurrency=args.thread_concurrency)
     finally:

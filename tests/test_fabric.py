@@ -286,3 +286,80 @@ class TestRelayCrash:
             )
         assert handled == 1
         assert dispatch_actors.on_request_submitted.actor_name == "request.submitted.v1"
+
+
+def _good_messages() -> dict[str, tuple]:
+    """For each service: its runtime, its queue, and a valid message it can process now."""
+    from decimal import Decimal
+
+    from services.dispatch.config import runtime as dispatch
+    from services.dispatch.tests.builders import submitted
+    from services.notify import delivery
+    from services.notify.config import runtime as notify
+    from services.points import ledger
+    from services.points.config import runtime as points
+
+    with points().db.transaction() as session:
+        ledger.set_rate(session, category="knife_sharpening", points_per_hour=Decimal(10))
+    with notify().db.transaction() as session:
+        delivery.ensure_default_templates(session)
+    with runtime().db.transaction() as session:
+        request_id = a_request(session).id
+    confirmed = {
+        "request_id": uuid.uuid4().hex,
+        "category": "knife_sharpening",
+        "resident_id": "r1",
+        "volunteer_id": "v1",
+        "hours": "1.00",
+        "confirmed_at": datetime.now(UTC),
+    }
+    notification = {
+        "recipient": "resident:r1",
+        "template": "request.accepted",
+        "data": {"volunteer_name": "Lao Zhang", "category": "knife_sharpening"},
+    }
+    return {
+        "intake": (runtime(), message_for(events.REQUEST_ASSIGNED, assigned_payload(request_id))),
+        "dispatch": (dispatch(), message_for(events.REQUEST_SUBMITTED, submitted())),
+        "points": (points(), message_for(events.REQUEST_CONFIRMED, confirmed)),
+        "notify": (notify(), message_for(events.NOTIFICATION_REQUESTED, notification)),
+    }
+
+
+@pytest.mark.parametrize("service", ["intake", "dispatch", "points", "notify"])
+def test_garbage_on_any_queue_is_dead_lettered_and_the_worker_goes_on(service):
+    import services.dispatch.actors
+    import services.notify.actors
+    import services.points.actors  # noqa: F401 - declares the actors the worker runs
+
+    service_runtime, good = _good_messages()[service]
+    broker = service_runtime.broker
+    garbage = dramatiq.Message(
+        queue_name=good.queue_name,
+        actor_name=good.actor_name,
+        args=(),
+        kwargs={"no": "such fields", "hours": "many"},
+        options={},
+    )
+    handled = service_runtime.messaging.inbox
+
+    def processed() -> bool:
+        with service_runtime.db.read() as session:
+            return (
+                session.scalar(
+                    select(func.count())
+                    .select_from(handled)
+                    .where(handled.c.message_id == good.message_id)
+                )
+                == 1
+            )
+
+    with running_worker(broker, good.queue_name):
+        broker.enqueue(garbage)
+        broker.enqueue(good)
+        letters = eventually(
+            lambda: list_dead_letters(service_runtime), what=f"{service}'s dead letter"
+        )
+        eventually(processed, what=f"{service} to process the good message")
+    assert [letter.message_id for letter in letters] == [garbage.message_id]
+    assert "Missing data for required field" in letters[0].error
