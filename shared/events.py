@@ -34,6 +34,20 @@ class ContractError(ValueError):
         self.messages = messages
 
 
+def _hours() -> fields.Decimal:
+    """Hours of service, as a decimal string with two places, more than 0 and at most 24."""
+    return fields.Decimal(
+        required=True,
+        as_string=True,
+        places=2,
+        validate=validate.Range(min=0, min_inclusive=False, max=24),
+    )
+
+
+def _category() -> fields.Str:
+    return fields.Str(required=True, validate=validate.Regexp(CATEGORY_CODE))
+
+
 class LocationSchema(Schema):
     community = fields.Str(required=True, validate=validate.Length(min=1, max=64))
     building = fields.Str(required=True, validate=validate.Length(min=1, max=32))
@@ -43,7 +57,7 @@ class LocationSchema(Schema):
 
 class RequestSubmittedSchema(Schema):
     request_id = Identifier(required=True)
-    category = fields.Str(required=True, validate=validate.Regexp(CATEGORY_CODE))
+    category = _category()
     priority = fields.Str(required=True, validate=validate.OneOf(PRIORITIES))
     summary = fields.Str(required=True)
     resident_id = Identifier(required=True)
@@ -77,26 +91,16 @@ class RequestCompletedSchema(Schema):
     request_id = Identifier(required=True)
     assignment_id = Identifier(required=True)
     volunteer_id = Identifier(required=True)
-    hours = fields.Decimal(
-        required=True,
-        as_string=True,
-        places=2,
-        validate=validate.Range(min=0, min_inclusive=False, max=24),
-    )
+    hours = _hours()
     completed_at = fields.AwareDateTime(required=True)
 
 
 class RequestConfirmedSchema(Schema):
     request_id = Identifier(required=True)
-    category = fields.Str(required=True, validate=validate.Regexp(CATEGORY_CODE))
+    category = _category()
     resident_id = Identifier(required=True)
     volunteer_id = Identifier(required=True)
-    hours = fields.Decimal(
-        required=True,
-        as_string=True,
-        places=2,
-        validate=validate.Range(min=0, min_inclusive=False, max=24),
-    )
+    hours = _hours()
     confirmed_at = fields.AwareDateTime(required=True)
 
 
