@@ -363,3 +363,24 @@ def test_garbage_on_any_queue_is_dead_lettered_and_the_worker_goes_on(service):
         eventually(processed, what=f"{service} to process the good message")
     assert [letter.message_id for letter in letters] == [garbage.message_id]
     assert "Missing data for required field" in letters[0].error
+
+
+def test_log_lines_of_a_consumer_carry_the_correlation_and_message_ids(caplog):
+    import logging
+
+    with runtime().db.transaction() as session:
+        request_id = a_request(session).id
+    message = message_for(
+        events.REQUEST_ASSIGNED, assigned_payload(request_id), correlation_id="corr-log-7"
+    )
+    with caplog.at_level(logging.INFO):
+        deliver_to(actors.on_request_assigned, message)
+    processed = [
+        record.msg
+        for record in caplog.records
+        if isinstance(record.msg, dict) and record.msg.get("event") == "message.processed"
+    ]
+    assert processed, [record.msg for record in caplog.records]
+    assert processed[0]["correlation_id"] == "corr-log-7"
+    assert processed[0]["message_id"] == message.message_id
+    assert processed[0]["actor"] == "request.assigned.v1"
