@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
+
+from honcho.compat import ProcessManager
 
 from stack.processes import DEFAULT_PORTS, ROOT, SERVICES, procfile_commands, venv_env
 
@@ -18,6 +22,18 @@ def service_urls(env: dict[str, str]) -> dict[str, str]:
         service: f"http://127.0.0.1:{env.get(f'{service.upper()}_PORT', DEFAULT_PORTS[service])}"
         for service in SERVICES
     }
+
+
+class _LeaderOnlyTermination(ProcessManager):
+    """Stop each process by signalling only its leader, as an orchestrator would.
+
+    honcho signals whole process groups; dramatiq's worker children, signalled both directly
+    and by their master, would then stop hard instead of finishing their messages.
+    """
+
+    def terminate(self, pid: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGTERM)
 
 
 def run() -> int:
@@ -45,8 +61,9 @@ def run() -> int:
             print(f"  {service:<9} {url}   docs {url}/docs   metrics {url}/metrics")
         print(f"  demo credentials: {CREDENTIALS.relative_to(ROOT)}   walk the thread: make demo\n")
         manager = Manager()
+        manager._procmgr = _LeaderOnlyTermination()
         for name, command in procfile_commands().items():
-            manager.add_process(name, command, env=venv_env(env), cwd=str(ROOT))
+            manager.add_process(name, f"exec {command}", env=venv_env(env), cwd=str(ROOT))
         manager.loop()
         return int(manager.returncode or 0)
     finally:
