@@ -12,7 +12,7 @@ import hashlib
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -22,6 +22,8 @@ ROLES = ("system", "staff", "volunteer", "resident")
 # Roles a bearer token may carry: other systems authenticate with API keys only.
 TOKEN_ROLES = ("staff", "volunteer", "resident")
 STAFF_ROLES = ("system", "staff")
+# A token names the services it may be used at; by default, all of them.
+ALL_SERVICES = ("intake", "dispatch", "points", "notify")
 TOKEN_ISSUER = "redvest"
 
 
@@ -50,9 +52,16 @@ def hash_api_key(key: str) -> str:
 
 
 def issue_token(
-    secret: str, *, subject: str, role: str, ttl: timedelta = timedelta(days=30)
+    secret: str,
+    *,
+    subject: str,
+    role: str,
+    ttl: timedelta = timedelta(days=30),
+    audience: Sequence[str] = ALL_SERVICES,
 ) -> str:
-    """A signed token for a person; it always expires."""
+    """A signed token for a person, good at the ``audience`` services; it always expires."""
+    if not audience or any(service not in ALL_SERVICES for service in audience):
+        raise ValueError(f"a token's audience is some of {ALL_SERVICES}")
     if role not in TOKEN_ROLES:
         raise ValueError(f"tokens are for {TOKEN_ROLES}, not {role!r}")
     if ttl <= timedelta(0):
@@ -64,18 +73,21 @@ def issue_token(
         "iss": TOKEN_ISSUER,
         "iat": now,
         "exp": now + ttl,
+        "aud": list(audience),
     }
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
-def verify_token(secret: str, token: str) -> Principal:
+def verify_token(secret: str, token: str, *, service: str) -> Principal:
+    """The person a token names, if it is genuine, current and meant for ``service``."""
     try:
         claims = jwt.decode(
             token,
             secret,
             algorithms=["HS256"],
             issuer=TOKEN_ISSUER,
-            options={"require": ["sub", "role", "iss", "exp"]},
+            audience=service,
+            options={"require": ["sub", "role", "iss", "exp", "aud"]},
         )
     except jwt.PyJWTError as error:
         raise AuthenticationError(f"invalid token: {error}") from error

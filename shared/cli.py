@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable, Mapping, Sequence
 
+from shared.auth import ALL_SERVICES, TOKEN_ROLES
 from shared.runtime import ServiceRuntime
 
 Command = Callable[[ServiceRuntime, argparse.Namespace], int]
@@ -61,6 +62,26 @@ def _purge(runtime: ServiceRuntime, args: argparse.Namespace) -> int:
     return 0
 
 
+def _issue_token(runtime: ServiceRuntime, args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from shared.auth import issue_token
+
+    try:
+        token = issue_token(
+            runtime.settings.auth_secret,
+            subject=args.subject,
+            role=args.role,
+            ttl=timedelta(days=args.days),
+            audience=tuple(args.audience),
+        )
+    except ValueError as error:
+        print(f"cannot issue the token: {error}", file=sys.stderr)
+        return 2
+    print(token)
+    return 0
+
+
 def run_cli(
     runtime_factory: Callable[[], ServiceRuntime],
     argv: Sequence[str] | None = None,
@@ -91,6 +112,21 @@ def run_cli(
     )
     purge.add_argument("--older-than-days", type=int, default=14)
     purge.set_defaults(run=_purge)
+
+    token = commands.add_parser(
+        "issue-token", help="sign a bearer token for a person (staff, volunteer or resident)"
+    )
+    token.add_argument("role", choices=TOKEN_ROLES)
+    token.add_argument("subject", help="the person's id (a volunteer's or resident's id)")
+    token.add_argument("--days", type=int, default=30, help="lifetime (default 30)")
+    token.add_argument(
+        "--audience",
+        nargs="+",
+        choices=ALL_SERVICES,
+        default=list(ALL_SERVICES),
+        help="the services it is good at (default: all)",
+    )
+    token.set_defaults(run=_issue_token)
 
     for name, (help_text, configure, run) in (extra or {}).items():
         sub = commands.add_parser(name, help=help_text)

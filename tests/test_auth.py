@@ -22,7 +22,14 @@ SECRET = "a-test-secret-that-is-long-enough-to-sign-with"
 
 def test_a_token_names_its_person_and_role():
     token = issue_token(SECRET, subject="v1", role="volunteer")
-    assert verify_token(SECRET, token) == Principal("v1", "volunteer")
+    assert verify_token(SECRET, token, service="points") == Principal("v1", "volunteer")
+
+
+def test_a_token_is_good_only_at_the_services_it_names():
+    token = issue_token(SECRET, subject="v1", role="volunteer", audience=("notify",))
+    assert verify_token(SECRET, token, service="notify") == Principal("v1", "volunteer")
+    with pytest.raises(AuthenticationError, match="(?i)audience"):
+        verify_token(SECRET, token, service="points")
 
 
 def test_an_expired_token_is_refused():
@@ -30,16 +37,17 @@ def test_an_expired_token_is_refused():
         "sub": "v1",
         "role": "volunteer",
         "iss": TOKEN_ISSUER,
+        "aud": ["points"],
         "exp": datetime.now(UTC) - timedelta(seconds=5),
     }
     with pytest.raises(AuthenticationError, match="expired"):
-        verify_token(SECRET, jwt.encode(claims, SECRET, algorithm="HS256"))
+        verify_token(SECRET, jwt.encode(claims, SECRET, algorithm="HS256"), service="points")
 
 
 def test_a_token_without_an_expiry_is_refused():
-    claims = {"sub": "v1", "role": "staff", "iss": TOKEN_ISSUER}
+    claims = {"sub": "v1", "role": "staff", "iss": TOKEN_ISSUER, "aud": ["points"]}
     with pytest.raises(AuthenticationError, match="exp"):
-        verify_token(SECRET, jwt.encode(claims, SECRET, algorithm="HS256"))
+        verify_token(SECRET, jwt.encode(claims, SECRET, algorithm="HS256"), service="points")
 
 
 def test_a_token_cannot_claim_the_system_role_of_api_clients():
@@ -47,10 +55,11 @@ def test_a_token_cannot_claim_the_system_role_of_api_clients():
         "sub": "x",
         "role": "system",
         "iss": TOKEN_ISSUER,
+        "aud": ["points"],
         "exp": datetime.now(UTC) + timedelta(hours=1),
     }
     with pytest.raises(AuthenticationError, match="not for tokens"):
-        verify_token(SECRET, jwt.encode(claims, SECRET, algorithm="HS256"))
+        verify_token(SECRET, jwt.encode(claims, SECRET, algorithm="HS256"), service="points")
     with pytest.raises(ValueError):
         issue_token(SECRET, subject="x", role="system")
 
@@ -60,19 +69,20 @@ def test_a_token_signed_with_another_key_or_algorithm_is_refused():
         "another-secret-that-is-also-long-enough-to-sign", subject="v1", role="staff"
     )
     with pytest.raises(AuthenticationError):
-        verify_token(SECRET, forged)
+        verify_token(SECRET, forged, service="points")
     unsigned = jwt.encode(
         {
             "sub": "v1",
             "role": "staff",
             "iss": TOKEN_ISSUER,
+            "aud": ["points"],
             "exp": datetime.now(UTC) + timedelta(hours=1),
         },
         None,
         algorithm="none",
     )
     with pytest.raises(AuthenticationError):
-        verify_token(SECRET, unsigned)
+        verify_token(SECRET, unsigned, service="points")
 
 
 def test_a_known_api_key_is_remembered_until_its_time_is_up(monkeypatch):
