@@ -204,7 +204,9 @@ def _authenticate(runtime: ServiceRuntime, api_key_lookup: ApiKeyLookup | None) 
         g.principal = principal
     elif scheme.lower() == "bearer" and credentials:
         try:
-            g.principal = verify_token(runtime.settings.auth_secret, credentials.strip())
+            g.principal = verify_token(
+                runtime.settings.auth_secret, credentials.strip(), service=runtime.name
+            )
         except AuthenticationError as error:
             raise _AuthProblem(401, "Authentication failed", str(error)) from error
 
