@@ -1,6 +1,21 @@
 """Schema pieces every service's HTTP API uses."""
 
-from marshmallow import RAISE, Schema
+from collections.abc import Mapping
+from typing import Any
+
+from marshmallow import RAISE, Schema, ValidationError, pre_load
+
+NUL_MESSAGE = "Must not contain NUL characters."
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, Mapping):
+        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(item) for item in value)
+    return False
 
 
 class StrictSchema(Schema):
@@ -8,3 +23,12 @@ class StrictSchema(Schema):
 
     class Meta:
         unknown = RAISE
+
+    @pre_load
+    def _refuse_nul_characters(self, data: Any, **_: Any) -> Any:
+        # PostgreSQL cannot store or even compare text holding NUL: refuse it as invalid input.
+        if isinstance(data, Mapping):
+            errors = {str(name): [NUL_MESSAGE] for name, value in data.items() if _has_nul(value)}
+            if errors:
+                raise ValidationError(errors)
+        return data

@@ -14,7 +14,7 @@ import structlog
 from flask import Flask, Response, g, request, send_from_directory
 from flask_smorest import Api
 from flask_smorest.utils import prepare_response
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -26,6 +26,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import func, select
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import UnicodeConverter
 
 from shared.auth import AuthenticationError, Principal, verify_token
 from shared.broker import broker_pinger
@@ -38,6 +39,8 @@ log = structlog.get_logger(__name__)
 
 PROBLEM_MIME = "application/problem+json"
 PROBLEM_BASE = "https://redvest.dev/problems/"
+# Deep enough for any list; page x page size must stay a 64-bit offset in SQLite and PostgreSQL.
+MAX_PAGE = 100_000
 
 HTTP_REQUESTS = Counter(
     "redvest_http_requests_total",
@@ -120,11 +123,45 @@ class Blueprint(flask_smorest.Blueprint):
             status_code, response, schema=schema, content_type=content_type, **kwargs
         )
 
+    def paginate(self, pager: Any = None, **kwargs: Any) -> Callable[..., Any]:
+        """flask-smorest's pagination, with a last page whose offset any database can take."""
+        paginated = super().paginate(pager, **kwargs)
+
+        def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
+            wrapper = paginated(view)
+            # flask-smorest builds the parameters' schema afresh for each view; bound it here.
+            schema = wrapper._apidoc["pagination"]["parameters"]["schema"]
+            schema._declared_fields["page"].validators.append(validate.Range(max=MAX_PAGE))
+            return wrapper
+
+        return decorator
+
+
+def _decimal_properties(self: Any, field: fields.Field, ret: dict[str, Any], **_: Any) -> dict:
+    """apispec documents every Decimal as a number with its bounds as strings: fix both."""
+    if not isinstance(field, fields.Decimal):
+        return {}
+    if field.as_string:
+        return {"type": "string", "format": "decimal"}
+    bounds: dict[str, Any] = {key: float(ret[key]) for key in ("minimum", "maximum") if key in ret}
+    for validator in field.validators:
+        if isinstance(validator, validate.Range):
+            # OpenAPI 3.0 spells an exclusive bound as a flag beside it.
+            if validator.min is not None and not validator.min_inclusive:
+                bounds["exclusiveMinimum"] = True
+            if validator.max is not None and not validator.max_inclusive:
+                bounds["exclusiveMaximum"] = True
+    return bounds
+
 
 class ProblemApi(Api):
     """flask-smorest's Api, answering (and documenting) every HTTP error as problem+json."""
 
     ERROR_SCHEMA = ProblemSchema
+
+    def _init_spec(self, **kwargs: Any) -> None:
+        super()._init_spec(**kwargs)
+        self.ma_plugin.converter.add_attribute_function(_decimal_properties)
 
     def _register_responses(self) -> None:
         for status in http.HTTPStatus:
@@ -162,6 +199,14 @@ class ProblemApi(Api):
             code=error.name.lower().replace(" ", "-"),
             headers=headers,
         )
+
+
+class _PathSegment(UnicodeConverter):
+    """A path segment without NUL: none names a record, and PostgreSQL cannot look one up."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.regex = self.regex.replace("[^/]", "[^/\\x00]", 1)
 
 
 def current_principal() -> Principal | None:
@@ -278,6 +323,7 @@ def create_service_app(
     from swagger_ui_bundle import swagger_ui_path
 
     app = Flask(runtime.name)
+    app.url_map.converters["default"] = app.url_map.converters["string"] = _PathSegment
     security_schemes: dict[str, Any] = {
         "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
     }

@@ -28,7 +28,7 @@ def test_a_token_names_its_person_and_role():
 def test_a_token_is_good_only_at_the_services_it_names():
     token = issue_token(SECRET, subject="v1", role="volunteer", audience=("notify",))
     assert verify_token(SECRET, token, service="notify") == Principal("v1", "volunteer")
-    with pytest.raises(AuthenticationError, match="(?i)audience"):
+    with pytest.raises(AuthenticationError, match=r"(?i)audience"):
         verify_token(SECRET, token, service="points")
 
 

@@ -11,6 +11,7 @@ from services.dispatch.app import create_app
 from services.dispatch.config import runtime
 from services.dispatch.tests.builders import assigned, bearer, rules, staff, volunteer
 from shared import events
+from shared.schemas import NUL_MESSAGE
 from tests.support import staged_messages
 
 PROBLEM = "application/problem+json"
@@ -300,6 +301,17 @@ def test_a_second_team_of_the_same_name_is_a_409_naming_the_field(client: FlaskC
     assert response.status_code == 409
     assert response.content_type == PROBLEM
     assert response.json["field"] == "name"
+
+
+def test_a_nul_character_is_refused_before_it_reaches_the_database(client: FlaskClient) -> None:
+    # PostgreSQL cannot store or compare text holding NUL: these were 500s there.
+    body = client.post("/v1/volunteers", json={"name": "Lao\x00Zhang"}, headers=staff())
+    query = client.get("/v1/volunteers?team_id=%00", headers=staff())
+    path = client.get("/v1/assignments/a%00b", headers=staff())
+
+    assert (body.status_code, body.json["errors"]) == (422, {"name": [NUL_MESSAGE]})
+    assert (query.status_code, query.json["errors"]) == (422, {"team_id": [NUL_MESSAGE]})
+    assert (path.status_code, path.mimetype) == (404, PROBLEM)
 
 
 # The API's description of itself

@@ -1,0 +1,82 @@
+"""How shared/web.py describes and guards every service's API, on an app of its own."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.views import MethodView
+from marshmallow import Schema, fields, validate
+
+from shared.web import MAX_PAGE, Blueprint, ProblemApi
+
+
+class PriceSchema(Schema):
+    amount = fields.Decimal(as_string=True)
+
+
+class PriceUpdateSchema(Schema):
+    amount = fields.Decimal(
+        places=2, validate=validate.Range(min=0, min_inclusive=False, max=Decimal("24.00"))
+    )
+
+
+@pytest.fixture
+def app() -> Flask:
+    app = Flask(__name__)
+    app.config.update(
+        API_TITLE="test",
+        API_VERSION="1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+    )
+    blp = Blueprint("prices", __name__, url_prefix="/v1")
+
+    @blp.route("/prices")
+    class Prices(MethodView):
+        @blp.arguments(PriceUpdateSchema)
+        @blp.response(200, PriceSchema)
+        def put(self, data: dict[str, Any]) -> Any:
+            """Set the price"""
+            return data
+
+        @blp.response(200, PriceSchema(many=True))
+        @blp.paginate()
+        def get(self, pagination_parameters: Any) -> Any:
+            """List prices"""
+            pagination_parameters.item_count = 0
+            return []
+
+    api = ProblemApi(app)
+    api.register_blueprint(blp)
+    return app
+
+
+def test_decimals_sent_as_strings_are_documented_as_strings(app: Flask) -> None:
+    schemas = app.test_client().get("/openapi.json").json["components"]["schemas"]
+
+    assert schemas["Price"]["properties"]["amount"] == {"type": "string", "format": "decimal"}
+
+
+def test_decimal_bounds_are_documented_as_numbers_with_their_exclusiveness(app: Flask) -> None:
+    schemas = app.test_client().get("/openapi.json").json["components"]["schemas"]
+
+    amount = schemas["PriceUpdate"]["properties"]["amount"]
+    assert (amount["minimum"], amount["exclusiveMinimum"], amount["maximum"]) == (0, True, 24)
+    assert "exclusiveMaximum" not in amount
+
+
+def test_a_page_past_the_last_possible_one_is_a_documented_422(app: Flask) -> None:
+    client = app.test_client()
+    parameters = client.get("/openapi.json").json["paths"]["/v1/prices"]["get"]["parameters"]
+
+    # page x page size would overflow a 64-bit OFFSET: a 500 on SQLite and PostgreSQL alike.
+    response = client.get("/v1/prices?page=922337203685477582")
+
+    assert response.status_code == 422
+    assert response.json["errors"] == {"page": [f"Must be less than or equal to {MAX_PAGE}."]}
+    page = next(parameter for parameter in parameters if parameter["name"] == "page")
+    assert page["schema"]["maximum"] == MAX_PAGE
