@@ -14,7 +14,6 @@ from typing import Any
 import dramatiq
 import structlog
 from dramatiq.middleware import CurrentMessage
-from sqlalchemy.orm import Session
 
 from shared.context import work_context
 from shared.errors import DomainError
@@ -23,7 +22,9 @@ from shared.runtime import ServiceRuntime
 
 log = structlog.get_logger(__name__)
 
-Handler = Callable[[Session, dict[str, Any]], None]
+# A domain function called as ``handler(session, **fields)`` with the event's validated fields,
+# declared keyword-only and typed like any other domain function.
+Handler = Callable[..., Any]
 _deliverers: dict[tuple[int, str], Callable[[dramatiq.Message[Any]], bool]] = {}
 
 
@@ -58,7 +59,7 @@ def deliver(
                 ):
                     log.info("message.duplicate_skipped")
                     return False
-                handler(session, data)
+                handler(session, **data)
         except DomainError as error:
             raise PermanentError(f"{type(error).__name__}: {error.detail}") from error
         except ContractError as error:

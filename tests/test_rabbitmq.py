@@ -41,9 +41,9 @@ def rabbit():
     seen: list[str] = []
     lock = threading.Lock()
 
-    def record(session, data):
+    def record(session, *, ping_id: str, count: int) -> None:
         with lock:
-            seen.append(data["ping_id"])
+            seen.append(ping_id)
 
     actor = consumer(runtime, event)(record)
     yield runtime, event, actor, seen

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -150,22 +150,31 @@ def find_route(session: Session, *, category: str) -> RoutingRule | None:
     ).first()
 
 
-def assign_request(session: Session, data: Mapping[str, Any]) -> None:
+def assign_request(
+    session: Session,
+    *,
+    request_id: str,
+    category: str,
+    priority: str,
+    summary: str,
+    resident_id: str,
+    location: Mapping[str, str],
+    submitted_at: datetime,
+) -> None:
     """A request was submitted: hand it to the volunteer its category routes to."""
-    request_id = data["request_id"]
     # Another message about the same request (a re-submission, a replay under a new id)
     # must not assign it twice; the unique request_id settles concurrent ones.
     if session.scalars(select(Assignment.id).filter_by(request_id=request_id)).first():
         return
     now = utcnow()
-    rule = find_route(session, category=data["category"])
+    rule = find_route(session, category=category)
     if rule is None:
         messaging.stage(
             session,
             events.REQUEST_UNROUTED,
             {
                 "request_id": request_id,
-                "reason": f"No active volunteer is routed for category {data['category']!r}",
+                "reason": f"No active volunteer is routed for category {category!r}",
                 "unrouted_at": now,
             },
         )
@@ -174,11 +183,11 @@ def assign_request(session: Session, data: Mapping[str, Any]) -> None:
     assignment = Assignment(
         id=uuid.uuid4().hex,
         request_id=request_id,
-        category=data["category"],
-        priority=data["priority"],
-        summary=data["summary"],
-        resident_id=data["resident_id"],
-        location=dict(data["location"]),
+        category=category,
+        priority=priority,
+        summary=summary,
+        resident_id=resident_id,
+        location=dict(location),
         volunteer=volunteer,
         rule_id=rule.id,
         status=ASSIGNED,

@@ -266,64 +266,114 @@ def _json_ready(data: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def record_assignment(session: Session, data: Mapping[str, Any]) -> None:
+def record_assignment(
+    session: Session,
+    *,
+    request_id: str,
+    assignment_id: str,
+    assignee_type: str,
+    assignee_id: str,
+    assignee_name: str,
+    assigned_at: datetime,
+) -> None:
     """Dispatch assigned the request to someone."""
-    request = get_request(session, data["request_id"], for_update=True)
+    request = get_request(session, request_id, for_update=True)
     # The first assignment intake hears of is the one it follows; news of another is kept in
     # the timeline, saying so, but changes nothing.
-    is_followed = request.assignment_id in (None, data["assignment_id"])
+    is_followed = request.assignment_id in (None, assignment_id)
     if is_followed:
-        note = f"Assigned to {data['assignee_name']}"
+        note = f"Assigned to {assignee_name}"
     else:
         note = (
-            f"Ignored assignment {data['assignment_id']} to {data['assignee_name']}: "
+            f"Ignored assignment {assignment_id} to {assignee_name}: "
             f"the request stays with assignment {request.assignment_id}"
             + (f" ({request.assignee_name})" if request.assignee_name else "")
         )
-    _advance(session, request, ASSIGNED, note, data["assigned_at"], _json_ready(data))
+    details = {
+        "request_id": request_id,
+        "assignment_id": assignment_id,
+        "assignee_type": assignee_type,
+        "assignee_id": assignee_id,
+        "assignee_name": assignee_name,
+        "assigned_at": assigned_at,
+    }
+    _advance(session, request, ASSIGNED, note, assigned_at, _json_ready(details))
     if is_followed and request.status != CONFIRMED:
-        request.assignment_id = data["assignment_id"]
-        request.assignee_type = data["assignee_type"]
-        request.assignee_id = data["assignee_id"]
-        request.assignee_name = data["assignee_name"]
+        request.assignment_id = assignment_id
+        request.assignee_type = assignee_type
+        request.assignee_id = assignee_id
+        request.assignee_name = assignee_name
 
 
-def record_unrouted(session: Session, data: Mapping[str, Any]) -> None:
+def record_unrouted(
+    session: Session, *, request_id: str, reason: str, unrouted_at: datetime
+) -> None:
     """Dispatch found no one for the request: staff must triage it."""
+    details = {"request_id": request_id, "reason": reason, "unrouted_at": unrouted_at}
     _advance(
         session,
-        get_request(session, data["request_id"], for_update=True),
+        get_request(session, request_id, for_update=True),
         NEEDS_TRIAGE,
-        f"No route: {data['reason']}",
-        data["unrouted_at"],
-        _json_ready(data),
+        f"No route: {reason}",
+        unrouted_at,
+        _json_ready(details),
     )
 
 
-def record_acceptance(session: Session, data: Mapping[str, Any]) -> None:
+def record_acceptance(
+    session: Session,
+    *,
+    request_id: str,
+    assignment_id: str,
+    volunteer_id: str,
+    accepted_at: datetime,
+) -> None:
+    """The volunteer accepted the assignment."""
+    details = {
+        "request_id": request_id,
+        "assignment_id": assignment_id,
+        "volunteer_id": volunteer_id,
+        "accepted_at": accepted_at,
+    }
     request = _advance(
         session,
-        get_request(session, data["request_id"], for_update=True),
+        get_request(session, request_id, for_update=True),
         ACCEPTED,
         "Accepted by the volunteer",
-        data["accepted_at"],
-        _json_ready(data),
+        accepted_at,
+        _json_ready(details),
     )
-    request.assignment_id = request.assignment_id or data["assignment_id"]
-    request.assignee_id = request.assignee_id or data["volunteer_id"]
+    request.assignment_id = request.assignment_id or assignment_id
+    request.assignee_id = request.assignee_id or volunteer_id
     request.assignee_type = request.assignee_type or "volunteer"
 
 
-def record_completion(session: Session, data: Mapping[str, Any]) -> None:
+def record_completion(
+    session: Session,
+    *,
+    request_id: str,
+    assignment_id: str,
+    volunteer_id: str,
+    hours: Decimal,
+    completed_at: datetime,
+) -> None:
+    """The volunteer finished the work, taking ``hours``."""
+    details = {
+        "request_id": request_id,
+        "assignment_id": assignment_id,
+        "volunteer_id": volunteer_id,
+        "hours": hours,
+        "completed_at": completed_at,
+    }
     request = _advance(
         session,
-        get_request(session, data["request_id"], for_update=True),
+        get_request(session, request_id, for_update=True),
         COMPLETED,
-        f"Completed in {data['hours']} hour(s)",
-        data["completed_at"],
-        _json_ready(data),
+        f"Completed in {hours} hour(s)",
+        completed_at,
+        _json_ready(details),
     )
-    request.assignment_id = request.assignment_id or data["assignment_id"]
-    request.assignee_id = data["volunteer_id"]
+    request.assignment_id = request.assignment_id or assignment_id
+    request.assignee_id = volunteer_id
     request.assignee_type = request.assignee_type or "volunteer"
-    request.hours = data["hours"]
+    request.hours = hours

@@ -318,17 +318,20 @@ def send_notification(
     return delivery
 
 
-def deliver_notification(session: Session, data: Mapping[str, Any]) -> None:
+def deliver_notification(
+    session: Session, *, recipient: str, template: str, data: Mapping[str, Any], channel: str
+) -> None:
     """Handle ``notification.requested``: the message being handled is the source."""
     source_message_id = context.causation_id()
     if source_message_id is None:
         raise RuntimeError("deliver_notification runs inside a message's work context")
     send_notification(
         session,
-        recipient=data["recipient"],
-        template=data["template"],
-        data=data.get("data") or {},
-        channel=data.get("channel") or INBOX,
+        recipient=recipient,
+        template=template,
+        data=data,
+        # The contract lets a publisher send an empty channel; that has always meant the inbox.
+        channel=channel or INBOX,
         source_message_id=source_message_id,
     )
 

@@ -4,9 +4,9 @@ that caused it, and a transfer once written is never edited; corrections are new
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
+from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
 
 import structlog
 from sqlalchemy import func, select
@@ -281,12 +281,21 @@ def _already_credited(transfer: Transfer, *, volunteer_id: str) -> Transfer:
     return transfer
 
 
-def credit_confirmed_service(session: Session, data: Mapping[str, Any]) -> None:
+def credit_confirmed_service(
+    session: Session,
+    *,
+    request_id: str,
+    category: str,
+    resident_id: str,
+    volunteer_id: str,
+    hours: Decimal,
+    confirmed_at: datetime,
+) -> None:
     """Consumer of ``request.confirmed``: the volunteer earns hours x the category's rate."""
     credit_earned_points(
         session,
-        request_id=data["request_id"],
-        volunteer_id=data["volunteer_id"],
-        category=data["category"],
-        hours=data["hours"],
+        request_id=request_id,
+        volunteer_id=volunteer_id,
+        category=category,
+        hours=hours,
     )

@@ -61,10 +61,10 @@ def received(**overrides: Any) -> dict[str, Any]:
 
 def assigned(**overrides: Any) -> Assignment:
     """Route a submitted request (a rule for its category must exist) and return its assignment."""
-    data = received(**overrides)
+    payload = received(**overrides)
     with runtime().db.transaction() as session:
-        routing.assign_request(session, data)
-    return assignment_for(data["request_id"])
+        routing.assign_request(session, **payload)
+    return assignment_for(payload["request_id"])
 
 
 def assignment_for(request_id: str) -> Assignment:

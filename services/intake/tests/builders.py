@@ -71,17 +71,15 @@ def walk_to_completed(session: Session, request: ServiceRequest, hours: str = "1
     base = {"request_id": request.id, "assignment_id": "a1"}
     requests.record_assignment(
         session,
-        {
-            **base,
-            "assignee_type": "volunteer",
-            "assignee_id": "v1",
-            "assignee_name": "Lao Zhang",
-            "assigned_at": NOW,
-        },
+        **base,
+        assignee_type="volunteer",
+        assignee_id="v1",
+        assignee_name="Lao Zhang",
+        assigned_at=NOW,
     )
-    requests.record_acceptance(session, {**base, "volunteer_id": "v1", "accepted_at": NOW})
+    requests.record_acceptance(session, **base, volunteer_id="v1", accepted_at=NOW)
     requests.record_completion(
-        session, {**base, "volunteer_id": "v1", "hours": Decimal(hours), "completed_at": NOW}
+        session, **base, volunteer_id="v1", hours=Decimal(hours), completed_at=NOW
     )
 
 

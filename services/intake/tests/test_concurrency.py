@@ -70,14 +70,12 @@ def test_completion_and_acceptance_arriving_together_always_end_completed():
             request = a_request(session)
             requests.record_assignment(
                 session,
-                {
-                    "request_id": request.id,
-                    "assignment_id": "a1",
-                    "assignee_type": "volunteer",
-                    "assignee_id": "v1",
-                    "assignee_name": "Lao Zhang",
-                    "assigned_at": NOW,
-                },
+                request_id=request.id,
+                assignment_id="a1",
+                assignee_type="volunteer",
+                assignee_id="v1",
+                assignee_name="Lao Zhang",
+                assigned_at=NOW,
             )
         base = {"request_id": request.id, "assignment_id": "a1", "volunteer_id": "v1"}
         accepted = message_for(events.REQUEST_ACCEPTED, {**base, "accepted_at": NOW})

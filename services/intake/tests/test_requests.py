@@ -114,16 +114,14 @@ class TestFollowingDispatch:
     def test_events_arriving_out_of_order_never_move_the_status_back(self, session):
         request = a_request(session)
         base = {"request_id": request.id, "assignment_id": "a1"}
-        requests.record_acceptance(session, {**base, "volunteer_id": "v1", "accepted_at": NOW})
+        requests.record_acceptance(session, **base, volunteer_id="v1", accepted_at=NOW)
         requests.record_assignment(
             session,
-            {
-                **base,
-                "assignee_type": "volunteer",
-                "assignee_id": "v1",
-                "assignee_name": "Lao Zhang",
-                "assigned_at": NOW,
-            },
+            **base,
+            assignee_type="volunteer",
+            assignee_id="v1",
+            assignee_name="Lao Zhang",
+            assigned_at=NOW,
         )
         assert request.status == "accepted"
         assert request.assignee_name == "Lao Zhang"
@@ -133,14 +131,12 @@ class TestFollowingDispatch:
         walk_to_completed(session, request)
         requests.record_assignment(
             session,
-            {
-                "request_id": request.id,
-                "assignment_id": "a2",
-                "assignee_type": "volunteer",
-                "assignee_id": "v2",
-                "assignee_name": "Wang Wei",
-                "assigned_at": NOW,
-            },
+            request_id=request.id,
+            assignment_id="a2",
+            assignee_type="volunteer",
+            assignee_id="v2",
+            assignee_name="Wang Wei",
+            assigned_at=NOW,
         )
         assert (request.status, request.assignment_id) == ("completed", "a1")
         assert (request.assignee_id, request.assignee_name) == ("v1", "Lao Zhang")
@@ -153,29 +149,23 @@ class TestFollowingDispatch:
         walk_to_completed(session, request)
         requests.record_assignment(
             session,
-            {
-                "request_id": request.id,
-                "assignment_id": "a1",
-                "assignee_type": "volunteer",
-                "assignee_id": "v1",
-                "assignee_name": "Lao Zhang",
-                "assigned_at": NOW,
-            },
+            request_id=request.id,
+            assignment_id="a1",
+            assignee_type="volunteer",
+            assignee_id="v1",
+            assignee_name="Lao Zhang",
+            assigned_at=NOW,
         )
         assert request.timeline[-1].note == "Assigned to Lao Zhang"
 
     def test_an_unrouted_request_waits_for_triage(self, session):
         request = a_request(session)
-        requests.record_unrouted(
-            session, {"request_id": request.id, "reason": "no rule", "unrouted_at": NOW}
-        )
+        requests.record_unrouted(session, request_id=request.id, reason="no rule", unrouted_at=NOW)
         assert request.status == "needs_triage"
 
     def test_news_about_an_unknown_request_is_refused(self, session):
         with pytest.raises(NotFound):
-            requests.record_unrouted(
-                session, {"request_id": "nope", "reason": "x", "unrouted_at": NOW}
-            )
+            requests.record_unrouted(session, request_id="nope", reason="x", unrouted_at=NOW)
 
 
 class TestConfirming:
