@@ -11,6 +11,7 @@ from typing import Any
 
 import flask_smorest
 import structlog
+from apispec import BasePlugin
 from flask import Flask, Response, g, request, send_from_directory
 from flask_smorest import Api
 from flask_smorest.utils import prepare_response
@@ -154,6 +155,18 @@ def _decimal_properties(self: Any, field: fields.Field, ret: dict[str, Any], **_
     return bounds
 
 
+class _AuthenticatedOperations(BasePlugin):
+    """Every API operation needs credentials: document the 401 once, for all of them."""
+
+    def operation_helper(
+        self, path: str | None = None, operations: dict[str, Any] | None = None, **_: Any
+    ) -> None:
+        for operation in (operations or {}).values():
+            operation.setdefault("responses", {}).setdefault(
+                "401", http.HTTPStatus.UNAUTHORIZED.name
+            )
+
+
 class ProblemApi(Api):
     """flask-smorest's Api, answering (and documenting) every HTTP error as problem+json."""
 
@@ -162,6 +175,7 @@ class ProblemApi(Api):
     def _init_spec(self, **kwargs: Any) -> None:
         super()._init_spec(**kwargs)
         self.ma_plugin.converter.add_attribute_function(_decimal_properties)
+        self.spec.plugins.append(_AuthenticatedOperations())
 
     def _register_responses(self) -> None:
         for status in http.HTTPStatus:

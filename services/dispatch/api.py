@@ -38,7 +38,6 @@ roster = Blueprint(
     description="Teams, volunteers and the rules that route requests to them",
 )
 # The same words for the same failure on every endpoint.
-UNAUTHENTICATED = "No valid bearer token"
 STAFF_ONLY = "The caller is not staff"
 STAFF_OR_VOLUNTEER = "The caller is neither staff nor a volunteer"
 STAFF_OR_HOLDER = "The caller is neither staff nor the assigned volunteer"
@@ -49,7 +48,6 @@ NO_ASSIGNMENT = "No such assignment, or a volunteer asked for someone else's"
 class Assignments(MethodView):
     @blp.arguments(AssignmentQuerySchema, location="query")
     @blp.response(200, AssignmentSchema(many=True))
-    @blp.alt_response(401, description=UNAUTHENTICATED)
     @blp.alt_response(403, description=STAFF_OR_VOLUNTEER)
     @blp.paginate()
     def get(self, query: dict[str, Any], pagination_parameters: PaginationParameters) -> Any:
@@ -63,7 +61,6 @@ class Assignments(MethodView):
 @blp.route("/assignments/<assignment_id>")
 class Assignment(MethodView):
     @blp.response(200, AssignmentSchema)
-    @blp.alt_response(401, description=UNAUTHENTICATED)
     @blp.alt_response(403, description=STAFF_OR_VOLUNTEER)
     @blp.alt_response(404, description=NO_ASSIGNMENT)
     def get(self, assignment_id: str) -> Any:
@@ -76,7 +73,6 @@ class Assignment(MethodView):
 @blp.route("/assignments/<assignment_id>/acceptance")
 class Acceptance(MethodView):
     @blp.response(200, AssignmentSchema)
-    @blp.alt_response(401, description=UNAUTHENTICATED)
     @blp.alt_response(403, description=STAFF_OR_HOLDER)
     @blp.alt_response(404, description="No such assignment")
     @blp.alt_response(409, description="The assignment was already accepted or completed")
@@ -93,7 +89,6 @@ class Acceptance(MethodView):
 class Completion(MethodView):
     @blp.arguments(CompletionSchema)
     @blp.response(200, AssignmentSchema)
-    @blp.alt_response(401, description=UNAUTHENTICATED)
     @blp.alt_response(403, description=STAFF_OR_HOLDER)
     @blp.alt_response(404, description="No such assignment")
     @blp.alt_response(409, description="The assignment is not accepted, or already completed")
@@ -109,7 +104,6 @@ class Completion(MethodView):
 @roster.route("/teams")
 class Teams(MethodView):
     @roster.response(200, TeamSchema(many=True))
-    @roster.alt_response(401, description=UNAUTHENTICATED)
     @roster.alt_response(403, description=STAFF_ONLY)
     @roster.paginate()
     def get(self, pagination_parameters: PaginationParameters) -> Any:
@@ -119,7 +113,6 @@ class Teams(MethodView):
 
     @roster.arguments(TeamCreateSchema)
     @roster.response(201, TeamSchema)
-    @roster.alt_response(401, description=UNAUTHENTICATED)
     @roster.alt_response(403, description=STAFF_ONLY)
     @roster.alt_response(409, description="A team of that name already exists")
     def post(self, data: dict[str, Any]) -> Any:
@@ -133,7 +126,6 @@ class Teams(MethodView):
 class Volunteers(MethodView):
     @roster.arguments(VolunteerQuerySchema, location="query")
     @roster.response(200, VolunteerSchema(many=True))
-    @roster.alt_response(401, description=UNAUTHENTICATED)
     @roster.alt_response(403, description=STAFF_ONLY)
     @roster.paginate()
     def get(self, query: dict[str, Any], pagination_parameters: PaginationParameters) -> Any:
@@ -143,7 +135,6 @@ class Volunteers(MethodView):
 
     @roster.arguments(VolunteerCreateSchema)
     @roster.response(201, VolunteerSchema)
-    @roster.alt_response(401, description=UNAUTHENTICATED)
     @roster.alt_response(403, description=STAFF_ONLY)
     @roster.alt_response(422, description="Invalid fields, or no such team")
     def post(self, data: dict[str, Any]) -> Any:
@@ -157,7 +148,6 @@ class Volunteers(MethodView):
 class RoutingRules(MethodView):
     @roster.arguments(RoutingRuleQuerySchema, location="query")
     @roster.response(200, RoutingRuleSchema(many=True))
-    @roster.alt_response(401, description=UNAUTHENTICATED)
     @roster.alt_response(403, description=STAFF_ONLY)
     @roster.paginate()
     def get(self, query: dict[str, Any], pagination_parameters: PaginationParameters) -> Any:
@@ -167,7 +157,6 @@ class RoutingRules(MethodView):
 
     @roster.arguments(RoutingRuleCreateSchema)
     @roster.response(201, RoutingRuleSchema)
-    @roster.alt_response(401, description=UNAUTHENTICATED)
     @roster.alt_response(403, description=STAFF_ONLY)
     @roster.alt_response(409, description="The volunteer already has an active rule for it")
     @roster.alt_response(422, description="Invalid fields, or no such active volunteer")

@@ -27,7 +27,6 @@ blp = Blueprint(
     description="The in-app inbox, message templates and the delivery log",
 )
 PEOPLE = ("system", "staff", "volunteer", "resident")
-UNAUTHENTICATED = "No bearer token, or one that is invalid or expired"
 NOT_STAFF = "The caller is not staff"
 
 
@@ -35,7 +34,6 @@ NOT_STAFF = "The caller is not staff"
 class Inbox(MethodView):
     @blp.arguments(InboxQuerySchema, location="query")
     @blp.response(200, InboxMessageSchema(many=True))
-    @blp.alt_response(401, description=UNAUTHENTICATED)
     @blp.alt_response(403, description="Not the owner of the inbox, nor staff")
     @blp.alt_response(422, description="Invalid query or paging parameters")
     @blp.paginate()
@@ -57,7 +55,6 @@ class Inbox(MethodView):
 @blp.route("/inbox/<recipient>/messages/<message_id>/read")
 class MessageRead(MethodView):
     @blp.response(200, InboxMessageSchema)
-    @blp.alt_response(401, description=UNAUTHENTICATED)
     @blp.alt_response(403, description="Not the owner of the inbox, nor staff")
     @blp.alt_response(404, description="No such message in this inbox")
     def post(self, recipient: str, message_id: str) -> Any:
@@ -72,7 +69,6 @@ class MessageRead(MethodView):
 @blp.route("/templates")
 class Templates(MethodView):
     @blp.response(200, TemplateSchema(many=True))
-    @blp.alt_response(401, description=UNAUTHENTICATED)
     @blp.alt_response(403, description=NOT_STAFF)
     def get(self) -> Any:
         """List the message templates"""
@@ -84,7 +80,6 @@ class Templates(MethodView):
 @blp.route("/templates/<key>")
 class Template(MethodView):
     @blp.response(200, TemplateSchema)
-    @blp.alt_response(401, description=UNAUTHENTICATED)
     @blp.alt_response(403, description=NOT_STAFF)
     @blp.alt_response(404, description="No template under this key")
     def get(self, key: str) -> Any:
@@ -95,7 +90,6 @@ class Template(MethodView):
 
     @blp.arguments(TemplateUpdateSchema)
     @blp.response(200, TemplateSchema)
-    @blp.alt_response(401, description=UNAUTHENTICATED)
     @blp.alt_response(403, description=NOT_STAFF)
     @blp.alt_response(
         422,
@@ -113,7 +107,6 @@ class Template(MethodView):
 class Deliveries(MethodView):
     @blp.arguments(DeliveryQuerySchema, location="query")
     @blp.response(200, DeliverySchema(many=True))
-    @blp.alt_response(401, description=UNAUTHENTICATED)
     @blp.alt_response(403, description=NOT_STAFF)
     @blp.alt_response(422, description="Invalid query or paging parameters")
     @blp.paginate()

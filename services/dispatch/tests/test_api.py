@@ -345,5 +345,6 @@ def test_every_operation_documents_the_errors_it_can_answer_and_a_one_line_summa
     for key, errors in ERRORS_EACH_OPERATION_DOCUMENTS.items():
         responses = documented[key]["responses"]
         assert {code for code in responses if code in {"401", "403", "404", "409"}} == errors, key
-        assert all(responses[code]["description"] for code in errors), key
+        # 401 is documented once for every operation, as a reference to the shared response.
+        assert all("$ref" in responses[code] or responses[code]["description"] for code in errors)
         assert documented[key]["summary"] and "\n" not in documented[key]["summary"], key
