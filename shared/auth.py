@@ -18,7 +18,6 @@ from datetime import UTC, datetime, timedelta
 
 import jwt
 
-ROLES = ("system", "staff", "volunteer", "resident")
 # Roles a bearer token may carry: other systems authenticate with API keys only.
 TOKEN_ROLES = ("staff", "volunteer", "resident")
 STAFF_ROLES = ("system", "staff")

@@ -10,6 +10,7 @@ from shared.auth import ALL_SERVICES, TOKEN_ROLES
 from shared.runtime import ServiceRuntime
 
 Command = Callable[[ServiceRuntime, argparse.Namespace], int]
+MIN_PURGE_DAYS = 8
 
 
 def _migrate(runtime: ServiceRuntime, args: argparse.Namespace) -> int:
@@ -53,8 +54,12 @@ def _dead_letters(runtime: ServiceRuntime, args: argparse.Namespace) -> int:
 def _purge(runtime: ServiceRuntime, args: argparse.Namespace) -> int:
     from datetime import timedelta
 
-    if args.older_than_days < 1:
-        print("--older-than-days must be at least 1", file=sys.stderr)
+    if args.older_than_days < MIN_PURGE_DAYS:
+        print(
+            f"--older-than-days must be at least {MIN_PURGE_DAYS}: the broker may redeliver a "
+            "message for up to a week, and a forgotten message id would be handled again",
+            file=sys.stderr,
+        )
         return 2
     with runtime.db.transaction() as session:
         removed = runtime.messaging.purge(session, older_than=timedelta(days=args.older_than_days))

@@ -7,8 +7,9 @@ and mark bad payloads as permanent so they are dead-lettered rather than retried
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
 import dramatiq
@@ -36,6 +37,11 @@ class PermanentError(Exception):
     """Processing this message can never succeed: do not retry, dead-letter it."""
 
 
+@cache
+def _signature(handler: Handler) -> inspect.Signature:
+    return inspect.signature(handler)
+
+
 def deliver(
     runtime: ServiceRuntime, event: Event, handler: Handler, message: dramatiq.Message
 ) -> bool:
@@ -46,6 +52,13 @@ def deliver(
         data = event.read_incoming(message.kwargs)
     except ContractError as error:
         raise PermanentError(str(error)) from error
+    try:
+        _signature(handler).bind(None, **data)
+    except TypeError as error:
+        # The contract and the handler disagree: a retry cannot mend that, a release can.
+        raise PermanentError(
+            f"{event.actor_name} handler does not fit the contract: {error}"
+        ) from error
     with work_context(
         correlation=message.options.get("correlation_id"),
         causation=message.message_id,
@@ -96,3 +109,9 @@ def consumer(runtime: ServiceRuntime, event: Event) -> Callable[[Handler], drama
 def deliver_to(actor: dramatiq.Actor, message: dramatiq.Message) -> bool:
     """Run a consumer actor's handling of ``message`` in this thread (tools and tests)."""
     return _deliverers[_key(actor)](message)
+
+
+def handler_of(actor: dramatiq.Actor[Any, Any]) -> Handler:
+    """The domain function a consumer actor calls."""
+    handler: Handler = _deliverers[_key(actor)].args[2]
+    return handler

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import dramatiq
 import structlog
 from dramatiq.middleware import Middleware
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import ColumnElement, Table, func, insert, or_, select, update
 
 from shared.messaging import utcnow
 
@@ -81,6 +81,11 @@ def record_dead_letter(runtime: ServiceRuntime, *, message: dict[str, Any], erro
             )
 
 
+def outstanding(table: Table) -> ColumnElement[bool]:
+    """Dead letters not replayed, or failed again since their last replay."""
+    return or_(table.c.replayed_at.is_(None), table.c.replayed_at < table.c.failed_at)
+
+
 @dataclass(frozen=True)
 class DeadLetter:
     message_id: str
@@ -99,9 +104,7 @@ def list_dead_letters(
     table = runtime.messaging.dead_letters
     query = select(table).order_by(table.c.failed_at)
     if not include_replayed:
-        query = query.where(
-            (table.c.replayed_at.is_(None)) | (table.c.replayed_at < table.c.failed_at)
-        )
+        query = query.where(outstanding(table))
     with runtime.db.read() as session:
         return [
             DeadLetter(
@@ -118,31 +121,28 @@ def list_dead_letters(
         ]
 
 
-def count_dead_letters(runtime: ServiceRuntime) -> int:
-    return len(list_dead_letters(runtime))
-
-
 def replay_dead_letter(runtime: ServiceRuntime, message_id: str) -> bool:
     """Send a dead letter back to its queue under the same message id; False if unknown."""
     table = runtime.messaging.dead_letters
-    with runtime.db.transaction() as session:
+    with runtime.db.read() as session:
         row = session.execute(select(table).where(table.c.message_id == message_id)).first()
-        if row is None:
-            return False
-        stored = dict(row.message)
-        options = {
-            k: v for k, v in stored.get("options", {}).items() if k not in _TRANSIENT_OPTIONS
-        }
-        message: dramatiq.Message[Any] = dramatiq.Message(
-            queue_name=stored["queue_name"],
-            actor_name=stored["actor_name"],
-            args=tuple(stored.get("args", ())),
-            kwargs=stored.get("kwargs", {}),
-            options=options,
-            message_id=stored["message_id"],
-            message_timestamp=stored.get("message_timestamp", 0),
-        )
-        runtime.broker.enqueue(message)
+    if row is None:
+        return False
+    stored = dict(row.message)
+    options = {k: v for k, v in stored.get("options", {}).items() if k not in _TRANSIENT_OPTIONS}
+    message: dramatiq.Message[Any] = dramatiq.Message(
+        queue_name=stored["queue_name"],
+        actor_name=stored["actor_name"],
+        args=tuple(stored.get("args", ())),
+        kwargs=stored.get("kwargs", {}),
+        options=options,
+        message_id=stored["message_id"],
+        message_timestamp=stored.get("message_timestamp", 0),
+    )
+    # The broker call happens outside any transaction: on SQLite a write transaction would
+    # hold the whole service's write lock for as long as the broker takes to answer.
+    runtime.broker.enqueue(message)
+    with runtime.db.transaction() as session:
         session.execute(
             update(table)
             .where(table.c.message_id == message_id)

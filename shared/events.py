@@ -108,7 +108,7 @@ class NotificationRequestedSchema(Schema):
     recipient = fields.Str(required=True, validate=validate.Regexp(r"^[a-z_]+:[A-Za-z0-9._:-]+$"))
     template = fields.Str(required=True, validate=validate.Regexp(r"^[a-z][a-z0-9_.]*$"))
     data = fields.Dict(keys=fields.Str(), load_default=dict)
-    channel = fields.Str(load_default="inbox")
+    channel = fields.Str(load_default="inbox", validate=validate.Regexp(r"^[a-z][a-z0-9_]*$"))
 
 
 @dataclass(frozen=True, eq=False)
@@ -170,8 +170,3 @@ ALL_EVENTS: tuple[Event, ...] = (
     REQUEST_CONFIRMED,
     NOTIFICATION_REQUESTED,
 )
-EVENTS_BY_ACTOR = {event.actor_name: event for event in ALL_EVENTS}
-
-
-def events_for_queue(queue: str) -> tuple[Event, ...]:
-    return tuple(event for event in ALL_EVENTS if event.queue == queue)

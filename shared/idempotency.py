@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared.database import Database
-from shared.errors import DomainError
+from shared.errors import DomainError, Invalid
 from shared.messaging import Messaging, utcnow
 
 MAX_KEY_LENGTH = 255
@@ -45,7 +45,9 @@ def fingerprint(payload: Any) -> str:
 def validate_key(key: str) -> str:
     key = key.strip()
     if not key or len(key) > MAX_KEY_LENGTH:
-        raise DomainError(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters")
+        raise Invalid(
+            f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters", field="Idempotency-Key"
+        )
     return key
 
 

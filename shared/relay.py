@@ -54,6 +54,8 @@ class Relay:
         self.runtime = runtime
         self.outbox = runtime.messaging.outbox
         self._stopping = threading.Event()
+        # Whether the last batch stopped on a row the broker refused.
+        self.last_failed = False
 
     def _pending(self) -> Select[Any]:
         outbox = self.outbox
@@ -108,6 +110,7 @@ class Relay:
                 self._mark(session, sent, failed)
         if sent:
             log.debug("outbox.published", count=len(sent))
+        self.last_failed = failed is not None
         return len(sent)
 
     def run(self) -> None:
@@ -118,7 +121,7 @@ class Relay:
         while not self._stopping.is_set():
             try:
                 count = self.publish_pending()
-                backoff = interval
+                backoff = min(backoff * 2, 10.0) if self.last_failed else interval
             except Exception:
                 log.exception("relay.cycle_failed")
                 count = 0

@@ -54,10 +54,6 @@ class Settings:
     max_retries: int
     prometheus_multiproc_dir: str | None
 
-    @property
-    def is_production(self) -> bool:
-        return self.environment == "production"
-
     @classmethod
     def from_env(cls, service: str, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
@@ -81,6 +77,10 @@ class Settings:
         log_format = env.get("LOG_FORMAT", "json")
         if log_format not in {"json", "console"}:
             raise SettingsError(f"LOG_FORMAT must be 'json' or 'console', got {log_format!r}")
+        relay_interval_s = _float(env, "RELAY_INTERVAL_S", 0.1)
+        relay_batch_size = _int(env, "RELAY_BATCH_SIZE", 100)
+        if relay_interval_s <= 0 or relay_batch_size < 1:
+            raise SettingsError("RELAY_INTERVAL_S must be above 0 and RELAY_BATCH_SIZE at least 1")
         return cls(
             service=service,
             environment=environment,
@@ -95,8 +95,8 @@ class Settings:
             auth_secret=auth_secret,
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
             log_format=log_format,
-            relay_interval_s=_float(env, "RELAY_INTERVAL_S", 0.1),
-            relay_batch_size=_int(env, "RELAY_BATCH_SIZE", 100),
+            relay_interval_s=relay_interval_s,
+            relay_batch_size=relay_batch_size,
             max_retries=_int(env, "MAX_RETRIES", 20),
             # Set by deploy/gunicorn.conf.py when REDVEST_METRICS_DIR is; see prometheus_client.
             prometheus_multiproc_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or None,

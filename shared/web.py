@@ -32,6 +32,7 @@ from werkzeug.routing import UnicodeConverter
 from shared.auth import AuthenticationError, Principal, verify_token
 from shared.broker import broker_pinger
 from shared.context import work_context
+from shared.dead_letters import outstanding
 from shared.errors import DomainError
 from shared.runtime import ServiceRuntime
 from shared.settings import Settings
@@ -292,7 +293,7 @@ class _DatabaseCollector:
                 )
             ).one()
             dead_count = session.execute(
-                select(func.count()).select_from(dead).where(dead.c.replayed_at.is_(None))
+                select(func.count()).select_from(dead).where(outstanding(dead))
             ).scalar_one()
         age = time.time() - oldest.timestamp() if oldest is not None else 0.0
         gauge = GaugeMetricFamily(
@@ -500,7 +501,7 @@ def created_once(
         run_once(
             runtime.db,
             runtime.messaging,
-            client=principal.subject,
+            client=f"{principal.role}:{principal.subject}",
             key=request.headers.get("Idempotency-Key"),
             payload=request.get_json(silent=True),
             action=action,

@@ -12,12 +12,13 @@ import redis
 from sqlalchemy import func, select
 
 from services.intake import actors
+from services.intake.app import create_app
 from services.intake.config import runtime
 from services.intake.models import ServiceRequest
 from services.intake.tests.builders import a_request
 from shared import events
 from shared.consumers import PermanentError, deliver_to
-from shared.dead_letters import list_dead_letters, replay_dead_letter
+from shared.dead_letters import list_dead_letters, record_dead_letter, replay_dead_letter
 from shared.relay import Relay, drain
 from tests.support import eventually, message_for, running_worker
 
@@ -106,7 +107,9 @@ class TestOutboxRelay:
             "enqueue",
             lambda message, delay=None: (_ for _ in ()).throw(OSError("down")),
         )
-        Relay(runtime()).publish_pending()
+        relay = Relay(runtime())
+        relay.publish_pending()
+        assert relay.last_failed  # so the relay backs off instead of hammering the broker
         outbox = runtime().messaging.outbox
         with runtime().db.read() as session:
             row = session.execute(select(outbox)).one()
@@ -204,6 +207,12 @@ class TestDeadLetters:
             )
         assert list_dead_letters(runtime()) == []
         assert list_dead_letters(runtime(), include_replayed=True)[0].replays == 1
+
+        # Failing again after the replay puts it back among the outstanding dead letters.
+        record_dead_letter(runtime(), message=early.asdict(), error="NotFound: again")
+        assert [letter.message_id for letter in list_dead_letters(runtime())] == [early.message_id]
+        metrics = create_app().test_client().get("/metrics").data.decode()
+        assert 'redvest_dead_letters{service="intake"} 1.0' in metrics
 
     def test_replaying_an_unknown_dead_letter_says_so(self):
         assert replay_dead_letter(runtime(), "no-such-message") is False
@@ -384,3 +393,52 @@ def test_log_lines_of_a_consumer_carry_the_correlation_and_message_ids(caplog):
     assert processed[0]["correlation_id"] == "corr-log-7"
     assert processed[0]["message_id"] == message.message_id
     assert processed[0]["actor"] == "request.assigned.v1"
+
+
+def test_purging_within_the_redelivery_window_is_refused(capsys):
+    from services.intake.commands import EXTRA_COMMANDS
+    from shared.cli import run_cli
+
+    assert run_cli(runtime, ["purge", "--older-than-days", "3"], extra=EXTRA_COMMANDS) == 2
+    assert "at least 8" in capsys.readouterr().err
+
+
+def test_a_handler_that_does_not_fit_its_contract_is_dead_lettered_not_retried():
+    from marshmallow import Schema, fields
+
+    from shared.consumers import PermanentError, consumer
+    from shared.events import Event
+
+    class PingSchema(Schema):
+        ping_id = fields.Str(required=True)
+
+    event = Event(f"test.misfit.{uuid.uuid4().hex[:8]}", 1, "intake-misfit", PingSchema)
+
+    def handler(session, *, something_else: str) -> None:
+        raise AssertionError("never called")
+
+    actor = consumer(runtime(), event)(handler)
+    message = message_for(event, {"ping_id": "p1"})
+    with pytest.raises(PermanentError, match="does not fit the contract"):
+        deliver_to(actor, message)
+
+
+def test_a_malformed_idempotency_key_is_a_422_naming_the_header():
+    from services.intake import directory
+    from services.intake.tests.builders import a_category, a_resident
+
+    with runtime().db.transaction() as session:
+        _, key = directory.create_api_client(session, name="hotline")
+        a_category(session)
+        resident_id = a_resident(session).id
+    response = (
+        create_app()
+        .test_client()
+        .post(
+            "/v1/requests",
+            json={"category": "knife_sharpening", "summary": "x", "resident_id": resident_id},
+            headers={"X-API-Key": key, "Idempotency-Key": "k" * 300},
+        )
+    )
+    assert response.status_code == 422
+    assert response.json["field"] == "Idempotency-Key"
