@@ -26,7 +26,7 @@ log = structlog.get_logger(__name__)
 # A domain function called as ``handler(session, **fields)`` with the event's validated fields,
 # declared keyword-only and typed like any other domain function.
 Handler = Callable[..., Any]
-_deliverers: dict[tuple[int, str], Callable[[dramatiq.Message[Any]], bool]] = {}
+_deliverers: dict[tuple[int, str], partial[bool]] = {}
 
 
 def _key(actor: dramatiq.Actor[Any, Any]) -> tuple[int, str]:

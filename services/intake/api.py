@@ -24,12 +24,20 @@ from shared.web import IDEMPOTENCY_HEADER_DOC, Blueprint, created_once, paged, r
 
 blp = Blueprint("requests", __name__, url_prefix="/v1", description="Requests through the one door")
 REQUEST_SCHEMA = RequestSchema()
+# The same words for the same failure on every endpoint.
+STAFF_ONLY = "The caller is not staff"
+NOT_FOR_VOLUNTEERS = "The caller is a volunteer"
+NO_REQUEST = "No such request, or a resident asked for someone else's"
 
 
 @blp.route("/requests")
 class Requests(MethodView):
     @blp.arguments(RequestCreateSchema)
     @blp.response(201, RequestSchema)
+    @blp.alt_response(
+        403, description="The caller is a volunteer, or a resident posting for another"
+    )
+    @blp.alt_response(404, description="No such active category, or no such resident")
     @blp.alt_response(422, description="Invalid fields, or an Idempotency-Key reused")
     @blp.doc(parameters=[IDEMPOTENCY_HEADER_DOC])
     def post(self, data: dict[str, Any]) -> Any:
@@ -45,6 +53,7 @@ class Requests(MethodView):
 
     @blp.arguments(RequestQuerySchema, location="query")
     @blp.response(200, RequestSchema(many=True))
+    @blp.alt_response(403, description=NOT_FOR_VOLUNTEERS)
     @blp.paginate()
     def get(self, query: dict[str, Any], pagination_parameters: PaginationParameters) -> Any:
         """List requests, newest first"""
@@ -58,6 +67,8 @@ class Requests(MethodView):
 @blp.route("/requests/<request_id>")
 class Request(MethodView):
     @blp.response(200, RequestSchema)
+    @blp.alt_response(403, description=NOT_FOR_VOLUNTEERS)
+    @blp.alt_response(404, description=NO_REQUEST)
     def get(self, request_id: str) -> Any:
         """Show a request with its timeline"""
         principal = require("system", "staff", "resident")
@@ -70,6 +81,7 @@ class Confirmation(MethodView):
     @blp.arguments(ConfirmationSchema, required=False)
     @blp.response(200, RequestSchema)
     @blp.alt_response(403, description="Not the resident, nor staff; API clients never confirm")
+    @blp.alt_response(404, description=NO_REQUEST)
     @blp.alt_response(409, description="The request is not completed, or already confirmed")
     def post(self, data: dict[str, Any], request_id: str) -> Any:
         """Confirm that the service was done"""
@@ -92,6 +104,8 @@ class Categories(MethodView):
 
     @blp.arguments(CategorySchema)
     @blp.response(201, CategorySchema)
+    @blp.alt_response(403, description=STAFF_ONLY)
+    @blp.alt_response(409, description="A category with that code already exists")
     def post(self, data: dict[str, Any]) -> Any:
         """Add a category to the catalogue"""
         require(*STAFF_ROLES)
@@ -103,6 +117,8 @@ class Categories(MethodView):
 class Residents(MethodView):
     @blp.arguments(ResidentCreateSchema)
     @blp.response(201, ResidentSchema)
+    @blp.alt_response(403, description=STAFF_ONLY)
+    @blp.alt_response(404, description="No such household on the grid")
     def post(self, data: dict[str, Any]) -> Any:
         """Register a resident at a household of the grid"""
         require(*STAFF_ROLES)
@@ -114,6 +130,10 @@ class Residents(MethodView):
 @blp.route("/residents/<resident_id>")
 class Resident(MethodView):
     @blp.response(200, ResidentSchema)
+    @blp.alt_response(
+        403, description="The caller is a volunteer, or a resident asking for another"
+    )
+    @blp.alt_response(404, description="No such resident")
     def get(self, resident_id: str) -> Any:
         """Show a resident"""
         principal = require("system", "staff", "resident")

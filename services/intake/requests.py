@@ -358,6 +358,23 @@ def record_completion(
     completed_at: datetime,
 ) -> None:
     """The volunteer finished the work, taking ``hours``."""
+    request = get_request(session, request_id, for_update=True)
+    # As with assignments: news of an assignment other than the one followed, or of any work
+    # once the resident has confirmed (the points are then settled), is kept in the timeline,
+    # saying so, but changes nothing.
+    if request.status == CONFIRMED:
+        note = (
+            f"Ignored completion of assignment {assignment_id} in {hours} hour(s): "
+            "the request is already confirmed"
+        )
+    elif request.assignment_id not in (None, assignment_id):
+        note = (
+            f"Ignored completion of assignment {assignment_id} in {hours} hour(s): "
+            f"the request stays with assignment {request.assignment_id}"
+            + (f" ({request.assignee_name})" if request.assignee_name else "")
+        )
+    else:
+        note = None
     details = {
         "request_id": request_id,
         "assignment_id": assignment_id,
@@ -365,9 +382,13 @@ def record_completion(
         "hours": hours,
         "completed_at": completed_at,
     }
-    request = _advance(
+    if note is not None:
+        request.updated_at = utcnow()
+        _record(session, request, COMPLETED, note, at=completed_at, details=_json_ready(details))
+        return
+    _advance(
         session,
-        get_request(session, request_id, for_update=True),
+        request,
         COMPLETED,
         f"Completed in {hours} hour(s)",
         completed_at,

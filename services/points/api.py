@@ -21,13 +21,17 @@ from shared.web import Blueprint, paged, require
 
 blp = Blueprint("points", __name__, url_prefix="/v1", description="The moral bank's ledger")
 READERS = (*STAFF_ROLES, "volunteer")
+# The same words for the same failure on every endpoint.
+STAFF_ONLY = "The caller is not staff"
+STAFF_OR_OWNER = "The caller is neither staff nor the account's volunteer"
+NO_ACCOUNT = "No such account"
 
 
 @blp.route("/accounts/<holder>")
 class AccountBalance(MethodView):
     @blp.response(200, AccountSchema)
-    @blp.alt_response(403, description="A volunteer asked for someone else's account")
-    @blp.alt_response(404, description="No such account")
+    @blp.alt_response(403, description=STAFF_OR_OWNER)
+    @blp.alt_response(404, description=NO_ACCOUNT)
     def get(self, holder: str) -> Any:
         """Show an account's balance"""
         principal = require(*READERS)
@@ -38,6 +42,8 @@ class AccountBalance(MethodView):
 @blp.route("/accounts/<holder>/entries")
 class AccountEntries(MethodView):
     @blp.response(200, EntrySchema(many=True))
+    @blp.alt_response(403, description=STAFF_OR_OWNER)
+    @blp.alt_response(404, description=NO_ACCOUNT)
     @blp.paginate()
     def get(self, holder: str, pagination_parameters: PaginationParameters) -> Any:
         """List an account's entries, newest first"""
@@ -54,6 +60,8 @@ class AccountEntries(MethodView):
 @blp.route("/transfers/<transfer_id>")
 class TransferDetail(MethodView):
     @blp.response(200, TransferSchema)
+    @blp.alt_response(403, description="The caller is neither staff nor a volunteer on either side")
+    @blp.alt_response(404, description="No such transfer")
     def get(self, transfer_id: str) -> Any:
         """Show a transfer"""
         principal = require(*READERS)
@@ -75,6 +83,8 @@ class Rates(MethodView):
 class Rate(MethodView):
     @blp.arguments(RateUpdateSchema)
     @blp.response(200, RateSchema)
+    @blp.alt_response(403, description=STAFF_ONLY)
+    @blp.alt_response(422, description="Invalid fields, or a category that is not a catalogue code")
     def put(self, data: dict[str, Any], category: str) -> Any:
         """Set a category's earning rate"""
         require(*STAFF_ROLES)

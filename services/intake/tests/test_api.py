@@ -246,6 +246,20 @@ class TestConfirmation:
         assert response.status_code == 404
 
 
+# Every error status each operation can answer; 422 wherever it takes a body or a query.
+ERRORS_EACH_OPERATION_DOCUMENTS = {
+    ("get", "/v1/requests"): {"401", "403", "422"},
+    ("post", "/v1/requests"): {"401", "403", "404", "422"},
+    ("get", "/v1/requests/{request_id}"): {"401", "403", "404"},
+    ("post", "/v1/requests/{request_id}/confirmation"): {"401", "403", "404", "409", "422"},
+    ("get", "/v1/categories"): {"401"},
+    ("post", "/v1/categories"): {"401", "403", "409", "422"},
+    # No 409: a resident's id is always a new one, so registering never collides.
+    ("post", "/v1/residents"): {"401", "403", "404", "422"},
+    ("get", "/v1/residents/{resident_id}"): {"401", "403", "404"},
+}
+
+
 class TestPlumbing:
     def test_health_readiness_metrics_and_docs_answer(self, client):
         assert client.get("/healthz").json["status"] == "ok"
@@ -266,6 +280,26 @@ class TestPlumbing:
         assert "/v1/requests/{request_id}/confirmation" in spec["paths"]
         params = spec["paths"]["/v1/requests"]["post"]["parameters"]
         assert any(p["name"] == "Idempotency-Key" for p in params)
+
+    def test_every_operation_documents_the_errors_it_can_answer(self, client):
+        spec = client.get("/openapi.json").json
+        documented = {
+            (method, path): operation["responses"]
+            for path, operations in spec["paths"].items()
+            for method, operation in operations.items()
+            if method != "parameters"
+        }
+
+        assert set(documented) == set(ERRORS_EACH_OPERATION_DOCUMENTS)
+        for key, errors in ERRORS_EACH_OPERATION_DOCUMENTS.items():
+            responses = documented[key]
+            errors_answered = {code for code in responses if code >= "400" and code.isdigit()}
+            assert errors_answered == errors, key
+            # 401 is documented once for every operation, as a reference to the shared response.
+            assert responses["401"] == {"$ref": "#/components/responses/UNAUTHORIZED"}, key
+            assert all(
+                "$ref" in responses[code] or responses[code]["description"] for code in errors
+            )
 
     def test_the_correlation_id_is_echoed_and_carried_into_the_outbox(
         self, client, api_key, resident_id

@@ -158,6 +158,61 @@ class TestFollowingDispatch:
         )
         assert request.timeline[-1].note == "Assigned to Lao Zhang"
 
+    def test_completion_of_a_different_assignment_is_noted_but_changes_nothing(self, session):
+        request = a_request(session)
+        base = {"request_id": request.id, "assignment_id": "a1"}
+        requests.record_assignment(
+            session,
+            **base,
+            assignee_type="volunteer",
+            assignee_id="v1",
+            assignee_name="Lao Zhang",
+            assigned_at=NOW,
+        )
+        requests.record_acceptance(session, **base, volunteer_id="v1", accepted_at=NOW)
+
+        requests.record_completion(
+            session,
+            request_id=request.id,
+            assignment_id="a2",
+            volunteer_id="v2",
+            hours=Decimal("3"),
+            completed_at=NOW,
+        )
+
+        assert (request.status, request.assignment_id) == ("accepted", "a1")
+        assert (request.assignee_id, request.assignee_name, request.hours) == (
+            "v1",
+            "Lao Zhang",
+            None,
+        )
+        assert request.timeline[-1].status == "completed"
+        assert request.timeline[-1].note == (
+            "Ignored completion of assignment a2 in 3 hour(s): "
+            "the request stays with assignment a1 (Lao Zhang)"
+        )
+
+    def test_completion_heard_after_confirmation_is_noted_but_changes_nothing(self, session):
+        request = a_request(session)
+        walk_to_completed(session, request, hours="1.5")
+        requests.confirm_request(session, request_id=request.id, confirmed_by=resident_of(request))
+
+        requests.record_completion(
+            session,
+            request_id=request.id,
+            assignment_id="a1",
+            volunteer_id="v2",
+            hours=Decimal("4"),
+            completed_at=NOW,
+        )
+
+        assert (request.status, request.assignment_id) == ("confirmed", "a1")
+        assert (request.assignee_id, request.hours) == ("v1", Decimal("1.5"))
+        assert request.timeline[-1].note == (
+            "Ignored completion of assignment a1 in 4 hour(s): the request is already confirmed"
+        )
+        assert [entry.status for entry in request.timeline][-2:] == ["confirmed", "completed"]
+
     def test_an_unrouted_request_waits_for_triage(self, session):
         request = a_request(session)
         requests.record_unrouted(session, request_id=request.id, reason="no rule", unrouted_at=NOW)

@@ -212,3 +212,32 @@ def test_the_openapi_document_describes_the_ledger(client: FlaskClient) -> None:
         "/v1/rates/{category}",
         "/v1/transfers/{transfer_id}",
     } <= set(paths)
+
+
+# Every error status each operation can answer; 422 wherever it takes a body or a query.
+ERRORS_EACH_OPERATION_DOCUMENTS = {
+    ("get", "/v1/accounts/{holder}"): {"401", "403", "404"},
+    ("get", "/v1/accounts/{holder}/entries"): {"401", "403", "404", "422"},
+    ("get", "/v1/transfers/{transfer_id}"): {"401", "403", "404"},
+    ("get", "/v1/rates"): {"401"},
+    ("put", "/v1/rates/{category}"): {"401", "403", "422"},
+}
+
+
+def test_every_operation_documents_the_errors_it_can_answer(client: FlaskClient) -> None:
+    spec = client.get("/openapi.json").json
+    documented = {
+        (method, path): operation["responses"]
+        for path, operations in spec["paths"].items()
+        for method, operation in operations.items()
+        if method != "parameters"
+    }
+
+    assert set(documented) == set(ERRORS_EACH_OPERATION_DOCUMENTS)
+    for key, errors in ERRORS_EACH_OPERATION_DOCUMENTS.items():
+        responses = documented[key]
+        errors_answered = {code for code in responses if code >= "400" and code.isdigit()}
+        assert errors_answered == errors, key
+        # 401 is documented once for every operation, as a reference to the shared response.
+        assert responses["401"] == {"$ref": "#/components/responses/UNAUTHORIZED"}, key
+        assert all("$ref" in responses[code] or responses[code]["description"] for code in errors)
