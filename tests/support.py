@@ -78,3 +78,32 @@ def running_worker(broker: dramatiq.Broker, *queues: str) -> Iterator[dramatiq.W
         yield worker
     finally:
         worker.stop()
+
+
+PROBLEM_MIME = "application/problem+json"
+
+
+def assert_errors_documented(
+    spec: dict[str, Any], expected: dict[tuple[str, str], set[str]]
+) -> None:
+    """Each ``(method, path)`` documents exactly ``expected`` error codes, all as problem+json,
+    under a one-line summary; 401 once for all, as the shared response."""
+    shared = spec["components"]["responses"]
+    operations = {
+        (method, path): operation
+        for path, by_method in spec["paths"].items()
+        for method, operation in by_method.items()
+        if method != "parameters"
+    }
+    assert set(operations) == set(expected)
+    for key, codes in expected.items():
+        operation = operations[key]
+        responses = operation["responses"]
+        assert {code for code in responses if code.isdigit() and code >= "400"} == codes, key
+        assert responses["401"] == {"$ref": "#/components/responses/UNAUTHORIZED"}, key
+        for code in codes:
+            response = responses[code]
+            if "$ref" in response:
+                response = shared[response["$ref"].rsplit("/", 1)[-1]]
+            assert PROBLEM_MIME in response["content"], (key, code)
+        assert operation["summary"] and "\n" not in operation["summary"], key

@@ -15,6 +15,7 @@ from services.intake.tests.builders import (
     walk_to_completed,
 )
 from shared.auth import issue_token
+from tests.support import assert_errors_documented
 
 
 @pytest.fixture
@@ -283,23 +284,7 @@ class TestPlumbing:
 
     def test_every_operation_documents_the_errors_it_can_answer(self, client):
         spec = client.get("/openapi.json").json
-        documented = {
-            (method, path): operation["responses"]
-            for path, operations in spec["paths"].items()
-            for method, operation in operations.items()
-            if method != "parameters"
-        }
-
-        assert set(documented) == set(ERRORS_EACH_OPERATION_DOCUMENTS)
-        for key, errors in ERRORS_EACH_OPERATION_DOCUMENTS.items():
-            responses = documented[key]
-            errors_answered = {code for code in responses if code >= "400" and code.isdigit()}
-            assert errors_answered == errors, key
-            # 401 is documented once for every operation, as a reference to the shared response.
-            assert responses["401"] == {"$ref": "#/components/responses/UNAUTHORIZED"}, key
-            assert all(
-                "$ref" in responses[code] or responses[code]["description"] for code in errors
-            )
+        assert_errors_documented(spec, ERRORS_EACH_OPERATION_DOCUMENTS)
 
     def test_the_correlation_id_is_echoed_and_carried_into_the_outbox(
         self, client, api_key, resident_id

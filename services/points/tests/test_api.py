@@ -12,6 +12,7 @@ from flask.testing import FlaskClient
 
 from services.points.app import create_app
 from services.points.tests.builders import bearer, credit, rates
+from tests.support import assert_errors_documented
 
 PROBLEM = "application/problem+json"
 
@@ -225,19 +226,4 @@ ERRORS_EACH_OPERATION_DOCUMENTS = {
 
 
 def test_every_operation_documents_the_errors_it_can_answer(client: FlaskClient) -> None:
-    spec = client.get("/openapi.json").json
-    documented = {
-        (method, path): operation["responses"]
-        for path, operations in spec["paths"].items()
-        for method, operation in operations.items()
-        if method != "parameters"
-    }
-
-    assert set(documented) == set(ERRORS_EACH_OPERATION_DOCUMENTS)
-    for key, errors in ERRORS_EACH_OPERATION_DOCUMENTS.items():
-        responses = documented[key]
-        errors_answered = {code for code in responses if code >= "400" and code.isdigit()}
-        assert errors_answered == errors, key
-        # 401 is documented once for every operation, as a reference to the shared response.
-        assert responses["401"] == {"$ref": "#/components/responses/UNAUTHORIZED"}, key
-        assert all("$ref" in responses[code] or responses[code]["description"] for code in errors)
+    assert_errors_documented(client.get("/openapi.json").json, ERRORS_EACH_OPERATION_DOCUMENTS)
