@@ -18,23 +18,23 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install Redvest with its development tools
 
-run: $(STAMP) ## migrate, seed the demo community and start every service (Ctrl-C stops)
-	$(BIN)/python -m stack run
+run: $(STAMP) ## migrate, seed the demo community, run every service, restart what exits (Ctrl-C stops)
+	$(BIN)/python -m devtools run
 
 demo: $(STAMP) ## walk a knife-sharpening request through the running system
-	$(BIN)/python -m stack demo
+	$(BIN)/python -m devtools demo
 
 test: $(STAMP) ## lint, type-check, import contracts, tests on SQLite and PostgreSQL, end to end
-	$(BIN)/python -m stack.checks
+	$(BIN)/python -m devtools.checks
 
 lint: $(STAMP) ## ruff, import-linter and mypy only
-	$(BIN)/python -m stack.checks --only-static
+	$(BIN)/python -m devtools.checks --only-static
 
 bench: $(STAMP) ## intake throughput against a bare Flask echo, and the thread's end-to-end time
-	$(BIN)/python -m stack.bench
+	$(BIN)/python -m devtools.bench
 
 migrate: $(STAMP) ## apply every service's migrations to its database under var/
-	@for s in intake dispatch points notify; do $(BIN)/python -m services.$$s migrate || exit 1; done
+	$(BIN)/python -m devtools migrate
 
 clean: ## remove var/ (databases, Redis AOF, logs, credentials)
 	rm -rf var

@@ -7,43 +7,15 @@ afterwards: tests never touch databases or Redis keys they did not create.
 
 from __future__ import annotations
 
-import os
-import tempfile
-import uuid
+import importlib
 from collections.abc import Iterator
 
 import pytest
 
-SERVICES = ("intake", "dispatch", "points", "notify")
-RUN_ID = uuid.uuid4().hex[:10]
-BACKEND = os.environ.get("REDVEST_TEST_DATABASE", "sqlite")
-POSTGRES_URL = os.environ.get(
-    "REDVEST_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
-VAR_DIR = tempfile.mkdtemp(prefix=f"redvest-test-{RUN_ID}-")
-
-
-def _database_url(service: str) -> str:
-    if BACKEND == "postgresql":
-        base = POSTGRES_URL.rsplit("/", 1)[0]
-        return f"{base}/redvest_test_{RUN_ID}_{service}"
-    return f"sqlite:///{VAR_DIR}/{service}.db"
-
-
-# Services read their settings once, on first use: set them before any service is imported.
-os.environ.update(
-    {
-        "REDVEST_VAR_DIR": VAR_DIR,
-        "BROKER_URL": os.environ.get("REDVEST_TEST_BROKER_URL", "redis://127.0.0.1:6379/0"),
-        "BROKER_NAMESPACE": f"redvest-test-{RUN_ID}",
-        "REDVEST_AUTH_SECRET": f"redvest-test-secret-{RUN_ID}-not-for-production",
-        "LOG_FORMAT": "console",
-        "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
-        "RELAY_INTERVAL_S": "0.05",
-        **{f"{service.upper()}_DATABASE_URL": _database_url(service) for service in SERVICES},
-    }
-)
-os.environ.pop("REDIS_URL", None)
+from shared.logs import configure_logging
+from shared.runtime import ServiceRuntime
+from shared.topology import SERVICES
+from tests.environment import BACKEND, POSTGRES_URL, RUN_ID, TEST_ENV
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -64,13 +36,29 @@ def _admin_execute(statement: str) -> None:
         connection.execute(statement)  # type: ignore[arg-type]
 
 
-def _service_runtimes() -> dict[str, object]:
-    from services.dispatch.config import runtime as dispatch
-    from services.intake.config import runtime as intake
-    from services.notify.config import runtime as notify
-    from services.points.config import runtime as points
+def _configure_services() -> dict[str, ServiceRuntime]:
+    """Each service's process runtime, on the test run's settings, with its consumers declared
+    on its broker as its worker would declare them."""
+    runtimes = {}
+    for service in SERVICES:
+        config = importlib.import_module(f"services.{service}.config")
+        actors = importlib.import_module(f"services.{service}.actors")
+        runtime = config.configure(config.load_settings(TEST_ENV))
+        actors.CONSUMERS.declare(runtime.broker, db=runtime.db, messaging=runtime.messaging)
+        runtimes[service] = runtime
+    configure_logging(runtimes["intake"].settings)
+    return runtimes
 
-    return {"intake": intake(), "dispatch": dispatch(), "points": points(), "notify": notify()}
+
+# Configured before any test module is collected: some build their app at import.
+_configure_services()
+
+
+def _service_runtimes() -> dict[str, ServiceRuntime]:
+    return {
+        service: importlib.import_module(f"services.{service}.config").runtime()
+        for service in SERVICES
+    }
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -82,10 +70,10 @@ def _databases() -> Iterator[None]:
             _admin_execute(f"CREATE DATABASE redvest_test_{RUN_ID}_{service}")
     runtimes = _service_runtimes()
     for runtime in runtimes.values():
-        upgrade(runtime.migrations, runtime.settings.database_url)  # type: ignore[attr-defined]
+        upgrade(runtime.migrations, runtime.settings.database_url)
     yield
     for runtime in runtimes.values():
-        runtime.db.dispose()  # type: ignore[attr-defined]
+        runtime.db.dispose()
     if BACKEND == "postgresql":
         for service in SERVICES:
             _admin_execute(f"DROP DATABASE IF EXISTS redvest_test_{RUN_ID}_{service} WITH (FORCE)")
@@ -96,10 +84,10 @@ def _broker_namespace() -> Iterator[None]:
     yield
     import redis
 
-    url = os.environ["BROKER_URL"]
+    url = TEST_ENV["BROKER_URL"]
     if url.startswith("redis"):
         client = redis.Redis.from_url(url)
-        for key in client.scan_iter(match=f"{os.environ['BROKER_NAMESPACE']}*", count=500):
+        for key in client.scan_iter(match=f"{TEST_ENV['BROKER_NAMESPACE']}*", count=500):
             client.delete(key)
         client.close()
 
@@ -111,6 +99,6 @@ def _empty_tables() -> Iterator[None]:
     from sqlalchemy import delete
 
     for runtime in _service_runtimes().values():
-        with runtime.db.transaction() as session:  # type: ignore[attr-defined]
-            for table in reversed(runtime.metadata.sorted_tables):  # type: ignore[attr-defined]
+        with runtime.db.transaction() as session:
+            for table in reversed(runtime.metadata.sorted_tables):
                 session.execute(delete(table))

@@ -18,11 +18,14 @@ from datetime import UTC, datetime, timedelta
 
 import jwt
 
+from shared.people import address
+from shared.topology import SERVICES
+
 # Roles a bearer token may carry: other systems authenticate with API keys only.
 TOKEN_ROLES = ("staff", "volunteer", "resident")
 STAFF_ROLES = ("system", "staff")
 # A token names the services it may be used at; by default, all of them.
-ALL_SERVICES = ("intake", "dispatch", "points", "notify")
+ALL_SERVICES = SERVICES
 TOKEN_ISSUER = "redvest"
 
 
@@ -32,14 +35,24 @@ class AuthenticationError(Exception):
 
 @dataclass(frozen=True)
 class Principal:
-    """The caller: ``subject`` is ``client:<name>`` for systems, else the person's id."""
+    """The caller: ``subject`` is ``client:<name>`` for systems, else the person's id.
+
+    ``is_system`` marks a caller known by an API key (another system or a staff console): it
+    acts for people but is not one, so it never stands where a person must (a confirmation).
+    """
 
     subject: str
     role: str
+    is_system: bool = False
 
     @property
     def is_staff(self) -> bool:
-        return self.role in ("system", "staff")
+        return self.role in STAFF_ROLES
+
+    @property
+    def address(self) -> str:
+        """How other services name this caller (``staff:duty-officer``, ``volunteer:42``)."""
+        return address(self.role, self.subject)
 
 
 def new_api_key() -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import dramatiq
@@ -66,20 +65,3 @@ def create_broker(settings: Settings, *, extra_middleware: tuple[Any, ...] = ())
     for middleware in extra_middleware:
         broker.add_middleware(middleware)
     return broker
-
-
-def broker_pinger(broker: dramatiq.Broker) -> Callable[[], None]:
-    """A callable that raises when the broker cannot be reached."""
-    if isinstance(broker, RedisBroker):
-        client = broker.client
-
-        def ping_redis() -> None:
-            client.ping()
-
-        return ping_redis
-
-    def ping_rabbitmq() -> None:
-        if not broker.connection.is_open:  # type: ignore[attr-defined]
-            raise ConnectionError("RabbitMQ connection is closed")
-
-    return ping_rabbitmq

@@ -5,37 +5,38 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
 
-from shared.auth import ALL_SERVICES, TOKEN_ROLES
+from shared.auth import ALL_SERVICES, TOKEN_ROLES, issue_token
+from shared.dead_letters import list_dead_letters, replay_dead_letter
+from shared.logs import configure_logging
+from shared.migrations import upgrade
+from shared.relay import drain
 from shared.runtime import ServiceRuntime
+from shared.settings import SettingsError
 
 Command = Callable[[ServiceRuntime, argparse.Namespace], int]
 MIN_PURGE_DAYS = 8
 
 
 def _migrate(runtime: ServiceRuntime, args: argparse.Namespace) -> int:
-    from shared.migrations import upgrade
-
     upgrade(runtime.migrations, runtime.settings.database_url, args.revision)
     print(f"{runtime.name}: database migrated to {args.revision}")
     return 0
 
 
 def _relay(runtime: ServiceRuntime, args: argparse.Namespace) -> int:
-    from shared.relay import Relay, drain
-
     if args.once:
-        print(f"{runtime.name}: published {drain(runtime)} event(s)")
+        print(f"{runtime.name}: published {drain(runtime.relay())} event(s)")
         return 0
-    Relay(runtime).run_until_signalled()
+    runtime.relay().run_until_signalled()
     return 0
 
 
 def _dead_letters(runtime: ServiceRuntime, args: argparse.Namespace) -> int:
-    from shared.dead_letters import list_dead_letters, replay_dead_letter
-
+    db, table = runtime.db, runtime.messaging.dead_letters
     if args.action == "list":
-        letters = list_dead_letters(runtime, include_replayed=args.all)
+        letters = list_dead_letters(db, table, include_replayed=args.all)
         for letter in letters:
             print(
                 f"{letter.message_id}\t{letter.actor}\t{letter.failed_at:%Y-%m-%d %H:%M:%S}"
@@ -43,8 +44,12 @@ def _dead_letters(runtime: ServiceRuntime, args: argparse.Namespace) -> int:
             )
         print(f"{len(letters)} dead letter(s)", file=sys.stderr)
         return 0
-    ids = args.message_ids or [letter.message_id for letter in list_dead_letters(runtime)]
-    missing = [message_id for message_id in ids if not replay_dead_letter(runtime, message_id)]
+    ids = args.message_ids or [letter.message_id for letter in list_dead_letters(db, table)]
+    missing = [
+        message_id
+        for message_id in ids
+        if not replay_dead_letter(db, table, runtime.broker, message_id)
+    ]
     for message_id in missing:
         print(f"no dead letter {message_id}", file=sys.stderr)
     print(f"replayed {len(ids) - len(missing)} message(s)")
@@ -52,8 +57,6 @@ def _dead_letters(runtime: ServiceRuntime, args: argparse.Namespace) -> int:
 
 
 def _purge(runtime: ServiceRuntime, args: argparse.Namespace) -> int:
-    from datetime import timedelta
-
     if args.older_than_days < MIN_PURGE_DAYS:
         print(
             f"--older-than-days must be at least {MIN_PURGE_DAYS}: the broker may redeliver a "
@@ -68,10 +71,6 @@ def _purge(runtime: ServiceRuntime, args: argparse.Namespace) -> int:
 
 
 def _issue_token(runtime: ServiceRuntime, args: argparse.Namespace) -> int:
-    from datetime import timedelta
-
-    from shared.auth import issue_token
-
     try:
         token = issue_token(
             runtime.settings.auth_secret,
@@ -139,6 +138,12 @@ def run_cli(
         sub.set_defaults(run=run)
 
     args = parser.parse_args(argv)
-    runtime = runtime_factory()
+    try:
+        runtime = runtime_factory()
+    except SettingsError as error:
+        # The operator has settings to fix, not code to debug: one line, no traceback.
+        print(f"cannot start: {error}", file=sys.stderr)
+        return 2
+    configure_logging(runtime.settings)
     code: int = args.run(runtime, args)
     return code

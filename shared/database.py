@@ -9,18 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (
-    DateTime,
-    Dialect,
-    Engine,
-    Select,
-    TypeDecorator,
-    create_engine,
-    event,
-    func,
-    select,
-    text,
-)
+from sqlalchemy import DateTime, Dialect, Engine, TypeDecorator, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -137,11 +126,3 @@ class Database:
     def dispose(self) -> None:
         self.engine.dispose()
         self.readers.kw["bind"].dispose()
-
-
-def fetch_page(
-    session: Session, query: Select[Any], *, offset: int, limit: int
-) -> tuple[list[Any], int]:
-    """One page of ``query``'s rows and how many rows it matches in all."""
-    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
-    return list(session.scalars(query.offset(offset).limit(limit))), int(total or 0)

@@ -5,17 +5,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import dramatiq
 import structlog
 from dramatiq.middleware import Middleware
 from sqlalchemy import ColumnElement, Table, func, insert, or_, select, update
 
-from shared.messaging import utcnow
-
-if TYPE_CHECKING:
-    from shared.runtime import ServiceRuntime
+from shared.clock import utcnow
+from shared.database import Database
 
 log = structlog.get_logger(__name__)
 
@@ -26,14 +24,15 @@ _TRANSIENT_OPTIONS = ("redis_message_id", "retries", "traceback", "eta", "dead_l
 class DeadLetterRecorder(Middleware):
     """Before the broker dead-letters a message, keep a copy in the database."""
 
-    def __init__(self, runtime: ServiceRuntime) -> None:
-        self.runtime = runtime
+    def __init__(self, *, db: Database, table: Table) -> None:
+        self.db = db
+        self.table = table
 
     def before_nack(self, broker: dramatiq.Broker, message: Any) -> None:
         error = getattr(message, "_exception", None)
         text = f"{type(error).__name__}: {error}" if error is not None else "rejected"
         try:
-            record_dead_letter(self.runtime, message=message.asdict(), error=text)
+            record_dead_letter(self.db, self.table, message=message.asdict(), error=text)
         except Exception:  # the broker keeps its own copy; never crash the worker here
             log.exception("dead_letter.record_failed", message_id=message.message_id)
             return
@@ -51,10 +50,9 @@ def _json_safe(message: dict[str, Any]) -> dict[str, Any]:
     return safe
 
 
-def record_dead_letter(runtime: ServiceRuntime, *, message: dict[str, Any], error: str) -> None:
-    table = runtime.messaging.dead_letters
+def record_dead_letter(db: Database, table: Table, *, message: dict[str, Any], error: str) -> None:
     message = _json_safe(message)
-    with runtime.db.transaction() as session:
+    with db.transaction() as session:
         existing = session.execute(
             select(table.c.failures).where(table.c.message_id == message["message_id"])
         ).first()
@@ -99,13 +97,12 @@ class DeadLetter:
 
 
 def list_dead_letters(
-    runtime: ServiceRuntime, *, include_replayed: bool = False
+    db: Database, table: Table, *, include_replayed: bool = False
 ) -> list[DeadLetter]:
-    table = runtime.messaging.dead_letters
     query = select(table).order_by(table.c.failed_at)
     if not include_replayed:
         query = query.where(outstanding(table))
-    with runtime.db.read() as session:
+    with db.read() as session:
         return [
             DeadLetter(
                 message_id=row.message_id,
@@ -121,10 +118,11 @@ def list_dead_letters(
         ]
 
 
-def replay_dead_letter(runtime: ServiceRuntime, message_id: str) -> bool:
+def replay_dead_letter(
+    db: Database, table: Table, broker: dramatiq.Broker, message_id: str
+) -> bool:
     """Send a dead letter back to its queue under the same message id; False if unknown."""
-    table = runtime.messaging.dead_letters
-    with runtime.db.read() as session:
+    with db.read() as session:
         row = session.execute(select(table).where(table.c.message_id == message_id)).first()
     if row is None:
         return False
@@ -141,8 +139,8 @@ def replay_dead_letter(runtime: ServiceRuntime, message_id: str) -> bool:
     )
     # The broker call happens outside any transaction: on SQLite a write transaction would
     # hold the whole service's write lock for as long as the broker takes to answer.
-    runtime.broker.enqueue(message)
-    with runtime.db.transaction() as session:
+    broker.enqueue(message)
+    with db.transaction() as session:
         session.execute(
             update(table)
             .where(table.c.message_id == message_id)

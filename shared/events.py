@@ -1,4 +1,9 @@
-"""The event contract: every message between services, its queue, its fields, its version.
+"""The event contract: every fact one service publishes, its fields and version, and apart
+from it, which services subscribe to it.
+
+An event is a published fact, not a command to one consumer: the publisher stages it once and
+never names a consumer; the relay delivers a copy to the queue of every subscribing service,
+all under the same message id. Adding a subscriber touches the subscriber and ``SUBSCRIPTIONS``.
 
 Publishers validate strictly (unknown fields are an error); consumers read the fields they
 need and ignore the rest, so a publisher can add a field without a lock-step deploy. A breaking
@@ -9,15 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any
 
-from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
+from marshmallow import RAISE, Schema, fields, post_load, validate
 
-INTAKE_QUEUE = "intake"
-DISPATCH_QUEUE = "dispatch"
-POINTS_QUEUE = "points"
-NOTIFY_QUEUE = "notify"
+from shared.contract import Contract
+from shared.fields import hours_field
+from shared.notifications import KINDS, check_notification
+from shared.people import ADDRESS
+from shared.topology import SERVICES
 
 PRIORITIES = ("low", "normal", "high", "urgent")
 # A service category's code, as intake's catalogue names it and every service refers to it.
@@ -34,18 +39,13 @@ class ContractError(ValueError):
         self.messages = messages
 
 
-def _hours() -> fields.Decimal:
-    """Hours of service, as a decimal string with two places, more than 0 and at most 24."""
-    return fields.Decimal(
-        required=True,
-        as_string=True,
-        places=2,
-        validate=validate.Range(min=0, min_inclusive=False, max=24),
-    )
-
-
 def _category() -> fields.Str:
     return fields.Str(required=True, validate=validate.Regexp(CATEGORY_CODE))
+
+
+def _person(**kwargs: Any) -> fields.Str:
+    """Who did a step, as an address (``volunteer:42``, ``staff:duty-officer``)."""
+    return fields.Str(required=True, validate=validate.Regexp(ADDRESS), **kwargs)
 
 
 class LocationSchema(Schema):
@@ -84,6 +84,7 @@ class RequestAcceptedSchema(Schema):
     request_id = Identifier(required=True)
     assignment_id = Identifier(required=True)
     volunteer_id = Identifier(required=True)
+    accepted_by = _person(metadata={"description": "The volunteer, or staff on their behalf"})
     accepted_at = fields.AwareDateTime(required=True)
 
 
@@ -91,7 +92,8 @@ class RequestCompletedSchema(Schema):
     request_id = Identifier(required=True)
     assignment_id = Identifier(required=True)
     volunteer_id = Identifier(required=True)
-    hours = _hours()
+    hours = hours_field(required=True)
+    completed_by = _person(metadata={"description": "The volunteer, or staff on their behalf"})
     completed_at = fields.AwareDateTime(required=True)
 
 
@@ -100,66 +102,73 @@ class RequestConfirmedSchema(Schema):
     category = _category()
     resident_id = Identifier(required=True)
     volunteer_id = Identifier(required=True)
-    hours = _hours()
+    hours = hours_field(required=True)
+    confirmed_by = _person()
+    # Who did the service's steps, as intake heard of them (None if it never did).
+    accepted_by = _person(allow_none=True)
+    completed_by = _person(allow_none=True)
     confirmed_at = fields.AwareDateTime(required=True)
 
 
+class EarningRefusedSchema(Schema):
+    request_id = Identifier(required=True)
+    volunteer_id = Identifier(required=True)
+    reason = fields.Str(required=True)
+    refused_at = fields.AwareDateTime(required=True)
+
+
 class NotificationRequestedSchema(Schema):
-    recipient = fields.Str(required=True, validate=validate.Regexp(r"^[a-z_]+:[A-Za-z0-9._:-]+$"))
-    template = fields.Str(required=True, validate=validate.Regexp(r"^[a-z][a-z0-9_.]*$"))
+    """A notification of a declared kind: its ``data`` must carry exactly the kind's fields."""
+
+    recipient = _person()
+    template = fields.Str(
+        required=True,
+        validate=validate.OneOf(sorted(KINDS)),
+        metadata={"description": "The notification's kind, which names its template"},
+    )
     data = fields.Dict(keys=fields.Str(), load_default=dict)
     channel = fields.Str(load_default="inbox", validate=validate.Regexp(r"^[a-z][a-z0-9_]*$"))
 
+    @post_load
+    def _check_data(self, loaded: dict[str, Any], **_: Any) -> dict[str, Any]:
+        # Strict where published (unknown data fields refused), tolerant where consumed.
+        strict = self.unknown == RAISE
+        loaded["data"] = check_notification(loaded["template"], loaded["data"], strict=strict)
+        return loaded
+
 
 @dataclass(frozen=True, eq=False)
-class Event:
-    """One message type: where it goes and what it carries."""
+class Event(Contract):
+    """One kind of fact: its name, version and fields."""
 
     name: str
     version: int
-    queue: str
     schema: type[Schema]
 
     @property
     def actor_name(self) -> str:
         return f"{self.name}.v{self.version}"
 
-    @cached_property
-    def _strict(self) -> Schema:
-        return self.schema(unknown=RAISE)
-
-    @cached_property
-    def _tolerant(self) -> Schema:
-        return self.schema(unknown=EXCLUDE)
+    def violation(self, messages: Any) -> ContractError:
+        return ContractError(self.name, messages)
 
     def validate_outgoing(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """Check a payload strictly and return its JSON-ready form."""
-        schema = self._strict
-        try:
-            loaded = schema.load(dict(data))
-        except ValidationError as error:
-            raise ContractError(self.name, error.messages) from error
-        dumped: dict[str, Any] = schema.dump(loaded)
-        return dumped
+        return self.checked(data, strict=True)
 
     def read_incoming(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """Read the fields this version defines, ignoring any others."""
-        try:
-            loaded: dict[str, Any] = self._tolerant.load(dict(data))
-        except ValidationError as error:
-            raise ContractError(self.name, error.messages) from error
-        return loaded
+        return self.loaded(data)
 
 
-REQUEST_SUBMITTED = Event("request.submitted", 1, DISPATCH_QUEUE, RequestSubmittedSchema)
-REQUEST_ASSIGNED = Event("request.assigned", 1, INTAKE_QUEUE, RequestAssignedSchema)
-REQUEST_UNROUTED = Event("request.unrouted", 1, INTAKE_QUEUE, RequestUnroutedSchema)
-REQUEST_ACCEPTED = Event("request.accepted", 1, INTAKE_QUEUE, RequestAcceptedSchema)
-REQUEST_COMPLETED = Event("request.completed", 1, INTAKE_QUEUE, RequestCompletedSchema)
-REQUEST_CONFIRMED = Event("request.confirmed", 1, POINTS_QUEUE, RequestConfirmedSchema)
-NOTIFICATION_REQUESTED = Event(
-    "notification.requested", 1, NOTIFY_QUEUE, NotificationRequestedSchema
-)
+REQUEST_SUBMITTED = Event("request.submitted", 1, RequestSubmittedSchema)
+REQUEST_ASSIGNED = Event("request.assigned", 1, RequestAssignedSchema)
+REQUEST_UNROUTED = Event("request.unrouted", 1, RequestUnroutedSchema)
+REQUEST_ACCEPTED = Event("request.accepted", 1, RequestAcceptedSchema)
+REQUEST_COMPLETED = Event("request.completed", 1, RequestCompletedSchema)
+REQUEST_CONFIRMED = Event("request.confirmed", 1, RequestConfirmedSchema)
+EARNING_REFUSED = Event("earning.refused", 1, EarningRefusedSchema)
+NOTIFICATION_REQUESTED = Event("notification.requested", 1, NotificationRequestedSchema)
 
 ALL_EVENTS: tuple[Event, ...] = (
     REQUEST_SUBMITTED,
@@ -168,5 +177,35 @@ ALL_EVENTS: tuple[Event, ...] = (
     REQUEST_ACCEPTED,
     REQUEST_COMPLETED,
     REQUEST_CONFIRMED,
+    EARNING_REFUSED,
     NOTIFICATION_REQUESTED,
 )
+
+# Which services subscribe to each event. The relay delivers one copy to each one's queue.
+SUBSCRIPTIONS: dict[Event, tuple[str, ...]] = {
+    REQUEST_SUBMITTED: ("dispatch",),
+    REQUEST_ASSIGNED: ("intake",),
+    REQUEST_UNROUTED: ("intake",),
+    REQUEST_ACCEPTED: ("intake",),
+    REQUEST_COMPLETED: ("intake",),
+    # points credits the hours; dispatch closes the volunteer's assignment.
+    REQUEST_CONFIRMED: ("points", "dispatch"),
+    EARNING_REFUSED: ("intake",),
+    NOTIFICATION_REQUESTED: ("notify",),
+}
+_BY_ACTOR = {event.actor_name: event for event in ALL_EVENTS}
+
+
+def subscribers(event_name: str, version: int) -> tuple[str, ...]:
+    """The services subscribed to an event; ContractError for an event nobody declared."""
+    event = _BY_ACTOR.get(f"{event_name}.v{version}")
+    if event is None:
+        raise ContractError(event_name, f"version {version} is not in the contract")
+    return SUBSCRIPTIONS[event]
+
+
+def subscriptions_of(service: str) -> tuple[Event, ...]:
+    """The events ``service`` subscribes to."""
+    if service not in SERVICES:
+        raise ValueError(f"unknown service {service!r}")
+    return tuple(event for event, services in SUBSCRIPTIONS.items() if service in services)

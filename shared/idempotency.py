@@ -12,15 +12,27 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from flask import Response, request
+from marshmallow import Schema
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from shared.auth import Principal
+from shared.clock import utcnow
 from shared.database import Database
 from shared.errors import DomainError, Invalid
-from shared.messaging import Messaging, utcnow
+from shared.messaging import Messaging
 
 MAX_KEY_LENGTH = 255
+IDEMPOTENCY_HEADER_DOC = {
+    "in": "header",
+    "name": "Idempotency-Key",
+    "required": False,
+    "schema": {"type": "string", "maxLength": MAX_KEY_LENGTH},
+    "description": "Retries with the same key and body return the first answer; "
+    "the same key with a different body is refused with 422.",
+}
 
 
 class IdempotencyKeyReused(DomainError):
@@ -106,3 +118,42 @@ def run_once(
             if row is None:
                 raise
             return _replay(row, digest)
+
+
+def stored_response(stored: StoredResponse) -> Response:
+    """The HTTP answer for a ``StoredResponse``, marking replays."""
+    response = Response(
+        json.dumps(stored.body, default=str), status=stored.status_code, mimetype="application/json"
+    )
+    for name, value in stored.headers.items():
+        response.headers[name] = value
+    if stored.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+def created_once(
+    db: Database,
+    messaging: Messaging,
+    principal: Principal,
+    create: Callable[[Session], Any],
+    *,
+    schema: Schema,
+    location: Callable[[Any], str],
+) -> Response:
+    """Answer 201 with what ``create(session)`` made, once per ``Idempotency-Key`` and client."""
+
+    def action(session: Session) -> StoredResponse:
+        created = create(session)
+        return StoredResponse(201, schema.dump(created), {"Location": location(created)})
+
+    return stored_response(
+        run_once(
+            db,
+            messaging,
+            client=f"{principal.role}:{principal.subject}",
+            key=request.headers.get("Idempotency-Key"),
+            payload=request.get_json(silent=True),
+            action=action,
+        )
+    )

@@ -9,15 +9,13 @@ import structlog
 
 from shared.settings import Settings
 
-_configured = False
-
 
 def configure_logging(settings: Settings) -> None:
-    """Route structlog and the standard library through one JSON (or console) renderer."""
-    global _configured
-    if _configured:
-        return
-    _configured = True
+    """Route structlog and the standard library through one JSON (or console) renderer.
+
+    Each process calls it once at its entry point (web app factory, worker start, CLI) with its
+    own settings; a second call replaces the first configuration rather than keeping it.
+    """
 
     def add_service(
         _: object, __: str, event: structlog.types.EventDict
@@ -44,7 +42,7 @@ def configure_logging(settings: Settings) -> None:
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=False,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[*shared_processors, structlog.stdlib.ExtraAdder()],

@@ -2,7 +2,7 @@
 
 Every service keeps, in its own database:
 - ``outbox``: events written in the same transaction as the change that caused them;
-  a relay publishes them with ``message_id`` = the row id.
+  a relay publishes each to every subscriber's queue with ``message_id`` = the row id.
 - ``inbox``: ``(consumer, message_id)`` of every message already handled, written in the
   same transaction as the handler's effect, so a redelivery changes nothing.
 - ``dead_letters``: messages that could not be processed, with their error, for replay.
@@ -12,7 +12,7 @@ Every service keeps, in its own database:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -33,12 +33,10 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from shared import context
+from shared.clock import utcnow
 from shared.database import UtcDateTime
-from shared.events import Event
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+from shared.events import NOTIFICATION_REQUESTED, Event
+from shared.notifications import NotificationKind
 
 
 class Messaging:
@@ -51,8 +49,6 @@ class Messaging:
             Column("id", String(64), primary_key=True),
             Column("event", String(100), nullable=False),
             Column("version", Integer, nullable=False),
-            Column("queue", String(100), nullable=False),
-            Column("actor", String(150), nullable=False),
             Column("payload", JSON, nullable=False),
             Column("correlation_id", String(64)),
             Column("causation_id", String(64)),
@@ -110,8 +106,6 @@ class Messaging:
                 id=row_id,
                 event=event.name,
                 version=event.version,
-                queue=event.queue,
-                actor=event.actor_name,
                 payload=payload,
                 correlation_id=context.correlation_id() or row_id,
                 causation_id=context.causation_id(),
@@ -120,6 +114,22 @@ class Messaging:
             )
         )
         return row_id
+
+    def notify(
+        self,
+        session: Session,
+        kind: NotificationKind,
+        *,
+        recipient: str,
+        channel: str = "inbox",
+        **data: Any,
+    ) -> str:
+        """Ask notify, in the caller's transaction, to tell ``recipient`` a ``kind`` of news."""
+        return self.stage(
+            session,
+            NOTIFICATION_REQUESTED,
+            {"recipient": recipient, "template": kind.key, "channel": channel, "data": data},
+        )
 
     def claim(self, session: Session, *, consumer: str, message_id: str) -> bool:
         """Record that ``consumer`` handles ``message_id``; False when it already has."""

@@ -30,6 +30,7 @@ def downgrade(migrations: Path, database_url: str, revision: str) -> None:
 
 def run_env(target_metadata: MetaData) -> None:
     """The body of every service's ``migrations/env.py``."""
+    # alembic fills ``context`` in only while it runs an env.py: look it up then, not before.
     from alembic import context
 
     url = context.config.get_main_option("sqlalchemy.url")
@@ -108,3 +109,17 @@ def create_messaging_tables(op: Any) -> None:
 def drop_messaging_tables(op: Any) -> None:
     for table in ("idempotency_keys", "dead_letters", "inbox", "outbox"):
         op.drop_table(table)
+
+
+def outbox_without_routing(op: Any) -> None:
+    """Version 2 of the outbox: an event names no queue or actor; its subscribers do."""
+    with op.batch_alter_table("outbox") as batch:
+        batch.drop_column("queue")
+        batch.drop_column("actor")
+
+
+def outbox_with_routing(op: Any) -> None:
+    """Back to version 1 (rows written since carry no queue: they get an empty one)."""
+    with op.batch_alter_table("outbox") as batch:
+        batch.add_column(sa.Column("queue", sa.String(100), nullable=False, server_default=""))
+        batch.add_column(sa.Column("actor", sa.String(150), nullable=False, server_default=""))

@@ -1,4 +1,8 @@
-"""Everything one service process holds: its settings, database, tables and broker."""
+"""What one service process is built from: its settings, database, tables and broker.
+
+The runtime is where a process is put together; it hands each part only what that part needs
+(a database, a table set, a broker), so no part depends on the runtime itself.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,13 @@ from pathlib import Path
 import dramatiq
 from sqlalchemy import MetaData
 
+from shared.broker import create_broker
+from shared.consumers import Consumers
 from shared.database import Database
+from shared.dead_letters import DeadLetterRecorder
 from shared.logs import configure_logging
 from shared.messaging import Messaging
+from shared.relay import Relay
 from shared.settings import Settings
 
 
@@ -30,7 +38,6 @@ class ServiceRuntime:
         self.metadata = metadata
         self.messaging = messaging
         self.migrations = migrations
-        configure_logging(settings)
 
     @property
     def name(self) -> str:
@@ -42,12 +49,19 @@ class ServiceRuntime:
 
     @cached_property
     def broker(self) -> dramatiq.Broker:
-        from shared.broker import create_broker
-        from shared.dead_letters import DeadLetterRecorder
+        recorder = DeadLetterRecorder(db=self.db, table=self.messaging.dead_letters)
+        return create_broker(self.settings, extra_middleware=(recorder,))
 
-        broker = create_broker(self.settings, extra_middleware=(DeadLetterRecorder(self),))
-        dramatiq.set_broker(broker)
-        return broker
+    def relay(self) -> Relay:
+        """The outbox relay of this service, with its settings."""
+        return Relay(
+            service=self.name,
+            db=self.db,
+            outbox=self.messaging.outbox,
+            broker=self.broker,
+            interval_s=self.settings.relay_interval_s,
+            batch_size=self.settings.relay_batch_size,
+        )
 
 
 class RuntimeFactory:
@@ -66,6 +80,8 @@ class RuntimeFactory:
         return Settings.from_env(self.service, env)
 
     def build(self, settings: Settings) -> ServiceRuntime:
+        if settings.service != self.service:
+            raise ValueError(f"settings of {settings.service} given to {self.service}")
         return ServiceRuntime(
             settings=settings,
             metadata=self.metadata,
@@ -73,8 +89,23 @@ class RuntimeFactory:
             migrations=self.migrations,
         )
 
+    def configure(self, settings: Settings) -> ServiceRuntime:
+        """Make the process runtime the one ``settings`` describe (tests, embedding)."""
+        self._runtime = self.build(settings)
+        return self._runtime
+
     def runtime(self) -> ServiceRuntime:
-        """The process-wide runtime, from the environment, built on first use."""
+        """The process-wide runtime: as configured, or from the environment on first use."""
         if self._runtime is None:
             self._runtime = self.build(self.load_settings())
         return self._runtime
+
+
+def start_worker(runtime: ServiceRuntime, consumers: Consumers) -> dramatiq.Broker:
+    """Make this process a worker of ``consumers``: logging, the global broker, the actors."""
+    configure_logging(runtime.settings)
+    broker = runtime.broker
+    # The dramatiq CLI reads the global broker once the entry point returns.
+    dramatiq.set_broker(broker)
+    consumers.declare(broker, db=runtime.db, messaging=runtime.messaging)
+    return broker

@@ -1,37 +1,146 @@
-"""Typed settings, read from the environment once per process."""
+"""Typed settings, read from the environment once per process.
+
+``REDVEST_ENV`` is exactly ``development`` (the default), ``test`` or ``production``. Any other
+value is refused, and the other settings are then judged as for production: a misspelt
+production set-up must never fall back to development defaults.
+
+Production refuses to start when:
+
+- ``REDVEST_AUTH_SECRET`` is unset, is the public development secret, is shorter than 32
+  characters, or is weak: fewer than 8 distinct characters, less than 2.5 bits of Shannon
+  entropy per character, characters that step evenly (``abcd...``, ``a1b2...``: less than 2.5
+  bits of entropy in the steps between neighbours) or a repeated fragment (fewer than three
+  quarters of its three-character fragments differ);
+- ``<SERVICE>_DATABASE_URL`` is unset (the SQLite file under ``REDVEST_VAR_DIR``) or is not a
+  PostgreSQL URL;
+- ``BROKER_URL`` and ``REDIS_URL`` are both unset, leaving the development broker
+  ``redis://127.0.0.1:6379/0``;
+- ``LOG_FORMAT`` is ``console``: production logs are JSON lines that carry correlation ids.
+
+Elsewhere an unset ``REDVEST_AUTH_SECRET`` means the development secret, which only serves SQLite,
+and a secret shorter than 32 characters is refused. Every problem found is listed in one
+``SettingsError``, so an operator fixes them all in one go.
+"""
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
+ENVIRONMENTS = ("development", "test", "production")
 DEVELOPMENT_AUTH_SECRET = "redvest-development-secret-do-not-use-in-production"
+DEVELOPMENT_BROKER_URL = "redis://127.0.0.1:6379/0"
+POSTGRESQL_SCHEMES = ("postgresql", "postgres")
+MIN_SECRET_LENGTH = 32
+# Set below what random secrets score: of 200 000 made by `openssl rand -hex 16` (the weakest
+# usual kind) none scored under 8 distinct characters, 2.7 bits per character or per step, or
+# 85 % distinct fragments.
+MIN_SECRET_DISTINCT_CHARACTERS = 8
+MIN_SECRET_BITS_PER_CHARACTER = 2.5
+MIN_SECRET_DISTINCT_FRAGMENT_SHARE = 0.75
+STRONG_SECRET = (
+    f"a random secret of at least {MIN_SECRET_LENGTH} characters with at least "
+    f"{MIN_SECRET_DISTINCT_CHARACTERS} distinct characters, at least "
+    f"{MIN_SECRET_BITS_PER_CHARACTER} bits of Shannon entropy per character and no evenly "
+    "stepping run or repeated fragment, such as the output of `openssl rand -hex 32`"
+)
 
 
 class SettingsError(RuntimeError):
-    """A setting is missing or malformed; the process must not start."""
+    """Settings are missing, malformed or unsafe; the process must not start."""
+
+    def __init__(self, *problems: str) -> None:
+        self.problems = problems
+        # One line, so a process that cannot start says why in one line of its stderr.
+        if len(problems) == 1:
+            super().__init__(problems[0])
+        else:
+            super().__init__(f"{len(problems)} problems with the settings: " + "; ".join(problems))
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+def _int(env: Mapping[str, str], name: str, default: int, problems: list[str]) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
         return int(raw)
     except ValueError:
-        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+        problems.append(f"{name} must be an integer, got {raw!r}")
+        return default
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
+def _float(env: Mapping[str, str], name: str, default: float, problems: list[str]) -> float:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
         return float(raw)
     except ValueError:
-        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+        problems.append(f"{name} must be a number, got {raw!r}")
+        return default
+
+
+def _bits_per_symbol(symbols: Sequence[Hashable]) -> float:
+    """Shannon entropy of the symbols' frequencies in the sequence, in bits per symbol."""
+    total = len(symbols)
+    return -sum(n / total * math.log2(n / total) for n in Counter(symbols).values())
+
+
+def _secret_weaknesses(secret: str) -> list[str]:
+    """What makes a secret of sufficient length guessable; empty when nothing does."""
+    weaknesses = []
+    distinct = len(set(secret))
+    if distinct < MIN_SECRET_DISTINCT_CHARACTERS:
+        weaknesses.append(f"only {distinct} distinct characters")
+    bits = _bits_per_symbol(secret)
+    if bits < MIN_SECRET_BITS_PER_CHARACTER:
+        weaknesses.append(f"{bits:.1f} bits of entropy per character")
+    # Character frequencies alone rate "abcdef..." as well as a random string; the steps
+    # between neighbours and the recurring fragments give such patterns away.
+    steps = [ord(right) - ord(left) for left, right in pairwise(secret)]
+    if _bits_per_symbol(steps) < MIN_SECRET_BITS_PER_CHARACTER:
+        weaknesses.append("characters that step evenly")
+    fragments = [secret[i : i + 3] for i in range(len(secret) - 2)]
+    if len(set(fragments)) < MIN_SECRET_DISTINCT_FRAGMENT_SHARE * len(fragments):
+        weaknesses.append("a repeated fragment")
+    return weaknesses
+
+
+def _auth_secret(raw: str, *, is_production: bool, database_url: str, problems: list[str]) -> str:
+    """The secret that signs tokens, or the development one where that is allowed."""
+    if is_production:
+        if not raw:
+            problems.append(f"REDVEST_AUTH_SECRET must be set in production to {STRONG_SECRET}")
+        elif raw == DEVELOPMENT_AUTH_SECRET:
+            problems.append(
+                "REDVEST_AUTH_SECRET must not be the public development secret in production: "
+                f"use {STRONG_SECRET}"
+            )
+        elif len(raw) < MIN_SECRET_LENGTH:
+            problems.append(
+                f"REDVEST_AUTH_SECRET must be at least {MIN_SECRET_LENGTH} characters, got "
+                f"{len(raw)}: use {STRONG_SECRET}"
+            )
+        elif weaknesses := _secret_weaknesses(raw):
+            problems.append(
+                f"REDVEST_AUTH_SECRET is too weak for production ({', '.join(weaknesses)}): "
+                f"use {STRONG_SECRET}"
+            )
+        return raw
+    secret = raw or DEVELOPMENT_AUTH_SECRET
+    if secret == DEVELOPMENT_AUTH_SECRET and not database_url.startswith("sqlite"):
+        problems.append(
+            "REDVEST_AUTH_SECRET must be set for a server database: the development "
+            "secret is public and only serves the embedded SQLite set-up"
+        )
+    elif len(secret) < MIN_SECRET_LENGTH:
+        problems.append(f"REDVEST_AUTH_SECRET must be at least {MIN_SECRET_LENGTH} characters")
+    return secret
 
 
 @dataclass(frozen=True)
@@ -57,47 +166,79 @@ class Settings:
     @classmethod
     def from_env(cls, service: str, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        prefix = service.upper()
+        problems: list[str] = []
         environment = env.get("REDVEST_ENV", "development")
-        var_dir = Path(env.get("REDVEST_VAR_DIR", "var"))
-        database_url = env.get(f"{prefix}_DATABASE_URL") or f"sqlite:///{var_dir / service}.db"
-        broker_url = env.get("BROKER_URL") or env.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
-        auth_secret = env.get("REDVEST_AUTH_SECRET", "")
-        if not auth_secret:
-            if environment == "production":
-                raise SettingsError("REDVEST_AUTH_SECRET must be set when REDVEST_ENV=production")
-            auth_secret = DEVELOPMENT_AUTH_SECRET
-        if auth_secret == DEVELOPMENT_AUTH_SECRET and not database_url.startswith("sqlite"):
-            raise SettingsError(
-                "REDVEST_AUTH_SECRET must be set for a server database; the development "
-                "secret is public and only serves the embedded SQLite set-up"
+        if environment not in ENVIRONMENTS:
+            problems.append(
+                "REDVEST_ENV must be exactly one of "
+                + ", ".join(repr(name) for name in ENVIRONMENTS)
+                + f" (lower case, no spaces), got {environment!r}"
             )
-        if len(auth_secret) < 32:
-            raise SettingsError("REDVEST_AUTH_SECRET must be at least 32 characters")
+        # An unknown name may be a misspelt "production": judge it as strictly.
+        is_production = environment not in ("development", "test")
+
+        database_setting = f"{service.upper()}_DATABASE_URL"
+        var_dir = Path(env.get("REDVEST_VAR_DIR", "var"))
+        database_url = env.get(database_setting) or f"sqlite:///{var_dir / service}.db"
+        scheme = database_url.split("://", 1)[0] if "://" in database_url else ""
+        if is_production and scheme.split("+", 1)[0].lower() not in POSTGRESQL_SCHEMES:
+            # Only the scheme: the rest of the URL may hold a password.
+            found = f"a {scheme or 'malformed'} URL" if env.get(database_setting) else "unset"
+            problems.append(
+                f"{database_setting} must be a PostgreSQL URL (postgresql://user:password@host/"
+                f"database) in production, got {found}: SQLite serves development and tests"
+            )
+
+        configured_broker_url = env.get("BROKER_URL") or env.get("REDIS_URL")
+        if is_production and not configured_broker_url:
+            problems.append(
+                "BROKER_URL (or REDIS_URL) must be set in production to the broker's redis:// "
+                f"or amqp:// URL, not left to the development default {DEVELOPMENT_BROKER_URL}"
+            )
+
+        auth_secret = _auth_secret(
+            env.get("REDVEST_AUTH_SECRET", ""),
+            is_production=is_production,
+            database_url=database_url,
+            problems=problems,
+        )
+
         log_format = env.get("LOG_FORMAT", "json")
         if log_format not in {"json", "console"}:
-            raise SettingsError(f"LOG_FORMAT must be 'json' or 'console', got {log_format!r}")
-        relay_interval_s = _float(env, "RELAY_INTERVAL_S", 0.1)
-        relay_batch_size = _int(env, "RELAY_BATCH_SIZE", 100)
+            problems.append(f"LOG_FORMAT must be 'json' or 'console', got {log_format!r}")
+        elif is_production and log_format == "console":
+            problems.append(
+                "LOG_FORMAT must be 'json' in production, got 'console': log collectors need "
+                "one JSON object a line with its correlation id"
+            )
+
+        relay_interval_s = _float(env, "RELAY_INTERVAL_S", 0.1, problems)
+        relay_batch_size = _int(env, "RELAY_BATCH_SIZE", 100, problems)
         if relay_interval_s <= 0 or relay_batch_size < 1:
-            raise SettingsError("RELAY_INTERVAL_S must be above 0 and RELAY_BATCH_SIZE at least 1")
+            problems.append("RELAY_INTERVAL_S must be above 0 and RELAY_BATCH_SIZE at least 1")
+        # A killed worker's messages come back once its heartbeat is this old and a
+        # maintenance pass runs; dramatiq's defaults make that take many minutes.
+        broker_heartbeat_timeout_ms = _int(env, "BROKER_HEARTBEAT_TIMEOUT_MS", 30_000, problems)
+        broker_maintenance_chance = _int(env, "BROKER_MAINTENANCE_CHANCE", 100_000, problems)
+        broker_idle_poll_ms = _int(env, "BROKER_IDLE_POLL_MS", 100, problems)
+        max_retries = _int(env, "MAX_RETRIES", 20, problems)
+        if problems:
+            raise SettingsError(*problems)
         return cls(
             service=service,
             environment=environment,
             database_url=database_url,
-            broker_url=broker_url,
+            broker_url=configured_broker_url or DEVELOPMENT_BROKER_URL,
             broker_namespace=env.get("BROKER_NAMESPACE", "dramatiq"),
-            # A killed worker's messages come back once its heartbeat is this old and a
-            # maintenance pass runs; dramatiq's defaults make that take many minutes.
-            broker_heartbeat_timeout_ms=_int(env, "BROKER_HEARTBEAT_TIMEOUT_MS", 30_000),
-            broker_maintenance_chance=_int(env, "BROKER_MAINTENANCE_CHANCE", 100_000),
-            broker_idle_poll_ms=_int(env, "BROKER_IDLE_POLL_MS", 100),
+            broker_heartbeat_timeout_ms=broker_heartbeat_timeout_ms,
+            broker_maintenance_chance=broker_maintenance_chance,
+            broker_idle_poll_ms=broker_idle_poll_ms,
             auth_secret=auth_secret,
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
             log_format=log_format,
             relay_interval_s=relay_interval_s,
             relay_batch_size=relay_batch_size,
-            max_retries=_int(env, "MAX_RETRIES", 20),
+            max_retries=max_retries,
             # Set by deploy/gunicorn.conf.py when REDVEST_METRICS_DIR is; see prometheus_client.
             prometheus_multiproc_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or None,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -10,9 +11,11 @@ from typing import Any, TypeVar
 
 import dramatiq
 
-from shared.events import Event
+from shared.consumers import Consumers
+from shared.events import SUBSCRIPTIONS, Event
 from shared.messaging import Messaging
-from shared.relay import to_message
+from shared.relay import to_messages
+from shared.topology import queue_of
 
 T = TypeVar("T")
 
@@ -21,12 +24,19 @@ def message_for(
     event: Event,
     payload: Mapping[str, Any],
     *,
+    to: str | None = None,
     message_id: str | None = None,
     correlation_id: str | None = None,
 ) -> dramatiq.Message:
-    """The message a relay would publish for ``payload`` (validated as a publisher would)."""
+    """The copy a relay would publish for subscriber ``to`` (needed when there are several)
+    of ``payload``, validated as a publisher would."""
+    subscribers = SUBSCRIPTIONS[event]
+    if to is None:
+        if len(subscribers) != 1:
+            raise ValueError(f"{event.name} has subscribers {subscribers}: say which with to=")
+        (to,) = subscribers
     return dramatiq.Message(
-        queue_name=event.queue,
+        queue_name=queue_of(to),
         actor_name=event.actor_name,
         args=(),
         kwargs=event.validate_outgoing(payload),
@@ -39,8 +49,11 @@ def message_for(
     )
 
 
-def staged_messages(runtime: Any, event: Event | None = None) -> list[dramatiq.Message]:
-    """Every outbox row of a service as the message it would be published as."""
+def staged_messages(
+    runtime: Any, event: Event | None = None, *, to: str | None = None
+) -> list[dramatiq.Message]:
+    """Every outbox row of a service as the copies it would be published as (only those for
+    subscriber ``to``, if given)."""
     from sqlalchemy import select
 
     messaging: Messaging = runtime.messaging
@@ -48,7 +61,15 @@ def staged_messages(runtime: Any, event: Event | None = None) -> list[dramatiq.M
     if event is not None:
         query = query.where(messaging.outbox.c.event == event.name)
     with runtime.db.read() as session:
-        return [to_message(row) for row in session.execute(query)]
+        rows = list(session.execute(query))
+    copies = [copy for row in rows for copy in to_messages(row)]
+    return [copy for copy in copies if to is None or copy.queue_name == queue_of(to)]
+
+
+def deliver_to(consumers: Consumers, message: dramatiq.Message) -> bool:
+    """Handle ``message`` in this thread as the worker of ``consumers``' service would."""
+    runtime = importlib.import_module(f"services.{consumers.service}.config").runtime()
+    return consumers.handle(message, db=runtime.db, messaging=runtime.messaging)
 
 
 def eventually(

@@ -30,6 +30,7 @@ from services.points.app import create_app as create_points
 from services.points.ledger import volunteer_holder
 from services.points.tests.builders import credit, rates
 from shared.auth import issue_token
+from shared.notifications import REQUEST_ACCEPTED
 
 CONFIG = schemathesis.Config.from_dict(
     {
@@ -144,7 +145,7 @@ def points_records() -> dict[str, str]:
 def notify_records() -> dict[str, str]:
     with notify_runtime().db.transaction() as session:
         delivery.ensure_default_templates(session)
-    notify(recipient=RESIDENT, template="request.accepted")
+    notify(recipient=RESIDENT, kind=REQUEST_ACCEPTED)
     return {
         "recipient": RESIDENT,
         "message_id": inbox_of(RESIDENT)[0].id,

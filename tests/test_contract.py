@@ -1,41 +1,60 @@
-"""Every event in the contract has exactly one consumer, whose handler takes exactly its fields."""
+"""The event contract holds: every event has subscribers, every subscription has a consumer in
+the subscribing service, and that consumer's handler takes exactly the event's fields."""
 
 from __future__ import annotations
 
+import importlib
 import inspect
 
 import pytest
 
-from shared.consumers import handler_of
-from shared.events import ALL_EVENTS, Event
+from shared import events
+from shared.consumers import Consumers
+from shared.events import ALL_EVENTS, SUBSCRIPTIONS, Event
+from shared.topology import SERVICES
 
 
-def consumers() -> dict[str, object]:
-    import services.dispatch.actors as dispatch
-    import services.intake.actors as intake
-    import services.notify.actors as notify
-    import services.points.actors as points
-
-    found: dict[str, object] = {}
-    service_queues = {event.queue for event in ALL_EVENTS}
-    for module in (intake, dispatch, points, notify):
-        for actor in module.broker.actors.values():
-            if actor.queue_name not in service_queues:
-                continue  # declared by a test on a queue of its own
-            assert actor.actor_name not in found, f"{actor.actor_name} has two consumers"
-            found[actor.actor_name] = actor
-    return found
+def consumers_of(service: str) -> Consumers:
+    consumers: Consumers = importlib.import_module(f"services.{service}.actors").CONSUMERS
+    return consumers
 
 
-@pytest.mark.parametrize("event", ALL_EVENTS, ids=lambda event: event.actor_name)
-def test_each_event_has_one_consumer_on_its_queue_taking_exactly_its_fields(event: Event):
-    actor = consumers().get(event.actor_name)
-    assert actor is not None, f"nobody consumes {event.actor_name}"
-    assert actor.queue_name == event.queue
-    parameters = inspect.signature(handler_of(actor)).parameters.values()
+SUBSCRIBED = [(event, service) for event, services in SUBSCRIPTIONS.items() for service in services]
+
+
+def test_every_event_has_at_least_one_subscriber():
+    assert set(SUBSCRIPTIONS) == set(ALL_EVENTS)
+    assert all(SUBSCRIPTIONS[event] for event in ALL_EVENTS)
+    assert all(set(services) <= set(SERVICES) for services in SUBSCRIPTIONS.values())
+
+
+@pytest.mark.parametrize(
+    ("event", "service"), SUBSCRIBED, ids=lambda value: getattr(value, "actor_name", value)
+)
+def test_each_subscription_has_a_consumer_taking_exactly_the_events_fields(
+    event: Event, service: str
+):
+    handler = consumers_of(service).handler_for(event)
+    assert handler is not None, f"{service} subscribes to {event.actor_name} but has no consumer"
+    parameters = list(inspect.signature(handler).parameters.values())
+    positional = [p.name for p in parameters if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
     keyword_only = {p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}
-    assert keyword_only == set(event.schema().fields)
+    assert positional == ["session", "received"]
+    assert keyword_only == event.fields
 
 
-def test_no_consumer_listens_for_an_event_outside_the_contract():
-    assert set(consumers()) <= {event.actor_name for event in ALL_EVENTS}
+@pytest.mark.parametrize("service", SERVICES)
+def test_no_service_consumes_an_event_it_does_not_subscribe_to(service: str):
+    handled = set(consumers_of(service).handlers)
+    subscribed = {event.actor_name for event, who in SUBSCRIPTIONS.items() if service in who}
+    assert handled == subscribed
+
+
+def test_a_consumer_for_an_event_the_service_does_not_subscribe_to_is_refused_at_once():
+    with pytest.raises(ValueError, match="does not subscribe"):
+        Consumers("notify", (events.REQUEST_SUBMITTED, lambda session, received, **_: None))
+
+
+def test_an_outbox_row_of_an_event_outside_the_contract_has_no_subscribers():
+    with pytest.raises(events.ContractError):
+        events.subscribers("request.teleported", 1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import dramatiq
 import pytest
@@ -17,10 +18,11 @@ from services.intake.config import runtime
 from services.intake.models import ServiceRequest
 from services.intake.tests.builders import a_request
 from shared import events
-from shared.consumers import PermanentError, deliver_to
+from shared.consumers import PermanentError
 from shared.dead_letters import list_dead_letters, record_dead_letter, replay_dead_letter
-from shared.relay import Relay, drain
-from tests.support import eventually, message_for, running_worker
+from shared.relay import drain
+from shared.topology import SERVICES
+from tests.support import deliver_to, eventually, message_for, running_worker
 
 
 def published_on(queue: str) -> dict[str, dict]:
@@ -76,7 +78,7 @@ def assigned_payload(request_id: str) -> dict:
 class TestOutboxRelay:
     def test_relay_publishes_a_committed_event_under_the_outbox_row_id(self):
         request_id, message_id = submitted_request()
-        assert drain(runtime()) == 1
+        assert drain(runtime().relay()) == 1
         message = published_on("dispatch")[message_id]
         assert message["actor_name"] == "request.submitted.v1"
         assert message["kwargs"]["request_id"] == request_id
@@ -91,12 +93,12 @@ class TestOutboxRelay:
             raise ConnectionError("broker unreachable")
 
         monkeypatch.setattr(broker, "enqueue", broker_down)
-        assert Relay(runtime()).publish_pending() == 0
+        assert runtime().relay().publish_pending() == 0
         assert pending_outbox() == 1
         assert message_id not in published_on("dispatch")
 
         monkeypatch.undo()
-        assert Relay(runtime()).publish_pending() == 1
+        assert runtime().relay().publish_pending() == 1
         assert message_id in published_on("dispatch")
         assert pending_outbox() == 0
 
@@ -107,7 +109,7 @@ class TestOutboxRelay:
             "enqueue",
             lambda message, delay=None: (_ for _ in ()).throw(OSError("down")),
         )
-        relay = Relay(runtime())
+        relay = runtime().relay()
         relay.publish_pending()
         assert relay.last_failed  # so the relay backs off instead of hammering the broker
         outbox = runtime().messaging.outbox
@@ -122,8 +124,8 @@ class TestOutboxRelay:
         message = message_for(events.REQUEST_ASSIGNED, assigned_payload(request_id))
         # The relay crashed after the broker took the message but before marking it sent,
         # so the same message id is published again.
-        assert deliver_to(actors.on_request_assigned, message) is True
-        assert deliver_to(actors.on_request_assigned, message) is False
+        assert deliver_to(actors.CONSUMERS, message) is True
+        assert deliver_to(actors.CONSUMERS, message) is False
         with runtime().db.read() as session:
             request = session.get(ServiceRequest, request_id)
             assert request is not None
@@ -145,7 +147,7 @@ class TestConsumers:
             options={},
         )
         with pytest.raises(PermanentError, match="assignee_name"):
-            deliver_to(actors.on_request_assigned, message)
+            deliver_to(actors.CONSUMERS, message)
         assert status_of(request_id) == "submitted"
 
     def test_unknown_fields_from_a_newer_publisher_are_ignored(self):
@@ -153,7 +155,7 @@ class TestConsumers:
             request_id = a_request(session).id
         message = message_for(events.REQUEST_ASSIGNED, assigned_payload(request_id))
         message.kwargs["added_in_a_later_release"] = {"anything": 1}
-        assert deliver_to(actors.on_request_assigned, message) is True
+        assert deliver_to(actors.CONSUMERS, message) is True
 
 
 class TestDeadLetters:
@@ -176,7 +178,11 @@ class TestDeadLetters:
             for message in (garbage, unknown_actor, good):
                 broker.enqueue(message)
             letters = eventually(
-                lambda: (found := list_dead_letters(runtime())) and len(found) == 2 and found,
+                lambda: (
+                    (found := list_dead_letters(runtime().db, runtime().messaging.dead_letters))
+                    and len(found) == 2
+                    and found
+                ),
                 what="two dead letters",
             )
             eventually(
@@ -192,30 +198,61 @@ class TestDeadLetters:
         early = message_for(events.REQUEST_ASSIGNED, assigned_payload(missing))
         with running_worker(broker, "intake"):
             broker.enqueue(early)
-            eventually(lambda: list_dead_letters(runtime()), what="the dead letter")
-        assert "NotFound" in list_dead_letters(runtime())[0].error
+            eventually(
+                lambda: list_dead_letters(runtime().db, runtime().messaging.dead_letters),
+                what="the dead letter",
+            )
+        assert (
+            "NotFound" in list_dead_letters(runtime().db, runtime().messaging.dead_letters)[0].error
+        )
 
         with runtime().db.transaction() as session:
             template = a_request(session)
             columns = {c.key: getattr(template, c.key) for c in ServiceRequest.__table__.columns}
             session.add(ServiceRequest(**{**columns, "id": missing}))
         with running_worker(broker, "intake"):
-            assert replay_dead_letter(runtime(), early.message_id) is True
+            assert (
+                replay_dead_letter(
+                    runtime().db,
+                    runtime().messaging.dead_letters,
+                    runtime().broker,
+                    early.message_id,
+                )
+                is True
+            )
             eventually(
                 lambda: status_of(missing) == "assigned",
                 what="the replayed message to be processed",
             )
-        assert list_dead_letters(runtime()) == []
-        assert list_dead_letters(runtime(), include_replayed=True)[0].replays == 1
+        assert list_dead_letters(runtime().db, runtime().messaging.dead_letters) == []
+        assert (
+            list_dead_letters(
+                runtime().db, runtime().messaging.dead_letters, include_replayed=True
+            )[0].replays
+            == 1
+        )
 
         # Failing again after the replay puts it back among the outstanding dead letters.
-        record_dead_letter(runtime(), message=early.asdict(), error="NotFound: again")
-        assert [letter.message_id for letter in list_dead_letters(runtime())] == [early.message_id]
+        record_dead_letter(
+            runtime().db,
+            runtime().messaging.dead_letters,
+            message=early.asdict(),
+            error="NotFound: again",
+        )
+        assert [
+            letter.message_id
+            for letter in list_dead_letters(runtime().db, runtime().messaging.dead_letters)
+        ] == [early.message_id]
         metrics = create_app().test_client().get("/metrics").data.decode()
         assert 'redvest_dead_letters{service="intake"} 1.0' in metrics
 
     def test_replaying_an_unknown_dead_letter_says_so(self):
-        assert replay_dead_letter(runtime(), "no-such-message") is False
+        assert (
+            replay_dead_letter(
+                runtime().db, runtime().messaging.dead_letters, runtime().broker, "no-such-message"
+            )
+            is False
+        )
 
 
 class TestHousekeeping:
@@ -226,7 +263,7 @@ class TestHousekeeping:
 
         submitted_request()
         submitted_request()
-        drain(runtime())
+        drain(runtime().relay())
         messaging = runtime().messaging
         with runtime().db.transaction() as session:
             oldest = session.scalar(select(messaging.outbox.c.id).limit(1))
@@ -253,7 +290,7 @@ class TestCorrelation:
         message = message_for(
             events.REQUEST_SUBMITTED, submitted(), correlation_id="corr-hotline-1"
         )
-        assert deliver_to(dispatch_actors.on_request_submitted, message)
+        assert deliver_to(dispatch_actors.CONSUMERS, message)
         caused = staged_messages(dispatch_runtime())
         assert caused
         assert {m.options["correlation_id"] for m in caused} == {"corr-hotline-1"}
@@ -271,7 +308,7 @@ class TestRelayCrash:
 
         volunteer(routed_for="knife_sharpening")
         request_id, message_id = submitted_request()
-        relay = Relay(runtime())
+        relay = runtime().relay()
 
         def crash(*args, **kwargs):
             raise SystemExit("relay killed")
@@ -281,7 +318,7 @@ class TestRelayCrash:
             relay.publish_pending()
         assert pending_outbox() == 1
         monkeypatch.undo()
-        assert Relay(runtime()).publish_pending() == 1
+        assert runtime().relay().publish_pending() == 1
         assert pending_outbox() == 0
 
         with running_worker(dispatch_runtime().broker, "dispatch"):
@@ -294,7 +331,7 @@ class TestRelayCrash:
                 select(func.count()).select_from(inbox).where(inbox.c.message_id == message_id)
             )
         assert handled == 1
-        assert dispatch_actors.on_request_submitted.actor_name == "request.submitted.v1"
+        assert "request.submitted.v1" in dispatch_actors.CONSUMERS.handlers
 
 
 def _good_messages() -> dict[str, tuple]:
@@ -320,27 +357,31 @@ def _good_messages() -> dict[str, tuple]:
         "resident_id": "r1",
         "volunteer_id": "v1",
         "hours": "1.00",
+        "confirmed_by": "resident:r1",
+        "accepted_by": "volunteer:v1",
+        "completed_by": "volunteer:v1",
         "confirmed_at": datetime.now(UTC),
     }
     notification = {
         "recipient": "resident:r1",
         "template": "request.accepted",
-        "data": {"volunteer_name": "Lao Zhang", "category": "knife_sharpening"},
+        "data": {
+            "request_id": request_id,
+            "volunteer_name": "Lao Zhang",
+            "category": "knife_sharpening",
+            "summary": "Two kitchen knives",
+        },
     }
     return {
         "intake": (runtime(), message_for(events.REQUEST_ASSIGNED, assigned_payload(request_id))),
         "dispatch": (dispatch(), message_for(events.REQUEST_SUBMITTED, submitted())),
-        "points": (points(), message_for(events.REQUEST_CONFIRMED, confirmed)),
+        "points": (points(), message_for(events.REQUEST_CONFIRMED, confirmed, to="points")),
         "notify": (notify(), message_for(events.NOTIFICATION_REQUESTED, notification)),
     }
 
 
-@pytest.mark.parametrize("service", ["intake", "dispatch", "points", "notify"])
+@pytest.mark.parametrize("service", SERVICES)
 def test_garbage_on_any_queue_is_dead_lettered_and_the_worker_goes_on(service):
-    import services.dispatch.actors
-    import services.notify.actors
-    import services.points.actors  # noqa: F401 - declares the actors the worker runs
-
     service_runtime, good = _good_messages()[service]
     broker = service_runtime.broker
     garbage = dramatiq.Message(
@@ -367,7 +408,8 @@ def test_garbage_on_any_queue_is_dead_lettered_and_the_worker_goes_on(service):
         broker.enqueue(garbage)
         broker.enqueue(good)
         letters = eventually(
-            lambda: list_dead_letters(service_runtime), what=f"{service}'s dead letter"
+            lambda: list_dead_letters(service_runtime.db, service_runtime.messaging.dead_letters),
+            what=f"{service}'s dead letter",
         )
         eventually(processed, what=f"{service} to process the good message")
     assert [letter.message_id for letter in letters] == [garbage.message_id]
@@ -383,7 +425,7 @@ def test_log_lines_of_a_consumer_carry_the_correlation_and_message_ids(caplog):
         events.REQUEST_ASSIGNED, assigned_payload(request_id), correlation_id="corr-log-7"
     )
     with caplog.at_level(logging.INFO):
-        deliver_to(actors.on_request_assigned, message)
+        deliver_to(actors.CONSUMERS, message)
     processed = [
         record.msg
         for record in caplog.records
@@ -406,21 +448,32 @@ def test_purging_within_the_redelivery_window_is_refused(capsys):
 def test_a_handler_that_does_not_fit_its_contract_is_dead_lettered_not_retried():
     from marshmallow import Schema, fields
 
-    from shared.consumers import PermanentError, consumer
+    from shared.consumers import PermanentError, deliver
     from shared.events import Event
 
     class PingSchema(Schema):
         ping_id = fields.Str(required=True)
 
-    event = Event(f"test.misfit.{uuid.uuid4().hex[:8]}", 1, "intake-misfit", PingSchema)
+    event = Event(f"test.misfit.{uuid.uuid4().hex[:8]}", 1, PingSchema)
 
-    def handler(session, *, something_else: str) -> None:
+    def handler(session, received, *, something_else: str) -> None:
         raise AssertionError("never called")
 
-    actor = consumer(runtime(), event)(handler)
-    message = message_for(event, {"ping_id": "p1"})
+    message = dramatiq.Message(
+        queue_name="intake-misfit",
+        actor_name=event.actor_name,
+        args=(),
+        kwargs={"ping_id": "p1"},
+        options={},
+    )
     with pytest.raises(PermanentError, match="does not fit the contract"):
-        deliver_to(actor, message)
+        deliver(
+            db=runtime().db,
+            messaging=runtime().messaging,
+            event=event,
+            handler=handler,
+            message=message,
+        )
 
 
 def test_a_malformed_idempotency_key_is_a_422_naming_the_header():
@@ -442,3 +495,67 @@ def test_a_malformed_idempotency_key_is_a_422_naming_the_header():
     )
     assert response.status_code == 422
     assert response.json["field"] == "Idempotency-Key"
+
+
+class TestFanOut:
+    def test_an_event_with_two_subscribers_is_delivered_once_to_each_under_redelivery(self):
+        """request.confirmed goes to points (the hours earn points) and to dispatch (the
+        assignment is closed): one outbox row, one copy per queue under one message id, and
+        each consumer acts once however often its copy arrives."""
+        from services.dispatch.config import runtime as dispatch_runtime
+        from services.dispatch.tests.builders import assigned, assignment_for, volunteer
+        from services.intake import requests
+        from services.intake.tests.builders import resident_of, walk_to_completed
+        from services.points.config import runtime as points_runtime
+        from services.points.tests.builders import rates, transfers
+
+        volunteer(routed_for="knife_sharpening")
+        rates(knife_sharpening=10)
+        with runtime().db.transaction() as session:
+            request = a_request(session)
+            walk_to_completed(session, request, hours="2")
+        assigned(request_id=request.id)
+        with runtime().db.transaction() as session:
+            requests.confirm_request(
+                session, request_id=request.id, confirmed_by=resident_of(request)
+            )
+        outbox = runtime().messaging.outbox
+        with runtime().db.read() as session:
+            (message_id,) = session.scalars(
+                select(outbox.c.id).where(outbox.c.event == "request.confirmed")
+            ).all()
+
+        drain(runtime().relay())
+
+        copies = {"points": published_on("points"), "dispatch": published_on("dispatch")}
+        assert message_id in copies["points"] and message_id in copies["dispatch"]
+        assert copies["points"][message_id]["actor_name"] == "request.confirmed.v1"
+        for service, service_runtime in (
+            ("points", points_runtime()),
+            ("dispatch", dispatch_runtime()),
+        ):
+            again = dramatiq.Message(
+                **{
+                    key: copies[service][message_id][key]
+                    for key in (
+                        "queue_name",
+                        "actor_name",
+                        "args",
+                        "kwargs",
+                        "options",
+                        "message_id",
+                    )
+                }
+            )
+            service_runtime.broker.enqueue(again)  # a redelivery of the same copy
+            with running_worker(service_runtime.broker, service):
+                service_runtime.broker.join(service, timeout=30_000)
+            inbox = service_runtime.messaging.inbox
+            with service_runtime.db.read() as session:
+                handled = session.scalar(
+                    select(func.count()).select_from(inbox).where(inbox.c.message_id == message_id)
+                )
+            assert handled == 1, service
+
+        assert [transfer.amount for transfer in transfers()] == [Decimal("20.00")]
+        assert assignment_for(request.id).status == "confirmed"

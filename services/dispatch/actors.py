@@ -1,11 +1,22 @@
-"""dispatch's consumers: requests submitted through intake. Run with
-``dramatiq services.dispatch.actors:broker -Q dispatch``."""
+"""dispatch's consumers: requests submitted through intake, and their confirmations.
 
-from services.dispatch import routing
+Run with ``dramatiq services.dispatch.actors:start --queues dispatch``: the dramatiq CLI calls
+``start``, which declares these consumers on the worker's broker.
+"""
+
+from services.dispatch import handlers
 from services.dispatch.config import runtime
 from shared import events
-from shared.consumers import consumer
+from shared.consumers import Consumers
+from shared.runtime import start_worker
 
-broker = runtime().broker
+CONSUMERS = Consumers(
+    "dispatch",
+    (events.REQUEST_SUBMITTED, handlers.on_request_submitted),
+    (events.REQUEST_CONFIRMED, handlers.on_request_confirmed),
+)
 
-on_request_submitted = consumer(runtime(), events.REQUEST_SUBMITTED)(routing.assign_request)
+
+def start() -> None:
+    """The worker's entry point: dispatch's consumers on the process's broker."""
+    start_worker(runtime(), CONSUMERS)

@@ -8,7 +8,6 @@ from flask.views import MethodView
 from flask_smorest.pagination import PaginationParameters
 
 from services.dispatch import routing
-from services.dispatch.config import runtime
 from services.dispatch.schemas import (
     AssignmentQuerySchema,
     AssignmentSchema,
@@ -23,7 +22,10 @@ from services.dispatch.schemas import (
     VolunteerSchema,
 )
 from shared.auth import STAFF_ROLES
-from shared.web import Blueprint, paged, require
+from shared.authentication import require
+from shared.openapi import Blueprint
+from shared.paging import paged
+from shared.service_app import current_service
 
 blp = Blueprint(
     "assignments",
@@ -55,7 +57,7 @@ class Assignments(MethodView):
         principal = require(*STAFF_ROLES, "volunteer")
         if principal.role == "volunteer":
             query["volunteer_id"] = principal.subject
-        return paged(runtime().db, pagination_parameters, routing.list_assignments, **query)
+        return paged(current_service().db, pagination_parameters, routing.list_assignments, **query)
 
 
 @blp.route("/assignments/<assignment_id>")
@@ -66,7 +68,7 @@ class Assignment(MethodView):
     def get(self, assignment_id: str) -> Any:
         """Show an assignment"""
         principal = require(*STAFF_ROLES, "volunteer")
-        with runtime().db.read() as session:
+        with current_service().db.read() as session:
             return routing.get_assignment(session, assignment_id, viewer=principal)
 
 
@@ -79,7 +81,7 @@ class Acceptance(MethodView):
     def post(self, assignment_id: str) -> Any:
         """Accept an assignment"""
         principal = require(*STAFF_ROLES, "volunteer")
-        with runtime().db.transaction() as session:
+        with current_service().db.transaction() as session:
             return routing.accept_assignment(
                 session, assignment_id=assignment_id, accepted_by=principal
             )
@@ -95,7 +97,7 @@ class Completion(MethodView):
     def post(self, data: dict[str, Any], assignment_id: str) -> Any:
         """Report an accepted assignment done, with the hours it took"""
         principal = require(*STAFF_ROLES, "volunteer")
-        with runtime().db.transaction() as session:
+        with current_service().db.transaction() as session:
             return routing.complete_assignment(
                 session, assignment_id=assignment_id, completed_by=principal, **data
             )
@@ -109,7 +111,7 @@ class Teams(MethodView):
     def get(self, pagination_parameters: PaginationParameters) -> Any:
         """List the volunteer teams"""
         require(*STAFF_ROLES)
-        return paged(runtime().db, pagination_parameters, routing.list_teams)
+        return paged(current_service().db, pagination_parameters, routing.list_teams)
 
     @roster.arguments(TeamCreateSchema)
     @roster.response(201, TeamSchema)
@@ -118,7 +120,7 @@ class Teams(MethodView):
     def post(self, data: dict[str, Any]) -> Any:
         """Register a volunteer team"""
         require(*STAFF_ROLES)
-        with runtime().db.transaction() as session:
+        with current_service().db.transaction() as session:
             return routing.create_team(session, **data)
 
 
@@ -131,7 +133,7 @@ class Volunteers(MethodView):
     def get(self, query: dict[str, Any], pagination_parameters: PaginationParameters) -> Any:
         """List volunteers"""
         require(*STAFF_ROLES)
-        return paged(runtime().db, pagination_parameters, routing.list_volunteers, **query)
+        return paged(current_service().db, pagination_parameters, routing.list_volunteers, **query)
 
     @roster.arguments(VolunteerCreateSchema)
     @roster.response(201, VolunteerSchema)
@@ -140,7 +142,7 @@ class Volunteers(MethodView):
     def post(self, data: dict[str, Any]) -> Any:
         """Register a volunteer"""
         require(*STAFF_ROLES)
-        with runtime().db.transaction() as session:
+        with current_service().db.transaction() as session:
             return routing.register_volunteer(session, **data)
 
 
@@ -153,7 +155,9 @@ class RoutingRules(MethodView):
     def get(self, query: dict[str, Any], pagination_parameters: PaginationParameters) -> Any:
         """List routing rules by category, the winning rule first"""
         require(*STAFF_ROLES)
-        return paged(runtime().db, pagination_parameters, routing.list_routing_rules, **query)
+        return paged(
+            current_service().db, pagination_parameters, routing.list_routing_rules, **query
+        )
 
     @roster.arguments(RoutingRuleCreateSchema)
     @roster.response(201, RoutingRuleSchema)
@@ -163,5 +167,5 @@ class RoutingRules(MethodView):
     def post(self, data: dict[str, Any]) -> Any:
         """Route a category of requests to a volunteer"""
         require(*STAFF_ROLES)
-        with runtime().db.transaction() as session:
+        with current_service().db.transaction() as session:
             return routing.add_routing_rule(session, **data)

@@ -66,7 +66,7 @@ class RoutingRule(Base):
 
 
 class Assignment(Base):
-    """A request handed to a volunteer: assigned, then accepted, then completed."""
+    """A request handed to a volunteer: assigned, accepted, completed, then confirmed."""
 
     __tablename__ = "assignments"
     __table_args__ = (
@@ -89,5 +89,9 @@ class Assignment(Base):
     assigned_at: Mapped[datetime] = mapped_column(UtcDateTime)
     accepted_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # Who accepted and completed it, as addresses: staff acting for the volunteer show as staff.
+    accepted_by: Mapped[str | None] = mapped_column(String(150))
+    completed_by: Mapped[str | None] = mapped_column(String(150))
 
     volunteer: Mapped[Volunteer] = relationship(lazy="joined")

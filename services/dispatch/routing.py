@@ -12,17 +12,19 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from services.dispatch.models import Assignment, RoutingRule, Team, Volunteer, messaging
-from shared import events
+from shared import events, notifications
 from shared.auth import Principal
-from shared.database import fetch_page
+from shared.clock import utcnow
 from shared.errors import Conflict, Forbidden, Invalid, NotFound
-from shared.messaging import utcnow
+from shared.fields import HOURS_MAX
+from shared.paging import fetch_page
+from shared.people import address
 
 ASSIGNED = "assigned"
 ACCEPTED = "accepted"
 COMPLETED = "completed"
-STATUSES = (ASSIGNED, ACCEPTED, COMPLETED)
-MAX_HOURS = Decimal(24)
+CONFIRMED = "confirmed"
+STATUSES = (ASSIGNED, ACCEPTED, COMPLETED, CONFIRMED)
 
 
 def create_team(
@@ -159,7 +161,6 @@ def assign_request(
     summary: str,
     resident_id: str,
     location: Mapping[str, str],
-    submitted_at: datetime,
 ) -> None:
     """A request was submitted: hand it to the volunteer its category routes to."""
     # Another message about the same request (a re-submission, a replay under a new id)
@@ -208,21 +209,16 @@ def assign_request(
             "assigned_at": now,
         },
     )
-    messaging.stage(
+    messaging.notify(
         session,
-        events.NOTIFICATION_REQUESTED,
-        {
-            "recipient": f"volunteer:{volunteer.id}",
-            "template": "assignment.created",
-            "data": {
-                "request_id": request_id,
-                "assignment_id": assignment.id,
-                "category": assignment.category,
-                "summary": assignment.summary,
-                "location": assignment.location,
-                "priority": assignment.priority,
-            },
-        },
+        notifications.ASSIGNMENT_CREATED,
+        recipient=address("volunteer", volunteer.id),
+        request_id=request_id,
+        assignment_id=assignment.id,
+        category=assignment.category,
+        summary=assignment.summary,
+        location=assignment.location,
+        priority=assignment.priority,
     )
 
 
@@ -291,6 +287,8 @@ def accept_assignment(
     now = utcnow()
     assignment.status = ACCEPTED
     assignment.accepted_at = now
+    # Staff acting for the volunteer are recorded as themselves, never as the volunteer.
+    assignment.accepted_by = accepted_by.address
     messaging.stage(
         session,
         events.REQUEST_ACCEPTED,
@@ -298,22 +296,18 @@ def accept_assignment(
             "request_id": assignment.request_id,
             "assignment_id": assignment.id,
             "volunteer_id": assignment.volunteer_id,
+            "accepted_by": assignment.accepted_by,
             "accepted_at": now,
         },
     )
-    messaging.stage(
+    messaging.notify(
         session,
-        events.NOTIFICATION_REQUESTED,
-        {
-            "recipient": f"resident:{assignment.resident_id}",
-            "template": "request.accepted",
-            "data": {
-                "request_id": assignment.request_id,
-                "volunteer_name": assignment.volunteer.name,
-                "category": assignment.category,
-                "summary": assignment.summary,
-            },
-        },
+        notifications.REQUEST_ACCEPTED,
+        recipient=address("resident", assignment.resident_id),
+        request_id=assignment.request_id,
+        volunteer_name=assignment.volunteer.name,
+        category=assignment.category,
+        summary=assignment.summary,
     )
     session.flush()
     return assignment
@@ -328,8 +322,8 @@ def complete_assignment(
     note: str = "",
 ) -> Assignment:
     """The volunteer reports the service done and the hours it took."""
-    if not Decimal(0) < hours <= MAX_HOURS:
-        raise Invalid(f"Hours must be more than 0 and at most {MAX_HOURS}", field="hours")
+    if not Decimal(0) < hours <= HOURS_MAX:
+        raise Invalid(f"Hours must be more than 0 and at most {HOURS_MAX}", field="hours")
     assignment = _held_for_action(session, assignment_id, completed_by, "complete")
     if assignment.status == COMPLETED:
         raise Conflict(f"Assignment {assignment_id} was already completed")
@@ -342,6 +336,7 @@ def complete_assignment(
     assignment.hours = hours
     assignment.note = note
     assignment.completed_at = now
+    assignment.completed_by = completed_by.address
     messaging.stage(
         session,
         events.REQUEST_COMPLETED,
@@ -350,22 +345,30 @@ def complete_assignment(
             "assignment_id": assignment.id,
             "volunteer_id": assignment.volunteer_id,
             "hours": hours,
+            "completed_by": assignment.completed_by,
             "completed_at": now,
         },
     )
-    messaging.stage(
+    messaging.notify(
         session,
-        events.NOTIFICATION_REQUESTED,
-        {
-            "recipient": f"resident:{assignment.resident_id}",
-            "template": "request.completed",
-            "data": {
-                "request_id": assignment.request_id,
-                "volunteer_name": assignment.volunteer.name,
-                "category": assignment.category,
-                "hours": str(hours),
-            },
-        },
+        notifications.REQUEST_COMPLETED,
+        recipient=address("resident", assignment.resident_id),
+        request_id=assignment.request_id,
+        volunteer_name=assignment.volunteer.name,
+        category=assignment.category,
+        hours=hours,
     )
     session.flush()
     return assignment
+
+
+def record_confirmation(session: Session, *, request_id: str, at: datetime) -> None:
+    """The resident confirmed the work: the volunteer's assignment is closed."""
+    assignment = session.scalars(
+        select(Assignment).filter_by(request_id=request_id).with_for_update(of=Assignment)
+    ).first()
+    if assignment is None or assignment.status == CONFIRMED:
+        # Not dispatch's request (staff placed it by hand), or this confirmation was heard.
+        return
+    assignment.status = CONFIRMED
+    assignment.confirmed_at = at

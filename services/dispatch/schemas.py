@@ -2,8 +2,9 @@
 
 from marshmallow import Schema, fields, validate
 
-from services.dispatch.routing import MAX_HOURS, STATUSES
+from services.dispatch.routing import STATUSES
 from shared.events import CATEGORY_CODE
+from shared.fields import hours_field
 from shared.schemas import StrictSchema
 
 CATEGORY = validate.Regexp(CATEGORY_CODE, error="Not a category code.")
@@ -46,6 +47,8 @@ class RoutingRuleCreateSchema(StrictSchema):
     )
     volunteer_id = fields.Str(required=True, validate=validate.Length(min=1, max=64))
     precedence = fields.Int(
+        # A JSON integer only: int() would also read " 10", "1_0" and Arabic-Indic digits.
+        strict=True,
         load_default=100,
         validate=validate.Range(min=0, max=10_000),
         metadata={"description": "Among matching rules the lowest wins"},
@@ -91,10 +94,10 @@ class AssignmentSchema(Schema):
 
 
 class CompletionSchema(StrictSchema):
-    hours = fields.Decimal(
+    hours = hours_field(
         required=True,
-        places=2,
-        validate=validate.Range(min=0, min_inclusive=False, max=MAX_HOURS),
-        metadata={"description": "Hours of service, more than 0 and at most 24"},
+        # Documented as a number with its bounds; a decimal string is read the same way.
+        as_string=False,
+        metadata={"description": "Hours of service, more than 0 and at most 24, 2 places at most"},
     )
     note = fields.Str(load_default="", validate=validate.Length(max=2000))

@@ -1,14 +1,25 @@
-"""intake's consumers: dispatch's news about each request. Run with
-``dramatiq services.intake.actors:broker -Q intake``."""
+"""intake's consumers: dispatch's news about each request, and the moral bank's refusals.
 
-from services.intake import requests
+Run with ``dramatiq services.intake.actors:start --queues intake``: the dramatiq CLI calls
+``start``, which declares these consumers on the worker's broker.
+"""
+
+from services.intake import handlers
 from services.intake.config import runtime
 from shared import events
-from shared.consumers import consumer
+from shared.consumers import Consumers
+from shared.runtime import start_worker
 
-broker = runtime().broker
+CONSUMERS = Consumers(
+    "intake",
+    (events.REQUEST_ASSIGNED, handlers.on_request_assigned),
+    (events.REQUEST_UNROUTED, handlers.on_request_unrouted),
+    (events.REQUEST_ACCEPTED, handlers.on_request_accepted),
+    (events.REQUEST_COMPLETED, handlers.on_request_completed),
+    (events.EARNING_REFUSED, handlers.on_earning_refused),
+)
 
-on_request_assigned = consumer(runtime(), events.REQUEST_ASSIGNED)(requests.record_assignment)
-on_request_unrouted = consumer(runtime(), events.REQUEST_UNROUTED)(requests.record_unrouted)
-on_request_accepted = consumer(runtime(), events.REQUEST_ACCEPTED)(requests.record_acceptance)
-on_request_completed = consumer(runtime(), events.REQUEST_COMPLETED)(requests.record_completion)
+
+def start() -> None:
+    """The worker's entry point: intake's consumers on the process's broker."""
+    start_worker(runtime(), CONSUMERS)

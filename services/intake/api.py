@@ -9,7 +9,6 @@ from flask.views import MethodView
 from flask_smorest.pagination import PaginationParameters
 
 from services.intake import directory, requests
-from services.intake.config import runtime
 from services.intake.schemas import (
     CategorySchema,
     ConfirmationSchema,
@@ -20,7 +19,11 @@ from services.intake.schemas import (
     ResidentSchema,
 )
 from shared.auth import STAFF_ROLES
-from shared.web import IDEMPOTENCY_HEADER_DOC, Blueprint, created_once, paged, require
+from shared.authentication import require
+from shared.idempotency import IDEMPOTENCY_HEADER_DOC, created_once
+from shared.openapi import Blueprint
+from shared.paging import paged
+from shared.service_app import current_service
 
 blp = Blueprint("requests", __name__, url_prefix="/v1", description="Requests through the one door")
 REQUEST_SCHEMA = RequestSchema()
@@ -44,7 +47,8 @@ class Requests(MethodView):
         """Submit a request"""
         principal = require("system", "staff", "resident")
         return created_once(
-            runtime(),
+            current_service().db,
+            current_service().messaging,
             principal,
             lambda session: requests.submit_request(session, submitted_by=principal, **data),
             schema=REQUEST_SCHEMA,
@@ -61,7 +65,9 @@ class Requests(MethodView):
         if principal.role == "resident":
             query["resident_id"] = principal.subject
         where = requests.RequestFilter(status=tuple(query.pop("status")), **query)
-        return paged(runtime().db, pagination_parameters, requests.list_requests, where=where)
+        return paged(
+            current_service().db, pagination_parameters, requests.list_requests, where=where
+        )
 
 
 @blp.route("/requests/<request_id>")
@@ -72,7 +78,7 @@ class Request(MethodView):
     def get(self, request_id: str) -> Any:
         """Show a request with its timeline"""
         principal = require("system", "staff", "resident")
-        with runtime().db.read() as session:
+        with current_service().db.read() as session:
             return requests.get_request(session, request_id, viewer=principal)
 
 
@@ -80,14 +86,18 @@ class Request(MethodView):
 class Confirmation(MethodView):
     @blp.arguments(ConfirmationSchema, required=False)
     @blp.response(200, RequestSchema)
-    @blp.alt_response(403, description="Not the resident, nor staff; API clients never confirm")
+    @blp.alt_response(
+        403,
+        description="Not the resident, nor staff; API clients never confirm; nor may anyone "
+        "who accepted or completed the service",
+    )
     @blp.alt_response(404, description=NO_REQUEST)
     @blp.alt_response(409, description="The request is not completed, or already confirmed")
     def post(self, data: dict[str, Any], request_id: str) -> Any:
         """Confirm that the service was done"""
         # Who may confirm is a rule of the domain, answered there with a clear reason.
         principal = require()
-        with runtime().db.transaction() as session:
+        with current_service().db.transaction() as session:
             return requests.confirm_request(
                 session, request_id=request_id, confirmed_by=principal, note=data.get("note")
             )
@@ -99,7 +109,7 @@ class Categories(MethodView):
     def get(self) -> Any:
         """List the service catalogue"""
         require()
-        with runtime().db.read() as session:
+        with current_service().db.read() as session:
             return directory.list_categories(session)
 
     @blp.arguments(CategorySchema)
@@ -109,7 +119,7 @@ class Categories(MethodView):
     def post(self, data: dict[str, Any]) -> Any:
         """Add a category to the catalogue"""
         require(*STAFF_ROLES)
-        with runtime().db.transaction() as session:
+        with current_service().db.transaction() as session:
             return directory.add_category(session, **data)
 
 
@@ -123,7 +133,7 @@ class Residents(MethodView):
         """Register a resident at a household of the grid"""
         require(*STAFF_ROLES)
         location = data.pop("location")
-        with runtime().db.transaction() as session:
+        with current_service().db.transaction() as session:
             return directory.register_resident_at(session, **location, **data)
 
 
@@ -139,5 +149,5 @@ class Resident(MethodView):
         principal = require("system", "staff", "resident")
         if principal.role == "resident" and principal.subject != resident_id:
             require(*STAFF_ROLES)
-        with runtime().db.read() as session:
+        with current_service().db.read() as session:
             return directory.get_resident(session, resident_id)

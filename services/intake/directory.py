@@ -10,9 +10,9 @@ from sqlalchemy.orm import Session
 
 from services.intake.models import ApiClient, Category, Household, Resident
 from shared.auth import Principal, hash_api_key, new_api_key
+from shared.clock import utcnow
 from shared.errors import Conflict, NotFound
 from shared.events import PRIORITIES
-from shared.messaging import utcnow
 
 
 def add_household(
@@ -164,4 +164,4 @@ def authenticate_api_key(session: Session, key: str) -> Principal | None:
     client = session.scalars(select(ApiClient).filter_by(key_hash=hash_api_key(key))).first()
     if client is None or client.revoked_at is not None:
         return None
-    return Principal(subject=f"client:{client.name}", role=client.role)
+    return Principal(subject=f"client:{client.name}", role=client.role, is_system=True)

@@ -106,6 +106,10 @@ class ServiceRequest(Base):
     assignee_id: Mapped[str | None] = mapped_column(String(64))
     assignee_name: Mapped[str | None] = mapped_column(String(100))
     hours: Mapped[Decimal | None] = mapped_column(Numeric(6, 2))
+    # Who did each step, as addresses: no one who accepted or completed it may confirm it.
+    accepted_by: Mapped[str | None] = mapped_column(String(150))
+    completed_by: Mapped[str | None] = mapped_column(String(150))
+    confirmed_by: Mapped[str | None] = mapped_column(String(150))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
 

@@ -9,15 +9,17 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from services.intake.directory import active_category, get_resident
 from services.intake.models import ServiceRequest, TimelineEntry, messaging
 from shared import events
 from shared.auth import Principal
+from shared.clock import utcnow
 from shared.errors import Conflict, Forbidden, Invalid, NotFound
-from shared.messaging import utcnow
+from shared.paging import fetch_page
+from shared.people import address
 
 SUBMITTED = "submitted"
 NEEDS_TRIAGE = "needs_triage"
@@ -167,32 +169,52 @@ def list_requests(
     session: Session, *, where: RequestFilter, offset: int, limit: int
 ) -> tuple[list[ServiceRequest], int]:
     """A page of requests, newest first, and how many match in all."""
-    total = session.scalar(_filtered(select(func.count()).select_from(ServiceRequest), where))
     query = _filtered(select(ServiceRequest), where).order_by(
         ServiceRequest.created_at.desc(), ServiceRequest.id
     )
-    rows = list(session.scalars(query.offset(offset).limit(limit)))
-    return rows, int(total or 0)
+    return fetch_page(session, query, offset=offset, limit=limit)
+
+
+class PartyToTheService(Forbidden):
+    """Whoever accepted or completed a service may never confirm it: that would mint points."""
+
+    code = "party-to-the-service"
+    title = "A party to the service cannot confirm it"
+
+
+def check_may_confirm(request: ServiceRequest, confirmer: Principal, reason: str) -> None:
+    """Separation of duties: the resident, or staff who took no part in it, with a reason."""
+    if confirmer.is_system:
+        raise Forbidden(
+            "Only the resident who asked, or staff on their behalf with their own token, may "
+            "confirm a request; a system or console known by an API key may not"
+        )
+    if confirmer.role not in ("resident", "staff"):
+        raise Forbidden(
+            "Only the resident who asked, or staff on their behalf, may confirm a request; "
+            f"a {confirmer.role} credential may not"
+        )
+    if confirmer.role == "staff" and not reason:
+        raise Invalid(
+            "Staff confirming on the resident's behalf must give the reason in note",
+            field="note",
+        )
+    steps = {"accepted": request.accepted_by, "completed": request.completed_by}
+    took_part = [step for step, by in steps.items() if by == confirmer.address]
+    if took_part:
+        raise PartyToTheService(
+            f"{confirmer.address} {' and '.join(took_part)} this service, so may not confirm "
+            "it: the resident, or staff who took no part in it, must"
+        )
 
 
 def confirm_request(
     session: Session, *, request_id: str, confirmed_by: Principal, note: str | None = None
 ) -> ServiceRequest:
     """The resident confirms the service was done, or staff do so for them, giving a reason."""
-    # Confirming releases the volunteer's points, so no one credential may both complete and
-    # confirm: API clients never confirm, and staff must say why the resident could not.
-    if confirmed_by.role not in ("resident", "staff"):
-        raise Forbidden(
-            "Only the resident who asked, or staff on their behalf, may confirm a request; "
-            f"a {confirmed_by.role} credential may not"
-        )
     reason = (note or "").strip()
-    if confirmed_by.role == "staff" and not reason:
-        raise Invalid(
-            "Staff confirming on the resident's behalf must give the reason in note",
-            field="note",
-        )
     request = get_request(session, request_id, viewer=confirmed_by, for_update=True)
+    check_may_confirm(request, confirmed_by, reason)
     if request.status == CONFIRMED:
         raise Conflict(f"Request {request_id} is already confirmed")
     if request.status != COMPLETED:
@@ -208,7 +230,10 @@ def confirm_request(
     now = utcnow()
     request.status = CONFIRMED
     request.updated_at = now
-    _record(session, request, CONFIRMED, entry, at=now)
+    request.confirmed_by = confirmed_by.address
+    _record(
+        session, request, CONFIRMED, entry, at=now, details={"confirmed_by": request.confirmed_by}
+    )
     messaging.stage(
         session,
         events.REQUEST_CONFIRMED,
@@ -218,6 +243,9 @@ def confirm_request(
             "resident_id": request.resident_id,
             "volunteer_id": request.assignee_id,
             "hours": request.hours,
+            "confirmed_by": request.confirmed_by,
+            "accepted_by": request.accepted_by,
+            "completed_by": request.completed_by,
             "confirmed_at": now,
         },
     )
@@ -253,28 +281,17 @@ def _advance(
     return request
 
 
-def _json_ready(data: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        key: (
-            value.isoformat()
-            if isinstance(value, datetime)
-            else str(value)
-            if isinstance(value, Decimal)
-            else value
-        )
-        for key, value in data.items()
-    }
+@dataclass(frozen=True)
+class Assignee:
+    """Who dispatch handed a request to."""
+
+    type: str
+    id: str
+    name: str
 
 
 def record_assignment(
-    session: Session,
-    *,
-    request_id: str,
-    assignment_id: str,
-    assignee_type: str,
-    assignee_id: str,
-    assignee_name: str,
-    assigned_at: datetime,
+    session: Session, *, request_id: str, assignment_id: str, assignee: Assignee, at: datetime
 ) -> None:
     """Dispatch assigned the request to someone."""
     request = get_request(session, request_id, for_update=True)
@@ -282,42 +299,44 @@ def record_assignment(
     # the timeline, saying so, but changes nothing.
     is_followed = request.assignment_id in (None, assignment_id)
     if is_followed:
-        note = f"Assigned to {assignee_name}"
+        note = f"Assigned to {assignee.name}"
     else:
         note = (
-            f"Ignored assignment {assignment_id} to {assignee_name}: "
+            f"Ignored assignment {assignment_id} to {assignee.name}: "
             f"the request stays with assignment {request.assignment_id}"
             + (f" ({request.assignee_name})" if request.assignee_name else "")
         )
     details = {
-        "request_id": request_id,
         "assignment_id": assignment_id,
-        "assignee_type": assignee_type,
-        "assignee_id": assignee_id,
-        "assignee_name": assignee_name,
-        "assigned_at": assigned_at,
+        "assignee_type": assignee.type,
+        "assignee_id": assignee.id,
+        "assignee_name": assignee.name,
     }
-    _advance(session, request, ASSIGNED, note, assigned_at, _json_ready(details))
+    _advance(session, request, ASSIGNED, note, at, details)
     if is_followed and request.status != CONFIRMED:
         request.assignment_id = assignment_id
-        request.assignee_type = assignee_type
-        request.assignee_id = assignee_id
-        request.assignee_name = assignee_name
+        request.assignee_type = assignee.type
+        request.assignee_id = assignee.id
+        request.assignee_name = assignee.name
 
 
-def record_unrouted(
-    session: Session, *, request_id: str, reason: str, unrouted_at: datetime
-) -> None:
+def record_unrouted(session: Session, *, request_id: str, reason: str, at: datetime) -> None:
     """Dispatch found no one for the request: staff must triage it."""
-    details = {"request_id": request_id, "reason": reason, "unrouted_at": unrouted_at}
     _advance(
         session,
         get_request(session, request_id, for_update=True),
         NEEDS_TRIAGE,
         f"No route: {reason}",
-        unrouted_at,
-        _json_ready(details),
+        at,
+        {"reason": reason},
     )
+
+
+def _on_behalf(by: str, volunteer_id: str) -> str:
+    """Staff acting for a volunteer are recorded as such."""
+    if by == address("volunteer", volunteer_id):
+        return ""
+    return f" ({by} on behalf of volunteer {volunteer_id})"
 
 
 def record_acceptance(
@@ -326,23 +345,25 @@ def record_acceptance(
     request_id: str,
     assignment_id: str,
     volunteer_id: str,
-    accepted_at: datetime,
+    accepted_by: str,
+    at: datetime,
 ) -> None:
-    """The volunteer accepted the assignment."""
+    """The volunteer (or staff for them) accepted the assignment."""
     details = {
-        "request_id": request_id,
         "assignment_id": assignment_id,
         "volunteer_id": volunteer_id,
-        "accepted_at": accepted_at,
+        "accepted_by": accepted_by,
     }
     request = _advance(
         session,
         get_request(session, request_id, for_update=True),
         ACCEPTED,
-        "Accepted by the volunteer",
-        accepted_at,
-        _json_ready(details),
+        "Accepted by the volunteer" + _on_behalf(accepted_by, volunteer_id),
+        at,
+        details,
     )
+    if request.assignment_id in (None, assignment_id):
+        request.accepted_by = accepted_by
     request.assignment_id = request.assignment_id or assignment_id
     request.assignee_id = request.assignee_id or volunteer_id
     request.assignee_type = request.assignee_type or "volunteer"
@@ -355,9 +376,10 @@ def record_completion(
     assignment_id: str,
     volunteer_id: str,
     hours: Decimal,
-    completed_at: datetime,
+    completed_by: str,
+    at: datetime,
 ) -> None:
-    """The volunteer finished the work, taking ``hours``."""
+    """The volunteer (or staff for them) finished the work, taking ``hours``."""
     request = get_request(session, request_id, for_update=True)
     # As with assignments: news of an assignment other than the one followed, or of any work
     # once the resident has confirmed (the points are then settled), is kept in the timeline,
@@ -376,25 +398,39 @@ def record_completion(
     else:
         note = None
     details = {
-        "request_id": request_id,
         "assignment_id": assignment_id,
         "volunteer_id": volunteer_id,
-        "hours": hours,
-        "completed_at": completed_at,
+        "hours": str(hours),
+        "completed_by": completed_by,
     }
     if note is not None:
         request.updated_at = utcnow()
-        _record(session, request, COMPLETED, note, at=completed_at, details=_json_ready(details))
+        _record(session, request, COMPLETED, note, at=at, details=details)
         return
     _advance(
         session,
         request,
         COMPLETED,
-        f"Completed in {hours} hour(s)",
-        completed_at,
-        _json_ready(details),
+        f"Completed in {hours} hour(s)" + _on_behalf(completed_by, volunteer_id),
+        at,
+        details,
     )
     request.assignment_id = request.assignment_id or assignment_id
     request.assignee_id = volunteer_id
     request.assignee_type = request.assignee_type or "volunteer"
     request.hours = hours
+    request.completed_by = completed_by
+
+
+def record_earning_refused(session: Session, *, request_id: str, reason: str, at: datetime) -> None:
+    """The moral bank refused to credit the confirmed hours: the request says why."""
+    request = get_request(session, request_id, for_update=True)
+    request.updated_at = utcnow()
+    _record(
+        session,
+        request,
+        request.status,
+        f"No points credited: {reason}",
+        at=at,
+        details={"earning_refused": reason},
+    )

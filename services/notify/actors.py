@@ -1,13 +1,21 @@
-"""notify's consumer: every service's requests for a notification. Run with
-``dramatiq services.notify.actors:broker -Q notify``."""
+"""notify's consumers: every service's requests for a notification.
 
-from services.notify import delivery
+Run with ``dramatiq services.notify.actors:start --queues notify``: the dramatiq CLI calls
+``start``, which declares these consumers on the worker's broker.
+"""
+
+from services.notify import handlers
 from services.notify.config import runtime
 from shared import events
-from shared.consumers import consumer
+from shared.consumers import Consumers
+from shared.runtime import start_worker
 
-broker = runtime().broker
-
-on_notification_requested = consumer(runtime(), events.NOTIFICATION_REQUESTED)(
-    delivery.deliver_notification
+CONSUMERS = Consumers(
+    "notify",
+    (events.NOTIFICATION_REQUESTED, handlers.on_notification_requested),
 )
+
+
+def start() -> None:
+    """The worker's entry point: notify's consumers on the process's broker."""
+    start_worker(runtime(), CONSUMERS)

@@ -8,7 +8,6 @@ from flask.views import MethodView
 from flask_smorest.pagination import PaginationParameters
 
 from services.notify import delivery
-from services.notify.config import runtime
 from services.notify.schemas import (
     DeliveryQuerySchema,
     DeliverySchema,
@@ -18,7 +17,10 @@ from services.notify.schemas import (
     TemplateUpdateSchema,
 )
 from shared.auth import STAFF_ROLES
-from shared.web import Blueprint, paged, require
+from shared.authentication import require
+from shared.openapi import Blueprint
+from shared.paging import paged
+from shared.service_app import current_service
 
 blp = Blueprint(
     "notify",
@@ -43,7 +45,7 @@ class Inbox(MethodView):
         """List an inbox, newest first"""
         principal = require(*PEOPLE)
         return paged(
-            runtime().db,
+            current_service().db,
             pagination_parameters,
             delivery.list_inbox,
             recipient=recipient,
@@ -60,7 +62,7 @@ class MessageRead(MethodView):
     def post(self, recipient: str, message_id: str) -> Any:
         """Mark a message read"""
         principal = require(*PEOPLE)
-        with runtime().db.transaction() as session:
+        with current_service().db.transaction() as session:
             return delivery.mark_read(
                 session, recipient=recipient, message_id=message_id, viewer=principal
             )
@@ -73,7 +75,7 @@ class Templates(MethodView):
     def get(self) -> Any:
         """List the message templates"""
         require(*STAFF_ROLES)
-        with runtime().db.read() as session:
+        with current_service().db.read() as session:
             return delivery.list_templates(session)
 
 
@@ -85,7 +87,7 @@ class Template(MethodView):
     def get(self, key: str) -> Any:
         """Show a message template"""
         require(*STAFF_ROLES)
-        with runtime().db.read() as session:
+        with current_service().db.read() as session:
             return delivery.get_template(session, key)
 
     @blp.arguments(TemplateUpdateSchema)
@@ -99,7 +101,7 @@ class Template(MethodView):
     def put(self, data: dict[str, Any], key: str) -> Any:
         """Create or replace a message template"""
         require(*STAFF_ROLES)
-        with runtime().db.transaction() as session:
+        with current_service().db.transaction() as session:
             return delivery.save_template(session, key=key, **data)
 
 
@@ -113,4 +115,4 @@ class Deliveries(MethodView):
     def get(self, query: dict[str, Any], pagination_parameters: PaginationParameters) -> Any:
         """List the delivery log, newest first"""
         require(*STAFF_ROLES)
-        return paged(runtime().db, pagination_parameters, delivery.list_deliveries, **query)
+        return paged(current_service().db, pagination_parameters, delivery.list_deliveries, **query)

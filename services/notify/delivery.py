@@ -19,11 +19,11 @@ from sqlalchemy.orm import Session
 
 from services.notify.models import Delivery, InboxMessage, Template
 from services.notify.sandbox import LimitedEnvironment, LimitExceeded, static_limit_problems
-from shared import context
 from shared.auth import Principal
-from shared.database import fetch_page
+from shared.clock import utcnow
 from shared.errors import Forbidden, Invalid, NotFound
-from shared.messaging import utcnow
+from shared.notifications import KINDS, NotificationKind
+from shared.paging import fetch_page
 
 INBOX = "inbox"
 DELIVERED = "delivered"
@@ -135,30 +135,31 @@ def check_template_source(part: str, source: str) -> None:
 
 def render(template: Template, data: Mapping[str, Any]) -> Rendered:
     """Render a template's subject and body with ``data`` in the sandbox."""
+    return _render(template.key, {"subject": template.subject, "body": template.body}, data)
+
+
+def _render(key: str, sources: Mapping[str, str], data: Mapping[str, Any]) -> Rendered:
     parts = {}
     for part, max_length in MAX_LENGTHS.items():
         try:
-            parts[part] = _environment.render_limited(
-                getattr(template, part), data, max_length=max_length
-            )
+            parts[part] = _environment.render_limited(sources[part], data, max_length=max_length)
         except LimitExceeded as error:
             raise TemplateError(
-                f"Template {template.key!r} {part} is too costly to render: {error}", field=part
+                f"Template {key!r} {part} is too costly to render: {error}", field=part
             ) from error
         except SecurityError as error:
             raise UnsafeTemplate(
-                f"Template {template.key!r} {part} is unsafe: {error}", field=part
+                f"Template {key!r} {part} is unsafe: {error}", field=part
             ) from error
         except UndefinedError as error:
             raise TemplateError(
-                f"Template {template.key!r} {part} needs data the message did not carry: {error}",
+                f"Template {key!r} {part} needs data the message did not carry: {error}",
                 field=part,
             ) from error
         # Whatever else a stored template does wrong, retrying will not mend it.
         except Exception as error:
             raise TemplateError(
-                f"Template {template.key!r} {part} cannot be rendered: "
-                f"{type(error).__name__}: {error}",
+                f"Template {key!r} {part} cannot be rendered: {type(error).__name__}: {error}",
                 field=part,
             ) from error
     return Rendered(subject=parts["subject"], body=parts["body"])
@@ -177,15 +178,44 @@ def list_templates(session: Session) -> list[Template]:
     return list(session.scalars(select(Template).order_by(Template.key)))
 
 
+def _kind(key: str) -> NotificationKind:
+    kind = KINDS.get(key)
+    if kind is None:
+        raise Invalid(
+            f"No kind of notification {key!r}: a template is written for one of "
+            f"{', '.join(sorted(KINDS))}",
+            field="key",
+        )
+    return kind
+
+
+def check_renders(key: str, *, subject: str, body: str) -> None:
+    """Refuse a template that cannot render its kind's fields: it is tried on sample values
+    of every declared field, under the sandbox's limits."""
+    kind = _kind(key)
+    try:
+        _render(key, {"subject": subject, "body": body}, kind.sample())
+    except TemplateError as error:
+        part = str(error.extra.get("field", "body"))
+        declared = ", ".join(sorted(kind.fields))
+        raise type(error)(
+            f"{error.detail} (a {key} notification carries: {declared})",
+            field=part,
+            errors={part: [error.detail]},
+        ) from error
+
+
 def save_template(
     session: Session, *, key: str, subject: str, body: str, channel: str = INBOX
 ) -> Template:
-    """Create or replace a template, once its subject and body parse and are safe."""
+    """Create or replace a template, once its subject and body parse, are safe and render
+    the fields its kind of notification carries."""
     if not TEMPLATE_KEY.match(key):
         raise Invalid(f"Template key {key!r} must match {TEMPLATE_KEY.pattern}", field="key")
     _channel(channel)
     check_template_source("subject", subject)
     check_template_source("body", body)
+    check_renders(key, subject=subject, body=body)
     template = session.get(Template, key)
     if template is None:
         template = Template(key=key, channel=channel)
@@ -274,23 +304,23 @@ def send_notification(
     session: Session,
     *,
     recipient: str,
-    template: str,
+    kind: str,
     data: Mapping[str, Any],
     source_message_id: str,
     channel: str = INBOX,
 ) -> Delivery | None:
-    """Render ``template`` for ``recipient``, deliver it on ``channel`` and log the delivery.
+    """Render the template of ``kind`` for ``recipient``, deliver it on ``channel`` and log it.
 
     Returns None when the message ``source_message_id`` was already delivered.
     """
     deliver = _channel(channel)
     if _has_been_delivered(session, source_message_id):
         return None
-    stored = get_template(session, template)
+    stored = get_template(session, kind)
     # The message picks the channel; a template is written for one, so it must be that one.
     if stored.channel != channel:
         raise NotFound(
-            f"No template {template!r} for the {channel} channel "
+            f"No template {kind!r} for the {channel} channel "
             f"(it is written for the {stored.channel} channel)",
             field="template",
         )
@@ -316,24 +346,6 @@ def send_notification(
     session.add(delivery)
     session.flush()
     return delivery
-
-
-def deliver_notification(
-    session: Session, *, recipient: str, template: str, data: Mapping[str, Any], channel: str
-) -> None:
-    """Handle ``notification.requested``: the message being handled is the source."""
-    source_message_id = context.causation_id()
-    if source_message_id is None:
-        raise RuntimeError("deliver_notification runs inside a message's work context")
-    send_notification(
-        session,
-        recipient=recipient,
-        template=template,
-        data=data,
-        # The contract lets a publisher send an empty channel; that has always meant the inbox.
-        channel=channel or INBOX,
-        source_message_id=source_message_id,
-    )
 
 
 def check_inbox_access(viewer: Principal, recipient: str) -> None:

@@ -1,13 +1,21 @@
-"""points' consumers: a confirmed service earns its volunteer points. Run with
-``dramatiq services.points.actors:broker -Q points``."""
+"""points' consumers: a confirmed service earns its volunteer points.
 
-from services.points import ledger
+Run with ``dramatiq services.points.actors:start --queues points``: the dramatiq CLI calls
+``start``, which declares these consumers on the worker's broker.
+"""
+
+from services.points import handlers
 from services.points.config import runtime
 from shared import events
-from shared.consumers import consumer
+from shared.consumers import Consumers
+from shared.runtime import start_worker
 
-broker = runtime().broker
-
-on_request_confirmed = consumer(runtime(), events.REQUEST_CONFIRMED)(
-    ledger.credit_confirmed_service
+CONSUMERS = Consumers(
+    "points",
+    (events.REQUEST_CONFIRMED, handlers.on_request_confirmed),
 )
+
+
+def start() -> None:
+    """The worker's entry point: points' consumers on the process's broker."""
+    start_worker(runtime(), CONSUMERS)

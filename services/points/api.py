@@ -8,7 +8,6 @@ from flask.views import MethodView
 from flask_smorest.pagination import PaginationParameters
 
 from services.points import ledger
-from services.points.config import runtime
 from services.points.schemas import (
     AccountSchema,
     EntrySchema,
@@ -17,7 +16,10 @@ from services.points.schemas import (
     TransferSchema,
 )
 from shared.auth import STAFF_ROLES
-from shared.web import Blueprint, paged, require
+from shared.authentication import require
+from shared.openapi import Blueprint
+from shared.paging import paged
+from shared.service_app import current_service
 
 blp = Blueprint("points", __name__, url_prefix="/v1", description="The moral bank's ledger")
 READERS = (*STAFF_ROLES, "volunteer")
@@ -35,7 +37,7 @@ class AccountBalance(MethodView):
     def get(self, holder: str) -> Any:
         """Show an account's balance"""
         principal = require(*READERS)
-        with runtime().db.read() as session:
+        with current_service().db.read() as session:
             return ledger.get_account(session, holder, viewer=principal)
 
 
@@ -49,7 +51,7 @@ class AccountEntries(MethodView):
         """List an account's entries, newest first"""
         principal = require(*READERS)
         return paged(
-            runtime().db,
+            current_service().db,
             pagination_parameters,
             ledger.list_entries,
             holder=holder,
@@ -65,7 +67,7 @@ class TransferDetail(MethodView):
     def get(self, transfer_id: str) -> Any:
         """Show a transfer"""
         principal = require(*READERS)
-        with runtime().db.read() as session:
+        with current_service().db.read() as session:
             return ledger.get_transfer(session, transfer_id, viewer=principal)
 
 
@@ -75,7 +77,7 @@ class Rates(MethodView):
     def get(self) -> Any:
         """List the earning rates"""
         require()
-        with runtime().db.read() as session:
+        with current_service().db.read() as session:
             return ledger.list_rates(session)
 
 
@@ -88,5 +90,5 @@ class Rate(MethodView):
     def put(self, data: dict[str, Any], category: str) -> Any:
         """Set a category's earning rate"""
         require(*STAFF_ROLES)
-        with runtime().db.transaction() as session:
+        with current_service().db.transaction() as session:
             return ledger.set_rate(session, category=category, **data)

@@ -13,4 +13,5 @@ _factory = RuntimeFactory(
 )
 load_settings = _factory.load_settings
 build_runtime = _factory.build
+configure = _factory.configure
 runtime = _factory.runtime

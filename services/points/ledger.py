@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from datetime import datetime
+from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
 import structlog
@@ -22,10 +22,11 @@ from services.points.models import (
     Transfer,
     messaging,
 )
-from shared import events
+from shared import events, notifications
 from shared.auth import Principal
+from shared.clock import utcnow
 from shared.errors import Conflict, Forbidden, Invalid, NotFound
-from shared.messaging import utcnow
+from shared.people import address, role_of
 
 log = structlog.get_logger(__name__)
 
@@ -40,7 +41,7 @@ _CATEGORY = re.compile(events.CATEGORY_CODE)
 
 
 def volunteer_holder(volunteer_id: str) -> str:
-    return f"volunteer:{volunteer_id}"
+    return address("volunteer", volunteer_id)
 
 
 def earn_transfer_id(request_id: str) -> str:
@@ -248,20 +249,15 @@ def credit_earned_points(
         request_id=request_id,
         memo=f"{hours} h of {category} at {rate.points_per_hour} points/h",
     )
-    messaging.stage(
+    messaging.notify(
         session,
-        events.NOTIFICATION_REQUESTED,
-        {
-            "recipient": volunteer.holder,
-            "template": "points.credited",
-            "data": {
-                "request_id": request_id,
-                "points": str(amount),
-                "balance": str(volunteer.balance),
-                "hours": str(hours),
-                "category": category,
-            },
-        },
+        notifications.POINTS_CREDITED,
+        recipient=volunteer.holder,
+        request_id=request_id,
+        points=amount,
+        balance=volunteer.balance,
+        hours=hours,
+        category=category,
     )
     log.info("points.credited", transfer_id=transfer_id, amount=str(amount))
     return transfer
@@ -281,21 +277,69 @@ def _already_credited(transfer: Transfer, *, volunteer_id: str) -> Transfer:
     return transfer
 
 
+@dataclass(frozen=True)
+class Parties:
+    """Who did each step of a service, as addresses (None where it is not known)."""
+
+    confirmed_by: str
+    accepted_by: str | None
+    completed_by: str | None
+
+
+# Who may confirm a service so that it mints points: never one who did the work.
+CONFIRMING_ROLES = ("resident", "staff")
+
+
+def why_not_minted(*, volunteer_id: str, parties: Parties) -> str | None:
+    """Why confirmed hours must not become points (separation of duties), or None."""
+    confirmer = parties.confirmed_by
+    if role_of(confirmer) not in CONFIRMING_ROLES:
+        return f"it was confirmed by {confirmer}, who is neither the resident nor staff"
+    doers = {
+        "the volunteer credited": volunteer_holder(volunteer_id),
+        "the one who accepted it": parties.accepted_by,
+        "the one who completed it": parties.completed_by,
+    }
+    same = [role for role, who in doers.items() if who == confirmer]
+    if same:
+        return (
+            f"it was confirmed by {confirmer}, who is also {' and '.join(same)}: "
+            "no one may both do a service and confirm it"
+        )
+    return None
+
+
 def credit_confirmed_service(
     session: Session,
     *,
     request_id: str,
-    category: str,
-    resident_id: str,
     volunteer_id: str,
+    category: str,
     hours: Decimal,
-    confirmed_at: datetime,
-) -> None:
-    """Consumer of ``request.confirmed``: the volunteer earns hours x the category's rate."""
-    credit_earned_points(
+    parties: Parties,
+) -> Transfer | None:
+    """A confirmed service earns its volunteer points, unless one person stands on both sides;
+    then nothing is minted and the request is told why."""
+    _check_identifier(request_id, "request_id")
+    _check_identifier(volunteer_id, "volunteer_id")
+    reason = why_not_minted(volunteer_id=volunteer_id, parties=parties)
+    if reason is None:
+        return credit_earned_points(
+            session,
+            request_id=request_id,
+            volunteer_id=volunteer_id,
+            category=category,
+            hours=hours,
+        )
+    log.warning("points.refused", request_id=request_id, reason=reason)
+    messaging.stage(
         session,
-        request_id=request_id,
-        volunteer_id=volunteer_id,
-        category=category,
-        hours=hours,
+        events.EARNING_REFUSED,
+        {
+            "request_id": request_id,
+            "volunteer_id": volunteer_id,
+            "reason": reason,
+            "refused_at": utcnow(),
+        },
     )
+    return None

@@ -5,22 +5,20 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, fields
 
 from services.points.ledger import MAX_RATE
+from shared.fields import StrictDecimal
 from shared.schemas import StrictSchema
 
 
-def _at_most_two_places(value: Decimal) -> None:
-    exponent = value.normalize().as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -2:
-        raise ValidationError("Must have at most 2 decimal places.")
-
-
 class RateUpdateSchema(StrictSchema):
-    points_per_hour = fields.Decimal(
+    points_per_hour = StrictDecimal(
         required=True,
-        validate=[validate.Range(min=0, min_inclusive=False, max=MAX_RATE), _at_most_two_places],
+        places=2,
+        minimum=Decimal(0),
+        min_inclusive=False,
+        maximum=MAX_RATE,
         metadata={
             "description": "Points an hour of service earns; more than 0, 2 decimals at most",
             "example": "10.00",

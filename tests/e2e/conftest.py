@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,9 +9,11 @@ from typing import Any
 
 import pytest
 
-from stack.community import seed_demo
-from stack.processes import SERVICES, ProcessGroup, wait_until_ready
-from stack.redis_server import free_port
+from devtools.community import seed_demo
+from devtools.processes import ProcessGroup, wait_until_ready
+from devtools.redis_server import free_port
+from shared.topology import SERVICES
+from tests.environment import process_env
 
 
 class Stack:
@@ -29,16 +30,7 @@ class Stack:
 def stack() -> Iterator[Stack]:
     var_dir = Path(tempfile.mkdtemp(prefix="redvest-e2e-"))
     ports = {service: free_port(0) for service in SERVICES}
-    env = {
-        **os.environ,  # the run's own databases, broker and namespace (see the root conftest)
-        "REDVEST_VAR_DIR": str(var_dir),
-        "LOG_LEVEL": "INFO",
-        "LOG_FORMAT": "json",
-        "WEB_CONCURRENCY": "1",
-        "WORKER_PROCESSES": "1",
-        "WORKER_THREADS": "2",
-        **{f"{service.upper()}_PORT": str(port) for service, port in ports.items()},
-    }
+    env = process_env(str(var_dir), ports)
     urls = {service: f"http://127.0.0.1:{port}" for service, port in ports.items()}
     group = ProcessGroup(env, var_dir / "logs")
     group.start()

@@ -11,7 +11,7 @@ import pytest
 import redis
 import requests
 
-from stack.thread import KnifeSharpeningThread
+from devtools.thread import KnifeSharpeningThread
 from tests.support import eventually
 
 pytestmark = pytest.mark.e2e

@@ -59,9 +59,16 @@ def received(**overrides: Any) -> dict[str, Any]:
     return events.REQUEST_SUBMITTED.read_incoming(wire)
 
 
+def submission(**overrides: Any) -> dict[str, Any]:
+    """What routing needs of a submitted request: the fields of the event but its time."""
+    payload = received(**overrides)
+    del payload["submitted_at"]
+    return payload
+
+
 def assigned(**overrides: Any) -> Assignment:
     """Route a submitted request (a rule for its category must exist) and return its assignment."""
-    payload = received(**overrides)
+    payload = submission(**overrides)
     with runtime().db.transaction() as session:
         routing.assign_request(session, **payload)
     return assignment_for(payload["request_id"])

@@ -13,8 +13,8 @@ from services.dispatch import actors
 from services.dispatch.config import runtime
 from services.dispatch.tests.builders import assignment_for, assignments, submitted, volunteer
 from shared import events
-from shared.consumers import PermanentError, deliver_to
-from tests.support import eventually, message_for, running_worker, staged_messages
+from shared.consumers import PermanentError
+from tests.support import deliver_to, eventually, message_for, running_worker, staged_messages
 
 
 def inbox_size() -> int:
@@ -24,7 +24,7 @@ def inbox_size() -> int:
 
 def raw_message(kwargs: dict[str, Any]) -> dramatiq.Message:
     return dramatiq.Message(
-        queue_name=events.REQUEST_SUBMITTED.queue,
+        queue_name="dispatch",
         actor_name=events.REQUEST_SUBMITTED.actor_name,
         args=(),
         kwargs=kwargs,
@@ -37,7 +37,7 @@ def test_a_delivered_request_is_assigned_and_announced() -> None:
     sharpener = volunteer("Lao Zhang", routed_for="knife_sharpening")
     message = message_for(events.REQUEST_SUBMITTED, submitted(category="knife_sharpening"))
 
-    assert deliver_to(actors.on_request_submitted, message) is True
+    assert deliver_to(actors.CONSUMERS, message) is True
 
     assignment = assignment_for(message.kwargs["request_id"])
     assert assignment.volunteer_id == sharpener.id
@@ -53,10 +53,10 @@ def test_a_delivered_request_is_assigned_and_announced() -> None:
 def test_second_delivery_of_the_same_message_assigns_once() -> None:
     volunteer("Lao Zhang", routed_for="knife_sharpening")
     message = message_for(events.REQUEST_SUBMITTED, submitted())
-    deliver_to(actors.on_request_submitted, message)
+    deliver_to(actors.CONSUMERS, message)
     outbox = [m.message_id for m in staged_messages(runtime())]
 
-    assert deliver_to(actors.on_request_submitted, message) is False
+    assert deliver_to(actors.CONSUMERS, message) is False
 
     assert len(assignments()) == 1
     assert [m.message_id for m in staged_messages(runtime())] == outbox
@@ -65,11 +65,11 @@ def test_second_delivery_of_the_same_message_assigns_once() -> None:
 def test_a_second_message_about_the_same_request_assigns_once() -> None:
     volunteer("Lao Zhang", routed_for="knife_sharpening")
     payload = submitted()
-    deliver_to(actors.on_request_submitted, message_for(events.REQUEST_SUBMITTED, payload))
+    deliver_to(actors.CONSUMERS, message_for(events.REQUEST_SUBMITTED, payload))
     outbox = [m.message_id for m in staged_messages(runtime())]
 
     again = message_for(events.REQUEST_SUBMITTED, payload)
-    assert deliver_to(actors.on_request_submitted, again) is True
+    assert deliver_to(actors.CONSUMERS, again) is True
 
     assert len(assignments()) == 1
     assert [m.message_id for m in staged_messages(runtime())] == outbox
@@ -91,7 +91,7 @@ def test_a_bad_payload_is_a_permanent_error_and_changes_nothing(change: dict[str
     kwargs = {key: value for key, value in kwargs.items() if value is not None}
 
     with pytest.raises(PermanentError):
-        deliver_to(actors.on_request_submitted, raw_message(kwargs))
+        deliver_to(actors.CONSUMERS, raw_message(kwargs))
 
     assert assignments() == []
     assert staged_messages(runtime()) == []
@@ -102,7 +102,7 @@ def test_fields_the_contract_does_not_know_are_ignored() -> None:
     volunteer("Lao Zhang", routed_for="knife_sharpening")
     kwargs = events.REQUEST_SUBMITTED.validate_outgoing(submitted())
 
-    assert deliver_to(actors.on_request_submitted, raw_message({**kwargs, "channel": "app"}))
+    assert deliver_to(actors.CONSUMERS, raw_message({**kwargs, "channel": "app"}))
 
     assert len(assignments()) == 1
 
@@ -111,7 +111,7 @@ def test_a_real_worker_assigns_a_request_published_on_the_broker() -> None:
     sharpener = volunteer("Lao Zhang", routed_for="knife_sharpening")
     message = message_for(events.REQUEST_SUBMITTED, submitted())
 
-    with running_worker(runtime().broker, events.REQUEST_SUBMITTED.queue):
+    with running_worker(runtime().broker, "dispatch"):
         runtime().broker.enqueue(message)
         found = eventually(
             lambda: assignments(request_id=message.kwargs["request_id"]), what="the assignment"

@@ -90,6 +90,7 @@ def test_the_holder_accepts_and_the_resident_is_told_who_is_coming(client: Flask
         "request_id": assignment.request_id,
         "assignment_id": assignment.id,
         "volunteer_id": sharpener.id,
+        "accepted_by": f"volunteer:{sharpener.id}",
         "accepted_at": accepted.kwargs["accepted_at"],
     }
     notices = staged_messages(runtime(), events.NOTIFICATION_REQUESTED)
@@ -155,6 +156,7 @@ def test_the_holder_completes_an_accepted_assignment_with_the_hours(client: Flas
         "assignment_id": assignment.id,
         "volunteer_id": sharpener.id,
         "hours": "1.50",
+        "completed_by": f"volunteer:{sharpener.id}",
         "completed_at": completed.kwargs["completed_at"],
     }
     asked = [

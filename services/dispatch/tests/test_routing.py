@@ -15,8 +15,8 @@ from services.dispatch.config import runtime
 from services.dispatch.tests.builders import (
     assigned,
     assignments,
-    received,
     rules,
+    submission,
     volunteer,
 )
 from shared import events
@@ -100,7 +100,7 @@ def test_an_assignment_stages_the_assigned_event_and_a_notice_to_the_volunteer()
 
 def test_a_category_nobody_is_routed_for_is_reported_unrouted_and_nothing_is_stored() -> None:
     volunteer("Lao Zhang", routed_for="knife_sharpening")
-    payload = received(category="piano_lessons")
+    payload = submission(category="piano_lessons")
 
     with runtime().db.transaction() as session:
         routing.assign_request(session, **payload)
@@ -118,7 +118,7 @@ def test_a_request_already_assigned_is_not_assigned_again() -> None:
     before = staged_messages(runtime())
 
     with runtime().db.transaction() as session:
-        routing.assign_request(session, **received(request_id=first.request_id))
+        routing.assign_request(session, **submission(request_id=first.request_id))
 
     assert [a.id for a in assignments()] == [first.id]
     assert [m.message_id for m in staged_messages(runtime())] == [m.message_id for m in before]

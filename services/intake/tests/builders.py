@@ -66,20 +66,30 @@ def resident_of(request: ServiceRequest) -> Principal:
     return Principal(subject=request.resident_id, role="resident")
 
 
-def walk_to_completed(session: Session, request: ServiceRequest, hours: str = "1.5") -> None:
+def walk_to_completed(
+    session: Session,
+    request: ServiceRequest,
+    hours: str = "1.5",
+    *,
+    accepted_by: str = "volunteer:v1",
+    completed_by: str = "volunteer:v1",
+) -> None:
     """Dispatch's news for one assignment, a1 to volunteer v1, up to completion."""
     base = {"request_id": request.id, "assignment_id": "a1"}
     requests.record_assignment(
         session,
         **base,
-        assignee_type="volunteer",
-        assignee_id="v1",
-        assignee_name="Lao Zhang",
-        assigned_at=NOW,
+        assignee=requests.Assignee(type="volunteer", id="v1", name="Lao Zhang"),
+        at=NOW,
     )
-    requests.record_acceptance(session, **base, volunteer_id="v1", accepted_at=NOW)
+    requests.record_acceptance(session, **base, volunteer_id="v1", accepted_by=accepted_by, at=NOW)
     requests.record_completion(
-        session, **base, volunteer_id="v1", hours=Decimal(hours), completed_at=NOW
+        session,
+        **base,
+        volunteer_id="v1",
+        hours=Decimal(hours),
+        completed_by=completed_by,
+        at=NOW,
     )
 
 

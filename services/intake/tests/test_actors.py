@@ -12,8 +12,8 @@ from services.intake.config import runtime
 from services.intake.models import ServiceRequest, TimelineEntry
 from services.intake.tests.builders import a_request
 from shared import events
-from shared.consumers import PermanentError, deliver_to
-from tests.support import eventually, message_for, running_worker
+from shared.consumers import PermanentError
+from tests.support import deliver_to, eventually, message_for, running_worker
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 
@@ -39,7 +39,7 @@ def payloads(request_id: str) -> dict[str, tuple]:
     base = {"request_id": request_id, "assignment_id": "a1"}
     return {
         "assigned": (
-            actors.on_request_assigned,
+            actors.CONSUMERS,
             events.REQUEST_ASSIGNED,
             {
                 **base,
@@ -51,21 +51,27 @@ def payloads(request_id: str) -> dict[str, tuple]:
             "assigned",
         ),
         "unrouted": (
-            actors.on_request_unrouted,
+            actors.CONSUMERS,
             events.REQUEST_UNROUTED,
             {"request_id": request_id, "reason": "no rule", "unrouted_at": NOW},
             "needs_triage",
         ),
         "accepted": (
-            actors.on_request_accepted,
+            actors.CONSUMERS,
             events.REQUEST_ACCEPTED,
-            {**base, "volunteer_id": "v1", "accepted_at": NOW},
+            {**base, "volunteer_id": "v1", "accepted_by": "volunteer:v1", "accepted_at": NOW},
             "accepted",
         ),
         "completed": (
-            actors.on_request_completed,
+            actors.CONSUMERS,
             events.REQUEST_COMPLETED,
-            {**base, "volunteer_id": "v1", "hours": "1.5", "completed_at": NOW},
+            {
+                **base,
+                "volunteer_id": "v1",
+                "hours": "1.5",
+                "completed_by": "volunteer:v1",
+                "completed_at": NOW,
+            },
             "completed",
         ),
     }

@@ -28,9 +28,8 @@ from services.intake.tests.builders import (
     walk_to_completed,
 )
 from shared import events
-from shared.consumers import deliver_to
 from shared.errors import Conflict
-from tests.support import message_for, staged_messages
+from tests.support import deliver_to, message_for, staged_messages
 
 # Collected only on PostgreSQL (see the root conftest): SQLite has one writer at a time.
 postgresql_only = pytest.mark.postgres
@@ -72,10 +71,8 @@ def test_completion_and_acceptance_arriving_together_always_end_completed():
                 session,
                 request_id=request.id,
                 assignment_id="a1",
-                assignee_type="volunteer",
-                assignee_id="v1",
-                assignee_name="Lao Zhang",
-                assigned_at=NOW,
+                assignee=requests.Assignee(type="volunteer", id="v1", name="Lao Zhang"),
+                at=NOW,
             )
         base = {"request_id": request.id, "assignment_id": "a1", "volunteer_id": "v1"}
         accepted = message_for(events.REQUEST_ACCEPTED, {**base, "accepted_at": NOW})
@@ -107,7 +104,7 @@ def test_two_confirmations_at_once_confirm_once_and_stage_one_event():
     refused = [outcome for outcome in outcomes if isinstance(outcome, Conflict)]
     assert outcomes.count("confirmed") == len(refused) == 1
     assert "already confirmed" in str(refused[0])
-    assert len(staged_messages(runtime(), events.REQUEST_CONFIRMED)) == 1
+    assert len(staged_messages(runtime(), events.REQUEST_CONFIRMED, to="points")) == 1
 
 
 def test_two_posts_at_once_with_the_same_idempotency_key_create_one_request(monkeypatch):

@@ -114,14 +114,14 @@ class TestFollowingDispatch:
     def test_events_arriving_out_of_order_never_move_the_status_back(self, session):
         request = a_request(session)
         base = {"request_id": request.id, "assignment_id": "a1"}
-        requests.record_acceptance(session, **base, volunteer_id="v1", accepted_at=NOW)
+        requests.record_acceptance(
+            session, **base, volunteer_id="v1", accepted_by="volunteer:v1", at=NOW
+        )
         requests.record_assignment(
             session,
             **base,
-            assignee_type="volunteer",
-            assignee_id="v1",
-            assignee_name="Lao Zhang",
-            assigned_at=NOW,
+            assignee=requests.Assignee(type="volunteer", id="v1", name="Lao Zhang"),
+            at=NOW,
         )
         assert request.status == "accepted"
         assert request.assignee_name == "Lao Zhang"
@@ -133,10 +133,8 @@ class TestFollowingDispatch:
             session,
             request_id=request.id,
             assignment_id="a2",
-            assignee_type="volunteer",
-            assignee_id="v2",
-            assignee_name="Wang Wei",
-            assigned_at=NOW,
+            assignee=requests.Assignee(type="volunteer", id="v2", name="Wang Wei"),
+            at=NOW,
         )
         assert (request.status, request.assignment_id) == ("completed", "a1")
         assert (request.assignee_id, request.assignee_name) == ("v1", "Lao Zhang")
@@ -151,10 +149,8 @@ class TestFollowingDispatch:
             session,
             request_id=request.id,
             assignment_id="a1",
-            assignee_type="volunteer",
-            assignee_id="v1",
-            assignee_name="Lao Zhang",
-            assigned_at=NOW,
+            assignee=requests.Assignee(type="volunteer", id="v1", name="Lao Zhang"),
+            at=NOW,
         )
         assert request.timeline[-1].note == "Assigned to Lao Zhang"
 
@@ -164,12 +160,12 @@ class TestFollowingDispatch:
         requests.record_assignment(
             session,
             **base,
-            assignee_type="volunteer",
-            assignee_id="v1",
-            assignee_name="Lao Zhang",
-            assigned_at=NOW,
+            assignee=requests.Assignee(type="volunteer", id="v1", name="Lao Zhang"),
+            at=NOW,
         )
-        requests.record_acceptance(session, **base, volunteer_id="v1", accepted_at=NOW)
+        requests.record_acceptance(
+            session, **base, volunteer_id="v1", accepted_by="volunteer:v1", at=NOW
+        )
 
         requests.record_completion(
             session,
@@ -177,7 +173,8 @@ class TestFollowingDispatch:
             assignment_id="a2",
             volunteer_id="v2",
             hours=Decimal("3"),
-            completed_at=NOW,
+            completed_by="volunteer:v2",
+            at=NOW,
         )
 
         assert (request.status, request.assignment_id) == ("accepted", "a1")
@@ -203,7 +200,8 @@ class TestFollowingDispatch:
             assignment_id="a1",
             volunteer_id="v2",
             hours=Decimal("4"),
-            completed_at=NOW,
+            completed_by="volunteer:v2",
+            at=NOW,
         )
 
         assert (request.status, request.assignment_id) == ("confirmed", "a1")
@@ -215,12 +213,12 @@ class TestFollowingDispatch:
 
     def test_an_unrouted_request_waits_for_triage(self, session):
         request = a_request(session)
-        requests.record_unrouted(session, request_id=request.id, reason="no rule", unrouted_at=NOW)
+        requests.record_unrouted(session, request_id=request.id, reason="no rule", at=NOW)
         assert request.status == "needs_triage"
 
     def test_news_about_an_unknown_request_is_refused(self, session):
         with pytest.raises(NotFound):
-            requests.record_unrouted(session, request_id="nope", reason="x", unrouted_at=NOW)
+            requests.record_unrouted(session, request_id="nope", reason="x", at=NOW)
 
 
 class TestConfirming:
@@ -229,7 +227,7 @@ class TestConfirming:
         walk_to_completed(session, request, hours="2")
         requests.confirm_request(session, request_id=request.id, confirmed_by=resident_of(request))
         session.commit()
-        [message] = staged_messages(runtime(), events.REQUEST_CONFIRMED)
+        [message] = staged_messages(runtime(), events.REQUEST_CONFIRMED, to="points")
         assert message.queue_name == "points"
         assert message.kwargs["volunteer_id"] == "v1"
         assert message.kwargs["hours"] == "2.00"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
@@ -11,69 +13,177 @@ from services.notify.config import runtime
 from services.notify.models import Delivery, InboxMessage, Template
 from services.notify.sandbox import MAX_STEPS
 from shared.auth import issue_token
+from shared.clock import utcnow
 from shared.context import new_id
-from shared.messaging import utcnow
+from shared.notifications import (
+    ASSIGNMENT_CREATED,
+    POINTS_CREDITED,
+    REQUEST_ACCEPTED,
+    REQUEST_COMPLETED,
+    NotificationKind,
+)
 
 VOLUNTEER = "volunteer:v-17"
 RESIDENT = "resident:r-501"
-ACCEPTED_DATA = {"volunteer_name": "Wang Jun", "category": "knife_sharpening"}
+LOCATION = {"community": "changshan-garden", "building": "3", "unit": "2", "household": "501"}
 
-# Templates that rendering refuses: (subject, body, data, the part at fault, the reason).
+# Data of every field of each kind, as a publisher would send it for story 3.
+EXAMPLES: dict[str, dict[str, Any]] = {
+    ASSIGNMENT_CREATED.key: {
+        "request_id": "req-778",
+        "assignment_id": "asg-1",
+        "category": "knife_sharpening",
+        "summary": "Two knives",
+        "location": LOCATION,
+        "priority": "normal",
+    },
+    REQUEST_ACCEPTED.key: {
+        "request_id": "req-778",
+        "volunteer_name": "Wang Jun",
+        "category": "knife_sharpening",
+        "summary": "Two knives",
+    },
+    REQUEST_COMPLETED.key: {
+        "request_id": "req-778",
+        "volunteer_name": "Wang Jun",
+        "category": "knife_sharpening",
+        "hours": "1.50",
+    },
+    POINTS_CREDITED.key: {
+        "request_id": "req-778",
+        "points": "15",
+        "balance": "135",
+        "hours": "1.50",
+        "category": "knife_sharpening",
+    },
+}
+
+
+def data_for(kind: NotificationKind, **changes: Any) -> dict[str, Any]:
+    """A notification's data as notify receives it: the kind's example with ``changes``."""
+    return kind.check({**EXAMPLES[kind.key], **changes})
+
+
+ACCEPTED_DATA = data_for(REQUEST_ACCEPTED)
+
+
+@dataclass(frozen=True)
+class BadTemplate:
+    """A template notify refuses: the kind it is written for, its text, the part at fault
+    and the reason given."""
+
+    kind: NotificationKind
+    subject: str
+    body: str
+    part: str
+    reason: str
+    error: type[delivery.TemplateError] = delivery.TemplateError
+    # Changes to the kind's example data that make rendering fail (none: it always fails).
+    changes: Mapping[str, Any] = field(default_factory=dict)
+
+
+# Templates whose rendering costs too much whatever the data: refused when saved, and when an
+# old row holding one is rendered.
 COSTLY_TEMPLATES = {
-    "a range longer than the sandbox allows": (
+    "a range longer than the sandbox allows": BadTemplate(
+        REQUEST_ACCEPTED,
         "Hi",
         "{% for a in range(100000) %}{% for b in range(100000) %}x{% endfor %}{% endfor %}",
-        {},
         "body",
         "range() may hold at most 1000 items",
     ),
-    "the power operator": ("Hi", "{{ 'x' * 10**9 }}", {}, "body", "** operator is not allowed"),
-    "a string repeated past the size limit": (
-        "Hi",
-        "{{ 'x' * times }}",
-        {"times": 10**9},
-        "body",
-        "repeats a value of length 1 1000000000 times",
+    "the power operator": BadTemplate(
+        REQUEST_ACCEPTED, "Hi", "{{ 'x' * 10**9 }}", "body", "** operator is not allowed"
     ),
-    "a string doubled in a loop": (
+    "a string doubled in a loop": BadTemplate(
+        REQUEST_ACCEPTED,
         "Hi",
         "{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}"
         "{% endfor %}{{ ns.s|length }}",
-        {},
         "body",
         "builds a value longer than 10000",
     ),
-    "a padding width past the size limit": (
-        "Hi",
-        "{{ name|center(width) }}",
-        {"name": "Wang", "width": 10**9},
-        "body",
-        "width of 1000000000",
-    ),
-    "loops that run too long": (
+    "loops that run too long": BadTemplate(
+        REQUEST_ACCEPTED,
         "Hi",
         "{% for a in range(1000) %}{% for b in range(1000) %}{% endfor %}{% endfor %}",
-        {},
         "body",
         f"more than {MAX_STEPS} loop iterations and calls",
     ),
-    "a body longer than 10,000 characters": (
+    "a body longer than 10,000 characters": BadTemplate(
+        REQUEST_ACCEPTED,
         "Hi",
         "{% for a in range(1000) %}{{ 'x' * 100 }}{% endfor %}",
-        {},
         "body",
         "renders more than 10000 characters",
     ),
-    "a subject longer than 200 characters": (
-        "{{ name * 201 }}",
+    "a subject longer than 200 characters": BadTemplate(
+        REQUEST_ACCEPTED,
+        "{{ category * 201 }}",
         "Hi",
-        {"name": "x"},
         "subject",
         "renders more than 200 characters",
     ),
 }
 
-# Templates refused when saved: (subject, body, the part at fault, the reason).
+# Templates that render the sample of their kind within the limits, so saving accepts them,
+# but cost too much with some data: rendering is the last line of defence.
+COSTLY_WITH_SOME_DATA = {
+    "a string repeated past the size limit": BadTemplate(
+        REQUEST_COMPLETED,
+        "Hi",
+        "{{ 'x' * (hours|int) }}",
+        "body",
+        "repeats a value of length 1 1000000000 times",
+        changes={"hours": "1000000000"},
+    ),
+    "a padding width past the size limit": BadTemplate(
+        REQUEST_COMPLETED,
+        "Hi",
+        "{{ volunteer_name|center(hours|int) }}",
+        "body",
+        "width of 1000000000",
+        changes={"hours": "1000000000"},
+    ),
+}
+
+# Templates that reach for Python's internals: refused when saved, and when rendered.
+UNSAFE_TEMPLATES = {
+    "class internals named in the text": BadTemplate(
+        REQUEST_ACCEPTED,
+        "Hi",
+        "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+        "body",
+        "'__class__'",
+        delivery.UnsafeTemplate,
+    ),
+    "a private attribute reached through a filter": BadTemplate(
+        REQUEST_ACCEPTED,
+        "Hi",
+        "{{ volunteer_name|attr('__class__') }}",
+        "body",
+        "attribute '__class__'",
+        delivery.UnsafeTemplate,
+    ),
+}
+
+# A template using a variable its kind does not declare.
+UNDECLARED_VARIABLE = BadTemplate(
+    REQUEST_ACCEPTED,
+    "Hi",
+    "{{ volunteer_name }} ({{ volunteer_phone }}) accepted your request.",
+    "body",
+    "'volunteer_phone' is undefined",
+)
+
+# Every template refused when saved because rendering it would fail whatever the data.
+REFUSED_WHEN_SAVED = {
+    **COSTLY_TEMPLATES,
+    **UNSAFE_TEMPLATES,
+    "a variable its kind does not declare": UNDECLARED_VARIABLE,
+}
+
+# Templates refused on saving from their text alone: (subject, body, the part at fault, the reason).
 STATICALLY_COSTLY = {
     "the power operator": ("Hi", "{{ points ** 2 }}", "body", "** operator is not allowed"),
     "a range longer than the sandbox allows": (
@@ -96,6 +206,8 @@ STATICALLY_COSTLY = {
     ),
 }
 
+DEFAULTS = {default.key: default for default in delivery.DEFAULT_TEMPLATES}
+
 
 def bearer(role: str, subject: str) -> dict[str, str]:
     token = issue_token(runtime().settings.auth_secret, subject=subject, role=role)
@@ -105,26 +217,36 @@ def bearer(role: str, subject: str) -> dict[str, str]:
 def store_template(
     key: str, *, subject: str = "Hello", body: str = "Hello", channel: str = "inbox"
 ) -> None:
-    """Store a template as given, bypassing the checks made when staff save one."""
+    """Store a template as given, bypassing the checks made when staff save one, as a row
+    stored before those checks existed would be."""
     with runtime().db.transaction() as session:
         session.merge(
             Template(key=key, channel=channel, subject=subject, body=body, updated_at=utcnow())
         )
 
 
+def remove_template(key: str) -> None:
+    with runtime().db.transaction() as session:
+        session.delete(delivery.get_template(session, key))
+
+
+def stored_template(key: str) -> Template | None:
+    with runtime().db.read() as session:
+        return session.get(Template, key)
+
+
 def notify(
-    recipient: str = RESIDENT,
-    template: str = "request.accepted",
-    data: dict[str, Any] | None = None,
+    recipient: str = RESIDENT, kind: NotificationKind = REQUEST_ACCEPTED, **changes: Any
 ) -> str:
-    """Deliver a notification as the consumer would; returns the source message id."""
+    """Deliver a notification of ``kind`` as the consumer would, with the kind's example data
+    and ``changes``; returns the source message id."""
     source = new_id()
     with runtime().db.transaction() as session:
         delivery.send_notification(
             session,
             recipient=recipient,
-            template=template,
-            data=ACCEPTED_DATA if data is None else data,
+            kind=kind.key,
+            data=data_for(kind, **changes),
             source_message_id=source,
         )
     return source

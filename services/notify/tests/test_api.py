@@ -8,18 +8,33 @@ import pytest
 from flask.testing import FlaskClient
 
 from services.notify.tests.builders import (
+    DEFAULTS,
+    REFUSED_WHEN_SAVED,
     RESIDENT,
     STATICALLY_COSTLY,
+    UNDECLARED_VARIABLE,
     VOLUNTEER,
+    BadTemplate,
     bearer,
     inbox_of,
     notify,
 )
+from shared.notifications import KINDS
 from tests.support import assert_errors_documented
 
 RESIDENT_TOKEN = bearer("resident", "r-501")
 STAFF_TOKEN = bearer("staff", "s-1")
 PROBLEM = "application/problem+json"
+
+
+def assert_unchanged(client: FlaskClient, key: str) -> None:
+    """The template under ``key`` is still the default one: nothing was stored."""
+    shown = client.get(f"/v1/templates/{key}", headers=STAFF_TOKEN)
+    assert shown.status_code == 200
+    assert (shown.json["subject"], shown.json["body"]) == (
+        DEFAULTS[key].subject,
+        DEFAULTS[key].body,
+    )
 
 
 # Inboxes
@@ -69,7 +84,7 @@ def test_api_keys_are_not_accepted(client: FlaskClient) -> None:
 
 def test_an_inbox_is_paginated_newest_first(client: FlaskClient) -> None:
     for name in ("Wang", "Li", "Zhao"):
-        notify(RESIDENT, data={"volunteer_name": name, "category": "haircut"})
+        notify(RESIDENT, volunteer_name=name, category="haircut")
 
     response = client.get(f"/v1/inbox/{RESIDENT}?page=1&page_size=2", headers=RESIDENT_TOKEN)
 
@@ -177,7 +192,7 @@ def test_a_template_with_a_jinja_syntax_error_is_refused_naming_the_field(
 
 def test_an_unsafe_template_is_refused(client: FlaskClient) -> None:
     response = client.put(
-        "/v1/templates/evil",
+        "/v1/templates/request.accepted",
         headers=STAFF_TOKEN,
         json={"subject": "{{ ''.__class__ }}", "body": "Hello"},
     )
@@ -185,6 +200,63 @@ def test_an_unsafe_template_is_refused(client: FlaskClient) -> None:
     assert response.status_code == 422
     assert response.json["field"] == "subject"
     assert "'__class__' is not allowed" in response.json["detail"]
+    assert_unchanged(client, "request.accepted")
+
+
+@pytest.mark.parametrize("bad", REFUSED_WHEN_SAVED.values(), ids=REFUSED_WHEN_SAVED.keys())
+def test_a_template_that_cannot_render_its_kind_is_refused_naming_part_and_reason(
+    client: FlaskClient, bad: BadTemplate
+) -> None:
+    response = client.put(
+        f"/v1/templates/{bad.kind.key}",
+        headers=STAFF_TOKEN,
+        json={"subject": bad.subject, "body": bad.body},
+    )
+
+    assert response.status_code == 422
+    assert response.mimetype == PROBLEM
+    assert response.json["type"].endswith(f"/{bad.error.code}")
+    assert response.json["field"] == bad.part
+    assert list(response.json["errors"]) == [bad.part]
+    assert bad.reason in response.json["errors"][bad.part][0]
+    assert bad.reason in response.json["detail"]
+    assert_unchanged(client, bad.kind.key)
+
+
+def test_a_variable_its_kind_does_not_declare_is_refused_listing_the_kinds_fields(
+    client: FlaskClient,
+) -> None:
+    bad = UNDECLARED_VARIABLE
+
+    response = client.put(
+        f"/v1/templates/{bad.kind.key}",
+        headers=STAFF_TOKEN,
+        json={"subject": bad.subject, "body": bad.body},
+    )
+
+    assert response.status_code == 422
+    assert response.mimetype == PROBLEM
+    assert response.json["field"] == "body"
+    assert "'volunteer_phone' is undefined" in response.json["detail"]
+    assert (
+        "a request.accepted notification carries: category, request_id, summary, volunteer_name"
+        in response.json["detail"]
+    )
+
+
+def test_a_template_for_an_unknown_kind_of_notification_is_refused(client: FlaskClient) -> None:
+    response = client.put(
+        "/v1/templates/request.declined",
+        headers=STAFF_TOKEN,
+        json={"subject": "Sorry", "body": "Nobody could take your {{ category }} request."},
+    )
+
+    assert response.status_code == 422
+    assert response.mimetype == PROBLEM
+    assert response.json["field"] == "key"
+    assert "No kind of notification 'request.declined'" in response.json["detail"]
+    assert ", ".join(sorted(KINDS)) in response.json["detail"]
+    assert client.get("/v1/templates/request.declined", headers=STAFF_TOKEN).status_code == 404
 
 
 @pytest.mark.parametrize(
@@ -208,6 +280,7 @@ def test_a_template_sure_to_cost_too_much_is_refused_naming_the_field(
     assert "too costly to render" in response.json["detail"]
     shown = client.get("/v1/templates/request.accepted", headers=STAFF_TOKEN)
     assert shown.json["body"] == "{{ volunteer_name }} accepted your {{ category }} request."
+    assert_unchanged(client, "request.accepted")
 
 
 def test_every_endpoint_documents_its_errors_as_problems(client: FlaskClient) -> None:

@@ -15,43 +15,71 @@ from services.notify.config import runtime
 from services.notify.models import Template
 from services.notify.tests.builders import (
     COSTLY_TEMPLATES,
+    COSTLY_WITH_SOME_DATA,
+    DEFAULTS,
+    LOCATION,
+    REFUSED_WHEN_SAVED,
     RESIDENT,
     STATICALLY_COSTLY,
+    UNDECLARED_VARIABLE,
+    UNSAFE_TEMPLATES,
     VOLUNTEER,
+    BadTemplate,
+    data_for,
     delivery_log,
     inbox_of,
     notify,
+    remove_template,
     store_template,
+    stored_template,
 )
 from shared.auth import Principal
 from shared.cli import run_cli
 from shared.errors import Forbidden, Invalid, NotFound
+from shared.notifications import (
+    ASSIGNMENT_CREATED,
+    KINDS,
+    POINTS_CREDITED,
+    REQUEST_ACCEPTED,
+    REQUEST_COMPLETED,
+)
 
-LOCATION = {"community": "changshan-garden", "building": "3", "unit": "2", "household": "501"}
 OWNER = Principal(subject="r-501", role="resident")
+
+
+def assert_unchanged(key: str) -> None:
+    """The template under ``key`` is still the default one: nothing was stored."""
+    stored = stored_template(key)
+    assert stored is not None
+    assert (stored.subject, stored.body) == (DEFAULTS[key].subject, DEFAULTS[key].body)
 
 
 # Rendering into the inbox
 
 
 def test_a_requested_notification_is_rendered_into_the_recipients_inbox() -> None:
-    notify(
-        RESIDENT, "request.accepted", {"volunteer_name": "Wang Jun", "category": "knife_sharpening"}
-    )
+    notify(RESIDENT, REQUEST_ACCEPTED, volunteer_name="Wang Jun", category="knife_sharpening")
 
     (message,) = inbox_of(RESIDENT)
     assert message.subject == "Your knife_sharpening request was accepted"
     assert message.body == "Wang Jun accepted your knife_sharpening request."
     assert message.template == "request.accepted"
-    assert message.data == {"volunteer_name": "Wang Jun", "category": "knife_sharpening"}
+    assert message.data == {
+        "request_id": "req-778",
+        "volunteer_name": "Wang Jun",
+        "category": "knife_sharpening",
+        "summary": "Two knives",
+    }
     assert message.read_at is None
 
 
 def test_an_assignment_tells_the_volunteer_what_and_where() -> None:
     notify(
         VOLUNTEER,
-        "assignment.created",
-        {"category": "lunch_delivery", "summary": "Lunch every day", "location": LOCATION},
+        ASSIGNMENT_CREATED,
+        category="lunch_delivery",
+        summary="Lunch every day",
+        location=LOCATION,
     )
 
     (message,) = inbox_of(VOLUNTEER)
@@ -60,11 +88,22 @@ def test_an_assignment_tells_the_volunteer_what_and_where() -> None:
     )
 
 
+def test_the_resident_is_asked_to_confirm_completed_work_with_its_hours() -> None:
+    notify(RESIDENT, REQUEST_COMPLETED, volunteer_name="Li Na", category="haircut", hours="0.75")
+
+    (message,) = inbox_of(RESIDENT)
+    assert message.subject == "Please confirm your haircut request"
+    assert message.body.startswith("Li Na reports your haircut request done (0.75 hour(s)).")
+
+
 def test_credited_points_are_announced_with_the_new_balance() -> None:
     notify(
         VOLUNTEER,
-        "points.credited",
-        {"points": 10, "hours": "1.00", "category": "knife_sharpening", "balance": 130},
+        POINTS_CREDITED,
+        points=10,
+        hours="1.00",
+        category="knife_sharpening",
+        balance=130,
     )
 
     (message,) = inbox_of(VOLUNTEER)
@@ -74,7 +113,7 @@ def test_credited_points_are_announced_with_the_new_balance() -> None:
 
 
 def test_plain_text_is_not_html_escaped() -> None:
-    notify(RESIDENT, "request.accepted", {"volunteer_name": "Li & <Sons>", "category": "repair"})
+    notify(RESIDENT, REQUEST_ACCEPTED, volunteer_name="Li & <Sons>", category="repair")
 
     assert inbox_of(RESIDENT)[0].body.startswith("Li & <Sons> accepted")
 
@@ -98,16 +137,16 @@ def test_the_same_source_message_sent_twice_puts_one_message_in_the_inbox() -> N
         first = delivery.send_notification(
             session,
             recipient=RESIDENT,
-            template="request.accepted",
-            data={"volunteer_name": "Wang Jun", "category": "haircut"},
+            kind="request.accepted",
+            data=data_for(REQUEST_ACCEPTED, category="haircut"),
             source_message_id="m-1",
         )
     with runtime().db.transaction() as session:
         second = delivery.send_notification(
             session,
             recipient=RESIDENT,
-            template="request.accepted",
-            data={"volunteer_name": "Wang Jun", "category": "haircut"},
+            kind="request.accepted",
+            data=data_for(REQUEST_ACCEPTED, category="haircut"),
             source_message_id="m-1",
         )
 
@@ -120,18 +159,24 @@ def test_the_same_source_message_sent_twice_puts_one_message_in_the_inbox() -> N
 # What cannot be delivered
 
 
-def test_an_unknown_template_is_refused_and_nothing_is_stored() -> None:
-    with pytest.raises(NotFound, match=re.escape("No template 'no.such.template'")):
-        notify(RESIDENT, "no.such.template", {})
+def test_a_kind_whose_template_is_missing_is_refused_and_nothing_is_stored() -> None:
+    remove_template("request.completed")
+
+    with pytest.raises(NotFound, match=re.escape("No template 'request.completed'")):
+        notify(RESIDENT, REQUEST_COMPLETED)
 
     assert inbox_of(RESIDENT) == []
     assert delivery_log() == []
 
 
-def test_a_missing_variable_is_refused_with_its_name_and_nothing_is_stored() -> None:
-    with pytest.raises(delivery.TemplateError, match="'volunteer_name' is undefined"):
-        notify(RESIDENT, "request.accepted", {"category": "haircut"})
+def test_a_stored_template_using_a_variable_its_kind_lacks_is_refused_with_its_name() -> None:
+    bad = UNDECLARED_VARIABLE
+    store_template(bad.kind.key, subject=bad.subject, body=bad.body)
 
+    with pytest.raises(delivery.TemplateError, match=re.escape(bad.reason)) as refused:
+        notify(RESIDENT, bad.kind)
+
+    assert refused.value.extra["field"] == bad.part
     assert inbox_of(RESIDENT) == []
     assert delivery_log() == []
 
@@ -141,18 +186,20 @@ def test_an_unknown_channel_is_refused() -> None:
         delivery.send_notification(
             session,
             recipient=RESIDENT,
-            template="request.accepted",
-            data={},
+            kind="request.accepted",
+            data=data_for(REQUEST_ACCEPTED),
             source_message_id="m-2",
             channel="carrier_pigeon",
         )
 
 
 def test_a_template_written_for_another_channel_is_not_delivered_to_the_inbox() -> None:
-    store_template("sms.only", body="Hi", channel="sms")
+    store_template("request.accepted", body="Hi", channel="sms")
 
-    with pytest.raises(NotFound, match=re.escape("No template 'sms.only' for the inbox channel")):
-        notify(RESIDENT, "sms.only", {})
+    with pytest.raises(
+        NotFound, match=re.escape("No template 'request.accepted' for the inbox channel")
+    ):
+        notify(RESIDENT, REQUEST_ACCEPTED)
 
     assert inbox_of(RESIDENT) == []
     assert delivery_log() == []
@@ -167,14 +214,14 @@ def test_the_message_picks_the_channel_and_the_template_must_be_written_for_it(
         sent.append(message.body)
 
     monkeypatch.setitem(delivery.CHANNELS, "sms", send_sms)
-    store_template("sms.hello", body="Hello {{ name }}", channel="sms")
+    store_template("request.completed", body="Please confirm, {{ volunteer_name }}", channel="sms")
 
     with runtime().db.transaction() as session:
         delivery.send_notification(
             session,
             recipient=RESIDENT,
-            template="sms.hello",
-            data={"name": "Li"},
+            kind="request.completed",
+            data=data_for(REQUEST_COMPLETED, volunteer_name="Li"),
             source_message_id="m-3",
             channel="sms",
         )
@@ -182,73 +229,101 @@ def test_the_message_picks_the_channel_and_the_template_must_be_written_for_it(
         delivery.send_notification(
             session,
             recipient=RESIDENT,
-            template="request.accepted",
-            data={"volunteer_name": "Li", "category": "haircut"},
+            kind="request.accepted",
+            data=data_for(REQUEST_ACCEPTED, volunteer_name="Li", category="haircut"),
             source_message_id="m-4",
             channel="sms",
         )
 
-    assert sent == ["Hello Li"]
+    assert sent == ["Please confirm, Li"]
     assert inbox_of(RESIDENT) == []
-    assert [(entry.channel, entry.template) for entry in delivery_log()] == [("sms", "sms.hello")]
+    assert [(entry.channel, entry.template) for entry in delivery_log()] == [
+        ("sms", "request.completed")
+    ]
 
 
-def test_the_sandbox_refuses_a_stored_template_reaching_for_class_internals() -> None:
-    store_template("evil", body="{{ ''.__class__.__mro__[1].__subclasses__() }}")
+@pytest.mark.parametrize("bad", UNSAFE_TEMPLATES.values(), ids=UNSAFE_TEMPLATES.keys())
+def test_the_sandbox_refuses_a_stored_template_reaching_for_python_internals(
+    bad: BadTemplate,
+) -> None:
+    store_template(bad.kind.key, subject=bad.subject, body=bad.body)
 
-    with pytest.raises(delivery.UnsafeTemplate, match=r"unsafe.*__class__"):
-        notify(RESIDENT, "evil", {})
+    with pytest.raises(delivery.UnsafeTemplate) as refused:
+        notify(RESIDENT, bad.kind)
 
+    assert refused.value.extra["field"] == bad.part
+    assert f"{bad.part} is unsafe" in refused.value.detail
+    assert bad.reason in refused.value.detail
     assert inbox_of(RESIDENT) == []
+    assert delivery_log() == []
 
 
-def test_the_sandbox_refuses_private_attributes_reached_through_a_filter() -> None:
-    store_template("sly", body="{{ name|attr('__class__') }}")
-
-    with pytest.raises(delivery.UnsafeTemplate, match="__class__"):
-        notify(RESIDENT, "sly", {"name": "Wang Jun"})
-
-
-def test_a_template_that_fails_while_rendering_is_refused_with_the_reason() -> None:
-    store_template("broken", body="{{ 1 / count }}")
+def test_a_saved_template_failing_on_some_data_is_refused_with_the_reason_when_rendered() -> None:
+    with runtime().db.transaction() as session:
+        delivery.save_template(
+            session,
+            key="request.completed",
+            subject="Please confirm",
+            body="{{ 1 / (hours|int) }}",
+        )
 
     with pytest.raises(delivery.TemplateError, match="ZeroDivisionError"):
-        notify(RESIDENT, "broken", {"count": 0})
+        notify(RESIDENT, REQUEST_COMPLETED, hours="0.50")
+
+    assert inbox_of(RESIDENT) == []
 
 
 # Templates that would cost too much to render
 
 
 @pytest.mark.parametrize(
-    ("subject", "body", "data", "part", "reason"),
-    COSTLY_TEMPLATES.values(),
-    ids=COSTLY_TEMPLATES.keys(),
+    "bad",
+    [*COSTLY_TEMPLATES.values(), *COSTLY_WITH_SOME_DATA.values()],
+    ids=[*COSTLY_TEMPLATES.keys(), *COSTLY_WITH_SOME_DATA.keys()],
 )
-def test_a_template_too_costly_to_render_is_refused_and_nothing_is_stored(
-    subject: str, body: str, data: dict[str, Any], part: str, reason: str
+def test_a_stored_template_too_costly_to_render_is_refused_and_nothing_is_stored(
+    bad: BadTemplate,
 ) -> None:
-    store_template("costly", subject=subject, body=body)
+    store_template(bad.kind.key, subject=bad.subject, body=bad.body)
 
     with pytest.raises(delivery.TemplateError) as refused:
-        notify(RESIDENT, "costly", data)
+        notify(RESIDENT, bad.kind, **bad.changes)
 
-    assert refused.value.extra["field"] == part
-    assert f"'costly' {part} is too costly to render" in refused.value.detail
-    assert reason in refused.value.detail
+    assert refused.value.extra["field"] == bad.part
+    assert f"'{bad.kind.key}' {bad.part} is too costly to render" in refused.value.detail
+    assert bad.reason in refused.value.detail
     assert inbox_of(RESIDENT) == []
     assert delivery_log() == []
 
 
+@pytest.mark.parametrize("bad", COSTLY_WITH_SOME_DATA.values(), ids=COSTLY_WITH_SOME_DATA.keys())
+def test_a_template_costly_only_with_some_data_is_saved_and_refused_when_that_data_comes(
+    bad: BadTemplate,
+) -> None:
+    with runtime().db.transaction() as session:
+        delivery.save_template(session, key=bad.kind.key, subject=bad.subject, body=bad.body)
+    notify(RESIDENT, bad.kind)
+
+    with pytest.raises(delivery.TemplateError, match=re.escape(bad.reason)):
+        notify(RESIDENT, bad.kind, **bad.changes)
+
+    assert len(inbox_of(RESIDENT)) == 1
+
+
 def test_loops_numbers_and_formatting_within_the_limits_render() -> None:
-    store_template(
-        "digest",
-        body="{% for item in items %}{{ loop.index }}/{{ loop.length }} {{ item }}; {% endfor %}"
-        "{{ '{:,}'.format(balance) }} {{ '%.1f' % hours }} {{ '-' * 10 }} {{ 7 * 6 }}",
-    )
+    with runtime().db.transaction() as session:
+        delivery.save_template(
+            session,
+            key="points.credited",
+            subject="Digest",
+            body="{% for word in category.split('_') %}{{ loop.index }}/{{ loop.length }} "
+            "{{ word }}; {% endfor %}{{ '{:,}'.format(balance|int) }} "
+            "{{ '%.1f' % (hours|float) }} {{ '-' * 10 }} {{ 7 * 6 }}",
+        )
 
-    notify(RESIDENT, "digest", {"items": ["a", "b"], "balance": 1234567, "hours": 1.25})
+    notify(RESIDENT, POINTS_CREDITED, category="knife_sharpening", balance=1234567, hours="1.25")
 
-    assert inbox_of(RESIDENT)[0].body == "1/2 a; 2/2 b; 1,234,567 1.2 ---------- 42"
+    assert inbox_of(RESIDENT)[0].body == "1/2 knife; 2/2 sharpening; 1,234,567 1.2 ---------- 42"
 
 
 # Staff editing templates
@@ -269,6 +344,27 @@ def test_staff_replace_the_text_of_a_template() -> None:
     assert (message.subject, message.body) == ("Good news", "Wang Jun is on the way.")
 
 
+@pytest.mark.parametrize("default", delivery.DEFAULT_TEMPLATES, ids=lambda default: default.key)
+def test_every_default_template_renders_the_sample_of_its_kind(
+    default: delivery.DefaultTemplate,
+) -> None:
+    template = Template(
+        key=default.key, channel=default.channel, subject=default.subject, body=default.body
+    )
+
+    sample = KINDS[default.key].sample()
+
+    rendered = delivery.render(template, sample)
+
+    assert rendered.subject
+    assert sample["category"] in rendered.body
+    assert "{" not in rendered.subject + rendered.body
+
+
+def test_every_kind_of_notification_has_a_default_template() -> None:
+    assert sorted(DEFAULTS) == sorted(KINDS)
+
+
 @pytest.mark.parametrize("part", ["subject", "body"])
 def test_a_template_that_does_not_parse_is_refused_naming_the_field(part: str) -> None:
     text = {"subject": "Hello", "body": "Hello", part: "{{ volunteer_name "}
@@ -284,11 +380,15 @@ def test_a_template_that_does_not_parse_is_refused_naming_the_field(part: str) -
 def test_a_template_reaching_for_private_attributes_is_refused_when_saved() -> None:
     with runtime().db.transaction() as session, pytest.raises(delivery.UnsafeTemplate) as refused:
         delivery.save_template(
-            session, key="evil", subject="Hi", body="{{ cycler.__init__.__globals__ }}"
+            session,
+            key="request.accepted",
+            subject="Hi",
+            body="{{ cycler.__init__.__globals__ }}",
         )
 
     assert refused.value.extra["field"] == "body"
     assert "access to '__globals__', '__init__' is not allowed" in refused.value.detail
+    assert_unchanged("request.accepted")
 
 
 @pytest.mark.parametrize(
@@ -300,11 +400,55 @@ def test_a_template_sure_to_cost_too_much_is_refused_when_saved_naming_the_field
     subject: str, body: str, part: str, reason: str
 ) -> None:
     with runtime().db.transaction() as session, pytest.raises(delivery.TemplateError) as refused:
-        delivery.save_template(session, key="costly", subject=subject, body=body)
+        delivery.save_template(session, key="points.credited", subject=subject, body=body)
 
     assert refused.value.extra["field"] == part
     assert reason in refused.value.extra["errors"][part][0]
     assert f"template {part} is too costly to render" in refused.value.detail
+    assert_unchanged("points.credited")
+
+
+@pytest.mark.parametrize("bad", REFUSED_WHEN_SAVED.values(), ids=REFUSED_WHEN_SAVED.keys())
+def test_a_template_that_cannot_render_its_kind_is_refused_when_saved_naming_part_and_reason(
+    bad: BadTemplate,
+) -> None:
+    with runtime().db.transaction() as session, pytest.raises(bad.error) as refused:
+        delivery.save_template(session, key=bad.kind.key, subject=bad.subject, body=bad.body)
+
+    assert type(refused.value) is bad.error
+    assert refused.value.status == 422
+    assert refused.value.extra["field"] == bad.part
+    assert list(refused.value.extra["errors"]) == [bad.part]
+    assert bad.reason in refused.value.extra["errors"][bad.part][0]
+    assert bad.reason in refused.value.detail
+    assert_unchanged(bad.kind.key)
+
+
+def test_an_undeclared_variable_is_refused_when_saved_listing_the_kinds_fields() -> None:
+    bad = UNDECLARED_VARIABLE
+
+    with runtime().db.transaction() as session, pytest.raises(delivery.TemplateError) as refused:
+        delivery.save_template(session, key=bad.kind.key, subject=bad.subject, body=bad.body)
+
+    assert "'volunteer_phone' is undefined" in refused.value.detail
+    assert (
+        "a request.accepted notification carries: category, request_id, summary, volunteer_name"
+        in refused.value.detail
+    )
+    assert_unchanged(bad.kind.key)
+
+
+def test_a_template_for_an_unknown_kind_of_notification_is_refused_when_saved() -> None:
+    with runtime().db.transaction() as session, pytest.raises(Invalid) as refused:
+        delivery.save_template(
+            session, key="request.declined", subject="Sorry", body="Nobody could help."
+        )
+
+    assert refused.value.status == 422
+    assert refused.value.extra["field"] == "key"
+    assert "No kind of notification 'request.declined'" in refused.value.detail
+    assert ", ".join(sorted(KINDS)) in refused.value.detail
+    assert stored_template("request.declined") is None
 
 
 def test_a_template_key_must_look_like_an_event_name() -> None:
@@ -327,8 +471,7 @@ def test_defaults_never_overwrite_a_template_staff_edited() -> None:
 def test_seed_demo_creates_missing_templates_and_lists_them(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    with runtime().db.transaction() as session:
-        session.delete(delivery.get_template(session, "request.accepted"))
+    remove_template("request.accepted")
 
     assert run_cli(runtime, ["seed-demo"], extra=EXTRA_COMMANDS) == 0
     assert run_cli(runtime, ["seed-demo"], extra=EXTRA_COMMANDS) == 0
@@ -342,8 +485,7 @@ def test_seed_demo_creates_missing_templates_and_lists_them(
             "points.credited",
         ]
     }
-    with runtime().db.read() as session:
-        assert session.get(Template, "request.accepted") is not None
+    assert stored_template("request.accepted") is not None
 
 
 # Reading the inbox
@@ -351,7 +493,7 @@ def test_seed_demo_creates_missing_templates_and_lists_them(
 
 def test_an_inbox_lists_newest_first_and_can_show_only_unread() -> None:
     for name in ("Wang", "Li", "Zhao"):
-        notify(RESIDENT, data={"volunteer_name": name, "category": "haircut"})
+        notify(RESIDENT, volunteer_name=name, category="haircut")
     oldest = inbox_of(RESIDENT)[0]
     with runtime().db.transaction() as session:
         delivery.mark_read(session, recipient=RESIDENT, message_id=oldest.id, viewer=OWNER)

@@ -30,6 +30,9 @@ def confirmed(**fields: Any) -> dict[str, Any]:
         "resident_id": "r-501",
         "volunteer_id": "v-7",
         "hours": "1.50",
+        "confirmed_by": "resident:r-501",
+        "accepted_by": "volunteer:v-7",
+        "completed_by": "volunteer:v-7",
         "confirmed_at": datetime.now(UTC).isoformat(),
         **fields,
     }

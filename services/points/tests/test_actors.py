@@ -16,14 +16,14 @@ from services.points.config import runtime
 from services.points.models import Transfer
 from services.points.tests.builders import balance, confirmed, rates, transfers
 from shared import events
-from shared.consumers import PermanentError, deliver_to
-from tests.support import eventually, message_for, running_worker, staged_messages
+from shared.consumers import PermanentError
+from tests.support import deliver_to, eventually, message_for, running_worker, staged_messages
 
 
 def raw_message(kwargs: dict[str, Any]) -> dramatiq.Message:
     """A message as a careless publisher might send it, unchecked."""
     return dramatiq.Message(
-        queue_name=events.REQUEST_CONFIRMED.queue,
+        queue_name="points",
         actor_name=events.REQUEST_CONFIRMED.actor_name,
         args=(),
         kwargs=kwargs,
@@ -52,9 +52,11 @@ def assert_nothing_changed() -> None:
 
 def test_a_confirmed_service_credits_the_volunteer() -> None:
     rates(knife_sharpening=10)
-    message = message_for(events.REQUEST_CONFIRMED, confirmed(volunteer_id="v-7", hours="2.00"))
+    message = message_for(
+        events.REQUEST_CONFIRMED, confirmed(volunteer_id="v-7", hours="2.00"), to="points"
+    )
 
-    assert deliver_to(actors.on_request_confirmed, message) is True
+    assert deliver_to(actors.CONSUMERS, message) is True
 
     (transfer,) = transfers()
     assert transfer.id == f"earn:{message.kwargs['request_id']}"
@@ -64,10 +66,10 @@ def test_a_confirmed_service_credits_the_volunteer() -> None:
 
 def test_second_delivery_of_the_same_message_credits_once() -> None:
     rates(knife_sharpening=10)
-    message = message_for(events.REQUEST_CONFIRMED, confirmed(volunteer_id="v-7"))
+    message = message_for(events.REQUEST_CONFIRMED, confirmed(volunteer_id="v-7"), to="points")
 
-    assert deliver_to(actors.on_request_confirmed, message) is True
-    assert deliver_to(actors.on_request_confirmed, message) is False
+    assert deliver_to(actors.CONSUMERS, message) is True
+    assert deliver_to(actors.CONSUMERS, message) is False
 
     assert len(transfers()) == 1
     assert len(notifications()) == 1
@@ -78,8 +80,8 @@ def test_second_confirmation_of_the_same_request_credits_once() -> None:
     rates(knife_sharpening=10)
     payload = confirmed(volunteer_id="v-7")
 
-    assert deliver_to(actors.on_request_confirmed, message_for(events.REQUEST_CONFIRMED, payload))
-    assert deliver_to(actors.on_request_confirmed, message_for(events.REQUEST_CONFIRMED, payload))
+    assert deliver_to(actors.CONSUMERS, message_for(events.REQUEST_CONFIRMED, payload, to="points"))
+    assert deliver_to(actors.CONSUMERS, message_for(events.REQUEST_CONFIRMED, payload, to="points"))
 
     assert len(transfers()) == 1
     assert len(notifications()) == 1
@@ -89,14 +91,14 @@ def test_second_confirmation_of_the_same_request_credits_once() -> None:
 def test_concurrent_confirmations_of_the_same_request_credit_once() -> None:
     rates(knife_sharpening=10)
     payload = confirmed(volunteer_id="v-new")
-    messages = [message_for(events.REQUEST_CONFIRMED, payload) for _ in range(4)]
+    messages = [message_for(events.REQUEST_CONFIRMED, payload, to="points") for _ in range(4)]
     start = threading.Barrier(len(messages))
     failures: list[BaseException] = []
 
     def deliver(message: dramatiq.Message) -> None:
         start.wait()
         try:
-            deliver_to(actors.on_request_confirmed, message)
+            deliver_to(actors.CONSUMERS, message)
         except BaseException as error:
             failures.append(error)
 
@@ -116,22 +118,24 @@ def test_concurrent_confirmations_of_the_same_request_credit_once() -> None:
 
 
 def test_a_category_without_a_rate_is_dead_lettered_and_changes_nothing() -> None:
-    message = message_for(events.REQUEST_CONFIRMED, confirmed(category="mediation"))
+    message = message_for(events.REQUEST_CONFIRMED, confirmed(category="mediation"), to="points")
 
     with pytest.raises(PermanentError, match="No earning rate for category 'mediation'"):
-        deliver_to(actors.on_request_confirmed, message)
+        deliver_to(actors.CONSUMERS, message)
 
     assert_nothing_changed()
 
 
 def test_a_dead_lettered_confirmation_credits_once_its_rate_is_set() -> None:
-    message = message_for(events.REQUEST_CONFIRMED, confirmed(category="mediation", hours="1.00"))
+    message = message_for(
+        events.REQUEST_CONFIRMED, confirmed(category="mediation", hours="1.00"), to="points"
+    )
     with pytest.raises(PermanentError):
-        deliver_to(actors.on_request_confirmed, message)
+        deliver_to(actors.CONSUMERS, message)
 
     rates(mediation=12)
 
-    assert deliver_to(actors.on_request_confirmed, message) is True
+    assert deliver_to(actors.CONSUMERS, message) is True
     assert balance("volunteer:v-7") == Decimal("12.00")
 
 
@@ -155,7 +159,7 @@ def test_a_bad_payload_is_dead_lettered_and_changes_nothing(change: dict[str, An
     payload = {key: value for key, value in {**confirmed(), **change}.items() if value is not None}
 
     with pytest.raises(PermanentError):
-        deliver_to(actors.on_request_confirmed, raw_message(payload))
+        deliver_to(actors.CONSUMERS, raw_message(payload))
 
     assert_nothing_changed()
 
@@ -164,7 +168,7 @@ def test_positional_arguments_are_dead_lettered() -> None:
     message = raw_message(confirmed())._replace(args=("v-7",))
 
     with pytest.raises(PermanentError):
-        deliver_to(actors.on_request_confirmed, message)
+        deliver_to(actors.CONSUMERS, message)
 
     assert_nothing_changed()
 
@@ -179,7 +183,9 @@ def _transfer(transfer_id: str) -> Transfer | None:
 
 def test_a_worker_credits_a_confirmation_taken_from_the_broker() -> None:
     rates(knife_sharpening=10)
-    message = message_for(events.REQUEST_CONFIRMED, confirmed(volunteer_id="v-7", hours="1.00"))
+    message = message_for(
+        events.REQUEST_CONFIRMED, confirmed(volunteer_id="v-7", hours="1.00"), to="points"
+    )
 
     with running_worker(runtime().broker, "points"):
         runtime().broker.enqueue(message)
@@ -192,7 +198,7 @@ def test_a_worker_credits_a_confirmation_taken_from_the_broker() -> None:
 
 
 def test_a_worker_keeps_an_unpriced_confirmation_as_a_dead_letter() -> None:
-    message = message_for(events.REQUEST_CONFIRMED, confirmed(category="mediation"))
+    message = message_for(events.REQUEST_CONFIRMED, confirmed(category="mediation"), to="points")
     dead_letters = runtime().messaging.dead_letters
 
     with running_worker(runtime().broker, "points"):

@@ -8,15 +8,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import IO
 
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 PROCFILE = ROOT / "deploy" / "Procfile"
-SERVICES = ("intake", "dispatch", "points", "notify")
-DEFAULT_PORTS = {"intake": 8001, "dispatch": 8002, "points": 8003, "notify": 8004}
 
 
 def procfile_commands(path: Path = PROCFILE) -> dict[str, str]:
@@ -37,6 +36,59 @@ def venv_env(env: Mapping[str, str]) -> dict[str, str]:
     return merged
 
 
+def spawn(
+    command: str, env: Mapping[str, str], *, stdout: int | IO[bytes]
+) -> subprocess.Popen[bytes]:
+    """Start a Procfile command in a session of its own, stderr merged into ``stdout``.
+
+    Its own session keeps a terminal's Ctrl-C away from it (the caller decides how it stops) and
+    makes its process group, children included, one thing to kill.
+    """
+    # exec: the shell becomes the process, so signals reach it, not a bystander.
+    return subprocess.Popen(
+        f"exec {command}",
+        shell=True,
+        cwd=ROOT,
+        env=dict(env),
+        stdout=stdout,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def kill_group(pid: int) -> None:
+    """SIGKILL whatever is left of the process group ``pid`` leads."""
+    # PermissionError: some systems refuse to signal a group left with zombies only.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def stop_gracefully(
+    processes: Sequence[subprocess.Popen[bytes]],
+    *,
+    grace: float,
+    hurry: Callable[[], bool] = lambda: False,
+) -> None:
+    """SIGTERM each leader, wait up to ``grace`` seconds, then kill what is left of each group.
+
+    Only leaders are signalled, as an orchestrator would: gunicorn's and dramatiq's masters pass
+    the signal on to their children themselves, and a child signalled twice stops hard instead of
+    draining. ``hurry`` returning true cuts the wait short.
+    """
+    for process in processes:
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while any(p.poll() is None for p in processes) and time.monotonic() < deadline:
+        if hurry():
+            break
+        time.sleep(0.05)
+    for process in processes:
+        kill_group(process.pid)
+        process.wait()
+
+
 class ProcessGroup:
     """Processes from the Procfile, each in its own session, each with its own log file."""
 
@@ -50,28 +102,15 @@ class ProcessGroup:
     def start(self, names: Iterable[str] | None = None) -> None:
         for name in names if names is not None else self.commands:
             with (self.log_dir / f"{name}.log").open("ab") as log:
-                # exec: the shell becomes the process, so signals reach it, not a bystander.
-                self.running[name] = subprocess.Popen(
-                    f"exec {self.commands[name]}",
-                    shell=True,
-                    cwd=ROOT,
-                    env=self.env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
+                self.running[name] = spawn(self.commands[name], self.env, stdout=log)
 
     def signal(self, name: str, signum: int) -> None:
-        """Send ``signum`` to the process ``name`` started, as an orchestrator would.
-
-        Only the leader is signalled: gunicorn's and dramatiq's masters pass it on to their
-        children themselves, and a child signalled twice stops hard instead of draining.
-        """
+        """Send ``signum`` to the leader of ``name`` only, as ``stop_gracefully`` does."""
         os.kill(self.running[name].pid, signum)
 
     def kill(self, name: str) -> None:
         """SIGKILL to every process of ``name``, as a crash would: no clean shutdown, no acks."""
-        os.killpg(self.running[name].pid, signal.SIGKILL)
+        kill_group(self.running[name].pid)
         self.running[name].wait()
 
     def stop(self, names: Iterable[str] | None = None, timeout: float = 15.0) -> None:
@@ -79,18 +118,7 @@ class ProcessGroup:
         chosen = [
             n for n in (names if names is not None else list(self.running)) if n in self.running
         ]
-        for name in chosen:
-            if self.running[name].poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    self.signal(name, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for name in chosen:
-            process = self.running.pop(name)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_gracefully([self.running.pop(name) for name in chosen], grace=timeout)
 
     def exited(self) -> dict[str, int]:
         return {name: code for name, p in self.running.items() if (code := p.poll()) is not None}

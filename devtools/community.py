@@ -9,9 +9,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from devtools.processes import run_command
 from shared.auth import issue_token
 from shared.settings import Settings
-from stack.processes import SERVICES, run_command
+from shared.topology import SERVICES
 
 
 def migrate_all(env: Mapping[str, str]) -> None:

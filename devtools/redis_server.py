@@ -1,4 +1,4 @@
-"""A Redis server of the stack's own, for laptops with no Redis configured."""
+"""A Redis server of our own, for laptops with no Redis configured."""
 
 from __future__ import annotations
 
@@ -90,6 +90,8 @@ class EmbeddedRedis:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
+            # A terminal's Ctrl-C must not stop Redis while the services still drain into it.
+            start_new_session=True,
         )
 
     def stop(self) -> None:

@@ -17,8 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from stack.processes import ROOT
-from stack.redis_server import EmbeddedRedis, is_reachable
+from devtools.processes import ROOT
+from devtools.redis_server import EmbeddedRedis, is_reachable
 
 BIN = Path(sys.executable).parent
 POSTGRES_URL = os.environ.get(
@@ -61,7 +61,7 @@ def static_checks(run: Run) -> None:
     run.step("ruff", [str(BIN / "ruff"), "check", "."])
     run.step("ruff format", [str(BIN / "ruff"), "format", "--check", "."])
     run.step("import contracts", [str(BIN / "lint-imports")])
-    run.step("mypy", [str(BIN / "mypy"), "shared", "services", "stack"])
+    run.step("mypy", [str(BIN / "mypy"), "shared", "services", "devtools"])
 
 
 def pytest(run: Run, name: str, env: dict[str, str], *args: str) -> None:
@@ -69,7 +69,7 @@ def pytest(run: Run, name: str, env: dict[str, str], *args: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stack.checks")
+    parser = argparse.ArgumentParser(prog="python -m devtools.checks")
     parser.add_argument("--only-static", action="store_true")
     parser.add_argument("pytest_args", nargs="*", help="extra arguments for every pytest leg")
     args = parser.parse_args(argv)

@@ -26,10 +26,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from stack.community import migrate_all, seed_demo
-from stack.processes import ROOT, SERVICES, ProcessGroup, venv_env, wait_until_ready
-from stack.redis_server import EmbeddedRedis, free_port, is_reachable
-from stack.thread import KnifeSharpeningThread
+from devtools.community import migrate_all, seed_demo
+from devtools.processes import ROOT, ProcessGroup, venv_env, wait_until_ready
+from devtools.redis_server import EmbeddedRedis, free_port, is_reachable
+from devtools.thread import KnifeSharpeningThread
+from shared.topology import SERVICES, queue_of
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -150,7 +151,7 @@ def throughput(
         )
 
     echo_port = free_port(0)
-    echo = gunicorn("stack.echo:create_app()", echo_port, env, log_dir / "echo.log")
+    echo = gunicorn("devtools.echo:create_app()", echo_port, env, log_dir / "echo.log")
     try:
         wait_for_port(echo_port)
         measure("bare Flask JSON echo", echo_port, "/echo", {})
@@ -204,7 +205,7 @@ def wait_until_drained(env: dict[str, str], urls: dict[str, str], timeout: float
     started = time.perf_counter()
     try:
         while time.perf_counter() - started < timeout:
-            queued = sum(client.llen(f"{namespace}:{service}") for service in SERVICES)
+            queued = sum(client.llen(f"{namespace}:{queue_of(s)}") for s in SERVICES)
             held = sum(client.scard(k) for k in client.scan_iter(f"{namespace}:__acks__.*"))
             pending = 0.0
             for service, url in urls.items():
@@ -250,7 +251,7 @@ def end_to_end(credentials: dict[str, Any], *, count: int, concurrency: int) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stack.bench")
+    parser = argparse.ArgumentParser(prog="python -m devtools.bench")
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--threads", type=int, default=300, help="end-to-end threads to time")

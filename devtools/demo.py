@@ -6,7 +6,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from stack.thread import KnifeSharpeningThread, ThreadFailed
+from devtools.thread import KnifeSharpeningThread, ThreadFailed
 
 
 def walk_the_thread(credentials: Mapping[str, Any]) -> int:

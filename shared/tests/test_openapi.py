@@ -1,4 +1,7 @@
-"""How shared/web.py describes and guards every service's API, on an app of its own."""
+"""How shared/openapi.py describes and guards every service's API, on an app of its own.
+
+Two of these behaviours rest on flask-smorest internals (see shared/openapi.py): these tests are
+what tells an upgrade of flask-smorest that broke them."""
 
 from __future__ import annotations
 
@@ -10,7 +13,9 @@ from flask import Flask
 from flask.views import MethodView
 from marshmallow import Schema, fields, validate
 
-from shared.web import MAX_PAGE, Blueprint, ProblemApi
+from shared.openapi import Blueprint, ProblemApi
+from shared.paging import MAX_PAGE
+from shared.problems import PROBLEM_MIME
 
 
 class PriceSchema(Schema):
@@ -80,3 +85,23 @@ def test_a_page_past_the_last_possible_one_is_a_documented_422(app: Flask) -> No
     assert response.json["errors"] == {"page": [f"Must be less than or equal to {MAX_PAGE}."]}
     page = next(parameter for parameter in parameters if parameter["name"] == "page")
     assert page["schema"]["maximum"] == MAX_PAGE
+
+
+def test_every_error_response_is_documented_as_problem_json(app: Flask) -> None:
+    responses = app.test_client().get("/openapi.json").json["components"]["responses"]
+
+    errors = {name: response for name, response in responses.items() if "content" in response}
+    assert {"UNPROCESSABLE_ENTITY", "DEFAULT_ERROR"} <= set(errors)
+    for name, response in errors.items():
+        assert list(response["content"]) == [PROBLEM_MIME], name
+        assert response["content"][PROBLEM_MIME]["schema"] == {
+            "$ref": "#/components/schemas/Problem"
+        }, name
+
+
+def test_an_unknown_route_is_answered_as_a_problem(app: Flask) -> None:
+    response = app.test_client().get("/v1/nowhere")
+
+    assert response.status_code == 404
+    assert response.mimetype == PROBLEM_MIME
+    assert response.json["status"] == 404

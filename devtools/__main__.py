@@ -1,0 +1,112 @@
+"""``python -m devtools run|demo|migrate``: the whole system on one machine."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from devtools.processes import ROOT, procfile_commands, venv_env
+from shared.topology import DEFAULT_PORTS, SERVICES
+
+
+def var_dir(env: Mapping[str, str]) -> Path:
+    """Where the databases, Redis, credentials and pid files go: ``REDVEST_VAR_DIR`` or var/."""
+    return ROOT / (env.get("REDVEST_VAR_DIR") or "var")
+
+
+def service_urls(env: Mapping[str, str]) -> dict[str, str]:
+    return {
+        service: f"http://127.0.0.1:{env.get(f'{service.upper()}_PORT', DEFAULT_PORTS[service])}"
+        for service in SERVICES
+    }
+
+
+def shown(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def run(*, grace: float) -> int:
+    """Migrate, seed, keep every process running under a supervisor; Ctrl-C stops them all."""
+    from devtools.community import migrate_all, seed_demo, write_credentials
+    from devtools.redis_server import EmbeddedRedis
+    from devtools.supervisor import Supervisor
+
+    env = dict(os.environ)
+    var = var_dir(env)
+    # The children run in ROOT too, but an absolute path means the same to every reader.
+    env["REDVEST_VAR_DIR"] = str(var)
+    env.setdefault("REDVEST_METRICS_DIR", str(var / "metrics"))
+    credentials_file = var / "demo-credentials.json"
+    redis = None
+    if not (env.get("BROKER_URL") or env.get("REDIS_URL")):
+        redis = EmbeddedRedis(var / "redis").start()
+        env["BROKER_URL"] = redis.url
+        print(f"redis: started its own server at {redis.url} (AOF in {shown(var / 'redis')})")
+    try:
+        migrate_all(env)
+        urls = service_urls(env)
+        write_credentials(credentials_file, seed_demo(env, urls))
+        print("\nRedvest is starting:")
+        for service, url in urls.items():
+            print(f"  {service:<9} {url}   docs {url}/docs   metrics {url}/metrics")
+        print(f"  demo credentials: {shown(credentials_file)}   walk the thread: make demo")
+        print("  a process that exits is restarted; Ctrl-C stops them all\n", flush=True)
+        supervisor = Supervisor(
+            procfile_commands(), env=venv_env(env), grace=grace, pid_dir=var / "run"
+        )
+        return supervisor.run()
+    finally:
+        if redis is not None:
+            redis.stop()
+
+
+def demo() -> int:
+    from devtools.demo import walk_the_thread
+
+    credentials_file = var_dir(os.environ) / "demo-credentials.json"
+    if not credentials_file.exists():
+        print(
+            f"no {shown(credentials_file)}: start the system with `make run` first",
+            file=sys.stderr,
+        )
+        return 2
+    return walk_the_thread(json.loads(credentials_file.read_text()))
+
+
+def migrate() -> int:
+    """Apply every service's migrations to its database (under var/ unless configured)."""
+    from devtools.community import migrate_all
+
+    env = dict(os.environ)
+    env["REDVEST_VAR_DIR"] = str(var_dir(env))
+    migrate_all(env)
+    print(f"migrated: {', '.join(SERVICES)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devtools")
+    commands = parser.add_subparsers(dest="command", required=True)
+    runner = commands.add_parser("run", help="migrate, seed and keep every process running")
+    runner.add_argument(
+        "--grace",
+        type=float,
+        default=30.0,
+        help="seconds each process has to stop after SIGTERM before it is killed (default 30)",
+    )
+    commands.add_parser("demo", help="walk a knife-sharpening request through the running system")
+    commands.add_parser("migrate", help="apply every service's migrations")
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        return run(grace=args.grace)
+    if args.command == "demo":
+        return demo()
+    return migrate()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""Who may do what: each service's operations, the roles that may call them, and whose things.
+
+An operation is named by its view: ``<blueprint>.<View>.<method>`` (``requests.Requests.post``),
+the endpoint Flask gives the view plus the HTTP method in lower case (HEAD counts as GET). Each
+service writes its ``Policy`` once, as a table in ``services/<name>/policy.py``, and enforces it
+on its blueprints; building an app fails when a view has no rule or a rule has no view.
+
+One rule for refusals, in every service:
+
+- no credentials, or bad ones: 401;
+- a role the operation never admits: 403, before anything is read or validated;
+- a role admitted only to what is its own (a resident's requests, a volunteer's assignments,
+  a person's inbox, account or transfers) asking for someone else's: 404, word for word what a
+  thing that does not exist answers, so that no one learns whether another person's exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from flask import Blueprint, request
+from flask.blueprints import BlueprintSetupState
+
+from shared.auth import Principal
+from shared.authentication import require
+from shared.errors import Forbidden, NotFound
+
+SYSTEM = "system"
+STAFF = "staff"
+VOLUNTEER = "volunteer"
+RESIDENT = "resident"
+# Flask answers these by itself for any route: no view runs, so no rule is needed.
+_AUTOMATIC_METHODS = frozenset({"HEAD", "OPTIONS"})
+
+
+class IncompletePolicy(RuntimeError):
+    """An app has a view its policy has no rule for, or a rule names a view it lacks."""
+
+
+class Owner:
+    """How a resource names whom it belongs to: one of ``fields`` holds their id, or their
+    address (``volunteer:42``) when ``by_address``. A field may be a dotted path."""
+
+    def __init__(self, *fields: str, by_address: bool = False) -> None:
+        if not fields:
+            raise ValueError("an owner is named by at least one field")
+        self.fields = fields
+        self.by_address = by_address
+
+    def _name_of(self, principal: Principal) -> str | None:
+        if not self.by_address:
+            return principal.subject
+        try:
+            return principal.address
+        except ValueError:
+            # A subject that cannot be part of an address owns nothing addressed.
+            return None
+
+    def owns(self, principal: Principal, resource: Any) -> bool:
+        """Whether ``resource`` (an object or a mapping) belongs to ``principal``."""
+        name = self._name_of(principal)
+        return name is not None and any(_read(resource, path) == name for path in self.fields)
+
+    def scope(self, principal: Principal) -> dict[str, str]:
+        """The filter that keeps a list to ``principal``'s own."""
+        name = self._name_of(principal)
+        if len(self.fields) != 1 or name is None:
+            raise ValueError(f"no single filter selects what {principal.role} owns")
+        return {self.fields[0]: name}
+
+
+def _read(resource: Any, path: str) -> Any:
+    for name in path.split("."):
+        resource = resource.get(name) if isinstance(resource, Mapping) else getattr(resource, name)
+    return resource
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Who may call one operation: ``anyone`` of some roles, others only on what they ``own``."""
+
+    anyone: frozenset[str]
+    own: Mapping[str, Owner] = field(default_factory=dict)
+    # The sentence a refused role is told, where the operation's roles need explaining.
+    refusal: str | None = None
+
+    @property
+    def roles(self) -> frozenset[str]:
+        return self.anyone | frozenset(self.own)
+
+    def refused(self, role: str) -> str:
+        """Why ``role`` may not call the operation."""
+        if self.refusal:
+            return f"{self.refusal}; a {role} credential may not"
+        return f"Role {role!r} may not do this; it needs one of {sorted(self.roles)}"
+
+
+def allow(*roles: str, own: Mapping[str, Owner] | None = None, refusal: str | None = None) -> Rule:
+    """A rule admitting ``roles`` to anything and the roles of ``own`` to their own only."""
+    both = set(roles) & set(own or {})
+    if both:
+        raise ValueError(f"roles {sorted(both)} are admitted both to anything and to their own")
+    return Rule(anyone=frozenset(roles), own=dict(own or {}), refusal=refusal)
+
+
+def operation() -> str:
+    """The operation the current HTTP request calls."""
+    method = "get" if request.method == "HEAD" else request.method.lower()
+    return f"{request.endpoint}.{method}"
+
+
+def caller() -> Principal:
+    """Who calls the current operation: the policy admitted them before the view ran."""
+    return require()
+
+
+class Policy:
+    """One service's rules by operation, and the checks every request of it goes through."""
+
+    def __init__(self, service: str, *, roles: Iterable[str], rules: Mapping[str, Rule]) -> None:
+        self.service = service
+        self.roles = frozenset(roles)
+        self.rules = dict(rules)
+        for name, rule in self.rules.items():
+            strangers = rule.roles - self.roles
+            if strangers:
+                raise ValueError(f"{name} admits {sorted(strangers)}, who never call {service}")
+
+    def rule(self, operation: str) -> Rule:
+        """The rule of ``operation``; an operation without one is refused to everyone."""
+        try:
+            return self.rules[operation]
+        except KeyError:
+            raise Forbidden(f"{self.service}'s policy has no rule for {operation}") from None
+
+    def check_role(self, operation: str, principal: Principal) -> None:
+        """Forbidden (403) unless ``principal``'s role may call ``operation`` at all."""
+        rule = self.rule(operation)
+        if principal.role not in rule.roles:
+            raise Forbidden(rule.refused(principal.role))
+
+    def check_owner(
+        self, operation: str, principal: Principal, resource: Any, *, hidden_as: NotFound
+    ) -> None:
+        """Raise ``hidden_as`` (the resource's own 404) unless ``principal`` may touch it."""
+        self.check_role(operation, principal)
+        owner = self.rule(operation).own.get(principal.role)
+        if owner is not None and not owner.owns(principal, resource):
+            raise hidden_as
+
+    def scope(self, operation: str, principal: Principal) -> dict[str, str]:
+        """Filters keeping a list to what ``principal`` may see; none for who may see all."""
+        self.check_role(operation, principal)
+        owner = self.rule(operation).own.get(principal.role)
+        return {} if owner is None else owner.scope(principal)
+
+    def enforce_on(self, *blueprints: Blueprint) -> None:
+        """Check each call to the views of ``blueprints``, before the view runs, against this
+        policy; and refuse to build an app whose views and rules do not match one to one.
+
+        Call it once the blueprints' routes are declared, as the checks run in that order.
+        """
+        names = {blueprint.name for blueprint in blueprints}
+        stray = sorted(name for name in self.rules if name.split(".", 1)[0] not in names)
+        if stray:
+            raise IncompletePolicy(f"{self.service}'s policy names views it has not: {stray}")
+        for blueprint in blueprints:
+            blueprint.before_request(self._admit)
+            blueprint.record_once(partial(self._check_views, blueprint.name))
+
+    def _admit(self) -> None:
+        rule = request.url_rule
+        if request.method == "OPTIONS" and getattr(rule, "provide_automatic_options", False):
+            return
+        self.check_role(operation(), caller())
+
+    def _check_views(self, blueprint: str, state: BlueprintSetupState) -> None:
+        views = {
+            f"{rule.endpoint}.{method.lower()}"
+            for rule in state.app.url_map.iter_rules()
+            if rule.endpoint.startswith(f"{blueprint}.")
+            for method in rule.methods or ()
+            if method not in _AUTOMATIC_METHODS
+            or (method == "OPTIONS" and not getattr(rule, "provide_automatic_options", False))
+        }
+        named = {name for name in self.rules if name.startswith(f"{blueprint}.")}
+        if views != named:
+            raise IncompletePolicy(
+                f"{self.service}'s policy and its views differ: views without a rule "
+                f"{sorted(views - named)}, rules without a view {sorted(named - views)}"
+            )
