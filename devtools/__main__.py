@@ -9,7 +9,11 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from devtools.community import migrate_all, seed_demo, write_credentials
+from devtools.demo import walk_the_thread
 from devtools.processes import ROOT, procfile_commands, venv_env
+from devtools.redis_server import EmbeddedRedis
+from devtools.supervisor import Supervisor
 from shared.topology import DEFAULT_PORTS, SERVICES
 
 
@@ -31,10 +35,6 @@ def shown(path: Path) -> str:
 
 def run(*, grace: float) -> int:
     """Migrate, seed, keep every process running under a supervisor; Ctrl-C stops them all."""
-    from devtools.community import migrate_all, seed_demo, write_credentials
-    from devtools.redis_server import EmbeddedRedis
-    from devtools.supervisor import Supervisor
-
     env = dict(os.environ)
     var = var_dir(env)
     # The children run in ROOT too, but an absolute path means the same to every reader.
@@ -65,8 +65,6 @@ def run(*, grace: float) -> int:
 
 
 def demo() -> int:
-    from devtools.demo import walk_the_thread
-
     credentials_file = var_dir(os.environ) / "demo-credentials.json"
     if not credentials_file.exists():
         print(
@@ -79,8 +77,6 @@ def demo() -> int:
 
 def migrate() -> int:
     """Apply every service's migrations to its database (under var/ unless configured)."""
-    from devtools.community import migrate_all
-
     env = dict(os.environ)
     env["REDVEST_VAR_DIR"] = str(var_dir(env))
     migrate_all(env)

@@ -14,6 +14,7 @@ import argparse
 import http.client
 import json
 import os
+import re
 import secrets
 import statistics
 import subprocess
@@ -25,6 +26,10 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+import psycopg
+import redis as redis_client
+import requests
 
 from devtools.community import migrate_all, seed_demo
 from devtools.processes import ROOT, ProcessGroup, venv_env, wait_until_ready
@@ -195,11 +200,6 @@ def wait_for_port(port: int, timeout: float = 30) -> None:
 
 def wait_until_drained(env: dict[str, str], urls: dict[str, str], timeout: float = 900) -> float:
     """Wait until every outbox is published and every queue is empty; returns the seconds."""
-    import re
-
-    import redis as redis_client
-    import requests
-
     client = redis_client.Redis.from_url(env["BROKER_URL"])
     namespace = env["BROKER_NAMESPACE"]
     started = time.perf_counter()
@@ -328,8 +328,6 @@ class Databases:
         return f"{self.server_url.rsplit('/', 1)[0]}/{self.names[service]}"
 
     def _execute(self, statement: str) -> None:
-        import psycopg
-
         with psycopg.connect(self.server_url, autocommit=True) as connection:
             connection.execute(statement.encode())
 
@@ -346,8 +344,6 @@ def forget_namespace(url: str, namespace: str) -> None:
     """Remove the keys this run created on a Redis it shares with others."""
     if not url.startswith("redis"):
         return
-    import redis as redis_client
-
     client = redis_client.Redis.from_url(url)
     for key in client.scan_iter(match=f"{namespace}*", count=500):
         client.delete(key)

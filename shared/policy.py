@@ -2,8 +2,13 @@
 
 An operation is named by its view: ``<blueprint>.<View>.<method>`` (``requests.Requests.post``),
 the endpoint Flask gives the view plus the HTTP method in lower case (HEAD counts as GET). Each
-service writes its ``Policy`` once, as a table in ``services/<name>/policy.py``, and enforces it
-on its blueprints; building an app fails when a view has no rule or a rule has no view.
+service writes its ``Policy`` once, as a table in ``services/<name>/policy.py``; the web app
+enforces it on every request (``shared/admission.py``), and building an app fails when a view
+has no rule or a rule has no view. This module holds no HTTP: the domain uses it too.
+
+Roles are checked once per request, before the view runs. Whose a thing is can only be told
+once it is at hand, so ``check_owner`` is called there: by the view for what it names or reads,
+by the domain for a row it locks in order to change it.
 
 One rule for refusals, in every service:
 
@@ -18,26 +23,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
-from flask import Blueprint, request
-from flask.blueprints import BlueprintSetupState
-
 from shared.auth import Principal
-from shared.authentication import require
 from shared.errors import Forbidden, NotFound
 
 SYSTEM = "system"
 STAFF = "staff"
 VOLUNTEER = "volunteer"
 RESIDENT = "resident"
-# Flask answers these by itself for any route: no view runs, so no rule is needed.
-_AUTOMATIC_METHODS = frozenset({"HEAD", "OPTIONS"})
-
-
-class IncompletePolicy(RuntimeError):
-    """An app has a view its policy has no rule for, or a rule names a view it lacks."""
 
 
 class Owner:
@@ -106,17 +100,6 @@ def allow(*roles: str, own: Mapping[str, Owner] | None = None, refusal: str | No
     return Rule(anyone=frozenset(roles), own=dict(own or {}), refusal=refusal)
 
 
-def operation() -> str:
-    """The operation the current HTTP request calls."""
-    method = "get" if request.method == "HEAD" else request.method.lower()
-    return f"{request.endpoint}.{method}"
-
-
-def caller() -> Principal:
-    """Who calls the current operation: the policy admitted them before the view ran."""
-    return require()
-
-
 class Policy:
     """One service's rules by operation, and the checks every request of it goes through."""
 
@@ -156,39 +139,3 @@ class Policy:
         self.check_role(operation, principal)
         owner = self.rule(operation).own.get(principal.role)
         return {} if owner is None else owner.scope(principal)
-
-    def enforce_on(self, *blueprints: Blueprint) -> None:
-        """Check each call to the views of ``blueprints``, before the view runs, against this
-        policy; and refuse to build an app whose views and rules do not match one to one.
-
-        Call it once the blueprints' routes are declared, as the checks run in that order.
-        """
-        names = {blueprint.name for blueprint in blueprints}
-        stray = sorted(name for name in self.rules if name.split(".", 1)[0] not in names)
-        if stray:
-            raise IncompletePolicy(f"{self.service}'s policy names views it has not: {stray}")
-        for blueprint in blueprints:
-            blueprint.before_request(self._admit)
-            blueprint.record_once(partial(self._check_views, blueprint.name))
-
-    def _admit(self) -> None:
-        rule = request.url_rule
-        if request.method == "OPTIONS" and getattr(rule, "provide_automatic_options", False):
-            return
-        self.check_role(operation(), caller())
-
-    def _check_views(self, blueprint: str, state: BlueprintSetupState) -> None:
-        views = {
-            f"{rule.endpoint}.{method.lower()}"
-            for rule in state.app.url_map.iter_rules()
-            if rule.endpoint.startswith(f"{blueprint}.")
-            for method in rule.methods or ()
-            if method not in _AUTOMATIC_METHODS
-            or (method == "OPTIONS" and not getattr(rule, "provide_automatic_options", False))
-        }
-        named = {name for name in self.rules if name.startswith(f"{blueprint}.")}
-        if views != named:
-            raise IncompletePolicy(
-                f"{self.service}'s policy and its views differ: views without a rule "
-                f"{sorted(views - named)}, rules without a view {sorted(named - views)}"
-            )

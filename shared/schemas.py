@@ -27,6 +27,8 @@ class StrictSchema(Schema):
     @pre_load
     def _refuse_nul_characters(self, data: Any, **_: Any) -> Any:
         # PostgreSQL cannot store or even compare text holding NUL: refuse it as invalid input.
+        # JSON bodies never get here with one (shared.json_input refuses them, with the path);
+        # query strings and other input do.
         if isinstance(data, Mapping):
             errors = {str(name): [NUL_MESSAGE] for name, value in data.items() if _has_nul(value)}
             if errors:

@@ -8,6 +8,7 @@ from flask.views import MethodView
 from flask_smorest.pagination import PaginationParameters
 
 from services.dispatch import routing
+from services.dispatch.policy import POLICY, no_assignment
 from services.dispatch.schemas import (
     AssignmentQuerySchema,
     AssignmentSchema,
@@ -21,8 +22,7 @@ from services.dispatch.schemas import (
     VolunteerQuerySchema,
     VolunteerSchema,
 )
-from shared.auth import STAFF_ROLES
-from shared.authentication import require
+from shared.admission import caller, enforce, operation
 from shared.openapi import Blueprint
 from shared.paging import paged
 from shared.service_app import current_service
@@ -39,10 +39,9 @@ roster = Blueprint(
     url_prefix="/v1",
     description="Teams, volunteers and the rules that route requests to them",
 )
-# The same words for the same failure on every endpoint.
+# The same words for the same failure on every endpoint; who may do what is in policy.py.
 STAFF_ONLY = "The caller is not staff"
 STAFF_OR_VOLUNTEER = "The caller is neither staff nor a volunteer"
-STAFF_OR_HOLDER = "The caller is neither staff nor the assigned volunteer"
 NO_ASSIGNMENT = "No such assignment, or a volunteer asked for someone else's"
 
 
@@ -54,9 +53,7 @@ class Assignments(MethodView):
     @blp.paginate()
     def get(self, query: dict[str, Any], pagination_parameters: PaginationParameters) -> Any:
         """List assignments, newest first"""
-        principal = require(*STAFF_ROLES, "volunteer")
-        if principal.role == "volunteer":
-            query["volunteer_id"] = principal.subject
+        query.update(POLICY.scope(operation(), caller()))
         return paged(current_service().db, pagination_parameters, routing.list_assignments, **query)
 
 
@@ -67,23 +64,25 @@ class Assignment(MethodView):
     @blp.alt_response(404, description=NO_ASSIGNMENT)
     def get(self, assignment_id: str) -> Any:
         """Show an assignment"""
-        principal = require(*STAFF_ROLES, "volunteer")
         with current_service().db.read() as session:
-            return routing.get_assignment(session, assignment_id, viewer=principal)
+            assignment = routing.get_assignment(session, assignment_id)
+            POLICY.check_owner(
+                operation(), caller(), assignment, hidden_as=no_assignment(assignment_id)
+            )
+            return assignment
 
 
 @blp.route("/assignments/<assignment_id>/acceptance")
 class Acceptance(MethodView):
     @blp.response(200, AssignmentSchema)
-    @blp.alt_response(403, description=STAFF_OR_HOLDER)
-    @blp.alt_response(404, description="No such assignment")
+    @blp.alt_response(403, description=STAFF_OR_VOLUNTEER)
+    @blp.alt_response(404, description=NO_ASSIGNMENT)
     @blp.alt_response(409, description="The assignment was already accepted or completed")
     def post(self, assignment_id: str) -> Any:
         """Accept an assignment"""
-        principal = require(*STAFF_ROLES, "volunteer")
         with current_service().db.transaction() as session:
             return routing.accept_assignment(
-                session, assignment_id=assignment_id, accepted_by=principal
+                session, assignment_id=assignment_id, accepted_by=caller()
             )
 
 
@@ -91,15 +90,14 @@ class Acceptance(MethodView):
 class Completion(MethodView):
     @blp.arguments(CompletionSchema)
     @blp.response(200, AssignmentSchema)
-    @blp.alt_response(403, description=STAFF_OR_HOLDER)
-    @blp.alt_response(404, description="No such assignment")
+    @blp.alt_response(403, description=STAFF_OR_VOLUNTEER)
+    @blp.alt_response(404, description=NO_ASSIGNMENT)
     @blp.alt_response(409, description="The assignment is not accepted, or already completed")
     def post(self, data: dict[str, Any], assignment_id: str) -> Any:
         """Report an accepted assignment done, with the hours it took"""
-        principal = require(*STAFF_ROLES, "volunteer")
         with current_service().db.transaction() as session:
             return routing.complete_assignment(
-                session, assignment_id=assignment_id, completed_by=principal, **data
+                session, assignment_id=assignment_id, completed_by=caller(), **data
             )
 
 
@@ -110,7 +108,6 @@ class Teams(MethodView):
     @roster.paginate()
     def get(self, pagination_parameters: PaginationParameters) -> Any:
         """List the volunteer teams"""
-        require(*STAFF_ROLES)
         return paged(current_service().db, pagination_parameters, routing.list_teams)
 
     @roster.arguments(TeamCreateSchema)
@@ -119,7 +116,6 @@ class Teams(MethodView):
     @roster.alt_response(409, description="A team of that name already exists")
     def post(self, data: dict[str, Any]) -> Any:
         """Register a volunteer team"""
-        require(*STAFF_ROLES)
         with current_service().db.transaction() as session:
             return routing.create_team(session, **data)
 
@@ -132,7 +128,6 @@ class Volunteers(MethodView):
     @roster.paginate()
     def get(self, query: dict[str, Any], pagination_parameters: PaginationParameters) -> Any:
         """List volunteers"""
-        require(*STAFF_ROLES)
         return paged(current_service().db, pagination_parameters, routing.list_volunteers, **query)
 
     @roster.arguments(VolunteerCreateSchema)
@@ -141,7 +136,6 @@ class Volunteers(MethodView):
     @roster.alt_response(422, description="Invalid fields, or no such team")
     def post(self, data: dict[str, Any]) -> Any:
         """Register a volunteer"""
-        require(*STAFF_ROLES)
         with current_service().db.transaction() as session:
             return routing.register_volunteer(session, **data)
 
@@ -154,7 +148,6 @@ class RoutingRules(MethodView):
     @roster.paginate()
     def get(self, query: dict[str, Any], pagination_parameters: PaginationParameters) -> Any:
         """List routing rules by category, the winning rule first"""
-        require(*STAFF_ROLES)
         return paged(
             current_service().db, pagination_parameters, routing.list_routing_rules, **query
         )
@@ -166,6 +159,8 @@ class RoutingRules(MethodView):
     @roster.alt_response(422, description="Invalid fields, or no such active volunteer")
     def post(self, data: dict[str, Any]) -> Any:
         """Route a category of requests to a volunteer"""
-        require(*STAFF_ROLES)
         with current_service().db.transaction() as session:
             return routing.add_routing_rule(session, **data)
+
+
+enforce(POLICY, blp, roster)

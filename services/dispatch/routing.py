@@ -12,10 +12,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from services.dispatch.models import Assignment, RoutingRule, Team, Volunteer, messaging
+from services.dispatch.policy import ACCEPT, COMPLETE, POLICY, no_assignment
 from shared import events, notifications
 from shared.auth import Principal
 from shared.clock import utcnow
-from shared.errors import Conflict, Forbidden, Invalid, NotFound
+from shared.errors import Conflict, Invalid
 from shared.fields import HOURS_MAX
 from shared.paging import fetch_page
 from shared.people import address
@@ -222,21 +223,11 @@ def assign_request(
     )
 
 
-def _may_see(viewer: Principal | None, assignment: Assignment) -> bool:
-    return (
-        viewer is None
-        or viewer.is_staff
-        or (viewer.role == "volunteer" and viewer.subject == assignment.volunteer_id)
-    )
-
-
-def get_assignment(
-    session: Session, assignment_id: str, *, viewer: Principal | None = None
-) -> Assignment:
-    """An assignment; a volunteer sees only their own."""
+def get_assignment(session: Session, assignment_id: str) -> Assignment:
+    """An assignment."""
     assignment = session.get(Assignment, assignment_id)
-    if assignment is None or not _may_see(viewer, assignment):
-        raise NotFound(f"No assignment {assignment_id}")
+    if assignment is None:
+        raise no_assignment(assignment_id)
     return assignment
 
 
@@ -257,6 +248,10 @@ def list_assignments(
     return fetch_page(session, query, offset=offset, limit=limit)
 
 
+# Each action on an assignment, by the name of its operation in dispatch's policy.
+_OPERATIONS = {"accept": ACCEPT, "complete": COMPLETE}
+
+
 def _held_for_action(
     session: Session, assignment_id: str, actor: Principal, action: str
 ) -> Assignment:
@@ -265,13 +260,10 @@ def _held_for_action(
     # assignment's row: the eagerly joined volunteer cannot be locked across an outer join.
     assignment = session.get(Assignment, assignment_id, with_for_update={"of": Assignment})
     if assignment is None:
-        raise NotFound(f"No assignment {assignment_id}")
-    if not actor.is_staff and not (
-        actor.role == "volunteer" and actor.subject == assignment.volunteer_id
-    ):
-        raise Forbidden(
-            f"Only the assigned volunteer or staff may {action} assignment {assignment_id}"
-        )
+        raise no_assignment(assignment_id)
+    POLICY.check_owner(
+        _OPERATIONS[action], actor, assignment, hidden_as=no_assignment(assignment_id)
+    )
     return assignment
 
 

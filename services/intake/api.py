@@ -9,6 +9,7 @@ from flask.views import MethodView
 from flask_smorest.pagination import PaginationParameters
 
 from services.intake import directory, requests
+from services.intake.policy import POLICY, no_request, no_resident
 from services.intake.schemas import (
     CategorySchema,
     ConfirmationSchema,
@@ -18,8 +19,7 @@ from services.intake.schemas import (
     ResidentCreateSchema,
     ResidentSchema,
 )
-from shared.auth import STAFF_ROLES
-from shared.authentication import require
+from shared.admission import caller, enforce, operation
 from shared.idempotency import IDEMPOTENCY_HEADER_DOC, created_once
 from shared.openapi import Blueprint
 from shared.paging import paged
@@ -27,7 +27,7 @@ from shared.service_app import current_service
 
 blp = Blueprint("requests", __name__, url_prefix="/v1", description="Requests through the one door")
 REQUEST_SCHEMA = RequestSchema()
-# The same words for the same failure on every endpoint.
+# The same words for the same failure on every endpoint; who may do what is in policy.py.
 STAFF_ONLY = "The caller is not staff"
 NOT_FOR_VOLUNTEERS = "The caller is a volunteer"
 NO_REQUEST = "No such request, or a resident asked for someone else's"
@@ -37,15 +37,17 @@ NO_REQUEST = "No such request, or a resident asked for someone else's"
 class Requests(MethodView):
     @blp.arguments(RequestCreateSchema)
     @blp.response(201, RequestSchema)
+    @blp.alt_response(403, description=NOT_FOR_VOLUNTEERS)
     @blp.alt_response(
-        403, description="The caller is a volunteer, or a resident posting for another"
+        404,
+        description="No such active category, or no such resident (to a resident, any other)",
     )
-    @blp.alt_response(404, description="No such active category, or no such resident")
     @blp.alt_response(422, description="Invalid fields, or an Idempotency-Key reused")
     @blp.doc(parameters=[IDEMPOTENCY_HEADER_DOC])
     def post(self, data: dict[str, Any]) -> Any:
         """Submit a request"""
-        principal = require("system", "staff", "resident")
+        principal = caller()
+        POLICY.check_owner(operation(), principal, data, hidden_as=no_resident(data["resident_id"]))
         return created_once(
             current_service().db,
             current_service().messaging,
@@ -61,9 +63,7 @@ class Requests(MethodView):
     @blp.paginate()
     def get(self, query: dict[str, Any], pagination_parameters: PaginationParameters) -> Any:
         """List requests, newest first"""
-        principal = require("system", "staff", "resident")
-        if principal.role == "resident":
-            query["resident_id"] = principal.subject
+        query.update(POLICY.scope(operation(), caller()))
         where = requests.RequestFilter(status=tuple(query.pop("status")), **query)
         return paged(
             current_service().db, pagination_parameters, requests.list_requests, where=where
@@ -77,9 +77,10 @@ class Request(MethodView):
     @blp.alt_response(404, description=NO_REQUEST)
     def get(self, request_id: str) -> Any:
         """Show a request with its timeline"""
-        principal = require("system", "staff", "resident")
         with current_service().db.read() as session:
-            return requests.get_request(session, request_id, viewer=principal)
+            request = requests.get_request(session, request_id)
+            POLICY.check_owner(operation(), caller(), request, hidden_as=no_request(request_id))
+            return request
 
 
 @blp.route("/requests/<request_id>/confirmation")
@@ -95,11 +96,10 @@ class Confirmation(MethodView):
     @blp.alt_response(409, description="The request is not completed, or already confirmed")
     def post(self, data: dict[str, Any], request_id: str) -> Any:
         """Confirm that the service was done"""
-        # Who may confirm is a rule of the domain, answered there with a clear reason.
-        principal = require()
+        # Who may confirm this request is settled once it is read: see check_may_confirm.
         with current_service().db.transaction() as session:
             return requests.confirm_request(
-                session, request_id=request_id, confirmed_by=principal, note=data.get("note")
+                session, request_id=request_id, confirmed_by=caller(), note=data.get("note")
             )
 
 
@@ -108,7 +108,6 @@ class Categories(MethodView):
     @blp.response(200, CategorySchema(many=True))
     def get(self) -> Any:
         """List the service catalogue"""
-        require()
         with current_service().db.read() as session:
             return directory.list_categories(session)
 
@@ -118,7 +117,6 @@ class Categories(MethodView):
     @blp.alt_response(409, description="A category with that code already exists")
     def post(self, data: dict[str, Any]) -> Any:
         """Add a category to the catalogue"""
-        require(*STAFF_ROLES)
         with current_service().db.transaction() as session:
             return directory.add_category(session, **data)
 
@@ -131,7 +129,6 @@ class Residents(MethodView):
     @blp.alt_response(404, description="No such household on the grid")
     def post(self, data: dict[str, Any]) -> Any:
         """Register a resident at a household of the grid"""
-        require(*STAFF_ROLES)
         location = data.pop("location")
         with current_service().db.transaction() as session:
             return directory.register_resident_at(session, **location, **data)
@@ -140,14 +137,18 @@ class Residents(MethodView):
 @blp.route("/residents/<resident_id>")
 class Resident(MethodView):
     @blp.response(200, ResidentSchema)
-    @blp.alt_response(
-        403, description="The caller is a volunteer, or a resident asking for another"
-    )
-    @blp.alt_response(404, description="No such resident")
+    @blp.alt_response(403, description=NOT_FOR_VOLUNTEERS)
+    @blp.alt_response(404, description="No such resident, or a resident asked for another")
     def get(self, resident_id: str) -> Any:
         """Show a resident"""
-        principal = require("system", "staff", "resident")
-        if principal.role == "resident" and principal.subject != resident_id:
-            require(*STAFF_ROLES)
+        POLICY.check_owner(
+            operation(),
+            caller(),
+            {"resident_id": resident_id},
+            hidden_as=no_resident(resident_id),
+        )
         with current_service().db.read() as session:
             return directory.get_resident(session, resident_id)
+
+
+enforce(POLICY, blp)

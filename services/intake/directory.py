@@ -9,6 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from services.intake.models import ApiClient, Category, Household, Resident
+from services.intake.policy import no_resident
 from shared.auth import Principal, hash_api_key, new_api_key
 from shared.clock import utcnow
 from shared.errors import Conflict, NotFound
@@ -102,7 +103,7 @@ def register_resident_at(
 def get_resident(session: Session, resident_id: str) -> Resident:
     resident = session.get(Resident, resident_id)
     if resident is None:
-        raise NotFound(f"No resident {resident_id}", field="resident_id")
+        raise no_resident(resident_id)
     return resident
 
 

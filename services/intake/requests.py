@@ -14,10 +14,12 @@ from sqlalchemy.orm import Session
 
 from services.intake.directory import active_category, get_resident
 from services.intake.models import ServiceRequest, TimelineEntry, messaging
+from services.intake.policy import PartyToTheService as PartyToTheService
+from services.intake.policy import check_may_confirm, no_request
 from shared import events
 from shared.auth import Principal
 from shared.clock import utcnow
-from shared.errors import Conflict, Forbidden, Invalid, NotFound
+from shared.errors import Conflict, Invalid
 from shared.paging import fetch_page
 from shared.people import address
 
@@ -58,8 +60,6 @@ def submit_request(
     """Validate a request against the catalogue and the grid, store it and announce it."""
     entry = active_category(session, category)
     resident = get_resident(session, resident_id)
-    if submitted_by.role == "resident" and submitted_by.subject != resident.id:
-        raise Forbidden("A resident may only submit requests for themselves")
     home = resident.household
     if location is not None and (
         location.community,
@@ -121,10 +121,9 @@ def get_request(
     session: Session,
     request_id: str,
     *,
-    viewer: Principal | None = None,
     for_update: bool = False,
 ) -> ServiceRequest:
-    """The request, if ``viewer`` may see it; ``for_update`` locks its row until commit."""
+    """The request; ``for_update`` locks its row until commit."""
     # Whoever reads a status in order to change it must lock the row: under READ COMMITTED
     # two writers could otherwise both read the old status and the later commit would win.
     # The lock makes the second wait, then read what the first committed. SQLite renders no
@@ -135,10 +134,8 @@ def get_request(
         with_for_update=for_update or None,
         populate_existing=for_update,
     )
-    if request is None or (
-        viewer is not None and viewer.role == "resident" and viewer.subject != request.resident_id
-    ):
-        raise NotFound(f"No request {request_id}")
+    if request is None:
+        raise no_request(request_id)
     return request
 
 
@@ -175,45 +172,12 @@ def list_requests(
     return fetch_page(session, query, offset=offset, limit=limit)
 
 
-class PartyToTheService(Forbidden):
-    """Whoever accepted or completed a service may never confirm it: that would mint points."""
-
-    code = "party-to-the-service"
-    title = "A party to the service cannot confirm it"
-
-
-def check_may_confirm(request: ServiceRequest, confirmer: Principal, reason: str) -> None:
-    """Separation of duties: the resident, or staff who took no part in it, with a reason."""
-    if confirmer.is_system:
-        raise Forbidden(
-            "Only the resident who asked, or staff on their behalf with their own token, may "
-            "confirm a request; a system or console known by an API key may not"
-        )
-    if confirmer.role not in ("resident", "staff"):
-        raise Forbidden(
-            "Only the resident who asked, or staff on their behalf, may confirm a request; "
-            f"a {confirmer.role} credential may not"
-        )
-    if confirmer.role == "staff" and not reason:
-        raise Invalid(
-            "Staff confirming on the resident's behalf must give the reason in note",
-            field="note",
-        )
-    steps = {"accepted": request.accepted_by, "completed": request.completed_by}
-    took_part = [step for step, by in steps.items() if by == confirmer.address]
-    if took_part:
-        raise PartyToTheService(
-            f"{confirmer.address} {' and '.join(took_part)} this service, so may not confirm "
-            "it: the resident, or staff who took no part in it, must"
-        )
-
-
 def confirm_request(
     session: Session, *, request_id: str, confirmed_by: Principal, note: str | None = None
 ) -> ServiceRequest:
     """The resident confirms the service was done, or staff do so for them, giving a reason."""
     reason = (note or "").strip()
-    request = get_request(session, request_id, viewer=confirmed_by, for_update=True)
+    request = get_request(session, request_id, for_update=True)
     check_may_confirm(request, confirmed_by, reason)
     if request.status == CONFIRMED:
         raise Conflict(f"Request {request_id} is already confirmed")

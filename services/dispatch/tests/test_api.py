@@ -120,7 +120,9 @@ def test_accepting_again_is_a_409_that_says_so(client: FlaskClient) -> None:
     assert len(staged_messages(runtime(), events.REQUEST_ACCEPTED)) == 1
 
 
-def test_another_volunteer_cannot_accept(client: FlaskClient) -> None:
+def test_another_volunteers_assignment_cannot_be_accepted_nor_is_it_found(
+    client: FlaskClient,
+) -> None:
     volunteer("Lao Zhang", routed_for="knife_sharpening")
     assignment = assigned()
 
@@ -129,7 +131,8 @@ def test_another_volunteer_cannot_accept(client: FlaskClient) -> None:
         headers=bearer(volunteer("Stranger").id, "volunteer"),
     )
 
-    assert response.status_code == 403
+    assert response.status_code == 404
+    assert response.json["detail"] == f"No assignment {assignment.id}"
     assert staged_messages(runtime(), events.REQUEST_ACCEPTED) == []
 
 

@@ -21,7 +21,7 @@ from services.dispatch.tests.builders import (
 )
 from shared import events
 from shared.auth import Principal
-from shared.errors import Conflict, Forbidden, Invalid
+from shared.errors import Conflict, Invalid, NotFound
 from tests.support import staged_messages
 
 STAFF = Principal(subject="staff-1", role="staff")
@@ -214,9 +214,10 @@ def test_another_volunteer_may_neither_accept_nor_complete() -> None:
     assignment = assigned()
     stranger = Principal(subject=volunteer("Stranger").id, role="volunteer")
 
-    with runtime().db.transaction() as session, pytest.raises(Forbidden):
+    # Another's assignment is hidden as if it did not exist (the policy's one rule).
+    with runtime().db.transaction() as session, pytest.raises(NotFound):
         routing.accept_assignment(session, assignment_id=assignment.id, accepted_by=stranger)
-    with runtime().db.transaction() as session, pytest.raises(Forbidden):
+    with runtime().db.transaction() as session, pytest.raises(NotFound):
         routing.complete_assignment(
             session, assignment_id=assignment.id, completed_by=stranger, hours=Decimal(1)
         )

@@ -75,13 +75,17 @@ def test_completion_and_acceptance_arriving_together_always_end_completed():
                 at=NOW,
             )
         base = {"request_id": request.id, "assignment_id": "a1", "volunteer_id": "v1"}
-        accepted = message_for(events.REQUEST_ACCEPTED, {**base, "accepted_at": NOW})
+        by = "volunteer:v1"
+        accepted = message_for(
+            events.REQUEST_ACCEPTED, {**base, "accepted_by": by, "accepted_at": NOW}
+        )
         completed = message_for(
-            events.REQUEST_COMPLETED, {**base, "hours": "1.5", "completed_at": NOW}
+            events.REQUEST_COMPLETED,
+            {**base, "hours": "1.5", "completed_by": by, "completed_at": NOW},
         )
         outcomes = at_once(
-            partial(deliver_to, actors.on_request_completed, completed),
-            partial(deliver_to, actors.on_request_accepted, accepted),
+            partial(deliver_to, actors.CONSUMERS, completed),
+            partial(deliver_to, actors.CONSUMERS, accepted),
         )
         assert outcomes == [True, True]
         assert status_of(request.id) == "completed"

@@ -8,6 +8,7 @@ import pytest
 
 from services.intake import requests
 from services.intake.config import runtime
+from services.intake.policy import POLICY, no_resident
 from services.intake.tests.builders import (
     DUTY_OFFICER,
     HOTLINE,
@@ -86,15 +87,22 @@ class TestSubmitting:
 
     def test_a_resident_cannot_submit_for_someone_else(self, session):
         resident = a_resident(session)
-        a_category(session)
-        with pytest.raises(Forbidden):
-            requests.submit_request(
-                session,
-                submitted_by=Principal("someone-else", "resident"),
-                category="knife_sharpening",
-                summary="x",
-                resident_id=resident.id,
+        someone_else = Principal("someone-else", "resident")
+        # intake's policy decides it, before any domain function runs; as for every resource
+        # of another person, the answer is the one an unknown resident gets.
+        with pytest.raises(NotFound, match=f"No resident {resident.id}"):
+            POLICY.check_owner(
+                "requests.Requests.post",
+                someone_else,
+                {"resident_id": resident.id},
+                hidden_as=no_resident(resident.id),
             )
+        POLICY.check_owner(
+            "requests.Requests.post",
+            Principal(resident.id, "resident"),
+            {"resident_id": resident.id},
+            hidden_as=no_resident(resident.id),
+        )
 
 
 class TestFollowingDispatch:

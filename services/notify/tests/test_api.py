@@ -52,14 +52,14 @@ def test_a_person_reads_their_own_inbox(client: FlaskClient) -> None:
     assert message["read_at"] is None
 
 
-def test_another_persons_inbox_is_forbidden(client: FlaskClient) -> None:
+def test_another_persons_inbox_is_not_found(client: FlaskClient) -> None:
     notify(VOLUNTEER)
 
     response = client.get(f"/v1/inbox/{VOLUNTEER}", headers=RESIDENT_TOKEN)
 
-    assert response.status_code == 403
+    assert response.status_code == 404
     assert response.mimetype == PROBLEM
-    assert response.json["type"].endswith("/forbidden")
+    assert response.json["type"].endswith("/not-found")
 
 
 def test_staff_read_any_inbox(client: FlaskClient) -> None:
@@ -285,8 +285,8 @@ def test_a_template_sure_to_cost_too_much_is_refused_naming_the_field(
 
 def test_every_endpoint_documents_its_errors_as_problems(client: FlaskClient) -> None:
     expected = {
-        ("get", "/v1/inbox/{recipient}"): {"401", "403", "422"},
-        ("post", "/v1/inbox/{recipient}/messages/{message_id}/read"): {"401", "403", "404"},
+        ("get", "/v1/inbox/{recipient}"): {"401", "404", "422"},
+        ("post", "/v1/inbox/{recipient}/messages/{message_id}/read"): {"401", "404"},
         ("get", "/v1/templates"): {"401", "403"},
         ("get", "/v1/templates/{key}"): {"401", "403", "404"},
         ("put", "/v1/templates/{key}"): {"401", "403", "422"},

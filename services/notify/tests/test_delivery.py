@@ -13,6 +13,7 @@ from services.notify import delivery
 from services.notify.commands import EXTRA_COMMANDS
 from services.notify.config import runtime
 from services.notify.models import Template
+from services.notify.policy import POLICY, no_inbox
 from services.notify.tests.builders import (
     COSTLY_TEMPLATES,
     COSTLY_WITH_SOME_DATA,
@@ -35,7 +36,7 @@ from services.notify.tests.builders import (
 )
 from shared.auth import Principal
 from shared.cli import run_cli
-from shared.errors import Forbidden, Invalid, NotFound
+from shared.errors import Invalid, NotFound
 from shared.notifications import (
     ASSIGNMENT_CREATED,
     KINDS,
@@ -496,13 +497,11 @@ def test_an_inbox_lists_newest_first_and_can_show_only_unread() -> None:
         notify(RESIDENT, volunteer_name=name, category="haircut")
     oldest = inbox_of(RESIDENT)[0]
     with runtime().db.transaction() as session:
-        delivery.mark_read(session, recipient=RESIDENT, message_id=oldest.id, viewer=OWNER)
+        delivery.mark_read(session, recipient=RESIDENT, message_id=oldest.id)
 
     with runtime().db.read() as session:
-        everything, total = delivery.list_inbox(session, recipient=RESIDENT, viewer=OWNER)
-        unread, unread_total = delivery.list_inbox(
-            session, recipient=RESIDENT, viewer=OWNER, is_unread_only=True
-        )
+        everything, total = delivery.list_inbox(session, recipient=RESIDENT)
+        unread, unread_total = delivery.list_inbox(session, recipient=RESIDENT, is_unread_only=True)
 
     assert [m.body.split()[0] for m in everything] == ["Zhao", "Li", "Wang"]
     assert total == 3
@@ -510,19 +509,24 @@ def test_an_inbox_lists_newest_first_and_can_show_only_unread() -> None:
     assert unread_total == 2
 
 
+INBOX = "notify.Inbox.get"
+
+
 def test_a_person_may_not_read_someone_elses_inbox() -> None:
     notify(RESIDENT)
     stranger = Principal(subject="r-502", role="resident")
 
-    with runtime().db.read() as session, pytest.raises(Forbidden):
-        delivery.list_inbox(session, recipient=RESIDENT, viewer=stranger)
+    # Another's inbox is hidden as if it did not exist (the policy's one rule).
+    with pytest.raises(NotFound):
+        POLICY.check_owner(INBOX, stranger, {"recipient": RESIDENT}, hidden_as=no_inbox(RESIDENT))
+    POLICY.check_owner(INBOX, OWNER, {"recipient": RESIDENT}, hidden_as=no_inbox(RESIDENT))
 
 
 def test_the_same_id_under_another_role_is_another_person() -> None:
     volunteer = Principal(subject="r-501", role="volunteer")
 
-    with runtime().db.read() as session, pytest.raises(Forbidden):
-        delivery.list_inbox(session, recipient=RESIDENT, viewer=volunteer)
+    with pytest.raises(NotFound):
+        POLICY.check_owner(INBOX, volunteer, {"recipient": RESIDENT}, hidden_as=no_inbox(RESIDENT))
 
 
 def test_marking_a_message_read_twice_keeps_the_first_time() -> None:
@@ -530,10 +534,10 @@ def test_marking_a_message_read_twice_keeps_the_first_time() -> None:
     (message,) = inbox_of(RESIDENT)
 
     with runtime().db.transaction() as session:
-        delivery.mark_read(session, recipient=RESIDENT, message_id=message.id, viewer=OWNER)
+        delivery.mark_read(session, recipient=RESIDENT, message_id=message.id)
     first = inbox_of(RESIDENT)[0].read_at
     with runtime().db.transaction() as session:
-        delivery.mark_read(session, recipient=RESIDENT, message_id=message.id, viewer=OWNER)
+        delivery.mark_read(session, recipient=RESIDENT, message_id=message.id)
     again = inbox_of(RESIDENT)[0].read_at
 
     assert first is not None
@@ -545,4 +549,4 @@ def test_a_message_cannot_be_marked_read_through_another_inbox() -> None:
     (message,) = inbox_of(VOLUNTEER)
 
     with runtime().db.transaction() as session, pytest.raises(NotFound):
-        delivery.mark_read(session, recipient=RESIDENT, message_id=message.id, viewer=OWNER)
+        delivery.mark_read(session, recipient=RESIDENT, message_id=message.id)

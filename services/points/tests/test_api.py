@@ -45,15 +45,15 @@ def test_a_volunteer_sees_their_own_balance(client: FlaskClient) -> None:
     assert response.json == {"holder": "volunteer:v-7", "kind": "holder", "balance": "15.00"}
 
 
-def test_a_volunteer_may_not_see_another_volunteers_account(client: FlaskClient) -> None:
+def test_another_volunteers_account_is_not_found(client: FlaskClient) -> None:
     rates(knife_sharpening=10)
     credit(volunteer_id="v-8")
 
     response = client.get("/v1/accounts/volunteer:v-8", headers=VOLUNTEER)
 
-    assert response.status_code == 403
+    assert response.status_code == 404
     assert response.mimetype == PROBLEM
-    assert response.json["type"].endswith("/forbidden")
+    assert response.json["detail"] == "No account 'volunteer:v-8'"
 
 
 def test_residents_may_not_read_accounts(client: FlaskClient) -> None:
@@ -117,11 +117,11 @@ def test_the_issuance_account_shows_debits_as_negative_entries(client: FlaskClie
     assert [entry["amount"] for entry in response.json] == ["-10.00"]
 
 
-def test_a_volunteer_may_not_list_another_volunteers_entries(client: FlaskClient) -> None:
+def test_another_volunteers_entries_are_not_found(client: FlaskClient) -> None:
     rates(knife_sharpening=10)
     credit(volunteer_id="v-8")
 
-    assert client.get("/v1/accounts/volunteer:v-8/entries", headers=VOLUNTEER).status_code == 403
+    assert client.get("/v1/accounts/volunteer:v-8/entries", headers=VOLUNTEER).status_code == 404
 
 
 # Transfers
@@ -143,12 +143,15 @@ def test_a_transfer_shows_both_of_its_sides(client: FlaskClient) -> None:
     }
 
 
-def test_a_volunteer_may_not_see_another_volunteers_transfer(client: FlaskClient) -> None:
+def test_a_transfer_between_others_is_not_found_by_a_volunteer(client: FlaskClient) -> None:
     rates(knife_sharpening=10)
     credit(request_id="req-1", volunteer_id="v-8")
 
-    assert client.get("/v1/transfers/earn:req-1", headers=VOLUNTEER).status_code == 403
-    assert client.get("/v1/transfers/earn:nothing", headers=STAFF).status_code == 404
+    hidden = client.get("/v1/transfers/earn:req-1", headers=VOLUNTEER)
+    missing = client.get("/v1/transfers/earn:nothing", headers=STAFF)
+
+    assert (hidden.status_code, missing.status_code) == (404, 404)
+    assert hidden.json["detail"] == "No transfer 'earn:req-1'"
 
 
 # Earning rates

@@ -16,6 +16,7 @@ from services.points import ledger
 from services.points.commands import EXTRA_COMMANDS
 from services.points.config import runtime
 from services.points.models import Account, Entry
+from services.points.policy import POLICY, no_account
 from services.points.tests.builders import balance, credit, entries_total, rates, transfers
 from shared import events
 from shared.auth import Principal
@@ -209,24 +210,33 @@ def test_entries_always_balance_and_each_holder_has_exactly_its_credits(
 # Reading the ledger
 
 
+ACCOUNT = "points.AccountBalance.get"
+
+
 def test_a_volunteer_may_read_only_their_own_account() -> None:
     rates(knife_sharpening=10)
     credit(volunteer_id="v-7")
     credit(volunteer_id="v-8")
 
+    def may_read(principal: Principal, holder: str) -> None:
+        POLICY.check_owner(ACCOUNT, principal, {"holder": holder}, hidden_as=no_account(holder))
+
+    may_read(Principal("v-7", "volunteer"), "volunteer:v-7")
+    may_read(STAFF, "volunteer:v-8")
+    # Another's account is hidden as if it did not exist; a role that never reads accounts
+    # is refused outright (the policy's one rule).
+    with pytest.raises(NotFound):
+        may_read(Principal("v-7", "volunteer"), "volunteer:v-8")
+    with pytest.raises(Forbidden):
+        may_read(Principal("r-1", "resident"), "volunteer:v-7")
     with runtime().db.read() as session:
-        own = ledger.get_account(session, "volunteer:v-7", viewer=Principal("v-7", "volunteer"))
-        assert own.balance == Decimal("15.00")
-        with pytest.raises(Forbidden):
-            ledger.get_account(session, "volunteer:v-8", viewer=Principal("v-7", "volunteer"))
-        with pytest.raises(Forbidden):
-            ledger.get_account(session, "volunteer:v-7", viewer=Principal("r-1", "resident"))
-        assert ledger.get_account(session, "volunteer:v-8", viewer=STAFF).balance == 15
+        assert ledger.get_account(session, "volunteer:v-7").balance == Decimal("15.00")
+        assert ledger.get_account(session, "volunteer:v-8").balance == 15
 
 
 def test_an_unknown_account_is_not_found() -> None:
     with runtime().db.read() as session, pytest.raises(NotFound):
-        ledger.get_account(session, "volunteer:nobody", viewer=STAFF)
+        ledger.get_account(session, "volunteer:nobody")
 
 
 def test_entries_are_listed_newest_first_one_page_at_a_time() -> None:

@@ -1,0 +1,73 @@
+"""Who may do what at intake: the one door's table, and who may confirm a request."""
+
+from __future__ import annotations
+
+from services.intake.models import ServiceRequest
+from shared.auth import Principal
+from shared.errors import Forbidden, Invalid, NotFound
+from shared.policy import RESIDENT, STAFF, SYSTEM, VOLUNTEER, Owner, Policy, allow
+
+# A resident's own: the requests made for them, and their record.
+FOR_THEM = Owner("resident_id")
+
+CONFIRM = "requests.Confirmation.post"
+
+POLICY = Policy(
+    "intake",
+    # Other systems and staff consoles call with API keys (system or staff), people with tokens.
+    roles=(SYSTEM, STAFF, VOLUNTEER, RESIDENT),
+    rules={
+        "requests.Requests.post": allow(SYSTEM, STAFF, own={RESIDENT: FOR_THEM}),
+        "requests.Requests.get": allow(SYSTEM, STAFF, own={RESIDENT: FOR_THEM}),
+        "requests.Request.get": allow(SYSTEM, STAFF, own={RESIDENT: FOR_THEM}),
+        # Confirming mints the volunteer's points: see check_may_confirm for the rest of it.
+        CONFIRM: allow(
+            STAFF,
+            own={RESIDENT: FOR_THEM},
+            refusal="Only the resident who asked, or staff on their behalf, may confirm a request",
+        ),
+        "requests.Categories.get": allow(SYSTEM, STAFF, VOLUNTEER, RESIDENT),
+        "requests.Categories.post": allow(SYSTEM, STAFF),
+        "requests.Residents.post": allow(SYSTEM, STAFF),
+        "requests.Resident.get": allow(SYSTEM, STAFF, own={RESIDENT: FOR_THEM}),
+    },
+)
+
+
+def no_request(request_id: str) -> NotFound:
+    """The answer for a request that does not exist, or is another resident's."""
+    return NotFound(f"No request {request_id}")
+
+
+def no_resident(resident_id: str) -> NotFound:
+    """The answer for a resident who does not exist, or is not the resident asking."""
+    return NotFound(f"No resident {resident_id}", field="resident_id")
+
+
+class PartyToTheService(Forbidden):
+    """Whoever accepted or completed a service may never confirm it: that would mint points."""
+
+    code = "party-to-the-service"
+    title = "A party to the service cannot confirm it"
+
+
+def check_may_confirm(request: ServiceRequest, confirmer: Principal, reason: str) -> None:
+    """Separation of duties: the resident, or staff who took no part in it, with a reason."""
+    if confirmer.is_system:
+        raise Forbidden(
+            "Only the resident who asked, or staff on their behalf with their own token, may "
+            "confirm a request; a system or console known by an API key may not"
+        )
+    POLICY.check_owner(CONFIRM, confirmer, request, hidden_as=no_request(request.id))
+    if confirmer.role == STAFF and not reason:
+        raise Invalid(
+            "Staff confirming on the resident's behalf must give the reason in note",
+            field="note",
+        )
+    steps = {"accepted": request.accepted_by, "completed": request.completed_by}
+    took_part = [step for step, by in steps.items() if by == confirmer.address]
+    if took_part:
+        raise PartyToTheService(
+            f"{confirmer.address} {' and '.join(took_part)} this service, so may not confirm "
+            "it: the resident, or staff who took no part in it, must"
+        )

@@ -1,0 +1,36 @@
+"""Who may do what at notify: each person reads their own inbox, staff keep the rest."""
+
+from __future__ import annotations
+
+from shared.errors import NotFound
+from shared.policy import RESIDENT, STAFF, VOLUNTEER, Owner, Policy, allow
+
+# An inbox is a person's own when it is addressed to them (the same id under another role is
+# another person).
+ADDRESSED_TO = Owner("recipient", by_address=True)
+
+POLICY = Policy(
+    "notify",
+    # People only: other systems go through intake, so no API key is known here.
+    roles=(STAFF, VOLUNTEER, RESIDENT),
+    rules={
+        "notify.Inbox.get": allow(STAFF, own={VOLUNTEER: ADDRESSED_TO, RESIDENT: ADDRESSED_TO}),
+        "notify.MessageRead.post": allow(
+            STAFF, own={VOLUNTEER: ADDRESSED_TO, RESIDENT: ADDRESSED_TO}
+        ),
+        "notify.Templates.get": allow(STAFF),
+        "notify.Template.get": allow(STAFF),
+        "notify.Template.put": allow(STAFF),
+        "notify.Deliveries.get": allow(STAFF),
+    },
+)
+
+
+def no_inbox(recipient: str) -> NotFound:
+    """The answer for someone else's inbox."""
+    return NotFound(f"No inbox {recipient}", field="recipient")
+
+
+def no_message(recipient: str, message_id: str) -> NotFound:
+    """The answer for a message that is not in the inbox, or of an inbox that is not yours."""
+    return NotFound(f"No message {message_id} in the inbox of {recipient}")

@@ -1,0 +1,33 @@
+"""Who may do what at points: volunteers read their own account, staff read all and set rates."""
+
+from __future__ import annotations
+
+from shared.errors import NotFound
+from shared.policy import RESIDENT, STAFF, VOLUNTEER, Owner, Policy, allow
+
+# A volunteer's own account is held under their address; a transfer is theirs on either side.
+HELD_BY = Owner("holder", by_address=True)
+ON_EITHER_SIDE = Owner("debit_account.holder", "credit_account.holder", by_address=True)
+
+POLICY = Policy(
+    "points",
+    # People only: other systems go through intake, so no API key is known here.
+    roles=(STAFF, VOLUNTEER, RESIDENT),
+    rules={
+        "points.AccountBalance.get": allow(STAFF, own={VOLUNTEER: HELD_BY}),
+        "points.AccountEntries.get": allow(STAFF, own={VOLUNTEER: HELD_BY}),
+        "points.TransferDetail.get": allow(STAFF, own={VOLUNTEER: ON_EITHER_SIDE}),
+        "points.Rates.get": allow(STAFF, VOLUNTEER, RESIDENT),
+        "points.Rate.put": allow(STAFF),
+    },
+)
+
+
+def no_account(holder: str) -> NotFound:
+    """The answer for an account that does not exist, or is another volunteer's."""
+    return NotFound(f"No account {holder!r}", field="holder")
+
+
+def no_transfer(transfer_id: str) -> NotFound:
+    """The answer for a transfer that does not exist, or is between others."""
+    return NotFound(f"No transfer {transfer_id!r}")
