@@ -139,7 +139,10 @@ class Supervisor:
         child.started = time.monotonic()
         child.restart_at = None
         if self.pid_dir is not None:
-            (self.pid_dir / f"{child.name}.pid").write_text(f"{child.process.pid}\n")
+            # Written aside and renamed, so a reader never sees a half-written file.
+            pending = self.pid_dir / f".{child.name}.pid"
+            pending.write_text(f"{child.process.pid}\n")
+            pending.replace(self.pid_dir / f"{child.name}.pid")
         assert child.process.stdout is not None
         reader = threading.Thread(
             target=self._relay_output,
