@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run demo test lint bench migrate clean
+.PHONY: help install run demo stories test lint bench chaos migrate clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -24,14 +24,20 @@ run: $(STAMP) ## migrate, seed the demo community, run every service, restart wh
 demo: $(STAMP) ## walk a knife-sharpening request through the running system
 	$(BIN)/python -m devtools demo
 
-test: $(STAMP) ## lint, type-check, import contracts, tests on SQLite and PostgreSQL, end to end
+stories: $(STAMP) ## walk every built story of the domain through the running system, one line each
+	$(BIN)/python -m devtools stories
+
+test: $(STAMP) ## lint, type-check, import contracts, tests on SQLite and PostgreSQL, end to end, chaos
 	$(BIN)/python -m devtools.checks
 
 lint: $(STAMP) ## ruff, import-linter and mypy only
 	$(BIN)/python -m devtools.checks --only-static
 
-bench: $(STAMP) ## intake throughput against a bare Flask echo, and the thread's end-to-end time
+bench: $(STAMP) ## intake POST vs a Flask echo, fabric hop, post → notified at 100 req/s, killed worker
 	$(BIN)/python -m devtools.bench
+
+chaos: $(STAMP) ## 2,000 requests while every process is killed and Redis restarted; audit for loss
+	$(BIN)/python -m devtools.chaos
 
 migrate: $(STAMP) ## apply every service's migrations to its database under var/
 	$(BIN)/python -m devtools migrate

@@ -1,4 +1,4 @@
-"""``python -m devtools run|demo|migrate``: the whole system on one machine."""
+"""``python -m devtools run|demo|stories|migrate``: the whole system on one machine."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from devtools.community import migrate_all, seed_demo, write_credentials
 from devtools.demo import walk_the_thread
 from devtools.processes import ROOT, procfile_commands, venv_env
 from devtools.redis_server import EmbeddedRedis
+from devtools.stories import run_stories
 from devtools.supervisor import Supervisor
 from shared.topology import DEFAULT_PORTS, SERVICES
 
@@ -64,15 +66,28 @@ def run(*, grace: float) -> int:
             redis.stop()
 
 
-def demo() -> int:
+def running_credentials() -> dict[str, Any] | None:
+    """The URLs and credentials ``make run`` wrote, or None (said on stderr) when it has not."""
     credentials_file = var_dir(os.environ) / "demo-credentials.json"
     if not credentials_file.exists():
         print(
             f"no {shown(credentials_file)}: start the system with `make run` first",
             file=sys.stderr,
         )
-        return 2
-    return walk_the_thread(json.loads(credentials_file.read_text()))
+        return None
+    credentials: dict[str, Any] = json.loads(credentials_file.read_text())
+    return credentials
+
+
+def demo() -> int:
+    credentials = running_credentials()
+    return 2 if credentials is None else walk_the_thread(credentials)
+
+
+def stories() -> int:
+    """Walk every built story of the domain through the running system's public APIs."""
+    credentials = running_credentials()
+    return 2 if credentials is None else run_stories(credentials)
 
 
 def migrate() -> int:
@@ -95,12 +110,15 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds each process has to stop after SIGTERM before it is killed (default 30)",
     )
     commands.add_parser("demo", help="walk a knife-sharpening request through the running system")
+    commands.add_parser("stories", help="walk every built story of the domain, one line each")
     commands.add_parser("migrate", help="apply every service's migrations")
     args = parser.parse_args(argv)
     if args.command == "run":
         return run(grace=args.grace)
     if args.command == "demo":
         return demo()
+    if args.command == "stories":
+        return stories()
     return migrate()
 
 

@@ -1,11 +1,16 @@
-"""``make bench``: figures, not assertions.
+"""``make bench``: figures, not assertions. Each figure comes from one run, printed at the end:
 
-1. intake's ``POST /v1/requests`` throughput and latency, against a bare Flask JSON echo run
-   under the same gunicorn settings in the same run, and the ratio of the two.
-2. The thread's end-to-end time (post → points credited), p50 and p95 over many requests.
+1. intake's ``POST /v1/requests`` throughput against a bare Flask JSON echo under the same
+   gunicorn settings, as a ratio: intake alone (its web and relay), then with every service up.
+2. The fabric hop (commit an outbox row, publish it at commit, an actor takes it and records it
+   in its inbox) against raw Dramatiq no-op actors on the same broker, in messages per second.
+3. Post to volunteer notified: POSTs sent at a fixed arrival rate (open loop: each at its
+   planned time, whatever the answers), each timed from its planned time to the ``created_at``
+   of the volunteer's inbox message about it, with every service running.
+4. A killed worker's message: how long after the kill another worker gets it.
 
-Everything runs on this machine against its own Redis namespace and its own SQLite files (or the
-databases named by ``*_DATABASE_URL``); the load generator is bounded in count and time.
+A Markdown report with plots goes to ``var/bench/``. Everything runs on this machine against
+its own Redis namespace and its own SQLite files (or PostgreSQL databases with ``--postgres``).
 """
 
 from __future__ import annotations
@@ -16,26 +21,40 @@ import json
 import os
 import re
 import secrets
-import statistics
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import dramatiq
 import psycopg
 import redis as redis_client
 import requests
+from marshmallow import Schema, fields
+from sqlalchemy import func, select
 
 from devtools.community import migrate_all, seed_demo
 from devtools.processes import ROOT, ProcessGroup, venv_env, wait_until_ready
 from devtools.redis_server import EmbeddedRedis, free_port, is_reachable
-from devtools.thread import KnifeSharpeningThread
+from shared.broker import create_broker
+from shared.consumers import declare
+from shared.events import Event
+from shared.logs import configure_logging
+from shared.relay import CommitPublisher
+from shared.settings import Settings
 from shared.topology import SERVICES, queue_of
+
+REPORT_DIR = ROOT / "var" / "bench"
+# Messages of the fabric hop timed one by one, sent at 100 a second.
+LATENCY_MESSAGES = 300
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -113,12 +132,14 @@ def gunicorn(app: str, port: int, env: dict[str, str], log: Path) -> subprocess.
         )
 
 
-def report(name: str, figures: dict[str, float]) -> None:
-    print(
-        f"  {name:<40} {figures['rps']:8.1f} req/s   p50 {figures['p50_ms']:6.1f} ms   "
-        f"p95 {figures['p95_ms']:6.1f} ms   p99 {figures['p99_ms']:6.1f} ms   "
-        f"errors {figures['errors']:.0f}"
-    )
+def request_body(credentials: dict[str, Any]) -> dict[str, Any]:
+    resident = credentials["resident"]
+    return {
+        "category": "knife_sharpening",
+        "summary": "Two kitchen knives",
+        "resident_id": resident["id"],
+        "location": resident["location"],
+    }
 
 
 def throughput(
@@ -129,15 +150,9 @@ def throughput(
     requests_total: int,
     concurrency: int,
     log_dir: Path,
-) -> None:
+) -> dict[str, dict[str, float]]:
     """The echo, then intake alone (web and relay), then intake with every other process up."""
-    resident = credentials["resident"]
-    body = {
-        "category": "knife_sharpening",
-        "summary": "Two kitchen knives",
-        "resident_id": resident["id"],
-        "location": resident["location"],
-    }
+    body = request_body(credentials)
     intake_port = int(credentials["urls"]["intake"].rsplit(":", 1)[1])
     headers = {"X-API-Key": credentials["intake_api_key"]}
     figures: dict[str, dict[str, float]] = {}
@@ -154,40 +169,33 @@ def throughput(
             concurrency=concurrency,
             expect=201,
         )
+        say(f"  {name}: {describe(figures[name])}")
 
     echo_port = free_port(0)
     echo = gunicorn("devtools.echo:create_app()", echo_port, env, log_dir / "echo.log")
     try:
         wait_for_port(echo_port)
-        measure("bare Flask JSON echo", echo_port, "/echo", {})
+        measure("echo", echo_port, "/echo", {})
     finally:
         echo.terminate()
         echo.wait()
     group.start(["intake-web", "intake-relay"])
     wait_until_ready([credentials["urls"]["intake"]], group=group)
-    measure("intake POST /v1/requests (intake alone)", intake_port, "/v1/requests", headers)
+    measure("intake alone", intake_port, "/v1/requests", headers)
     group.start([name for name in group.commands if name not in group.running])
     wait_until_ready(credentials["urls"].values(), group=group)
     # The first measurement's requests must not weigh on the second.
     wait_until_drained(env, credentials["urls"])
-    measure("intake POST /v1/requests (all services)", intake_port, "/v1/requests", headers)
+    measure("all services", intake_port, "/v1/requests", headers)
+    return figures
 
-    database = "SQLite" if env["INTAKE_DATABASE_URL"].startswith("sqlite") else "PostgreSQL"
-    print(
-        f"\nPOST throughput: {requests_total} requests over {concurrency} keep-alive connections "
-        f"from this machine; gunicorn WEB_CONCURRENCY={env['WEB_CONCURRENCY']} "
-        f"WEB_THREADS={env['WEB_THREADS']} (deploy/gunicorn.conf.py) for all; {database}. "
-        "'intake alone' runs only intake's web and relay; 'all services' also runs every "
-        "worker and relay, which consume the requests as they arrive."
+
+def describe(figures: dict[str, float]) -> str:
+    return (
+        f"{figures['rps']:.1f} req/s, p50 {figures['p50_ms']:.1f} ms, "
+        f"p95 {figures['p95_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms, "
+        f"errors {figures['errors']:.0f}"
     )
-    for name, result in figures.items():
-        report(name, result)
-    echo_rps = figures["bare Flask JSON echo"]["rps"]
-    for name in list(figures)[1:]:
-        print(
-            f"  ratio {name[len('intake POST /v1/requests ') :]:<34} "
-            f"{figures[name]['rps'] / echo_rps:.3f} of the echo's throughput"
-        )
 
 
 def wait_for_port(port: int, timeout: float = 30) -> None:
@@ -198,7 +206,7 @@ def wait_for_port(port: int, timeout: float = 30) -> None:
         time.sleep(0.1)
 
 
-def wait_until_drained(env: dict[str, str], urls: dict[str, str], timeout: float = 900) -> float:
+def wait_until_drained(env: dict[str, str], urls: dict[str, str], timeout: float = 600) -> float:
     """Wait until every outbox is published and every queue is empty; returns the seconds."""
     client = redis_client.Redis.from_url(env["BROKER_URL"])
     namespace = env["BROKER_NAMESPACE"]
@@ -222,48 +230,478 @@ def wait_until_drained(env: dict[str, str], urls: dict[str, str], timeout: float
     raise RuntimeError("the system did not drain its backlog in time")
 
 
-def end_to_end(credentials: dict[str, Any], *, count: int, concurrency: int) -> None:
-    def one(_: int) -> float:
-        thread = KnifeSharpeningThread(credentials, say=lambda _: None, timeout=120)
-        started = time.perf_counter()
-        thread.submit()
-        thread.assigned()
-        thread.accept()
-        thread.complete()
-        thread.confirm()
-        thread.transfer_credited()
-        return time.perf_counter() - started
+class _PingSchema(Schema):
+    ping_id = fields.Str(required=True)
 
-    started = time.perf_counter()
-    with ThreadPoolExecutor(concurrency) as pool:
-        times = list(pool.map(one, range(count)))
-    elapsed = time.perf_counter() - started
-    print(
-        f"\nThe thread end to end (post → assigned → accepted → completed → confirmed → points "
-        f"credited), {count} requests, {concurrency} at a time, every API call made as soon "
-        "as the previous step showed:"
+
+def fabric_hop(env: dict[str, str], *, messages: int) -> dict[str, float]:
+    """Messages per second through the fabric and through raw Dramatiq, same broker, same run.
+
+    Both run in this process: a producer as fast as it goes, and a worker of 4 threads (the
+    Procfile's) on its own queue. The fabric's producer commits one outbox row a transaction to
+    intake's database and the commit-time publisher sends it; its actor claims the message in
+    the inbox in a transaction of its own. The raw producer enqueues; its actor does nothing.
+    """
+    from services.intake.config import build_runtime
+
+    runtime = build_runtime(Settings.from_env("intake", env))
+    configure_logging(runtime.settings)
+    broker = runtime.broker
+    suffix = uuid.uuid4().hex[:8]
+    fabric_queue, raw_queue = f"bench-hop-{suffix}", f"bench-raw-{suffix}"
+    ping = Event(f"bench.ping.{suffix}", 1, _PingSchema)
+    # Each message carries when it was sent: its handler notes how long the hop took.
+    hops: list[float] = []
+
+    def took(sent_at: str) -> None:
+        hops.append(time.time() - float(sent_at))
+
+    declare(
+        broker,
+        db=runtime.db,
+        messaging=runtime.messaging,
+        event=ping,
+        handler=lambda session, received, *, ping_id: took(ping_id),
+        queue=fabric_queue,
     )
-    print(
-        f"  p50 {statistics.median(times) * 1000:7.0f} ms   "
-        f"p95 {percentile(times, 0.95) * 1000:7.0f} ms"
-        f"   max {max(times) * 1000:7.0f} ms   ({count / elapsed:.1f} threads/s overall)"
+    raw_done = threading.Semaphore(0)
+
+    @dramatiq.actor(broker=broker, queue_name=raw_queue, actor_name=f"bench.raw.{suffix}")
+    def raw(ping_id: str) -> None:
+        took(ping_id)
+        raw_done.release()
+
+    def run(
+        produce: Callable[[str], None], finished: Callable[[], bool]
+    ) -> tuple[float, list[float]]:
+        """Messages a second as fast as they go, then the hop's milliseconds at 100 a second."""
+        started = time.perf_counter()
+        for _ in range(messages):
+            produce(f"{time.time():.6f}")
+        while not finished():
+            time.sleep(0.01)
+        rate = messages / (time.perf_counter() - started)
+        hops.clear()
+        paced = time.perf_counter()
+        for number in range(LATENCY_MESSAGES):
+            pause = paced + number / 100 - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+            produce(f"{time.time():.6f}")
+        deadline = time.monotonic() + 30
+        while len(hops) < LATENCY_MESSAGES and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return rate, sorted(hop * 1000 for hop in hops)
+
+    handled = 0
+
+    def raw_finished() -> bool:
+        nonlocal handled
+        while raw_done.acquire(blocking=False):
+            handled += 1
+        return handled >= messages
+
+    def send(sent_at: str) -> None:
+        raw.send(sent_at)
+
+    def stage(sent_at: str) -> None:
+        with runtime.db.transaction() as session:
+            runtime.messaging.stage(session, ping, {"ping_id": sent_at})
+
+    inbox = runtime.messaging.inbox
+
+    def fabric_finished() -> bool:
+        with runtime.db.read() as session:
+            count = session.scalar(
+                select(func.count()).select_from(inbox).where(inbox.c.consumer == ping.actor_name)
+            )
+        return (count or 0) >= messages
+
+    publisher = CommitPublisher(
+        db=runtime.db,
+        outbox=runtime.messaging.outbox,
+        broker=broker,
+        routes=lambda name, version: [fabric_queue],
     )
+    # One worker for both queues: dramatiq installs a worker's middleware on the broker for good.
+    worker = dramatiq.Worker(broker, queues={raw_queue, fabric_queue}, worker_threads=4)
+    worker.start()
+    try:
+        time.sleep(0.5)
+        raw_rate, raw_hops = run(send, raw_finished)
+        publisher.attach()
+        fabric_rate, fabric_hops = run(stage, fabric_finished)
+        publisher.detach()
+    finally:
+        worker.stop()
+        publisher.close()
+        runtime.db.dispose()
+    figures = {
+        "fabric_rps": fabric_rate,
+        "raw_rps": raw_rate,
+        "ratio": fabric_rate / raw_rate,
+        **{
+            f"{name}_p{int(q * 100)}_ms": percentile(hops, q)
+            for name, hops in (("fabric", fabric_hops), ("raw", raw_hops))
+            for q in (0.5, 0.95, 0.99)
+        },
+    }
+    say(
+        f"  fabric hop {fabric_rate:.0f} msg/s, raw dramatiq {raw_rate:.0f} msg/s "
+        f"({messages} messages each, as fast as they go)"
+    )
+    for name in ("fabric", "raw"):
+        say(
+            f"  {name} hop at 100 msg/s, send → handler: p50 {figures[f'{name}_p50_ms']:.1f} ms, "
+            f"p95 {figures[f'{name}_p95_ms']:.1f} ms, p99 {figures[f'{name}_p99_ms']:.1f} ms"
+        )
+    return figures
+
+
+def post_to_notified(
+    credentials: dict[str, Any], *, rate: float, duration_s: float, timeout_s: float = 240
+) -> dict[str, Any]:
+    """Open loop: POST at ``rate`` a second for ``duration_s``, each at its planned time; then
+    each request's time from its planned send to the volunteer's inbox message about it."""
+    body = request_body(credentials)
+    intake = credentials["urls"]["intake"].split("://", 1)[1]
+    host, port = intake.rsplit(":", 1)
+    total = int(rate * duration_s)
+    planned: dict[str, float] = {}
+    answered: list[tuple[float, float, int]] = []
+    lock = threading.Lock()
+    connections = threading.local()
+
+    def post(send_at: float) -> None:
+        connection = getattr(connections, "http", None)
+        if connection is None:
+            connection = connections.http = http.client.HTTPConnection(host, int(port), timeout=60)
+        try:
+            connection.request(
+                "POST",
+                "/v1/requests",
+                body=json.dumps(body),
+                headers={
+                    "X-API-Key": credentials["intake_api_key"],
+                    "Content-Type": "application/json",
+                    "Idempotency-Key": uuid.uuid4().hex,
+                },
+            )
+            response = connection.getresponse()
+            payload = response.read()
+            status = response.status
+        except (OSError, http.client.HTTPException):
+            connection.close()
+            connections.http = None
+            status = 0
+            payload = b"{}"
+        done = time.time()
+        with lock:
+            answered.append((send_at, done, status))
+            if status == 201:
+                planned[json.loads(payload)["id"]] = send_at
+
+    # Enough senders that a slow answer never delays the next planned send.
+    with ThreadPoolExecutor(max_workers=128) as senders:
+        start = time.time() + 0.5
+        for number in range(total):
+            send_at = start + number / rate
+            pause = send_at - time.time()
+            if pause > 0:
+                time.sleep(pause)
+            senders.submit(post, send_at)
+    say(f"  {total} POSTs sent in {time.time() - start:.1f} s; waiting for the notifications")
+
+    volunteer = credentials["volunteer"]
+    recipient = f"volunteer:{volunteer['id']}"
+    notify = credentials["urls"]["notify"]
+    auth = {"Authorization": f"Bearer {volunteer['token']}"}
+    notified: dict[str, float] = {}
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        notified = {}
+        page = 1
+        while True:
+            response = requests.get(
+                f"{notify}/v1/inbox/{recipient}",
+                params={"page": page, "page_size": 100},
+                headers=auth,
+                timeout=30,
+            )
+            response.raise_for_status()
+            messages = response.json()
+            for message in messages:
+                request_id = message.get("data", {}).get("request_id")
+                if message["template"] == "assignment.created" and request_id in planned:
+                    created = datetime.fromisoformat(message["created_at"]).timestamp()
+                    notified[request_id] = created
+            if len(messages) < 100:
+                break
+            page += 1
+        if len(notified) >= len(planned):
+            break
+        time.sleep(2)
+    latencies = sorted((notified[r] - planned[r]) * 1000 for r in notified)
+    errors = sum(1 for _, _, status in answered if status != 201)
+    return {
+        "rate": rate,
+        "duration_s": duration_s,
+        "sent": total,
+        "accepted": len(planned),
+        "errors": errors,
+        "notified": len(notified),
+        "latencies_ms": latencies,
+        "answered": answered,
+        "notified_at": sorted(notified.values()),
+        "p50_ms": percentile(latencies, 0.50) if latencies else float("nan"),
+        "p95_ms": percentile(latencies, 0.95) if latencies else float("nan"),
+        "p99_ms": percentile(latencies, 0.99) if latencies else float("nan"),
+    }
+
+
+# The worker killed mid-message: its actor records each start in a Redis list, and holds the
+# first one for minutes, so only a redelivery can start it a second time.
+_SLOW_WORKER = """
+import os, sys, time, dramatiq, redis
+from shared.broker import create_broker
+from shared.settings import Settings
+
+queue, starts = sys.argv[1], sys.argv[2]
+broker = create_broker(Settings.from_env("intake"))
+client = redis.Redis.from_url(os.environ["BENCH_REDIS_URL"])
+
+@dramatiq.actor(broker=broker, queue_name=queue, actor_name=queue + ".slow", max_retries=0)
+def slow() -> None:
+    if client.rpush(starts, str(os.getpid())) == 1:
+        time.sleep(600)
+
+worker = dramatiq.Worker(broker, queues={queue}, worker_threads=1)
+worker.start()
+client.rpush(starts + ".ready", str(os.getpid()))
+while True:
+    time.sleep(1)
+"""
+
+
+def killed_worker(env: dict[str, str], *, broker_url: str, redis_url: str) -> float:
+    """Seconds from SIGKILL of a worker holding a message to another worker starting it."""
+    queue = f"bench-kill-{uuid.uuid4().hex[:8]}"
+    starts = f"{env['BROKER_NAMESPACE']}:{queue}.starts"
+    client = redis_client.Redis.from_url(redis_url)
+    worker_env = venv_env({**env, "BROKER_URL": broker_url, "BENCH_REDIS_URL": redis_url})
+
+    def start_worker() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-c", _SLOW_WORKER, queue, starts],
+            cwd=ROOT,
+            env=worker_env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def wait_for(key: str, count: int, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while client.llen(key) < count:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{key} never reached {count}")
+            time.sleep(0.01)
+
+    first = start_worker()
+    second: subprocess.Popen[bytes] | None = None
+    try:
+        wait_for(f"{starts}.ready", 1)
+        sender = create_broker(Settings.from_env("intake", {**env, "BROKER_URL": broker_url}))
+        sender.enqueue(
+            dramatiq.Message(
+                queue_name=queue, actor_name=f"{queue}.slow", args=(), kwargs={}, options={}
+            )
+        )
+        wait_for(starts, 1)
+        # Another worker is up and idle before the kill: the figure is the broker's alone.
+        second = start_worker()
+        wait_for(f"{starts}.ready", 2)
+        killed_at = time.monotonic()
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+        wait_for(starts, 2)
+        back_after = time.monotonic() - killed_at
+        sender.close()
+        return back_after
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        client.delete(starts, f"{starts}.ready")
+        client.close()
+        if broker_url.startswith("amqp"):
+            _delete_rabbitmq_queues(broker_url, queue)
+
+
+def _delete_rabbitmq_queues(url: str, queue: str) -> None:
+    import pika
+
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    channel = connection.channel()
+    for name in (queue, dramatiq.common.dq_name(queue), dramatiq.common.xq_name(queue)):
+        channel.queue_delete(name)
+    connection.close()
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def write_report(
+    *,
+    database: str,
+    load_average: str,
+    figures: dict[str, Any],
+    lines: list[str],
+    env: dict[str, str],
+) -> Path:
+    """The Markdown report and its plots under var/bench/."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    REPORT_DIR.mkdir(parents=True, exist_ok=True)
+    tag = database.lower()
+    notified = figures["notified"]
+    latencies = notified["latencies_ms"]
+
+    figure, axes = plt.subplots(figsize=(8, 4.5))
+    if latencies:
+        axes.hist(latencies, bins=60, color="#b03a2e")
+        for q, style in ((0.50, "-"), (0.95, "--"), (0.99, ":")):
+            value = percentile(latencies, q)
+            axes.axvline(
+                value, color="black", linestyle=style, label=f"p{int(q * 100)} {value:.0f} ms"
+            )
+        axes.legend()
+    axes.set_xlabel("post → volunteer notified (ms)")
+    axes.set_ylabel("requests")
+    axes.set_title(f"Latency at {notified['rate']:.0f} req/s open loop, {database}")
+    figure.tight_layout()
+    latency_png = REPORT_DIR / f"latency-{tag}.png"
+    figure.savefig(latency_png, dpi=110)
+    plt.close(figure)
+
+    figure, axes = plt.subplots(figsize=(8, 4.5))
+    start = min((sent for sent, _, _ in notified["answered"]), default=0.0)
+
+    def per_second(moments: list[float]) -> tuple[list[int], list[int]]:
+        counts: dict[int, int] = {}
+        for moment in moments:
+            second = int(moment - start)
+            counts[second] = counts.get(second, 0) + 1
+        seconds = list(range(max(counts, default=0) + 1))
+        return seconds, [counts.get(second, 0) for second in seconds]
+
+    for label, moments in (
+        ("POSTs planned", [sent for sent, _, _ in notified["answered"]]),
+        ("POSTs answered 201", [done for _, done, s in notified["answered"] if s == 201]),
+        ("volunteer notified", notified["notified_at"]),
+    ):
+        seconds, counts = per_second(moments)
+        axes.plot(seconds, counts, label=label)
+    axes.set_xlabel("seconds since the first POST")
+    axes.set_ylabel("per second")
+    axes.set_title(f"Throughput at {notified['rate']:.0f} req/s open loop, {database}")
+    axes.legend()
+    figure.tight_layout()
+    throughput_png = REPORT_DIR / f"throughput-{tag}.png"
+    figure.savefig(throughput_png, dpi=110)
+    plt.close(figure)
+
+    posts = figures["posts"]
+    hop = figures["hop"]
+    report = REPORT_DIR / f"report-{tag}.md"
+    rows = "\n".join(
+        f"| {name} | {f['rps']:.1f} | {f['p50_ms']:.1f} | {f['p95_ms']:.1f} | {f['p99_ms']:.1f} "
+        f"| {f['errors']:.0f} |"
+        for name, f in posts.items()
+    )
+    kill_rows = "\n".join(
+        f"| {broker} | {seconds:.1f} s |" for broker, seconds in figures["killed"].items()
+    )
+    report.write_text(
+        f"""# Redvest bench, {database}
+
+{datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; {os.cpu_count()} CPUs; load average before the
+run {load_average}; gunicorn WEB_CONCURRENCY={env["WEB_CONCURRENCY"]}
+WEB_THREADS={env["WEB_THREADS"]}; PUBLISH_AT_COMMIT={env.get("PUBLISH_AT_COMMIT", "background")}.
+
+```
+{chr(10).join(lines)}
+```
+
+## intake POST /v1/requests against a bare Flask JSON echo
+
+Closed loop, keep-alive connections from this machine.
+
+| what | req/s | p50 ms | p95 ms | p99 ms | errors |
+|------|------:|-------:|-------:|-------:|-------:|
+{rows}
+
+## The fabric hop
+
+Outbox row committed → published at commit → actor → inbox claim: {hop["fabric_rps"]:.0f} msg/s;
+raw Dramatiq no-op actors on the same broker: {hop["raw_rps"]:.0f} msg/s; ratio
+{hop["ratio"]:.2f}. One producer as fast as it goes, one worker of 4 threads, in one process.
+
+Each hop timed at 100 messages a second, from just before the commit (raw: the enqueue) to the
+handler: fabric p50 {hop["fabric_p50_ms"]:.1f} ms, p95 {hop["fabric_p95_ms"]:.1f} ms, p99
+{hop["fabric_p99_ms"]:.1f} ms; raw p50 {hop["raw_p50_ms"]:.1f} ms, p95 {hop["raw_p95_ms"]:.1f} ms,
+p99 {hop["raw_p99_ms"]:.1f} ms.
+
+## Post to volunteer notified
+
+{notified["sent"]} POSTs at {notified["rate"]:.0f} req/s for {notified["duration_s"]:.0f} s,
+each sent at its planned time; {notified["accepted"]} answered 201, {notified["errors"]} not;
+{notified["notified"]} notifications found. Latency from the planned send to the inbox
+message's `created_at`: p50 {notified["p50_ms"]:.0f} ms, p95 {notified["p95_ms"]:.0f} ms, p99
+{notified["p99_ms"]:.0f} ms, max {max(latencies, default=float("nan")):.0f} ms.
+
+![latency]({latency_png.name})
+
+![throughput]({throughput_png.name})
+
+## A killed worker's message
+
+SIGKILL of a worker holding a message, another worker idle on the queue:
+
+| broker | back after |
+|--------|-----------:|
+{kill_rows}
+"""
+    )
+    return report
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devtools.bench")
-    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--requests", type=int, default=3000, help="POSTs per throughput figure")
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--threads", type=int, default=300, help="end-to-end threads to time")
-    parser.add_argument("--thread-concurrency", type=int, default=8)
+    parser.add_argument("--rate", type=float, default=100.0, help="open-loop POSTs a second")
+    parser.add_argument("--duration", type=float, default=30.0, help="open-loop seconds")
+    parser.add_argument("--hop-messages", type=int, default=2000)
     parser.add_argument(
         "--postgres",
         metavar="URL",
         help="run on PostgreSQL: databases of the run's own are created on this server "
         "(e.g. postgresql://postgres@127.0.0.1:5432/postgres) and dropped afterwards",
     )
+    parser.add_argument(
+        "--rabbitmq",
+        metavar="URL",
+        help="also time a killed worker's message on this RabbitMQ (amqp://...)",
+    )
     args = parser.parse_args(argv)
 
+    load_average = "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
     work = Path(tempfile.mkdtemp(prefix="redvest-bench-"))
     run_id = uuid.uuid4().hex[:8]
     env = {
@@ -284,15 +722,23 @@ def main(argv: list[str] | None = None) -> int:
     if not (env.get("BROKER_URL") or env.get("REDIS_URL")):
         redis = EmbeddedRedis(work / "redis").start()
         env["BROKER_URL"] = redis.url
+    broker_url = env.get("BROKER_URL") or env["REDIS_URL"]
+    database = "PostgreSQL" if databases else "SQLite"
     group = ProcessGroup(env, work / "logs")
+    figures: dict[str, Any] = {}
+    started = time.monotonic()
     try:
         if databases:
             databases.create()
         migrate_all(env)
         urls = {s: f"http://127.0.0.1:{env[f'{s.upper()}_PORT']}" for s in SERVICES}
         credentials = seed_demo(env, urls)
-        print(f"bench: {os.cpu_count()} CPUs; logs in {work / 'logs'}")
-        throughput(
+        say(
+            f"bench: {os.cpu_count()} CPUs, load average {load_average}, {database}; logs in "
+            f"{work / 'logs'}"
+        )
+        say("POST throughput, closed loop:")
+        figures["posts"] = throughput(
             env,
             credentials,
             group,
@@ -301,19 +747,55 @@ def main(argv: list[str] | None = None) -> int:
             log_dir=work / "logs",
         )
         drained = wait_until_drained(env, urls)
-        print(
-            f"\nBacklog left by the POSTs (assignments, status updates, notifications) "
-            f"absorbed {drained:.0f} s after the last POST."
+        say(f"  backlog of the POSTs absorbed {drained:.0f} s after the last one")
+        say(f"Post to volunteer notified, {args.rate:.0f} req/s open loop, {args.duration:.0f} s:")
+        figures["notified"] = post_to_notified(
+            credentials, rate=args.rate, duration_s=args.duration
         )
-        end_to_end(credentials, count=args.threads, concurrency=args.thread_concurrency)
+        wait_until_drained(env, urls)
+        group.stop()
+        say("Fabric hop against raw dramatiq:")
+        figures["hop"] = fabric_hop(env, messages=args.hop_messages)
+        say("Killed worker:")
+        redis_url = broker_url if broker_url.startswith("redis") else ""
+        figures["killed"] = {}
+        if redis_url:
+            figures["killed"]["Redis"] = killed_worker(
+                env, broker_url=broker_url, redis_url=redis_url
+            )
+        if args.rabbitmq and redis_url:
+            figures["killed"]["RabbitMQ"] = killed_worker(
+                env, broker_url=args.rabbitmq, redis_url=redis_url
+            )
+        say(f"  {figures['killed']}")
     finally:
         group.stop()
         if redis is not None:
             redis.stop()
         else:
-            forget_namespace(env.get("BROKER_URL") or env["REDIS_URL"], env["BROKER_NAMESPACE"])
+            forget_namespace(broker_url, env["BROKER_NAMESPACE"])
         if databases:
             databases.drop()
+
+    posts, notified = figures["posts"], figures["notified"]
+    echo_rps = posts["echo"]["rps"]
+    lines = [
+        f"intake POST ratio to echo (intake alone): {posts['intake alone']['rps'] / echo_rps:.2f}",
+        f"intake POST ratio to echo (all services): {posts['all services']['rps'] / echo_rps:.2f}",
+        f"fabric hop ratio to raw dramatiq: {figures['hop']['ratio']:.2f}",
+        f"post to volunteer notified at {notified['rate']:.0f} req/s for "
+        f"{notified['duration_s']:.0f} s: p50 {notified['p50_ms']:.0f} ms, "
+        f"p95 {notified['p95_ms']:.0f} ms, p99 {notified['p99_ms']:.0f} ms",
+    ]
+    for broker, seconds in figures["killed"].items():
+        suffix = "" if broker == "Redis" else f" ({broker})"
+        lines.append(f"killed worker's message back after{suffix}: {seconds:.1f} s")
+    report = write_report(
+        database=database, load_average=load_average, figures=figures, lines=lines, env=env
+    )
+    say(f"\n{database}, {time.monotonic() - started:.0f} s in all; report {report}\n")
+    for line in lines:
+        say(line)
     return 0
 
 

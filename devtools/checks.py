@@ -1,7 +1,8 @@
 """``make test``: every check, against real servers.
 
 Static checks, then pytest on SQLite and again on PostgreSQL with a real Redis broker (end-to-end
-tests included, running the services as real processes), then the broker tests on RabbitMQ.
+tests included, running the services as real processes), then the broker tests on RabbitMQ, then
+a short chaos run on SQLite (``devtools/chaos.py``: processes killed, nothing lost or doubled).
 Redis, PostgreSQL and RabbitMQ are used where they answer on 127.0.0.1; with no Redis the run
 starts one of its own. Without PostgreSQL or RabbitMQ those legs are skipped, saying so, except
 under CI (``CI=true``), where a missing server fails the run.
@@ -89,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if broker:
                 legs(run, broker, args.pytest_args)
+            chaos(run)
         finally:
             if redis is not None:
                 redis.stop()
@@ -138,6 +140,25 @@ def legs(run: Run, broker: str, extra: list[str]) -> None:
         )
     else:
         run.skip_or_fail("pytest (RabbitMQ broker)", "no RabbitMQ on 127.0.0.1:5672")
+
+
+def chaos(run: Run) -> None:
+    """A short ``make chaos`` on SQLite: processes killed, Redis restarted, nothing lost."""
+    run.step(
+        "chaos (SQLite, 200 requests)",
+        [
+            sys.executable,
+            "-m",
+            "devtools.chaos",
+            "--requests",
+            "200",
+            "--kill-every",
+            "2",
+            # The run fails rather than hold up the checks past three minutes.
+            "--time-limit",
+            "170",
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterable
 from typing import Any
 
 import dramatiq
+import redis
+from dramatiq.broker import Consumer, MessageProxy
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
+from dramatiq.errors import ConnectionClosed
 from dramatiq.middleware import CurrentMessage, Retries
 
 from shared.settings import Settings
@@ -18,20 +23,88 @@ MIN_BACKOFF_MS = 1_000
 MAX_BACKOFF_MS = 300_000
 
 
-class _RedisBroker(RedisBroker):
-    """dramatiq's Redis broker with a bounded idle poll.
+class _WakingConsumer(Consumer):
+    """dramatiq's Redis consumer, woken by Redis the moment its queue gets a message.
 
-    An idle consumer backs off up to the worker's timeout (a second by default) between polls,
-    which adds up to that much latency to every hop of a chain of services. Polling Redis ten
-    times a second per idle queue costs little and keeps each hop short.
+    dramatiq's own consumer sleeps between fetches of an empty queue, up to its idle timeout,
+    and each hop of a chain of services pays that sleep. This one fetches as dramatiq does, and
+    when the queue is empty waits on the queue's Redis list itself with ``BLMOVE list list LEFT
+    LEFT``: it returns as soon as anything is pushed, and moving the head onto the head leaves
+    the list as it was. When the prefetch is full it waits for an ack instead. Either wait ends
+    after ``idle_s`` at the latest, so the worker's heartbeat (any fetch) stays fresh.
     """
+
+    def __init__(
+        self, inner: Consumer, *, client: redis.Redis, key: str, prefetch: int, idle_s: float
+    ) -> None:
+        self.inner = inner
+        self.client = client
+        self.key = key
+        self.prefetch = prefetch
+        self.idle_s = idle_s
+        self.outstanding = 0
+        self._slot_freed = threading.Event()
+
+    def __next__(self) -> MessageProxy | None:
+        message = next(self.inner)
+        if message is not None:
+            self.outstanding += 1
+            return message
+        if self.outstanding >= self.prefetch:
+            self._slot_freed.clear()
+            if self.outstanding >= self.prefetch:
+                self._slot_freed.wait(self.idle_s)
+            return None
+        try:
+            self.client.execute_command("BLMOVE", self.key, self.key, "LEFT", "LEFT", self.idle_s)
+        except redis.ConnectionError as error:
+            raise ConnectionClosed(error) from None
+        return None
+
+    def _settled(self, count: int = 1) -> None:
+        self.outstanding = max(0, self.outstanding - count)
+        self._slot_freed.set()
+
+    def ack(self, message: MessageProxy) -> None:
+        try:
+            self.inner.ack(message)
+        finally:
+            self._settled()
+
+    def nack(self, message: MessageProxy) -> None:
+        try:
+            self.inner.nack(message)
+        finally:
+            self._settled()
+
+    def requeue(self, messages: Iterable[MessageProxy]) -> None:
+        messages = list(messages)
+        try:
+            self.inner.requeue(messages)
+        finally:
+            self._settled(len(messages))
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class _RedisBroker(RedisBroker):
+    """dramatiq's Redis broker whose idle consumers wake when a message arrives."""
 
     def __init__(self, *, idle_poll_ms: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.idle_poll_ms = idle_poll_ms
 
-    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Any:
-        return super().consume(queue_name, prefetch, min(timeout, self.idle_poll_ms))
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Consumer:
+        # The inner consumer never sleeps: the waking consumer waits instead.
+        return _WakingConsumer(
+            super().consume(queue_name, prefetch, 0),
+            client=self.client,
+            key=f"{self.namespace}:{queue_name}",
+            prefetch=prefetch,
+            # Never 0: BLMOVE would then wait for ever.
+            idle_s=max(1, min(timeout, self.idle_poll_ms)) / 1000,
+        )
 
 
 def create_broker(settings: Settings, *, extra_middleware: tuple[Any, ...] = ()) -> dramatiq.Broker:

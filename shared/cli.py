@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
+
+from prometheus_client import start_http_server
 
 from shared.auth import ALL_SERVICES, TOKEN_ROLES, issue_token
 from shared.dead_letters import list_dead_letters, replay_dead_letter
@@ -13,7 +16,9 @@ from shared.logs import configure_logging
 from shared.migrations import upgrade
 from shared.relay import drain
 from shared.runtime import ServiceRuntime
+from shared.scheduler import Scheduler
 from shared.settings import SettingsError
+from shared.timers import Timers
 
 Command = Callable[[ServiceRuntime, argparse.Namespace], int]
 MIN_PURGE_DAYS = 8
@@ -30,6 +35,36 @@ def _relay(runtime: ServiceRuntime, args: argparse.Namespace) -> int:
         print(f"{runtime.name}: published {drain(runtime.relay())} event(s)")
         return 0
     runtime.relay().run_until_signalled()
+    return 0
+
+
+def _scheduler(runtime: ServiceRuntime, args: argparse.Namespace) -> int:
+    # Each service declares its timer handlers and jobs in services/<name>/timers.py, as its
+    # worker's consumers are in actors.py; loading it registers them on the service's Timers.
+    interval = runtime.settings.scheduler_interval_s if args.interval is None else args.interval
+    if interval <= 0:
+        print("--interval must be above 0", file=sys.stderr)
+        return 2
+    importlib.import_module(f"services.{runtime.name}.timers")
+    timers = Timers.on(runtime.metadata)
+    if timers is None:
+        print(f"{runtime.name} has no timers table", file=sys.stderr)
+        return 2
+    scheduler = Scheduler(
+        service=runtime.name,
+        db=runtime.db,
+        timers=timers,
+        interval_s=interval,
+        max_attempts=runtime.settings.max_retries,
+    )
+    if args.once:
+        fired, ran = scheduler.fire_due(), scheduler.run_jobs()
+        scheduler.release_lease()
+        print(f"{runtime.name}: fired {len(fired)} timer(s), ran {len(ran)} job(s)")
+        return 0
+    if args.metrics_port is not None:
+        start_http_server(args.metrics_port, addr="127.0.0.1")
+    scheduler.run_until_signalled()
     return 0
 
 
@@ -104,6 +139,23 @@ def run_cli(
     relay = commands.add_parser("relay", help="publish the outbox to the broker")
     relay.add_argument("--once", action="store_true", help="publish what is pending, then exit")
     relay.set_defaults(run=_relay)
+
+    scheduler = commands.add_parser("scheduler", help="fire due timers and run periodic jobs")
+    scheduler.add_argument(
+        "--interval",
+        type=float,
+        default=None,
+        help="seconds between polls when nothing is due sooner (default: SCHEDULER_INTERVAL_S, 1)",
+    )
+    scheduler.add_argument(
+        "--once", action="store_true", help="fire what is due and run due jobs, then exit"
+    )
+    scheduler.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve this process's metrics (timer lateness) on 127.0.0.1:PORT",
+    )
+    scheduler.set_defaults(run=_scheduler)
 
     dead = commands.add_parser("dead-letters", help="list or replay dead letters")
     dead.add_argument("action", choices=("list", "replay"))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
@@ -94,6 +94,9 @@ class Database:
             threading.Lock() if self.is_sqlite else nullcontext()
         )
         self._writing = threading.local()
+        # Called in the committing thread with the session of each write transaction that
+        # committed, once the write lock is free again: work there never holds up other writers.
+        self.after_write: list[Callable[[Session], None]] = []
 
     @property
     def is_sqlite(self) -> bool:
@@ -112,6 +115,8 @@ class Database:
                     yield session
             finally:
                 self._writing.active = False
+        for hook in self.after_write:
+            hook(session)
 
     @contextmanager
     def read(self) -> Iterator[Session]:

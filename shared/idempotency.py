@@ -2,6 +2,8 @@
 
 The key's record is written in the same transaction as the effect it protects, so a retry
 after a time-out finds either nothing (the first attempt rolled back) or the full answer.
+A retry does the work again and rolls it back when the key's record is found: retries are
+rare, and every first attempt is spared a look-up.
 """
 
 from __future__ import annotations
@@ -63,11 +65,12 @@ def validate_key(key: str) -> str:
     return key
 
 
-def _stored(session: Session, messaging: Messaging, client: str, key: str) -> Any:
+def _stored(db: Database, messaging: Messaging, client: str, key: str) -> Any:
     table = messaging.idempotency_keys
-    return session.execute(
-        select(table).where(table.c.client == client, table.c.key == key)
-    ).first()
+    with db.read() as session:
+        return session.execute(
+            select(table).where(table.c.client == client, table.c.key == key)
+        ).first()
 
 
 def _replay(row: Any, digest: str) -> StoredResponse:
@@ -93,31 +96,31 @@ def run_once(
             return action(session)
     key = validate_key(key)
     digest = fingerprint(payload)
+    # Most keys are new: the action runs straight away and the key's record is its last
+    # statement. A key already used makes that INSERT fail (or the action, if what it checks
+    # has changed since), the transaction rolls back, and the first answer is read instead.
     try:
         with db.transaction() as session:
-            row = _stored(session, messaging, client, key)
-            if row is not None:
-                return _replay(row, digest)
             response = action(session)
             session.execute(
-                insert(messaging.idempotency_keys).values(
-                    client=client,
-                    key=key,
-                    fingerprint=digest,
-                    status_code=response.status_code,
-                    body=response.body,
-                    headers=response.headers,
-                    created_at=utcnow(),
-                )
+                insert(messaging.idempotency_keys),
+                {
+                    "client": client,
+                    "key": key,
+                    "fingerprint": digest,
+                    "status_code": response.status_code,
+                    "body": response.body,
+                    "headers": response.headers,
+                    "created_at": utcnow(),
+                },
             )
             return response
-    except IntegrityError:
-        # A concurrent request with the same key committed first: answer as it did.
-        with db.transaction() as session:
-            row = _stored(session, messaging, client, key)
-            if row is None:
-                raise
-            return _replay(row, digest)
+    except (IntegrityError, DomainError):
+        # Either an earlier request with this key, or a concurrent one that committed first.
+        row = _stored(db, messaging, client, key)
+        if row is None:
+            raise
+        return _replay(row, digest)
 
 
 def stored_response(stored: StoredResponse) -> Response:

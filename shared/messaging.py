@@ -2,7 +2,8 @@
 
 Every service keeps, in its own database:
 - ``outbox``: events written in the same transaction as the change that caused them;
-  a relay publishes each to every subscriber's queue with ``message_id`` = the row id.
+  each is published to every subscriber's queue with ``message_id`` = the row id, right after
+  the commit by the process that committed it, else by the relay.
 - ``inbox``: ``(consumer, message_id)`` of every message already handled, written in the
   same transaction as the handler's effect, so a redelivery changes nothing.
 - ``dead_letters``: messages that could not be processed, with their error, for replay.
@@ -12,7 +13,8 @@ Every service keeps, in its own database:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -27,16 +29,67 @@ from sqlalchemy import (
     delete,
     insert,
     select,
+    text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from shared import context
 from shared.clock import utcnow
 from shared.database import UtcDateTime
 from shared.events import NOTIFICATION_REQUESTED, Event
 from shared.notifications import NotificationKind
+
+# PostgreSQL's channel a transaction that stages events notifies at commit (each service has its
+# own database, so one name serves all); the relay listens on it.
+OUTBOX_CHANNEL = "redvest_outbox"
+# Session.info keys: the rows staged in the session's open transaction, and whether a publisher
+# takes them at commit (then nobody needs waking).
+_STAGED = "redvest.staged"
+PUBLISHED_AT_COMMIT = "redvest.published_at_commit"
+# The transaction whose commit already carries a NOTIFY for the relay.
+_NOTIFIED = "redvest.outbox_notified"
+
+
+@dataclass(frozen=True)
+class StagedEvent:
+    """An outbox row as it was written: what a publisher needs to send it without reading it."""
+
+    id: str
+    event: str
+    version: int
+    payload: dict[str, Any]
+    correlation_id: str | None
+    causation_id: str | None
+    created_at: datetime
+
+
+def _staged(session: Session) -> list[tuple[SessionTransaction, StagedEvent]]:
+    staged: list[tuple[SessionTransaction, StagedEvent]] = session.info.setdefault(_STAGED, [])
+    return staged
+
+
+def take_committed(session: Session) -> list[StagedEvent]:
+    """The events staged by the transaction ``session`` just committed, forgotten by it."""
+    staged = session.info.pop(_STAGED, [])
+    return [event for _, event in staged]
+
+
+def forget_rolled_back(session: Session, transaction: SessionTransaction) -> None:
+    """Forget what ``transaction`` (a savepoint or the whole) and those inside it staged."""
+    staged = session.info.get(_STAGED)
+    if not staged:
+        return
+
+    def inside(owner: SessionTransaction | None) -> bool:
+        while owner is not None:
+            if owner is transaction:
+                return True
+            owner = owner.parent
+        return False
+
+    staged[:] = [(owner, event) for owner, event in staged if not inside(owner)]
 
 
 class Messaging:
@@ -58,6 +111,8 @@ class Messaging:
             Column("last_error", Text),
             Index("ix_outbox_pending", "published_at", "created_at"),
         )
+        # Built once: staging is on every request's path.
+        self._insert_outbox = insert(self.outbox)
         self.inbox = Table(
             "inbox",
             metadata,
@@ -98,21 +153,33 @@ class Messaging:
         *,
         message_id: str | None = None,
     ) -> str:
-        """Write an event to the outbox in the caller's transaction; the relay publishes it."""
+        """Write an event to the outbox in the caller's transaction, to be published at commit."""
         payload = event.validate_outgoing(data)
         row_id = message_id or context.new_id()
-        session.execute(
-            insert(self.outbox).values(
-                id=row_id,
-                event=event.name,
-                version=event.version,
-                payload=payload,
-                correlation_id=context.correlation_id() or row_id,
-                causation_id=context.causation_id(),
-                created_at=utcnow(),
-                attempts=0,
-            )
+        staged = StagedEvent(
+            id=row_id,
+            event=event.name,
+            version=event.version,
+            payload=payload,
+            correlation_id=context.correlation_id() or row_id,
+            causation_id=context.causation_id(),
+            created_at=utcnow(),
         )
+        session.execute(self._insert_outbox, {**vars(staged), "attempts": 0})
+        # Remembered with the (nested) transaction that wrote it: a savepoint rolled back
+        # takes its rows with it, and only what the outermost commit keeps is published.
+        transaction = session.get_nested_transaction() or session.get_transaction()
+        if transaction is not None:
+            _staged(session).append((transaction, staged))
+        # Without a publisher at commit, the relay is woken by a NOTIFY, delivered at commit and
+        # never for a rolled-back (nested) transaction; once per transaction is enough.
+        if (
+            not session.info.get(PUBLISHED_AT_COMMIT)
+            and session.info.get(_NOTIFIED) is not transaction
+            and session.get_bind().dialect.name == "postgresql"
+        ):
+            session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": OUTBOX_CHANNEL})
+            session.info[_NOTIFIED] = transaction
         return row_id
 
     def notify(

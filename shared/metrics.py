@@ -1,4 +1,5 @@
-"""Prometheus metrics every service exposes: HTTP traffic, and its outbox and dead letters."""
+"""Prometheus metrics every service exposes: HTTP traffic, its outbox and dead letters, and its
+timers."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import func, select
 
+from shared.clock import utcnow
 from shared.database import Database
 from shared.dead_letters import outstanding
 from shared.messaging import Messaging
+from shared.timers import FAILED, PENDING, Timers
 
 HTTP_REQUESTS = Counter(
     "redvest_http_requests_total",
@@ -24,6 +27,18 @@ HTTP_LATENCY = Histogram(
     "Time to answer an HTTP request",
     ["service", "method", "endpoint"],
 )
+
+# Observed by the scheduler process, which serves it with `scheduler --metrics-port`.
+TIMER_LATENESS = Histogram(
+    "redvest_timer_lateness_seconds",
+    "How long after its due time a timer fired",
+    ["service"],
+    buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 6 * 3600, 24 * 3600),
+)
+
+
+def observe_timer_lateness(service: str, late_s: float) -> None:
+    TIMER_LATENESS.labels(service).observe(late_s)
 
 
 def observe_request(
@@ -66,10 +81,37 @@ class MessagingCollector:
                 age,
             ),
             ("redvest_dead_letters", "Dead letters not replayed", dead_count),
+            *self._timer_gauges(),
         ):
             gauge = GaugeMetricFamily(name, documentation, labels=["service"])
             gauge.add_metric([self.service], value)
             yield gauge
+
+    def _timer_gauges(self) -> list[tuple[str, str, float]]:
+        """Timers past their due time and not fired, the oldest one's age, and failed ones."""
+        timers = Timers.on(self.messaging.outbox.metadata)
+        if timers is None:
+            return []
+        table = timers.timers
+        now = utcnow()
+        with self.db.read() as session:
+            due, oldest = session.execute(
+                select(func.count(), func.min(table.c.due_at)).where(
+                    table.c.state == PENDING, table.c.due_at <= now
+                )
+            ).one()
+            failed = session.execute(
+                select(func.count()).select_from(table).where(table.c.state == FAILED)
+            ).scalar_one()
+        return [
+            ("redvest_timers_due", "Timers past their due time, not yet fired", due),
+            (
+                "redvest_timers_oldest_due_age_seconds",
+                "How long the most overdue timer has been due",
+                (now - oldest).total_seconds() if oldest is not None else 0.0,
+            ),
+            ("redvest_timers_failed", "Timers given up on, kept for staff", failed),
+        ]
 
 
 def exposition(*, multiprocess_dir: str | None, database: CollectorRegistry) -> bytes:

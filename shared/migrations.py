@@ -123,3 +123,42 @@ def outbox_with_routing(op: Any) -> None:
     with op.batch_alter_table("outbox") as batch:
         batch.add_column(sa.Column("queue", sa.String(100), nullable=False, server_default=""))
         batch.add_column(sa.Column("actor", sa.String(150), nullable=False, server_default=""))
+
+
+def create_timer_tables(op: Any) -> None:
+    """Version 1 of the timers, job-run and scheduler-lease tables (frozen)."""
+    op.create_table(
+        "timers",
+        sa.Column("key", sa.String(200), primary_key=True),
+        sa.Column("what", sa.String(100), nullable=False),
+        sa.Column("payload", sa.JSON, nullable=False),
+        sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("attempt_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("state", sa.String(10), nullable=False),
+        sa.Column("scheduled_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("fired_at", sa.DateTime(timezone=True)),
+        sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("last_error", sa.Text),
+    )
+    op.create_index("ix_timers_due", "timers", ["state", "attempt_at"])
+    op.create_table(
+        "job_runs",
+        sa.Column("job", sa.String(100), primary_key=True),
+        sa.Column("scheduled_for", sa.DateTime(timezone=True), primary_key=True),
+        sa.Column("ran_at", sa.DateTime(timezone=True)),
+        sa.Column("outcome", sa.String(10), nullable=False),
+        sa.Column("detail", sa.Text),
+        sa.Column("runner", sa.String(100)),
+    )
+    op.create_table(
+        "scheduler_leases",
+        sa.Column("name", sa.String(100), primary_key=True),
+        sa.Column("holder", sa.String(100), nullable=False),
+        sa.Column("acquired_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    )
+
+
+def drop_timer_tables(op: Any) -> None:
+    for table in ("scheduler_leases", "job_runs", "timers"):
+        op.drop_table(table)

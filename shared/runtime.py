@@ -19,7 +19,7 @@ from shared.database import Database
 from shared.dead_letters import DeadLetterRecorder
 from shared.logs import configure_logging
 from shared.messaging import Messaging
-from shared.relay import Relay
+from shared.relay import CommitPublisher, Relay
 from shared.settings import Settings
 
 
@@ -38,6 +38,7 @@ class ServiceRuntime:
         self.metadata = metadata
         self.messaging = messaging
         self.migrations = migrations
+        self._publisher: CommitPublisher | None = None
 
     @property
     def name(self) -> str:
@@ -61,7 +62,21 @@ class ServiceRuntime:
             broker=self.broker,
             interval_s=self.settings.relay_interval_s,
             batch_size=self.settings.relay_batch_size,
+            grace_s=self.settings.relay_grace_s,
         )
+
+    def publish_at_commit(self) -> CommitPublisher | None:
+        """From now on publish this process's events as they commit, unless the settings say
+        not to (``PUBLISH_AT_COMMIT=off``); the relay stays the safety net either way."""
+        mode = self.settings.publish_at_commit
+        if self._publisher is None and mode != "off":
+            self._publisher = CommitPublisher(
+                db=self.db,
+                outbox=self.messaging.outbox,
+                broker=self.broker,
+                synchronous=mode != "background",
+            ).attach()
+        return self._publisher
 
 
 class RuntimeFactory:
@@ -95,9 +110,11 @@ class RuntimeFactory:
         return self._runtime
 
     def runtime(self) -> ServiceRuntime:
-        """The process-wide runtime: as configured, or from the environment on first use."""
+        """The process-wide runtime: as configured, or from the environment on first use (a
+        process of the deployment, whose commits publish at once: web, worker, relay, CLI)."""
         if self._runtime is None:
             self._runtime = self.build(self.load_settings())
+            self._runtime.publish_at_commit()
         return self._runtime
 
 
@@ -108,4 +125,5 @@ def start_worker(runtime: ServiceRuntime, consumers: Consumers) -> dramatiq.Brok
     # The dramatiq CLI reads the global broker once the entry point returns.
     dramatiq.set_broker(broker)
     consumers.declare(broker, db=runtime.db, messaging=runtime.messaging)
+    runtime.publish_at_commit()
     return broker

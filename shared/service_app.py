@@ -55,7 +55,8 @@ class WebService:
     def of(
         cls, runtime: ServiceRuntime, *, api_key_lookup: ApiKeyLookup | None = None
     ) -> WebService:
-        """The parts of a process's runtime its web app uses."""
+        """The parts of a process's runtime its web app uses; its commits publish at once."""
+        runtime.publish_at_commit()
         return cls(
             name=runtime.name,
             settings=runtime.settings,

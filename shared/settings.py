@@ -36,6 +36,7 @@ ENVIRONMENTS = ("development", "test", "production")
 DEVELOPMENT_AUTH_SECRET = "redvest-development-secret-do-not-use-in-production"
 DEVELOPMENT_BROKER_URL = "redis://127.0.0.1:6379/0"
 POSTGRESQL_SCHEMES = ("postgresql", "postgres")
+PUBLISH_MODES = ("sync", "background", "off")
 MIN_SECRET_LENGTH = 32
 # Set below what random secrets score: of 200 000 made by `openssl rand -hex 16` (the weakest
 # usual kind) none scored under 8 distinct characters, 2.7 bits per character or per step, or
@@ -160,6 +161,9 @@ class Settings:
     log_format: str
     relay_interval_s: float
     relay_batch_size: int
+    relay_grace_s: float
+    publish_at_commit: str
+    scheduler_interval_s: float
     max_retries: int
     prometheus_multiproc_dir: str | None
 
@@ -212,16 +216,39 @@ class Settings:
                 "one JSON object a line with its correlation id"
             )
 
-        relay_interval_s = _float(env, "RELAY_INTERVAL_S", 0.1, problems)
+        # Tests drive the relay themselves and read what was staged; every other process
+        # publishes its events the moment they commit, and the relay only sweeps up behind.
+        publish_at_commit = env.get("PUBLISH_AT_COMMIT", "off" if environment == "test" else "sync")
+        if publish_at_commit not in PUBLISH_MODES:
+            problems.append(
+                "PUBLISH_AT_COMMIT must be one of "
+                + ", ".join(repr(mode) for mode in PUBLISH_MODES)
+                + f", got {publish_at_commit!r}"
+            )
+        at_commit = publish_at_commit != "off"
+        relay_interval_s = _float(env, "RELAY_INTERVAL_S", 1.0 if at_commit else 0.1, problems)
         relay_batch_size = _int(env, "RELAY_BATCH_SIZE", 100, problems)
-        if relay_interval_s <= 0 or relay_batch_size < 1:
-            problems.append("RELAY_INTERVAL_S must be above 0 and RELAY_BATCH_SIZE at least 1")
+        relay_grace_s = _float(env, "RELAY_GRACE_S", 5.0 if at_commit else 0.0, problems)
+        if relay_interval_s <= 0 or relay_batch_size < 1 or relay_grace_s < 0:
+            problems.append(
+                "RELAY_INTERVAL_S must be above 0, RELAY_BATCH_SIZE at least 1 and "
+                "RELAY_GRACE_S not below 0"
+            )
         # A killed worker's messages come back once its heartbeat is this old and a
-        # maintenance pass runs; dramatiq's defaults make that take many minutes.
-        broker_heartbeat_timeout_ms = _int(env, "BROKER_HEARTBEAT_TIMEOUT_MS", 30_000, problems)
-        broker_maintenance_chance = _int(env, "BROKER_MAINTENANCE_CHANCE", 100_000, problems)
-        broker_idle_poll_ms = _int(env, "BROKER_IDLE_POLL_MS", 100, problems)
+        # maintenance pass runs on its queue; dramatiq's defaults make that take minutes. A
+        # live worker refreshes its heartbeat at least every BROKER_IDLE_POLL_MS.
+        broker_heartbeat_timeout_ms = _int(env, "BROKER_HEARTBEAT_TIMEOUT_MS", 5_000, problems)
+        broker_maintenance_chance = _int(env, "BROKER_MAINTENANCE_CHANCE", 500_000, problems)
+        broker_idle_poll_ms = _int(env, "BROKER_IDLE_POLL_MS", 1_000, problems)
+        if broker_heartbeat_timeout_ms < 3 * broker_idle_poll_ms:
+            problems.append(
+                "BROKER_HEARTBEAT_TIMEOUT_MS must be at least three times BROKER_IDLE_POLL_MS: "
+                "an idle worker would otherwise pass for dead and have its messages handed out"
+            )
         max_retries = _int(env, "MAX_RETRIES", 20, problems)
+        scheduler_interval_s = _float(env, "SCHEDULER_INTERVAL_S", 1.0, problems)
+        if scheduler_interval_s <= 0:
+            problems.append("SCHEDULER_INTERVAL_S must be above 0")
         if problems:
             raise SettingsError(*problems)
         return cls(
@@ -238,7 +265,10 @@ class Settings:
             log_format=log_format,
             relay_interval_s=relay_interval_s,
             relay_batch_size=relay_batch_size,
+            relay_grace_s=relay_grace_s,
+            publish_at_commit=publish_at_commit,
             max_retries=max_retries,
+            scheduler_interval_s=scheduler_interval_s,
             # Set by deploy/gunicorn.conf.py when REDVEST_METRICS_DIR is; see prometheus_client.
             prometheus_multiproc_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or None,
         )

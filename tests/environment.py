@@ -54,5 +54,7 @@ def process_env(var_dir: str, ports: dict[str, int]) -> dict[str, str]:
         "WEB_CONCURRENCY": "1",
         "WORKER_PROCESSES": "1",
         "WORKER_THREADS": "2",
+        # The processes publish at commit as in production; the relay is their safety net.
+        "PUBLISH_AT_COMMIT": "sync",
         **{f"{service.upper()}_PORT": str(port) for service, port in ports.items()},
     }

@@ -20,6 +20,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from shared.database import UtcDateTime
 from shared.messaging import Messaging
+from shared.timers import Timers
 
 
 class Base(DeclarativeBase):
@@ -27,6 +28,7 @@ class Base(DeclarativeBase):
 
 
 messaging = Messaging(Base.metadata)
+timers = Timers(Base.metadata, messaging=messaging)
 
 
 class Team(Base):

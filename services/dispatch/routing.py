@@ -6,8 +6,10 @@ import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
+from typing import cast
 
-from sqlalchemy import select
+from sqlalchemy import Row, Table, bindparam, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -138,19 +140,38 @@ def list_routing_rules(
     return fetch_page(session, query, offset=offset, limit=limit)
 
 
-def find_route(session: Session, *, category: str) -> RoutingRule | None:
-    """The active rule with the lowest precedence for ``category`` whose volunteer is active."""
-    return session.scalars(
-        select(RoutingRule)
-        .join(RoutingRule.volunteer)
-        .where(
-            RoutingRule.category == category,
-            RoutingRule.is_active.is_(True),
-            Volunteer.is_active.is_(True),
-        )
-        .order_by(RoutingRule.precedence, RoutingRule.created_at, RoutingRule.id)
-        .limit(1)
-    ).first()
+_assignments = cast(Table, Assignment.__table__)
+# Only the first assignment of a request is kept, whichever message about it comes first (a
+# re-submission, a replay under a new id, or a concurrent one, which waits for this one).
+_ASSIGN_ONCE = {
+    name: insert_.insert(_assignments)
+    .on_conflict_do_nothing(index_elements=[_assignments.c.request_id])
+    .returning(_assignments.c.id)
+    for name, insert_ in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+_route = (
+    select(RoutingRule.id, Volunteer.id.label("volunteer_id"), Volunteer.name)
+    .join(RoutingRule.volunteer)
+    .where(
+        RoutingRule.category == bindparam("category"),
+        RoutingRule.is_active.is_(True),
+        Volunteer.is_active.is_(True),
+    )
+    .order_by(RoutingRule.precedence, RoutingRule.created_at, RoutingRule.id)
+    .limit(1)
+)
+
+
+def find_route(session: Session, *, category: str) -> Row[str, str, str] | None:
+    """The active rule with the lowest precedence for ``category`` whose volunteer is active:
+    its ``id``, and its volunteer's ``volunteer_id`` and ``name``."""
+    return session.execute(_route, {"category": category}).first()
+
+
+def _is_assigned(session: Session, request_id: str) -> bool:
+    return (
+        session.scalars(select(Assignment.id).filter_by(request_id=request_id)).first() is not None
+    )
 
 
 def assign_request(
@@ -165,12 +186,12 @@ def assign_request(
 ) -> None:
     """A request was submitted: hand it to the volunteer its category routes to."""
     # Another message about the same request (a re-submission, a replay under a new id)
-    # must not assign it twice; the unique request_id settles concurrent ones.
-    if session.scalars(select(Assignment.id).filter_by(request_id=request_id)).first():
-        return
+    # must not assign it twice, nor report it unrouted once it is assigned.
     now = utcnow()
-    rule = find_route(session, category=category)
-    if rule is None:
+    route = find_route(session, category=category)
+    if route is None:
+        if _is_assigned(session, request_id):
+            return
         messaging.stage(
             session,
             events.REQUEST_UNROUTED,
@@ -181,45 +202,50 @@ def assign_request(
             },
         )
         return
-    volunteer = rule.volunteer
-    assignment = Assignment(
-        id=uuid.uuid4().hex,
-        request_id=request_id,
-        category=category,
-        priority=priority,
-        summary=summary,
-        resident_id=resident_id,
-        location=dict(location),
-        volunteer=volunteer,
-        rule_id=rule.id,
-        status=ASSIGNED,
-        note="",
-        assigned_at=now,
-    )
-    session.add(assignment)
-    session.flush()
+    row = {
+        "id": uuid.uuid4().hex,
+        "request_id": request_id,
+        "category": category,
+        "priority": priority,
+        "summary": summary,
+        "resident_id": resident_id,
+        "location": dict(location),
+        "volunteer_id": route.volunteer_id,
+        "rule_id": route.id,
+        "status": ASSIGNED,
+        "note": "",
+        "assigned_at": now,
+    }
+    dialect = session.get_bind().dialect.name
+    if dialect in _ASSIGN_ONCE:
+        if session.execute(_ASSIGN_ONCE[dialect], row).first() is None:
+            return
+    elif _is_assigned(session, request_id):
+        return
+    else:
+        session.execute(insert(_assignments), row)
     messaging.stage(
         session,
         events.REQUEST_ASSIGNED,
         {
             "request_id": request_id,
-            "assignment_id": assignment.id,
+            "assignment_id": row["id"],
             "assignee_type": "volunteer",
-            "assignee_id": volunteer.id,
-            "assignee_name": volunteer.name,
+            "assignee_id": route.volunteer_id,
+            "assignee_name": route.name,
             "assigned_at": now,
         },
     )
     messaging.notify(
         session,
         notifications.ASSIGNMENT_CREATED,
-        recipient=address("volunteer", volunteer.id),
+        recipient=address("volunteer", route.volunteer_id),
         request_id=request_id,
-        assignment_id=assignment.id,
-        category=assignment.category,
-        summary=assignment.summary,
-        location=assignment.location,
-        priority=assignment.priority,
+        assignment_id=row["id"],
+        category=category,
+        summary=summary,
+        location=row["location"],
+        priority=priority,
     )
 
 

@@ -7,12 +7,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, Table, insert, select
+from sqlalchemy.orm import Session, lazyload, make_transient_to_detached
 
-from services.intake.directory import active_category, get_resident
+from services.intake.directory import find_category_and_home
 from services.intake.models import ServiceRequest, TimelineEntry, messaging
 from services.intake.policy import PartyToTheService as PartyToTheService
 from services.intake.policy import check_may_confirm, no_request
@@ -34,6 +34,13 @@ STATUSES = (SUBMITTED, NEEDS_TRIAGE, ASSIGNED, ACCEPTED, COMPLETED, CONFIRMED)
 # status only moves forward along this order, whatever order its events arrive in.
 _RANK = {status: rank for rank, status in enumerate(STATUSES)}
 CHANNELS = ("api", "app", "walk_in", "talk_point", "watch_post", "patrol", "hotline", "phone")
+
+
+_requests = cast(Table, ServiceRequest.__table__)
+_insert_request = insert(_requests)
+_WITHOUT_TIMELINE = (lazyload(ServiceRequest.timeline),)
+_timeline = cast(Table, TimelineEntry.__table__)
+_insert_entry = insert(_timeline).returning(_timeline.c.id)
 
 
 @dataclass(frozen=True)
@@ -58,9 +65,9 @@ def submit_request(
     location: Location | None = None,
 ) -> ServiceRequest:
     """Validate a request against the catalogue and the grid, store it and announce it."""
-    entry = active_category(session, category)
-    resident = get_resident(session, resident_id)
-    home = resident.household
+    default_priority, home = find_category_and_home(
+        session, category=category, resident_id=resident_id
+    )
     if location is not None and (
         location.community,
         location.building,
@@ -68,33 +75,49 @@ def submit_request(
         location.household,
     ) != (home.community, home.building, home.unit, home.number):
         raise Invalid(
-            f"Resident {resident.id} lives at {home.community}/{home.building}-{home.unit}-"
+            f"Resident {resident_id} lives at {home.community}/{home.building}-{home.unit}-"
             f"{home.number}, not at the location given",
             field="location",
         )
     if channel not in CHANNELS:
         raise Invalid(f"Unknown channel {channel!r}", field="channel")
     now = utcnow()
-    request = ServiceRequest(
-        id=uuid.uuid4().hex,
-        category=entry.code,
-        priority=priority or entry.default_priority,
-        status=SUBMITTED,
-        summary=summary,
-        details=details,
-        channel=channel,
-        external_ref=external_ref,
-        submitted_by=submitted_by.subject,
-        resident_id=resident.id,
-        community=home.community,
-        building=home.building,
-        unit=home.unit,
-        household=home.number,
-        created_at=now,
-        updated_at=now,
-    )
+    # Every column is given, those a new request does not have yet as NULL, so that the
+    # request put in the session below is fully loaded.
+    row: dict[str, Any] = dict.fromkeys(_requests.c.keys()) | {
+        "id": uuid.uuid4().hex,
+        "category": category,
+        "priority": priority or default_priority,
+        "status": SUBMITTED,
+        "summary": summary,
+        "details": details,
+        "channel": channel,
+        "external_ref": external_ref,
+        "submitted_by": submitted_by.subject,
+        "resident_id": resident_id,
+        "community": home.community,
+        "building": home.building,
+        "unit": home.unit,
+        "household": home.number,
+        "created_at": now,
+        "updated_at": now,
+    }
+    first: dict[str, Any] = {
+        "request_id": row["id"],
+        "status": SUBMITTED,
+        "note": f"Submitted through {channel}",
+        "details": {},
+        "at": now,
+    }
+    # Two plain INSERTs rather than the ORM's unit of work, which cost more than the rest of
+    # the request; the rows are then put in the session as loaded, for callers that go on.
+    session.execute(_insert_request, row)
+    entry_id = session.execute(_insert_entry, first).scalar_one()
+    request = ServiceRequest(**row)
+    request.timeline = [TimelineEntry(id=entry_id, **first)]
+    make_transient_to_detached(request.timeline[0])
+    make_transient_to_detached(request)
     session.add(request)
-    _record(session, request, SUBMITTED, f"Submitted through {channel}", at=now)
     messaging.stage(
         session,
         events.REQUEST_SUBMITTED,
@@ -113,7 +136,6 @@ def submit_request(
             "submitted_at": now,
         },
     )
-    session.flush()
     return request
 
 
@@ -122,8 +144,10 @@ def get_request(
     request_id: str,
     *,
     for_update: bool = False,
+    with_timeline: bool = True,
 ) -> ServiceRequest:
-    """The request; ``for_update`` locks its row until commit."""
+    """The request; ``for_update`` locks its row until commit; without ``with_timeline`` its
+    timeline is read only if asked for (news that only adds an entry need not read it)."""
     # Whoever reads a status in order to change it must lock the row: under READ COMMITTED
     # two writers could otherwise both read the old status and the later commit would win.
     # The lock makes the second wait, then read what the first committed. SQLite renders no
@@ -133,6 +157,7 @@ def get_request(
         request_id,
         with_for_update=for_update or None,
         populate_existing=for_update,
+        options=() if with_timeline else _WITHOUT_TIMELINE,
     )
     if request is None:
         raise no_request(request_id)
@@ -258,7 +283,7 @@ def record_assignment(
     session: Session, *, request_id: str, assignment_id: str, assignee: Assignee, at: datetime
 ) -> None:
     """Dispatch assigned the request to someone."""
-    request = get_request(session, request_id, for_update=True)
+    request = get_request(session, request_id, for_update=True, with_timeline=False)
     # The first assignment intake hears of is the one it follows; news of another is kept in
     # the timeline, saying so, but changes nothing.
     is_followed = request.assignment_id in (None, assignment_id)
@@ -288,7 +313,7 @@ def record_unrouted(session: Session, *, request_id: str, reason: str, at: datet
     """Dispatch found no one for the request: staff must triage it."""
     _advance(
         session,
-        get_request(session, request_id, for_update=True),
+        get_request(session, request_id, for_update=True, with_timeline=False),
         NEEDS_TRIAGE,
         f"No route: {reason}",
         at,
@@ -320,7 +345,7 @@ def record_acceptance(
     }
     request = _advance(
         session,
-        get_request(session, request_id, for_update=True),
+        get_request(session, request_id, for_update=True, with_timeline=False),
         ACCEPTED,
         "Accepted by the volunteer" + _on_behalf(accepted_by, volunteer_id),
         at,
@@ -344,7 +369,7 @@ def record_completion(
     at: datetime,
 ) -> None:
     """The volunteer (or staff for them) finished the work, taking ``hours``."""
-    request = get_request(session, request_id, for_update=True)
+    request = get_request(session, request_id, for_update=True, with_timeline=False)
     # As with assignments: news of an assignment other than the one followed, or of any work
     # once the resident has confirmed (the points are then settled), is kept in the timeline,
     # saying so, but changes nothing.
@@ -388,7 +413,7 @@ def record_completion(
 
 def record_earning_refused(session: Session, *, request_id: str, reason: str, at: datetime) -> None:
     """The moral bank refused to credit the confirmed hours: the request says why."""
-    request = get_request(session, request_id, for_update=True)
+    request = get_request(session, request_id, for_update=True, with_timeline=False)
     request.updated_at = utcnow()
     _record(
         session,

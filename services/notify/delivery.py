@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Protocol
 
+import jinja2
 from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
-from sqlalchemy import Select, select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
 
 from services.notify.models import Delivery, InboxMessage, Template
@@ -85,10 +87,32 @@ class UnsafeTemplate(TemplateError):
     title = "Unsafe template"
 
 
+class _CompiledOnce(LimitedEnvironment):
+    """The sandbox, compiling each template text once: a worker renders the same few texts
+    over and over, and compiling one cost more than the rest of a delivery."""
+
+    def from_string(
+        self,
+        source: str | nodes.Template,
+        globals: MutableMapping[str, Any] | None = None,
+        template_class: type[jinja2.Template] | None = None,
+    ) -> jinja2.Template:
+        if isinstance(source, str) and globals is None and template_class is None:
+            return _compiled(self, source)
+        return super().from_string(source, globals, template_class)
+
+
+# Keyed by the text itself, so an edited template is simply another entry; a compiled
+# template renders in several threads at once, each on its own budget.
+@lru_cache(maxsize=256)
+def _compiled(environment: LimitedEnvironment, source: str) -> jinja2.Template:
+    return LimitedEnvironment.from_string(environment, source)
+
+
 # Plain text: nothing is HTML-escaped; a variable the data does not carry is an error,
 # never a silent blank in a message sent to a resident. Staff edit the templates and workers
 # render them, so rendering is also bounded in time and size (see sandbox).
-_environment = LimitedEnvironment(undefined=StrictUndefined, autoescape=False)
+_environment = _CompiledOnce(undefined=StrictUndefined, autoescape=False)
 
 
 @dataclass(frozen=True)
@@ -293,11 +317,19 @@ def _channel(name: str) -> Channel:
     return channel
 
 
-def _has_been_delivered(session: Session, source_message_id: str) -> bool:
-    query = select(Delivery.id).where(
-        Delivery.source_message_id == source_message_id, Delivery.status == DELIVERED
+_delivered = (
+    select(Delivery.id)
+    .where(
+        Delivery.source_message_id == bindparam("source_message_id"),
+        Delivery.status == DELIVERED,
     )
-    return session.scalar(query) is not None
+    .exists()
+)
+# Whether the message was delivered already, and the template to render it with, in one
+# statement: every notification asks both.
+_template_unless_delivered = select(Template, _delivered.label("is_delivered")).where(
+    Template.key == bindparam("key")
+)
 
 
 def send_notification(
@@ -314,9 +346,16 @@ def send_notification(
     Returns None when the message ``source_message_id`` was already delivered.
     """
     deliver = _channel(channel)
-    if _has_been_delivered(session, source_message_id):
+    found = session.execute(
+        _template_unless_delivered, {"key": kind, "source_message_id": source_message_id}
+    ).first()
+    if found is None:
+        if session.scalar(select(_delivered), {"source_message_id": source_message_id}):
+            return None
+        raise NotFound(f"No template {kind!r}", field="template")
+    stored, is_delivered = found
+    if is_delivered:
         return None
-    stored = get_template(session, kind)
     # The message picks the channel; a template is written for one, so it must be that one.
     if stored.channel != channel:
         raise NotFound(

@@ -10,6 +10,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.database import UtcDateTime
 from shared.messaging import Messaging
+from shared.timers import Timers
 
 
 class Base(DeclarativeBase):
@@ -17,6 +18,7 @@ class Base(DeclarativeBase):
 
 
 messaging = Messaging(Base.metadata)
+timers = Timers(Base.metadata, messaging=messaging)
 
 
 class Template(Base):

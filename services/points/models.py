@@ -11,6 +11,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from shared.database import UtcDateTime
 from shared.messaging import Messaging
+from shared.timers import Timers
 
 
 class Base(DeclarativeBase):
@@ -18,6 +19,7 @@ class Base(DeclarativeBase):
 
 
 messaging = Messaging(Base.metadata)
+timers = Timers(Base.metadata, messaging=messaging)
 
 HOLDER = "holder"
 ISSUANCE = "issuance"

@@ -1,0 +1,7 @@
+"""points' periodic jobs, and the modules whose timer handlers ``python -m services.points
+scheduler`` runs (none yet)."""
+
+from services.points.models import timers
+from shared.timers import NIGHTLY, nightly_purge
+
+timers.job("purge", cron=NIGHTLY, run=nightly_purge(timers))

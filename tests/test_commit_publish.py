@@ -1,0 +1,230 @@
+"""Events published by the process that commits them, right after the commit; the relay sweeps
+up what a failure or a crash left behind; idle workers wake when a message arrives."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+
+import dramatiq
+import pytest
+import redis
+from dramatiq.brokers.redis import RedisBroker
+from marshmallow import Schema, fields
+from sqlalchemy import select
+
+from services.intake.config import build_runtime, load_settings, runtime
+from shared.broker import create_broker
+from shared.events import Event
+from shared.relay import CommitPublisher, Relay, drain
+from tests.environment import BACKEND, TEST_ENV
+from tests.support import eventually
+
+
+class PingSchema(Schema):
+    ping_id = fields.Str(required=True)
+
+
+PING = Event("test.commit_publish.ping", 1, PingSchema)
+
+
+@pytest.fixture
+def queues() -> tuple[str, str]:
+    """Two subscriber queues of the test's own, so nothing else consumes what it publishes."""
+    suffix = uuid.uuid4().hex[:8]
+    return f"first-{suffix}", f"second-{suffix}"
+
+
+@pytest.fixture(params=[True, False], ids=["synchronous", "background"])
+def publisher(request: pytest.FixtureRequest, queues: tuple[str, str]) -> Iterator[CommitPublisher]:
+    attached = CommitPublisher(
+        db=runtime().db,
+        outbox=runtime().messaging.outbox,
+        broker=runtime().broker,
+        routes=lambda name, version: list(queues),
+        synchronous=request.param,
+    ).attach()
+    yield attached
+    attached.detach()
+    attached.close()
+
+
+def copies_on(queue: str) -> Counter[str]:
+    """How many copies of each message id wait on ``queue`` in the run's Redis namespace."""
+    settings = runtime().settings
+    client = redis.Redis.from_url(settings.broker_url)
+    raw = client.hvals(f"{settings.broker_namespace}:{queue}.msgs")
+    client.close()
+    return Counter(json.loads(value)["message_id"] for value in raw)
+
+
+def published_at(message_id: str) -> object:
+    outbox = runtime().messaging.outbox
+    with runtime().db.read() as session:
+        return session.execute(
+            select(outbox.c.published_at).where(outbox.c.id == message_id)
+        ).scalar_one()
+
+
+def stage_ping() -> str:
+    with runtime().db.transaction() as session:
+        return runtime().messaging.stage(session, PING, {"ping_id": uuid.uuid4().hex})
+
+
+def relay_to(queues: tuple[str, str], *, interval_s: float = 0.1, grace_s: float = 0.0) -> Relay:
+    return Relay(
+        service="intake",
+        db=runtime().db,
+        outbox=runtime().messaging.outbox,
+        broker=runtime().broker,
+        routes=lambda name, version: list(queues),
+        interval_s=interval_s,
+        grace_s=grace_s,
+    )
+
+
+class TestPublishedAtCommit:
+    def test_a_committed_event_is_published_once_per_subscriber_and_marked_sent(
+        self, publisher, queues
+    ):
+        message_id = stage_ping()
+        assert publisher.flush()
+        assert [copies_on(queue)[message_id] for queue in queues] == [1, 1]
+        assert published_at(message_id) is not None
+
+    def test_the_relay_does_not_publish_again_what_went_out_at_commit(self, publisher, queues):
+        message_id = stage_ping()
+        assert publisher.flush()
+        assert drain(relay_to(queues)) == 0
+        assert [copies_on(queue)[message_id] for queue in queues] == [1, 1]
+
+    def test_a_rolled_back_transaction_publishes_nothing_it_staged(self, publisher, queues):
+        with pytest.raises(RuntimeError), runtime().db.transaction() as session:
+            runtime().messaging.stage(session, PING, {"ping_id": "never"})
+            raise RuntimeError("the change is refused")
+        assert publisher.flush()
+        assert copies_on(queues[0]) == Counter()
+
+    def test_a_rolled_back_savepoint_takes_its_events_and_the_rest_is_published(
+        self, publisher, queues
+    ):
+        with runtime().db.transaction() as session:
+            kept = runtime().messaging.stage(session, PING, {"ping_id": "kept"})
+            with pytest.raises(RuntimeError), session.begin_nested():
+                runtime().messaging.stage(session, PING, {"ping_id": "undone"})
+                raise RuntimeError("the savepoint is rolled back")
+            with session.begin_nested():
+                released = runtime().messaging.stage(session, PING, {"ping_id": "released"})
+        assert publisher.flush()
+        assert copies_on(queues[0]) == Counter({kept: 1, released: 1})
+
+    def test_nothing_is_published_before_the_commit(self, publisher, queues):
+        seen_before_commit: list[Counter[str]] = []
+        with runtime().db.transaction() as session:
+            runtime().messaging.stage(session, PING, {"ping_id": "early"})
+            session.flush()
+            time.sleep(0.1)  # room for a publisher that would not wait for the commit
+            seen_before_commit.append(copies_on(queues[0]))
+        assert seen_before_commit == [Counter()]
+
+
+class TestLeftBehind:
+    def test_an_event_the_broker_refused_at_commit_is_published_once_by_the_relay(self, queues):
+        unreachable = create_broker(
+            dataclasses.replace(runtime().settings, broker_url="redis://127.0.0.1:1/0")
+        )
+        failing = CommitPublisher(
+            db=runtime().db,
+            outbox=runtime().messaging.outbox,
+            broker=unreachable,
+            routes=lambda name, version: list(queues),
+        ).attach()
+        try:
+            message_id = stage_ping()
+            assert failing.flush()
+        finally:
+            failing.detach()
+            failing.close()
+        assert published_at(message_id) is None
+        assert drain(relay_to(queues)) == 1
+        assert drain(relay_to(queues)) == 0
+        assert [copies_on(queue)[message_id] for queue in queues] == [1, 1]
+
+    def test_a_process_that_dies_right_after_the_commit_leaves_its_event_to_the_relay(self, queues):
+        script = (
+            "import os, sys\n"
+            "from sqlalchemy import event\n"
+            "from services.intake.config import runtime\n"
+            "from tests.test_commit_publish import PING\n"
+            "service = runtime()\n"
+            # Registered before the publisher's, so it runs first: the commit is done, the
+            # publish never happens.
+            "event.listen(service.db.sessions, 'after_commit', lambda s: os._exit(3))\n"
+            "service.publish_at_commit()\n"
+            "with service.db.transaction() as session:\n"
+            "    print(service.messaging.stage(session, PING, {'ping_id': 'p'}), flush=True)\n"
+        )
+        env = {**os.environ, **TEST_ENV, "PUBLISH_AT_COMMIT": "background"}
+        env["PYTHONPATH"] = os.getcwd()
+        died = subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert died.returncode == 3, died.stderr
+        message_id = died.stdout.strip()
+        assert published_at(message_id) is None
+
+        young = relay_to(queues, grace_s=60)
+        assert young.publish_pending() == 0  # left to its process for a while
+        assert drain(relay_to(queues)) == 1
+        assert [copies_on(queue)[message_id] for queue in queues] == [1, 1]
+
+
+@pytest.mark.skipif(BACKEND != "postgresql", reason="LISTEN/NOTIFY is PostgreSQL's")
+def test_a_relay_on_postgresql_is_woken_by_the_commit_not_its_poll(queues):
+    relay = relay_to(queues, interval_s=30.0)
+    running = threading.Thread(target=relay.run)
+    running.start()
+    try:
+        time.sleep(0.5)  # listening, and asleep until its next poll in 30 s
+        message_id = stage_ping()
+        eventually(lambda: copies_on(queues[0])[message_id], timeout=5, what="the publish")
+    finally:
+        relay.stop()
+        running.join(timeout=40)
+    assert published_at(message_id) is not None
+
+
+def test_an_idle_worker_takes_a_message_as_it_arrives_not_at_its_next_poll():
+    settings = dataclasses.replace(
+        load_settings(TEST_ENV), broker_idle_poll_ms=3_000, broker_heartbeat_timeout_ms=10_000
+    )
+    broker = build_runtime(settings).broker
+    assert isinstance(broker, RedisBroker)
+    queue = f"wake-{uuid.uuid4().hex[:8]}"
+    handled: list[float] = []
+
+    @dramatiq.actor(broker=broker, queue_name=queue, actor_name=f"{queue}.stamp")
+    def stamp(sent_at: float) -> None:
+        handled.append(time.time() - sent_at)
+
+    # Idle, the consumer waits up to 3 s between fetches: a message must not wait that long.
+    worker = dramatiq.Worker(broker, queues={queue}, worker_threads=1, worker_timeout=3_000)
+    worker.start()
+    try:
+        time.sleep(0.5)  # the consumer has found the queue empty and waits
+        for _ in range(5):
+            stamp.send(time.time())
+            time.sleep(0.2)
+        eventually(lambda: len(handled) == 5, timeout=20, what="five messages")
+    finally:
+        worker.stop()
+        broker.client.connection_pool.disconnect()
+    assert max(handled) < 0.5, handled
