@@ -632,7 +632,7 @@ def write_report(
 
 {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; {os.cpu_count()} CPUs; load average before the
 run {load_average}; gunicorn WEB_CONCURRENCY={env["WEB_CONCURRENCY"]}
-WEB_THREADS={env["WEB_THREADS"]}; PUBLISH_AT_COMMIT={env.get("PUBLISH_AT_COMMIT", "background")}.
+WEB_THREADS={env["WEB_THREADS"]}; PUBLISH_AT_COMMIT={env.get("PUBLISH_AT_COMMIT", "sync")}.
 
 ```
 {chr(10).join(lines)}
@@ -708,8 +708,9 @@ def main(argv: list[str] | None = None) -> int:
         **os.environ,
         "REDVEST_VAR_DIR": str(work),
         "LOG_LEVEL": "WARNING",
-        "WEB_CONCURRENCY": os.environ.get("WEB_CONCURRENCY", "2"),
-        "WEB_THREADS": os.environ.get("WEB_THREADS", "4"),
+        # deploy/gunicorn.conf.py's defaults, named so the report can say what ran.
+        "WEB_CONCURRENCY": os.environ.get("WEB_CONCURRENCY", str(2 * (os.cpu_count() or 1))),
+        "WEB_THREADS": os.environ.get("WEB_THREADS", "1"),
         "BROKER_NAMESPACE": f"redvest-bench-{run_id}",
     }
     env.setdefault("REDVEST_AUTH_SECRET", secrets.token_urlsafe(48))
