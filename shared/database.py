@@ -122,6 +122,13 @@ class SQLiteWriterLock:
         finally:
             self._threads.release()
 
+    def close(self) -> None:
+        """Let go of the lock's file (it is opened again if the lock is taken again)."""
+        with self._threads:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
 
 class Database:
     """One service's database: an engine and the transactions opened on it."""
@@ -155,13 +162,19 @@ class Database:
         if getattr(self._writing, "active", False):
             # A second connection's write would wait on this thread's own first one.
             raise RuntimeError("a write transaction is already open in this thread")
-        with self._writer:
-            self._writing.active = True
-            try:
-                with self.sessions.begin() as session:
-                    yield session
-            finally:
-                self._writing.active = False
+        # The session is made before the write lock is taken and closed once it is let go: on
+        # SQLite other writers wait only for the statements and the commit.
+        session = self.sessions()
+        try:
+            with self._writer:
+                self._writing.active = True
+                try:
+                    with session.begin():
+                        yield session
+                finally:
+                    self._writing.active = False
+        finally:
+            session.close()
         for hook in self.after_write:
             hook(session)
 
@@ -178,6 +191,8 @@ class Database:
     def dispose(self) -> None:
         self.engine.dispose()
         self.readers.kw["bind"].dispose()
+        if isinstance(self._writer, SQLiteWriterLock):
+            self._writer.close()
 
 
 def _file_of(engine: Engine) -> str | None:

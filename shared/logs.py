@@ -37,6 +37,8 @@ def configure_logging(settings: Settings) -> None:
     )
     structlog.configure(
         processors=[
+            # Below the level, an event is dropped before any work is spent on it.
+            structlog.stdlib.filter_by_level,
             *shared_processors,
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],

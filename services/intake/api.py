@@ -27,6 +27,9 @@ from shared.service_app import current_service
 
 blp = Blueprint("requests", __name__, url_prefix="/v1", description="Requests through the one door")
 REQUEST_SCHEMA = RequestSchema()
+# An instance, not the class: given a class, webargs builds a schema (and its nested location
+# schema) for every request, copying each field.
+REQUEST_CREATE_SCHEMA = RequestCreateSchema()
 # The same words for the same failure on every endpoint; who may do what is in policy.py.
 STAFF_ONLY = "The caller is not staff"
 NOT_FOR_VOLUNTEERS = "The caller is a volunteer"
@@ -35,7 +38,7 @@ NO_REQUEST = "No such request, or a resident asked for someone else's"
 
 @blp.route("/requests")
 class Requests(MethodView):
-    @blp.arguments(RequestCreateSchema)
+    @blp.arguments(REQUEST_CREATE_SCHEMA)
     @blp.response(201, RequestSchema)
     @blp.alt_response(403, description=NOT_FOR_VOLUNTEERS)
     @blp.alt_response(
