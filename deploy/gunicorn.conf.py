@@ -2,12 +2,12 @@
 
 import os
 
-# Processes, not threads: a request holds its service's database write lock (one writer at a
-# time on SQLite) while it runs, and other threads of its process would take the interpreter
-# from it meanwhile. Measured with `make bench` on 2 cores: 2 workers x 4 threads gave intake
-# about 320 POSTs a second, 4 workers x 1 thread about 500.
-workers = int(os.environ.get("WEB_CONCURRENCY", str(2 * (os.cpu_count() or 1))))
-threads = int(os.environ.get("WEB_THREADS", "1"))
+# On PostgreSQL threads overlap their waits on the database: 2 workers x 4 threads. On SQLite a
+# request holds the one write lock while it runs and its process's other threads take the
+# interpreter from it meanwhile: there, processes of one thread each do better (WEB_THREADS=1,
+# WEB_CONCURRENCY twice the CPUs). `make bench` measured both (see the README).
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+threads = int(os.environ.get("WEB_THREADS", "4"))
 worker_class = "gthread"
 timeout = 30
 graceful_timeout = 10

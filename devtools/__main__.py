@@ -42,8 +42,11 @@ def run(*, grace: float) -> int:
     # The children run in ROOT too, but an absolute path means the same to every reader.
     env["REDVEST_VAR_DIR"] = str(var)
     env.setdefault("REDVEST_METRICS_DIR", str(var / "metrics"))
-    # Four services on one machine: two web processes each is plenty for a community.
+    # Four services on one machine: two web processes each is plenty for a community, and on
+    # SQLite (the default here) single-threaded ones serve it best (deploy/gunicorn.conf.py).
     env.setdefault("WEB_CONCURRENCY", "2")
+    if not any(env.get(f"{service.upper()}_DATABASE_URL") for service in SERVICES):
+        env.setdefault("WEB_THREADS", "1")
     credentials_file = var / "demo-credentials.json"
     redis = None
     if not (env.get("BROKER_URL") or env.get("REDIS_URL")):

@@ -708,9 +708,11 @@ def main(argv: list[str] | None = None) -> int:
         **os.environ,
         "REDVEST_VAR_DIR": str(work),
         "LOG_LEVEL": "WARNING",
-        # deploy/gunicorn.conf.py's defaults, named so the report can say what ran.
-        "WEB_CONCURRENCY": os.environ.get("WEB_CONCURRENCY", str(2 * (os.cpu_count() or 1))),
-        "WEB_THREADS": os.environ.get("WEB_THREADS", "1"),
+        # What suits each database (see deploy/gunicorn.conf.py), named so the report says it.
+        "WEB_CONCURRENCY": os.environ.get(
+            "WEB_CONCURRENCY", "2" if args.postgres else str(2 * (os.cpu_count() or 1))
+        ),
+        "WEB_THREADS": os.environ.get("WEB_THREADS", "4" if args.postgres else "1"),
         "BROKER_NAMESPACE": f"redvest-bench-{run_id}",
     }
     env.setdefault("REDVEST_AUTH_SECRET", secrets.token_urlsafe(48))
