@@ -91,18 +91,16 @@ class SQLiteWriterLock:
     def __init__(self, database_path: str | None) -> None:
         self._threads = threading.Lock()
         self._path = f"{database_path}.writer-lock" if database_path else None
-        self._file: Any = None
-        self._pid = 0
+        self._descriptor_of: tuple[int, int] | None = None  # (pid, file descriptor)
 
     def _descriptor(self) -> int | None:
         if self._path is None:
             return None
         # An open file description is shared across fork, and flock with it: each process
         # opens its own, or a parent and its forked children would never exclude each other.
-        if self._file is None or self._pid != os.getpid():
-            self._file = open(self._path, "a+b")  # noqa: SIM115 - held for the process's life
-            self._pid = os.getpid()
-        return int(self._file.fileno())
+        if self._descriptor_of is None or self._descriptor_of[0] != os.getpid():
+            self._descriptor_of = (os.getpid(), os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600))
+        return self._descriptor_of[1]
 
     def __enter__(self) -> None:
         self._threads.acquire()
@@ -125,9 +123,9 @@ class SQLiteWriterLock:
     def close(self) -> None:
         """Let go of the lock's file (it is opened again if the lock is taken again)."""
         with self._threads:
-            if self._file is not None:
-                self._file.close()
-                self._file = None
+            if self._descriptor_of is not None and self._descriptor_of[0] == os.getpid():
+                os.close(self._descriptor_of[1])
+            self._descriptor_of = None
 
 
 class Database:

@@ -59,6 +59,7 @@ def rabbit():
     for name in (queue, dramatiq.common.dq_name(queue), dramatiq.common.xq_name(queue)):
         broker.channel.queue_delete(name)
     broker.close()
+    runtime.db.dispose()
 
 
 def test_the_relay_publishes_to_rabbitmq_and_a_duplicate_is_consumed_once(rabbit):
