@@ -5,9 +5,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from typing import Any
+from uuid import uuid4
 
 import dramatiq
 import redis
+import structlog
 from dramatiq.broker import Consumer, MessageProxy
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
@@ -15,6 +17,8 @@ from dramatiq.errors import ConnectionClosed
 from dramatiq.middleware import CurrentMessage, Retries
 
 from shared.settings import Settings
+
+log = structlog.get_logger(__name__)
 
 # Backoff between retries of a transient failure, in milliseconds.
 MIN_BACKOFF_MS = 1_000
@@ -35,9 +39,17 @@ class _WakingConsumer(Consumer):
     """
 
     def __init__(
-        self, inner: Consumer, *, client: redis.Redis, key: str, prefetch: int, idle_s: float
+        self,
+        inner: Consumer,
+        *,
+        broker: RedisBroker,
+        client: redis.Redis,
+        key: str,
+        prefetch: int,
+        idle_s: float,
     ) -> None:
         self.inner = inner
+        self.broker = broker
         self.client = client
         self.key = key
         self.prefetch = prefetch
@@ -45,8 +57,21 @@ class _WakingConsumer(Consumer):
         self.outstanding = 0
         self._slot_freed = threading.Event()
 
+    def _lost_connection(self) -> None:
+        # A fetch or an ack cut off mid-way may have moved a message into this worker's set of
+        # unacknowledged ones without it knowing: such a message would wait there for as long as
+        # the worker lives. Taking a new id leaves the old set to a consumer that no longer
+        # beats, whose messages Redis maintenance hands out again once its heartbeat is stale;
+        # one already handled here is then skipped by its consumer's inbox.
+        self.broker.broker_id = str(uuid4())
+        log.warning("broker.connection_lost", queue=self.key, new_consumer_id=self.broker.broker_id)
+
     def __next__(self) -> MessageProxy | None:
-        message = next(self.inner)
+        try:
+            message = next(self.inner)
+        except ConnectionClosed:
+            self._lost_connection()
+            raise
         if message is not None:
             self.outstanding += 1
             return message
@@ -68,12 +93,18 @@ class _WakingConsumer(Consumer):
     def ack(self, message: MessageProxy) -> None:
         try:
             self.inner.ack(message)
+        except ConnectionClosed:
+            self._lost_connection()
+            raise
         finally:
             self._settled()
 
     def nack(self, message: MessageProxy) -> None:
         try:
             self.inner.nack(message)
+        except ConnectionClosed:
+            self._lost_connection()
+            raise
         finally:
             self._settled()
 
@@ -99,6 +130,7 @@ class _RedisBroker(RedisBroker):
         # The inner consumer never sleeps: the waking consumer waits instead.
         return _WakingConsumer(
             super().consume(queue_name, prefetch, 0),
+            broker=self,
             client=self.client,
             key=f"{self.namespace}:{queue_name}",
             prefetch=prefetch,
