@@ -107,3 +107,11 @@ def request_body(resident_id: str, **changes: Any) -> dict[str, Any]:
         },
         **changes,
     }
+
+
+def post(client, key, payload, idempotency_key=None):
+    """POST a request through intake's door as another system would."""
+    headers = {"X-API-Key": key}
+    if idempotency_key:
+        headers["Idempotency-Key"] = idempotency_key
+    return client.post("/v1/requests", json=payload, headers=headers)

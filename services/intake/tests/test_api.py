@@ -5,43 +5,15 @@ from __future__ import annotations
 import pytest
 
 from services.intake import directory
-from services.intake.app import create_app
 from services.intake.config import runtime
 from services.intake.tests.builders import (
-    a_category,
     a_request,
-    a_resident,
+    post,
     request_body,
     walk_to_completed,
 )
 from shared.auth import issue_token
 from tests.support import assert_errors_documented
-
-
-@pytest.fixture
-def client():
-    return create_app().test_client()
-
-
-@pytest.fixture
-def api_key():
-    with runtime().db.transaction() as session:
-        _, key = directory.create_api_client(session, name="city-hotline")
-    return key
-
-
-@pytest.fixture
-def resident_id():
-    with runtime().db.transaction() as session:
-        a_category(session)
-        return a_resident(session).id
-
-
-def post(client, key, payload, idempotency_key=None):
-    headers = {"X-API-Key": key}
-    if idempotency_key:
-        headers["Idempotency-Key"] = idempotency_key
-    return client.post("/v1/requests", json=payload, headers=headers)
 
 
 def bearer(subject, role):

@@ -3,40 +3,17 @@ what the session holds afterwards."""
 
 from __future__ import annotations
 
-import pytest
 from sqlalchemy import select, update
 
-from services.intake import directory, requests
-from services.intake.app import create_app
+from services.intake import requests
 from services.intake.config import runtime
 from services.intake.models import Category, ServiceRequest, TimelineEntry
-from services.intake.tests.builders import HOTLINE, a_category, a_request, a_resident, request_body
-
-
-@pytest.fixture
-def client():
-    return create_app().test_client()
-
-
-@pytest.fixture
-def api_key():
-    with runtime().db.transaction() as session:
-        _, key = directory.create_api_client(session, name="city-hotline")
-    return key
-
-
-@pytest.fixture
-def resident_id():
-    with runtime().db.transaction() as session:
-        a_category(session)
-        return a_resident(session).id
-
-
-def post(client, key, payload, idempotency_key=None):
-    headers = {"X-API-Key": key}
-    if idempotency_key:
-        headers["Idempotency-Key"] = idempotency_key
-    return client.post("/v1/requests", json=payload, headers=headers)
+from services.intake.tests.builders import (
+    HOTLINE,
+    a_request,
+    post,
+    request_body,
+)
 
 
 def change_category(**values):
