@@ -18,6 +18,7 @@ import dramatiq
 import pytest
 import redis
 from dramatiq.brokers.redis import RedisBroker
+from dramatiq.errors import ConnectionClosed
 from marshmallow import Schema, fields
 from sqlalchemy import select
 
@@ -228,3 +229,48 @@ def test_an_idle_worker_takes_a_message_as_it_arrives_not_at_its_next_poll():
         worker.stop()
         broker.client.connection_pool.disconnect()
     assert max(handled) < 0.5, handled
+
+
+def test_a_message_whose_fetch_was_cut_off_is_handed_out_again():
+    """Redis ran the fetch (the message moved to this worker's unacknowledged set) but the
+    answer never arrived: the worker takes a new id, and once the old one's heartbeat is stale,
+    maintenance hands the message out again instead of leaving it there for the worker's life."""
+    settings = dataclasses.replace(
+        load_settings(TEST_ENV),
+        broker_idle_poll_ms=100,
+        broker_heartbeat_timeout_ms=1_000,
+        broker_maintenance_chance=1_000_000,  # every command runs maintenance
+    )
+    broker = build_runtime(settings).broker
+    assert isinstance(broker, RedisBroker)
+    queue = f"cut-{uuid.uuid4().hex[:8]}"
+    broker.declare_queue(queue)
+    message = dramatiq.Message(
+        queue_name=queue, actor_name=f"{queue}.noop", args=(), kwargs={}, options={}
+    )
+    broker.enqueue(message)
+    consumer = broker.consume(queue, prefetch=1, timeout=100)
+    real_fetch = broker.do_fetch
+    first_id = broker.broker_id
+
+    def fetch_then_lose_the_answer(*args: object) -> object:
+        real_fetch(*args)  # Redis moves the message to this worker's unacknowledged set
+        raise redis.ConnectionError("connection reset while reading the answer")
+
+    try:
+        broker.do_fetch = fetch_then_lose_the_answer  # type: ignore[attr-defined]
+        with pytest.raises(ConnectionClosed):
+            next(consumer)
+        del broker.do_fetch  # dramatiq's own dispatch again
+        assert broker.broker_id != first_id
+
+        time.sleep(1.2)  # the old id's heartbeat goes stale
+        handed_out = eventually(
+            lambda: next(broker.consume(queue, prefetch=1, timeout=100)),
+            timeout=10,
+            what="the message to be handed out again",
+        )
+        assert handed_out.message_id == message.message_id
+    finally:
+        consumer.close()
+        broker.client.connection_pool.disconnect()
