@@ -352,6 +352,9 @@ class CommitPublisher:
             # Whatever the broker refuses here is left to the relay.
             sent, _ = enqueue_copies(self.broker, committed, self.routes)
         with self._changed:
+            # The thread sleeps until the first mark is due: only news it would act on sooner
+            # wakes it, since every wake takes the interpreter from the threads serving requests.
+            wake = not self._to_mark or not self.synchronous
             if self.synchronous:
                 self._add_marks(sent)
             else:
@@ -361,7 +364,8 @@ class CommitPublisher:
                     target=self._run, name="commit-publisher", daemon=True
                 )
                 self._thread.start()
-            self._changed.notify_all()
+            if wake:
+                self._changed.notify_all()
 
     def _add_marks(self, sent: list[str]) -> None:
         if sent and not self._to_mark:
