@@ -45,10 +45,10 @@ from devtools.community import migrate_all, seed_demo
 from devtools.processes import ROOT, ProcessGroup, venv_env, wait_until_ready
 from devtools.redis_server import EmbeddedRedis, free_port, is_reachable
 from shared.broker import create_broker
+from shared.commit_publisher import CommitPublisher
 from shared.consumers import declare
 from shared.events import Event
 from shared.logs import configure_logging
-from shared.relay import CommitPublisher
 from shared.settings import Settings
 from shared.topology import SERVICES, queue_of
 

@@ -1,116 +1,30 @@
-"""Publishing the outbox: each committed event goes to the queue of every subscriber, and is
-marked sent only once the broker has every copy.
-
-Two paths share that work. The process that commits an event publishes it right after the
-commit (``CommitPublisher``); the relay (``Relay``) publishes whatever that left behind: rows of
-a process that died or whose publish failed, and rows of processes that do not publish at
-commit. On PostgreSQL such processes wake the relay with a notification at commit.
+"""The relay: the outbox's safety net. It publishes what the committing processes left behind:
+rows of a process that died or whose publish failed, and rows of processes that do not publish at
+commit. On PostgreSQL such processes wake it with a notification at commit.
 """
 
 from __future__ import annotations
 
-import atexit
-import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 import dramatiq
 import psycopg
 import structlog
-from sqlalchemy import Select, Table, event, select, update
+from sqlalchemy import Select, Table, select, update
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.orm import Session
 
 from shared.clock import utcnow
 from shared.database import Database
-from shared.events import ContractError, subscribers
-from shared.messaging import (
-    OUTBOX_CHANNEL,
-    PUBLISHED_AT_COMMIT,
-    StagedEvent,
-    forget_rolled_back,
-    take_committed,
-)
-from shared.topology import queue_of
+from shared.messaging import OUTBOX_CHANNEL
+from shared.publishing import Routes, enqueue_copies, mark_sent, subscriber_queues
 
 log = structlog.get_logger(__name__)
-
-# Session.info key: events of committed transactions, until the publisher sends them.
-_COMMITTED = "redvest.committed"
-
-
-def _millis(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
-
-
-Routes = Callable[[str, int], Sequence[str]]
-
-
-def subscriber_queues(event: str, version: int) -> list[str]:
-    """The queues of the services subscribed to an event (ContractError if it has none)."""
-    return [queue_of(service) for service in subscribers(event, version)]
-
-
-def to_messages(row: Any, routes: Routes = subscriber_queues) -> list[dramatiq.Message]:
-    """The copies of an outbox row, one for each subscriber's queue, all under the row's id."""
-    options: dict[str, Any] = {"event": row.event, "event_version": row.version}
-    if row.correlation_id:
-        options["correlation_id"] = row.correlation_id
-    if row.causation_id:
-        options["causation_id"] = row.causation_id
-    return [
-        dramatiq.Message(
-            queue_name=queue,
-            actor_name=f"{row.event}.v{row.version}",
-            args=(),
-            kwargs=dict(row.payload),
-            options=dict(options),
-            message_id=row.id,
-            message_timestamp=_millis(row.created_at),
-        )
-        for queue in routes(row.event, row.version)
-    ]
-
-
-def enqueue_copies(
-    broker: dramatiq.Broker, rows: Iterable[Any], routes: Routes = subscriber_queues
-) -> tuple[list[str], tuple[str, str] | None]:
-    """Send rows in order until one fails: the ids sent, and the failed id with its error.
-
-    A row is sent once the broker took every copy; if one copy fails, the row is sent again
-    later, copies included, and subscribers that had theirs skip it by its message id.
-    """
-    sent: list[str] = []
-    for row in rows:
-        try:
-            copies = to_messages(row, routes)
-        except ContractError:
-            # Nobody subscribes to it (any more): marking it sent keeps the outbox moving.
-            log.error("outbox.no_subscribers", message_id=row.id, event=row.event)
-            sent.append(row.id)
-            continue
-        try:
-            for message in copies:
-                broker.enqueue(message)
-        except Exception as error:
-            log.warning("outbox.publish_failed", message_id=row.id, error=repr(error))
-            return sent, (row.id, repr(error)[:2000])
-        sent.append(row.id)
-    return sent, None
-
-
-def mark_sent(session: Session, outbox: Table, sent: Sequence[str]) -> None:
-    """Record that the broker took every copy of these rows."""
-    if sent:
-        session.execute(
-            update(outbox)
-            .where(outbox.c.id.in_(sent), outbox.c.published_at.is_(None))
-            .values(published_at=utcnow(), attempts=outbox.c.attempts + 1, last_error=None)
-        )
 
 
 class Relay:
@@ -274,167 +188,3 @@ class _Listener:
         if self.connection is not None:
             self.connection.close()
             self.connection = None
-
-
-class CommitPublisher:
-    """Publishes the events a transaction staged right after it commits, never before.
-
-    Attached to a database: when a write transaction commits, the events it staged (less those
-    of savepoints rolled back) are enqueued, every subscriber's copy, in the committing thread
-    once the write lock is released (``synchronous``), or by a thread of the publisher. That
-    thread marks the rows sent, a batch at a time. Whatever is left behind, because the broker
-    refused it or the process died first, stays pending for the relay.
-    """
-
-    # Marks wait this long to gather more rows: each is a write, and on SQLite a turn at the
-    # one write lock that the service's web, worker and relay processes share.
-    MARK_DELAY_S = 0.05
-
-    def __init__(
-        self,
-        *,
-        db: Database,
-        outbox: Table,
-        broker: dramatiq.Broker,
-        routes: Routes = subscriber_queues,
-        synchronous: bool = True,
-        batch_size: int = 500,
-    ) -> None:
-        self.db = db
-        self.outbox = outbox
-        self.broker = broker
-        self.routes = routes
-        self.synchronous = synchronous
-        self.batch_size = batch_size
-        self._reset()
-        os.register_at_fork(after_in_child=self._reset)
-        atexit.register(self.close)
-
-    def _reset(self) -> None:
-        # A forked child starts with no thread and nothing of its parent's to publish.
-        self._changed = threading.Condition()
-        self._to_send: list[StagedEvent] = []
-        self._to_mark: list[str] = []
-        self._mark_due = 0.0
-        self._busy = False
-        self._closed = False
-        self._thread: threading.Thread | None = None
-
-    def attach(self) -> CommitPublisher:
-        """Publish the commits of ``db``'s write transactions from now on."""
-        sessions = self.db.sessions
-        event.listen(sessions, "after_commit", self._committed)
-        event.listen(sessions, "after_soft_rollback", self._rolled_back)
-        sessions.configure(info={PUBLISHED_AT_COMMIT: True})
-        self.db.after_write.append(self._released)
-        return self
-
-    def detach(self) -> None:
-        sessions = self.db.sessions
-        event.remove(sessions, "after_commit", self._committed)
-        event.remove(sessions, "after_soft_rollback", self._rolled_back)
-        sessions.configure(info={})
-        self.db.after_write.remove(self._released)
-
-    def _rolled_back(self, session: Session, previous_transaction: SessionTransaction) -> None:
-        forget_rolled_back(session, previous_transaction)
-
-    def _committed(self, session: Session) -> None:
-        # Only what a commit kept; sent once the transaction has let go of the write lock.
-        session.info[_COMMITTED] = session.info.get(_COMMITTED, []) + take_committed(session)
-
-    def _released(self, session: Session) -> None:
-        committed: list[StagedEvent] = session.info.pop(_COMMITTED, [])
-        if not committed:
-            return
-        sent: list[str] = []
-        if self.synchronous:
-            # Whatever the broker refuses here is left to the relay.
-            sent, _ = enqueue_copies(self.broker, committed, self.routes)
-        with self._changed:
-            # The thread sleeps until the first mark is due: only news it would act on sooner
-            # wakes it, since every wake takes the interpreter from the threads serving requests.
-            wake = not self._to_mark or not self.synchronous
-            if self.synchronous:
-                self._add_marks(sent)
-            else:
-                self._to_send.extend(committed)
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="commit-publisher", daemon=True
-                )
-                self._thread.start()
-            if wake:
-                self._changed.notify_all()
-
-    def _add_marks(self, sent: list[str]) -> None:
-        if sent and not self._to_mark:
-            self._mark_due = time.monotonic() + self.MARK_DELAY_S
-        self._to_mark.extend(sent)
-
-    def _next_work(self) -> tuple[list[StagedEvent], list[str]] | None:
-        """What to send, or else what to mark, once there is some; None once closed and done."""
-        with self._changed:
-            while True:
-                if self._to_send:
-                    to_send = self._to_send[: self.batch_size]
-                    del self._to_send[: len(to_send)]
-                    self._busy = True
-                    return to_send, []
-                wait = None
-                if self._to_mark:
-                    wait = self._mark_due - time.monotonic()
-                    if wait <= 0 or self._closed:
-                        to_mark, self._to_mark = self._to_mark, []
-                        self._busy = True
-                        return [], to_mark
-                elif self._closed:
-                    return None
-                self._busy = False
-                self._changed.notify_all()
-                self._changed.wait(wait)
-
-    def _run(self) -> None:
-        while (work := self._next_work()) is not None:
-            to_send, to_mark = work
-            if to_send:
-                sent, _ = enqueue_copies(self.broker, to_send, self.routes)
-                with self._changed:
-                    self._add_marks(sent)
-            if to_mark:
-                self._mark(to_mark)
-        with self._changed:
-            self._busy = False
-            self._changed.notify_all()
-
-    def _mark(self, sent: list[str]) -> None:
-        try:
-            with self.db.transaction() as session:
-                mark_sent(session, self.outbox, sent)
-        except Exception as error:
-            # The rows stay pending: the relay publishes them again, and consumers skip them.
-            log.warning("outbox.mark_failed", count=len(sent), error=repr(error))
-
-    def flush(self, timeout_s: float = 10.0) -> bool:
-        """Wait until everything committed so far is published and marked; False on timeout."""
-        deadline = time.monotonic() + timeout_s
-        with self._changed:
-            self._mark_due = 0.0
-            self._changed.notify_all()
-            while self._to_send or self._to_mark or self._busy:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._mark_due = 0.0
-                self._changed.notify_all()
-                self._changed.wait(remaining)
-        return True
-
-    def close(self, timeout_s: float = 5.0) -> None:
-        """Publish and mark what is left, then stop the thread."""
-        with self._changed:
-            self._closed = True
-            self._changed.notify_all()
-            thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout_s)

@@ -14,12 +14,13 @@ import dramatiq
 from sqlalchemy import MetaData
 
 from shared.broker import create_broker
+from shared.commit_publisher import CommitPublisher
 from shared.consumers import Consumers
 from shared.database import Database
 from shared.dead_letters import DeadLetterRecorder
 from shared.logs import configure_logging
 from shared.messaging import Messaging
-from shared.relay import CommitPublisher, Relay
+from shared.relay import Relay
 from shared.settings import Settings
 
 

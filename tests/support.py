@@ -14,7 +14,7 @@ import dramatiq
 from shared.consumers import Consumers
 from shared.events import SUBSCRIPTIONS, Event
 from shared.messaging import Messaging
-from shared.relay import to_messages
+from shared.publishing import to_messages
 from shared.topology import queue_of
 
 T = TypeVar("T")

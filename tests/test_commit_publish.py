@@ -24,8 +24,9 @@ from sqlalchemy import select
 
 from services.intake.config import build_runtime, load_settings, runtime
 from shared.broker import create_broker
+from shared.commit_publisher import CommitPublisher
 from shared.events import Event
-from shared.relay import CommitPublisher, Relay, drain
+from shared.relay import Relay, drain
 from tests.environment import BACKEND, TEST_ENV
 from tests.support import eventually
 
