@@ -35,13 +35,12 @@ from pathlib import Path
 from typing import Any
 
 import dramatiq
-import psycopg
 import redis as redis_client
 import requests
 from marshmallow import Schema, fields
 from sqlalchemy import func, select
 
-from devtools.community import migrate_all, seed_demo
+from devtools.community import Databases, forget_namespace, migrate_all, seed_demo
 from devtools.processes import ROOT, ProcessGroup, venv_env, wait_until_ready
 from devtools.redis_server import EmbeddedRedis, free_port, is_reachable
 from shared.broker import create_broker
@@ -716,7 +715,7 @@ def main(argv: list[str] | None = None) -> int:
         "BROKER_NAMESPACE": f"redvest-bench-{run_id}",
     }
     env.setdefault("REDVEST_AUTH_SECRET", secrets.token_urlsafe(48))
-    databases = Databases(args.postgres, run_id) if args.postgres else None
+    databases = Databases(args.postgres, f"redvest_bench_{run_id}") if args.postgres else None
     for service in SERVICES:
         url = databases.url(service) if databases else f"sqlite:///{work / service}.db"
         env[f"{service.upper()}_DATABASE_URL"] = url
@@ -800,39 +799,6 @@ def main(argv: list[str] | None = None) -> int:
     for line in lines:
         say(line)
     return 0
-
-
-class Databases:
-    """PostgreSQL databases of the bench's own, one per service."""
-
-    def __init__(self, server_url: str, run_id: str) -> None:
-        self.server_url = server_url
-        self.names = {service: f"redvest_bench_{run_id}_{service}" for service in SERVICES}
-
-    def url(self, service: str) -> str:
-        return f"{self.server_url.rsplit('/', 1)[0]}/{self.names[service]}"
-
-    def _execute(self, statement: str) -> None:
-        with psycopg.connect(self.server_url, autocommit=True) as connection:
-            connection.execute(statement.encode())
-
-    def create(self) -> None:
-        for name in self.names.values():
-            self._execute(f"CREATE DATABASE {name}")
-
-    def drop(self) -> None:
-        for name in self.names.values():
-            self._execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
-def forget_namespace(url: str, namespace: str) -> None:
-    """Remove the keys this run created on a Redis it shares with others."""
-    if not url.startswith("redis"):
-        return
-    client = redis_client.Redis.from_url(url)
-    for key in client.scan_iter(match=f"{namespace}*", count=500):
-        client.delete(key)
-    client.close()
 
 
 if __name__ == "__main__":

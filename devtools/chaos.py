@@ -39,8 +39,7 @@ import requests
 import sqlalchemy
 from sqlalchemy import text
 
-from devtools.bench import Databases
-from devtools.community import migrate_all, seed_demo
+from devtools.community import Databases, migrate_all, seed_demo
 from devtools.processes import kill_group, procfile_commands, venv_env, wait_until_ready
 from devtools.redis_server import EmbeddedRedis, free_port
 from devtools.supervisor import Backoff, Supervisor
@@ -710,7 +709,7 @@ def chaos(args: argparse.Namespace) -> int:
     deadline = started + args.time_limit
     run_id = uuid.uuid4().hex[:8]
     work = Path(tempfile.mkdtemp(prefix="redvest-chaos-"))
-    databases = Databases(args.postgres, run_id) if args.postgres else None
+    databases = Databases(args.postgres, f"redvest_chaos_{run_id}") if args.postgres else None
     if databases:
         databases.create()
     system = start_system(work, run_id=run_id, databases=databases)

@@ -9,6 +9,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
+import redis as redis_client
+
 from devtools.processes import run_command
 from shared.auth import issue_token
 from shared.settings import Settings
@@ -61,3 +64,36 @@ def write_credentials(path: Path, credentials: Mapping[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(credentials, indent=2) + "\n")
     path.chmod(0o600)
+
+
+class Databases:
+    """PostgreSQL databases of a run's own, one per service, named ``<prefix>_<service>``."""
+
+    def __init__(self, server_url: str, prefix: str) -> None:
+        self.server_url = server_url
+        self.names = {service: f"{prefix}_{service}" for service in SERVICES}
+
+    def url(self, service: str) -> str:
+        return f"{self.server_url.rsplit('/', 1)[0]}/{self.names[service]}"
+
+    def _execute(self, statement: str) -> None:
+        with psycopg.connect(self.server_url, autocommit=True) as connection:
+            connection.execute(statement.encode())
+
+    def create(self) -> None:
+        for name in self.names.values():
+            self._execute(f"CREATE DATABASE {name}")
+
+    def drop(self) -> None:
+        for name in self.names.values():
+            self._execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def forget_namespace(url: str, namespace: str) -> None:
+    """Remove the keys this run created on a Redis it shares with others."""
+    if not url.startswith("redis"):
+        return
+    client = redis_client.Redis.from_url(url)
+    for key in client.scan_iter(match=f"{namespace}*", count=500):
+        client.delete(key)
+    client.close()
