@@ -5,7 +5,6 @@ commit. On PostgreSQL such processes wake it with a notification at commit.
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
 from collections.abc import Sequence
@@ -21,13 +20,14 @@ from sqlalchemy.orm import Session
 
 from shared.clock import utcnow
 from shared.database import Database
+from shared.lifecycle import StoppableLoop
 from shared.messaging import OUTBOX_CHANNEL
 from shared.publishing import Routes, enqueue_copies, mark_sent, subscriber_queues
 
 log = structlog.get_logger(__name__)
 
 
-class Relay:
+class Relay(StoppableLoop):
     """Publishes pending outbox rows in creation order, a batch at a time.
 
     On PostgreSQL the batch is claimed with ``FOR UPDATE SKIP LOCKED`` for the duration of the
@@ -61,7 +61,7 @@ class Relay:
         self.batch_size = batch_size
         self.grace = timedelta(seconds=grace_s)
         self.routes = routes
-        self._stopping = threading.Event()
+        super().__init__()
         # Whether the last batch stopped on a row the broker refused.
         self.last_failed = False
 
@@ -135,14 +135,6 @@ class Relay:
             if listener is not None:
                 listener.close()
         log.info("relay.stopped", service=self.service)
-
-    def stop(self, *_: Any) -> None:
-        self._stopping.set()
-
-    def run_until_signalled(self) -> None:
-        signal.signal(signal.SIGTERM, self.stop)
-        signal.signal(signal.SIGINT, self.stop)
-        self.run()
 
 
 def drain(relay: Relay, *, timeout_s: float = 10.0) -> int:

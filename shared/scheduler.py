@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
-import threading
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,6 +31,7 @@ from shared.context import work_context
 from shared.database import Database
 from shared.errors import DomainError
 from shared.events import ContractError
+from shared.lifecycle import StoppableLoop
 from shared.metrics import observe_timer_lateness
 from shared.timers import (
     FAILED,
@@ -86,7 +85,7 @@ def _insert(session: Session) -> Any:
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
-class Scheduler:
+class Scheduler(StoppableLoop):
     """Fires one service's timers and runs its jobs; several may share a database."""
 
     def __init__(
@@ -109,7 +108,7 @@ class Scheduler:
         self.lease_ttl = lease_ttl
         self.batch_size = batch_size
         self.instance = instance or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._stopping = threading.Event()
+        super().__init__()
         self._next_job_at: datetime | None = None
         # Until when this scheduler's lease is known to be its own.
         self._lease_until: datetime | None = None
@@ -367,14 +366,6 @@ class Scheduler:
         except Exception:
             log.exception("scheduler.lease_release_failed")
         log.info("scheduler.stopped", service=self.service)
-
-    def stop(self, *_: Any) -> None:
-        self._stopping.set()
-
-    def run_until_signalled(self) -> None:
-        signal.signal(signal.SIGTERM, self.stop)
-        signal.signal(signal.SIGINT, self.stop)
-        self.run()
 
 
 def _summary(result: Mapping[str, Any] | None) -> str | None:
