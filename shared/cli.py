@@ -68,6 +68,30 @@ def _scheduler(runtime: ServiceRuntime, args: argparse.Namespace) -> int:
     return 0
 
 
+def _timers(runtime: ServiceRuntime, args: argparse.Namespace) -> int:
+    timers = Timers.on(runtime.metadata)
+    if timers is None:
+        print(f"{runtime.name} has no timers table", file=sys.stderr)
+        return 2
+    if args.action == "failed":
+        with runtime.db.read() as session:
+            failed = timers.failed(session)
+        for timer in failed:
+            print(
+                f"{timer.key}\t{timer.what}\tdue={timer.due_at:%Y-%m-%d %H:%M:%S}"
+                f"\tattempts={timer.attempts}\t{timer.last_error}"
+            )
+        print(f"{len(failed)} failed timer(s)", file=sys.stderr)
+        return 0
+    with runtime.db.transaction() as session:
+        keys = args.keys or [timer.key for timer in timers.failed(session)]
+        missing = [key for key in keys if not timers.retry(session, key)]
+    for key in missing:
+        print(f"no failed timer {key}", file=sys.stderr)
+    print(f"{len(keys) - len(missing)} timer(s) to fire again")
+    return 1 if missing else 0
+
+
 def _dead_letters(runtime: ServiceRuntime, args: argparse.Namespace) -> int:
     db, table = runtime.db, runtime.messaging.dead_letters
     if args.action == "list":
@@ -156,6 +180,11 @@ def run_cli(
         help="serve this process's metrics (timer lateness) on 127.0.0.1:PORT",
     )
     scheduler.set_defaults(run=_scheduler)
+
+    timers = commands.add_parser("timers", help="list failed timers or fire them again")
+    timers.add_argument("action", choices=("failed", "retry"))
+    timers.add_argument("keys", nargs="*", help="retry these (default: every failed timer)")
+    timers.set_defaults(run=_timers)
 
     dead = commands.add_parser("dead-letters", help="list or replay dead letters")
     dead.add_argument("action", choices=("list", "replay"))

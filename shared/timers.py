@@ -38,6 +38,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult
@@ -291,6 +292,24 @@ class Timers:
     def get(self, session: Session, key: str) -> Timer | None:
         row = session.execute(select(self.timers).where(self.timers.c.key == key)).first()
         return Timer(**row._mapping) if row is not None else None
+
+    def failed(self, session: Session) -> list[Timer]:
+        """The timers given up on, oldest deadline first: they wait for staff."""
+        query = select(self.timers).where(self.timers.c.state == FAILED)
+        return [Timer(**row._mapping) for row in session.execute(query.order_by("due_at", "key"))]
+
+    def retry(self, session: Session, key: str) -> bool:
+        """Fire the failed timer ``key`` again at the scheduler's next pass, with its attempts
+        counted afresh; False when no failed timer has that key."""
+        result = cast(
+            CursorResult[Any],
+            session.execute(
+                update(self.timers)
+                .where(self.timers.c.key == key, self.timers.c.state == FAILED)
+                .values(state=PENDING, attempt_at=utcnow(), attempts=0)
+            ),
+        )
+        return bool(result.rowcount)
 
     def purge(self, session: Session, *, older_than: timedelta) -> dict[str, int]:
         """Forget timers fired and job runs recorded before ``older_than``; failed timers stay

@@ -21,6 +21,7 @@ from sqlalchemy import MetaData, func, select
 from services.dispatch.app import create_app
 from services.dispatch.config import runtime
 from shared import clock
+from shared.cli import run_cli
 from shared.database import Database
 from shared.errors import Conflict
 from shared.events import REQUEST_UNROUTED, ContractError
@@ -278,6 +279,50 @@ class TestFiring:
         after_a_release = Timers(MetaData(), messaging=runtime().messaging)
         (firing,) = scheduler_of(after_a_release).fire_due()
         assert firing.outcome == FAILED and "no handler" in (firing.error or "")
+
+    def test_staff_fire_a_failed_timer_again_once_its_cause_is_mended(self, timers):
+        outcome = {"error": Conflict("the volunteer's record is locked")}
+
+        @timers.handler("flaky")
+        def flaky(session, *, key, payload):
+            if outcome["error"]:
+                raise outcome["error"]
+
+        with runtime().db.transaction() as session:
+            timers.schedule(session, due_at=T0, what="flaky", key="k1")
+            timers.schedule(session, due_at=T0 + timedelta(seconds=1), what="flaky", key="k2")
+        clock.advance(timedelta(seconds=1))
+        assert [f.outcome for f in scheduler_of(timers).fire_due()] == [FAILED, FAILED]
+        with runtime().db.read() as session:
+            assert [t.key for t in timers.failed(session)] == ["k1", "k2"]
+        outcome["error"] = None
+        with runtime().db.transaction() as session:
+            assert timers.retry(session, "k1") is True
+            assert timers.retry(session, "no-such-timer") is False
+        assert [(f.key, f.outcome) for f in scheduler_of(timers).fire_due()] == [("k1", FIRED)]
+        assert (state_of(timers, "k1"), state_of(timers, "k2")) == (FIRED, FAILED)
+        with runtime().db.transaction() as session:
+            assert timers.retry(session, "k1") is False, "a fired timer is not fired again"
+
+    def test_the_timers_command_lists_failed_timers_and_fires_the_named_ones_again(
+        self, timers, capsys
+    ):
+        @timers.handler("refused")
+        def refused(session, *, key, payload):
+            raise Conflict("closed meanwhile")
+
+        with runtime().db.transaction() as session:
+            timers.schedule(session, due_at=T0, what="refused", key="cli-k")
+        scheduler_of(timers).fire_due()
+        assert run_cli(runtime, ["timers", "failed"]) == 0
+        listed = capsys.readouterr()
+        assert "cli-k\trefused\t" in listed.out and "Conflict: closed meanwhile" in listed.out
+        assert "1 failed timer(s)" in listed.err
+        assert run_cli(runtime, ["timers", "retry", "cli-k", "unknown"]) == 1
+        retried = capsys.readouterr()
+        assert "1 timer(s) to fire again" in retried.out
+        assert "no failed timer unknown" in retried.err
+        assert state_of(timers, "cli-k") == PENDING
 
     def test_each_timer_fires_once_under_two_schedulers_running_at_once(self, timers):
         fired: list[str] = []
