@@ -68,6 +68,22 @@ def _scheduler(runtime: ServiceRuntime, args: argparse.Namespace) -> int:
     return 0
 
 
+def _listed(lines: Sequence[str], what: str) -> int:
+    """Print one line per item on stdout and how many there are on stderr."""
+    for line in lines:
+        print(line)
+    print(f"{len(lines)} {what}", file=sys.stderr)
+    return 0
+
+
+def _acted_on(ids: Sequence[str], missing: Sequence[str], *, none: str, done: str) -> int:
+    """Say which ids were not found (exit 1 if any) and how many were acted on."""
+    for item in missing:
+        print(f"{none} {item}", file=sys.stderr)
+    print(done.format(len(ids) - len(missing)))
+    return 1 if missing else 0
+
+
 def _timers(runtime: ServiceRuntime, args: argparse.Namespace) -> int:
     timers = Timers.on(runtime.metadata)
     if timers is None:
@@ -76,43 +92,38 @@ def _timers(runtime: ServiceRuntime, args: argparse.Namespace) -> int:
     if args.action == "failed":
         with runtime.db.read() as session:
             failed = timers.failed(session)
-        for timer in failed:
-            print(
+        return _listed(
+            [
                 f"{timer.key}\t{timer.what}\tdue={timer.due_at:%Y-%m-%d %H:%M:%S}"
                 f"\tattempts={timer.attempts}\t{timer.last_error}"
-            )
-        print(f"{len(failed)} failed timer(s)", file=sys.stderr)
-        return 0
+                for timer in failed
+            ],
+            "failed timer(s)",
+        )
     with runtime.db.transaction() as session:
         keys = args.keys or [timer.key for timer in timers.failed(session)]
         missing = [key for key in keys if not timers.retry(session, key)]
-    for key in missing:
-        print(f"no failed timer {key}", file=sys.stderr)
-    print(f"{len(keys) - len(missing)} timer(s) to fire again")
-    return 1 if missing else 0
+    return _acted_on(keys, missing, none="no failed timer", done="{} timer(s) to fire again")
 
 
 def _dead_letters(runtime: ServiceRuntime, args: argparse.Namespace) -> int:
     db, table = runtime.db, runtime.messaging.dead_letters
     if args.action == "list":
-        letters = list_dead_letters(db, table, include_replayed=args.all)
-        for letter in letters:
-            print(
+        return _listed(
+            [
                 f"{letter.message_id}\t{letter.actor}\t{letter.failed_at:%Y-%m-%d %H:%M:%S}"
                 f"\tfailures={letter.failures}\treplays={letter.replays}\t{letter.error}"
-            )
-        print(f"{len(letters)} dead letter(s)", file=sys.stderr)
-        return 0
+                for letter in list_dead_letters(db, table, include_replayed=args.all)
+            ],
+            "dead letter(s)",
+        )
     ids = args.message_ids or [letter.message_id for letter in list_dead_letters(db, table)]
     missing = [
         message_id
         for message_id in ids
         if not replay_dead_letter(db, table, runtime.broker, message_id)
     ]
-    for message_id in missing:
-        print(f"no dead letter {message_id}", file=sys.stderr)
-    print(f"replayed {len(ids) - len(missing)} message(s)")
-    return 1 if missing else 0
+    return _acted_on(ids, missing, none="no dead letter", done="replayed {} message(s)")
 
 
 def _purge(runtime: ServiceRuntime, args: argparse.Namespace) -> int:
