@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run demo stories test lint bench chaos migrate clean
+.PHONY: help install run demo stories test lint bench chaos images migrate clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ bench: $(STAMP) ## intake POST vs a Flask echo, fabric hop, post → notified at
 
 chaos: $(STAMP) ## 2,000 requests while every process is killed and Redis restarted; audit for loss
 	$(BIN)/python -m devtools.chaos
+
+images: $(STAMP) ## build one image per service with podman (deploy/images/; base images made locally)
+	$(BIN)/python -m devtools.containers images
 
 migrate: $(STAMP) ## apply every service's migrations to its database under var/
 	$(BIN)/python -m devtools migrate

@@ -1,6 +1,7 @@
 """gunicorn settings shared by every service's web process (override with GUNICORN_* env)."""
 
 import os
+import sys
 
 # On PostgreSQL threads overlap their waits on the database: 2 workers x 4 threads. On SQLite a
 # request holds the one write lock while it runs and its process's other threads take the
@@ -9,15 +10,49 @@ import os
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("WEB_THREADS", "4"))
 worker_class = "gthread"
+# A worker silent this long is killed and replaced.
 timeout = 30
-graceful_timeout = 10
+# On SIGTERM requests in flight get this long to finish; it stays under the 30 s an engine
+# (compose's stop_grace_period, Kubernetes' default) and `make run` wait before they kill.
+graceful_timeout = 25
 keepalive = 5
-# Each request is logged by the app itself, as JSON with its correlation id.
+# Workers' heartbeat files: on a container's overlay filesystem a write can stall long enough to
+# get a busy worker killed; memory never does.
+worker_tmp_dir = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+# Each request is logged once, by the app itself (shared/service_app.py), as JSON with its
+# correlation id, method, path, status and duration: no gunicorn access log on top.
 accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+# gunicorn's own lines (workers booting, signals, exits) reach the root logger, which
+# on_starting gives the service's JSON renderer.
+logconfig_dict = {"loggers": {"gunicorn.error": {"level": loglevel.upper(), "propagate": True}}}
 # Several services' servers share a host; a shared default control socket path would collide.
 control_socket_disable = True
+
+
+def _service_of(server):
+    """The Redvest service the server runs (``services.<name>.app:...``), or None."""
+    uri = getattr(server.app, "app_uri", None) or ""
+    parts = uri.split(":", 1)[0].split(".")
+    return parts[1] if len(parts) == 3 and parts[0] == "services" else None
+
+
+def _log_as_the_service(server):
+    """Read the service's settings as its app will; a server that cannot start says why."""
+    service = _service_of(server)
+    if service is None:
+        return
+    from shared.logs import configure_logging
+    from shared.settings import Settings, SettingsError
+
+    try:
+        settings = Settings.from_env(service)
+    except SettingsError as error:
+        # Otherwise every worker would fail to boot with a traceback, and gunicorn would exit 3.
+        print(f"cannot start: {error}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    configure_logging(settings)
 
 
 def child_exit(server, worker):
@@ -29,7 +64,9 @@ def child_exit(server, worker):
 
 
 def on_starting(server):
-    """With REDVEST_METRICS_DIR set, give this server's workers one shared metrics directory."""
+    """Check the settings, log as JSON; with REDVEST_METRICS_DIR, give this server's workers
+    one shared metrics directory."""
+    _log_as_the_service(server)
     base = os.environ.get("REDVEST_METRICS_DIR")
     if not base:
         return
@@ -40,3 +77,8 @@ def on_starting(server):
     shutil.rmtree(directory, ignore_errors=True)
     os.makedirs(directory)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+
+
+def on_reload(server):
+    """A reload set gunicorn's logging up afresh: route it through the service's again."""
+    _log_as_the_service(server)

@@ -2,6 +2,6 @@
 the checks behind ``make test``, the benchmark and the client that walks the thread.
 
 Used by ``make run``, ``make demo``, ``make test``, ``make bench`` and the end-to-end tests; it is
-not part of the production image, which runs each process from ``deploy/Procfile`` as its own
-container command instead.
+in none of the services' images (``deploy/images/``), whose entrypoint runs each process of
+``deploy/Procfile`` as its own container command.
 """

@@ -1,11 +1,13 @@
 """``make test``: every check, against real servers.
 
-Static checks, then pytest on SQLite and again on PostgreSQL with a real Redis broker (end-to-end
-tests included, running the services as real processes), then the broker tests on RabbitMQ, then
-a short chaos run on SQLite (``devtools/chaos.py``: processes killed, nothing lost or doubled).
-Redis, PostgreSQL and RabbitMQ are used where they answer on 127.0.0.1; with no Redis the run
-starts one of its own. Without PostgreSQL or RabbitMQ those legs are skipped, saying so, except
-under CI (``CI=true``), where a missing server fails the run.
+Static checks (the deploy files by their own tools included), then pytest on SQLite and again on
+PostgreSQL with a real Redis broker (end-to-end tests included, running the services as real
+processes), then the broker tests on RabbitMQ, then a short chaos run on SQLite
+(``devtools/chaos.py``: processes killed, nothing lost or doubled), then the container leg (the
+images built with podman, the compose file brought up, a request walked through it). Redis,
+PostgreSQL and RabbitMQ are used where they answer on 127.0.0.1; with no Redis the run starts one of
+its own. Without PostgreSQL, RabbitMQ or podman those legs are skipped, saying so, except under CI
+(``CI=true``), where a missing server fails the run and podman is installed.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ POSTGRES_URL = os.environ.get(
 )
 RABBITMQ_URL = os.environ.get("REDVEST_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 NO_TESTS = 5
+# devtools.containers' exit code when podman is missing and cannot be installed (never in CI).
+CONTAINERS_SKIPPED = 3
 
 
 class Run:
@@ -63,6 +67,7 @@ def static_checks(run: Run) -> None:
     run.step("ruff format", [str(BIN / "ruff"), "format", "--check", "."])
     run.step("import contracts", [str(BIN / "lint-imports")])
     run.step("mypy", [str(BIN / "mypy"), "shared", "services", "devtools"])
+    run.step("deploy files", [sys.executable, "-m", "devtools.deploy_checks"])
 
 
 def pytest(run: Run, name: str, env: dict[str, str], *args: str) -> None:
@@ -91,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             if broker:
                 legs(run, broker, args.pytest_args)
             chaos(run)
+            containers(run)
         finally:
             if redis is not None:
                 redis.stop()
@@ -140,6 +146,23 @@ def legs(run: Run, broker: str, extra: list[str]) -> None:
         )
     else:
         run.skip_or_fail("pytest (RabbitMQ broker)", "no RabbitMQ on 127.0.0.1:5672")
+
+
+def containers(run: Run) -> None:
+    """The images built with podman and deploy/compose.yaml brought up, a request walked through
+    the containers' ports, then taken down (``devtools/containers.py``)."""
+    name = "containers (compose, podman)"
+    print(f"\n=== {name}", flush=True)
+    started = time.monotonic()
+    code = subprocess.call([sys.executable, "-m", "devtools.containers", "leg"], cwd=ROOT)
+    took = f"{time.monotonic() - started:.0f}s"
+    if code == CONTAINERS_SKIPPED:
+        # Only outside CI: there the leg installs what it needs or fails.
+        run.record(name, f"SKIPPED: podman is missing and cannot be installed here ({took})")
+    elif code != 0:
+        run.record(name, f"FAILED: exit {code} ({took})", failed=True)
+    else:
+        run.record(name, f"ok ({took})")
 
 
 def chaos(run: Run) -> None:

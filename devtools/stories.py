@@ -7,6 +7,7 @@ not do what the story says. The ten stories are all listed; those not built yet 
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -137,6 +138,192 @@ def hotline_posts_twice(credentials: Credentials) -> None:
     )
 
 
+def overdue_in_building_3(credentials: Credentials) -> None:
+    """Open requests past their category's deadline, in building 3, most urgent first; those
+    elsewhere or not yet due are left out."""
+    hotline = HotlineSystem(credentials)
+    residents = credentials["seeded"]["intake"]["residents"]
+    community = credentials["resident"]["location"]["community"]
+    # A category of the story's own whose deadlines are at once: its requests are overdue the
+    # moment they exist, so the story waits for no clock.
+    drill = f"overdue_drill_{uuid.uuid4().hex[:6]}"
+    at_once = {"acknowledge_minutes": 0, "resolve_minutes": 0}
+    staff = {"Authorization": f"Bearer {credentials['staff_token']}"}
+    made = hotline.http.post(
+        hotline.url + "/v1/categories",
+        json={
+            "code": drill,
+            "names": {"en": "Overdue drill", "zh-CN": "超时演练"},
+            "group": "community_matters",
+            "deadlines": {p: at_once for p in ("low", "normal", "high", "urgent")},
+        },
+        headers=staff,
+        timeout=10,
+    )
+    _answered(made, 201, "staff adding a category due at once")
+
+    def post(category: str, household: str, priority: str) -> dict[str, Any]:
+        body = {
+            "category": category,
+            "summary": f"{priority} matter at {household}",
+            "resident_id": residents[household],
+            "priority": priority,
+        }
+        return _answered(hotline.post("/v1/requests", body), 201, f"posting the {priority} one")
+
+    low = post(drill, "3-2-502", "low")
+    urgent = post(drill, "3-2-501", "urgent")
+    high = post(drill, "3-2-502", "high")
+    elsewhere = post(drill, "5-1-101", "urgent")
+    not_due = post("knife_sharpening", "3-2-501", "urgent")
+    listing = hotline.http.get(
+        hotline.url + "/v1/requests",
+        params={
+            "community": community,
+            "building": "3",
+            "open": "true",
+            "overdue": "true",
+            "sort": "urgency",
+            "created_after": low["created_at"],
+            "page_size": 100,
+        },
+        headers=staff,
+        timeout=10,
+    )
+    listed = _answered(listing, 200, "the console's list of overdue requests in building 3")
+    names = {
+        low["id"]: "low",
+        urgent["id"]: "urgent",
+        high["id"]: "high",
+        elsewhere["id"]: "building 5",
+        not_due["id"]: "not due",
+    }
+    order = [names.get(r["id"], r["id"]) for r in listed]
+    _expect(order == ["urgent", "high", "low"], f"listed {order}, expected urgent, high, low")
+    _expect(
+        all(r["is_overdue"] and r["location"]["building"] == "3" for r in listed),
+        "a listed request is not overdue or not in building 3",
+    )
+    paging = json.loads(listing.headers.get("X-Pagination", "{}"))
+    _expect(
+        paging.get("total") == 3 and paging.get("next_cursor") is None,
+        f"X-Pagination says {paging}, expected a total of 3 and no next page",
+    )
+
+
+def redeeming_points(credentials: Credentials) -> None:
+    """A volunteer redeems points for a haircut at home; with too few points for rice, or oil
+    out of stock, or a second haircut past the limit, nothing changes and the reason is plain."""
+    url = credentials["urls"]["points"]
+    staff = {"Authorization": f"Bearer {credentials['staff_token']}"}
+    volunteer = {"Authorization": f"Bearer {credentials['volunteer']['token']}"}
+    holder = f"volunteer:{credentials['volunteer']['id']}"
+    run = uuid.uuid4().hex[:8]
+    http = requests.Session()
+
+    def call(method: str, path: str, who: dict[str, str], status: int, what: str, **kw: Any) -> Any:
+        response = http.request(method, url + path, headers=who, timeout=10, **kw)
+        _expect(
+            response.status_code == status,
+            f"{what} answered {response.status_code}, expected {status}: {response.text[:300]}",
+        )
+        if status >= 400:
+            _expect(
+                response.headers.get("Content-Type", "").startswith("application/problem+json")
+                and bool(response.json().get("detail")),
+                f"{what}: the refusal is not a problem+json with a detail: {response.text[:300]}",
+            )
+        return response.json()
+
+    # Items of this walk's own, so that a walk never meets another's stock or limit.
+    items = {
+        "haircut": {
+            "name": "Haircut at home",
+            "kind": "service",
+            "price": "8.00",
+            "limit_per_person": 1,
+            "limit_period_days": 30,
+        },
+        "rice": {"name": "Rice, 5 kg", "kind": "goods", "price": "1000000.00", "stock": 5},
+        "oil": {"name": "Cooking oil, 1 l", "kind": "goods", "price": "1.00", "stock": 0},
+    }
+    for name, body in items.items():
+        call(
+            "PUT",
+            f"/v1/catalogue/story7-{name}-{run}",
+            staff,
+            200,
+            f"putting the {name}",
+            json=body,
+        )
+    call(
+        "POST",
+        "/v1/transfers",
+        staff,
+        201,
+        "funding the volunteer",
+        json={
+            "id": f"adjust:story7-{run}",
+            "kind": "adjust",
+            "debit": "bank:issuance",
+            "credit": holder,
+            "amount": "8.00",
+            "reason": "Hours kept on paper (story 7)",
+        },
+    )
+    before = call("GET", f"/v1/accounts/{holder}", volunteer, 200, "the volunteer's account")
+
+    haircut = call(
+        "POST",
+        "/v1/redemptions",
+        volunteer,
+        201,
+        "redeeming the haircut",
+        json={"id": f"story7-haircut-{run}", "item_id": f"story7-haircut-{run}", "holder": holder},
+    )
+    _expect(haircut["status"] == "reserved", f"the haircut is {haircut['status']}, not reserved")
+    held = call("GET", f"/v1/accounts/{holder}", volunteer, 200, "the account once reserved")
+    _expect(
+        Decimal(held["available"]) == Decimal(before["available"]) - 8,
+        f"8 points not held: available {before['available']} -> {held['available']}",
+    )
+    handed = call(
+        "POST", f"/v1/redemptions/story7-haircut-{run}/fulfilment", staff, 200, "the handover"
+    )
+    _expect(handed["status"] == "fulfilled", f"the haircut is {handed['status']} after handover")
+    paid = call("GET", f"/v1/accounts/{holder}", volunteer, 200, "the account once paid")
+    _expect(
+        Decimal(paid["balance"]) == Decimal(before["balance"]) - 8,
+        f"8 points not paid: balance {before['balance']} -> {paid['balance']}",
+    )
+
+    refusals = (
+        ("rice", "exceeds-available", "too few points for the rice"),
+        ("oil", "out-of-stock", "oil out of stock"),
+        ("haircut", "exceeds-limit", "a second haircut within 30 days"),
+    )
+    for name, problem, what in refusals:
+        redemption = f"story7-{name}-{run}-again"
+        refused = call(
+            "POST",
+            "/v1/redemptions",
+            volunteer,
+            409,
+            what,
+            json={"id": redemption, "item_id": f"story7-{name}-{run}", "holder": holder},
+        )
+        _expect(refused["type"].endswith(f"/{problem}"), f"{what}: refused as {refused['type']}")
+        call("GET", f"/v1/redemptions/{redemption}", staff, 404, f"{what}: the redemption")
+    after = call("GET", f"/v1/accounts/{holder}", volunteer, 200, "the account after refusals")
+    _expect(
+        (after["balance"], after["available"]) == (paid["balance"], paid["available"]),
+        f"the refusals changed the account: {paid} -> {after}",
+    )
+    for name, body in items.items():
+        item = call("GET", f"/v1/catalogue/story7-{name}-{run}", staff, 200, f"the {name}")
+        _expect(item["stock"] == body.get("stock"), f"the {name}'s stock is {item['stock']}")
+
+
 STORIES = (
     Story(1, "lunch delivered every day to a senior living alone"),
     Story(2, "a midnight power cut reaches the electrician, the backup, then the duty officer"),
@@ -144,9 +331,13 @@ STORIES = (
     Story(4, "a small business asks the partner law firm about labour contracts"),
     Story(5, "free piano class: limited seats, a fifteen-year-old refused"),
     Story(6, "two neighbours quarrel over a leaking pipe: mediation"),
-    Story(7, "points redeemed for a haircut or rice and oil from the catalogue"),
+    Story(7, "points redeemed for a haircut or rice and oil from the catalogue", redeeming_points),
     Story(8, "a city hotline posts, times out and posts again: one request", hotline_posts_twice),
-    Story(9, "the staff console lists overdue open requests in building 3, most urgent first"),
+    Story(
+        9,
+        "the staff console lists overdue open requests in building 3, most urgent first",
+        overdue_in_building_3,
+    ),
     Story(10, "the parking-fee question through the four steps, every household told"),
 )
 

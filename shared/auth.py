@@ -22,7 +22,7 @@ from shared.people import address
 from shared.topology import SERVICES
 
 # Roles a bearer token may carry: other systems authenticate with API keys only.
-TOKEN_ROLES = ("staff", "volunteer", "resident")
+TOKEN_ROLES = ("staff", "volunteer", "resident", "health")
 STAFF_ROLES = ("system", "staff")
 # A token names the services it may be used at; by default, all of them.
 ALL_SERVICES = SERVICES

@@ -92,6 +92,9 @@ class RequestCompletedSchema(Schema):
     request_id = Identifier(required=True)
     assignment_id = Identifier(required=True)
     volunteer_id = Identifier(required=True)
+    # Prices the hours, which points holds until the resident confirms them; optional, so a
+    # publisher that does not send it yet is not refused (the confirmation credits them then).
+    category = fields.Str(validate=validate.Regexp(CATEGORY_CODE))
     hours = hours_field(required=True)
     completed_by = _person(metadata={"description": "The volunteer, or staff on their behalf"})
     completed_at = fields.AwareDateTime(required=True)
@@ -108,6 +111,28 @@ class RequestConfirmedSchema(Schema):
     accepted_by = _person(allow_none=True)
     completed_by = _person(allow_none=True)
     confirmed_at = fields.AwareDateTime(required=True)
+
+
+# The statuses a request is withdrawn from service in: cancelled (no longer needed), rejected
+# (not served here) or closed as the duplicate of another.
+WITHDRAWN_STATUSES = ("cancelled", "rejected", "closed")
+
+
+class RequestWithdrawnSchema(Schema):
+    request_id = Identifier(required=True)
+    status = fields.Str(required=True, validate=validate.OneOf(WITHDRAWN_STATUSES))
+    reason = fields.Str(required=True)
+    withdrawn_by = _person(metadata={"description": "The resident, staff or the system"})
+    withdrawn_at = fields.AwareDateTime(required=True)
+
+
+class RequestReopenedSchema(Schema):
+    request_id = Identifier(required=True)
+    # The assignment it goes back to; None when it was never assigned.
+    assignment_id = Identifier(required=True, allow_none=True)
+    reason = fields.Str(required=True)
+    reopened_by = _person()
+    reopened_at = fields.AwareDateTime(required=True)
 
 
 class EarningRefusedSchema(Schema):
@@ -167,6 +192,8 @@ REQUEST_UNROUTED = Event("request.unrouted", 1, RequestUnroutedSchema)
 REQUEST_ACCEPTED = Event("request.accepted", 1, RequestAcceptedSchema)
 REQUEST_COMPLETED = Event("request.completed", 1, RequestCompletedSchema)
 REQUEST_CONFIRMED = Event("request.confirmed", 1, RequestConfirmedSchema)
+REQUEST_WITHDRAWN = Event("request.withdrawn", 1, RequestWithdrawnSchema)
+REQUEST_REOPENED = Event("request.reopened", 1, RequestReopenedSchema)
 EARNING_REFUSED = Event("earning.refused", 1, EarningRefusedSchema)
 NOTIFICATION_REQUESTED = Event("notification.requested", 1, NotificationRequestedSchema)
 
@@ -177,6 +204,8 @@ ALL_EVENTS: tuple[Event, ...] = (
     REQUEST_ACCEPTED,
     REQUEST_COMPLETED,
     REQUEST_CONFIRMED,
+    REQUEST_WITHDRAWN,
+    REQUEST_REOPENED,
     EARNING_REFUSED,
     NOTIFICATION_REQUESTED,
 )
@@ -187,9 +216,14 @@ SUBSCRIPTIONS: dict[Event, tuple[str, ...]] = {
     REQUEST_ASSIGNED: ("intake",),
     REQUEST_UNROUTED: ("intake",),
     REQUEST_ACCEPTED: ("intake",),
-    REQUEST_COMPLETED: ("intake",),
+    # intake follows the request; points holds the hours' points until they are confirmed.
+    REQUEST_COMPLETED: ("intake", "points"),
     # points credits the hours; dispatch closes the volunteer's assignment.
     REQUEST_CONFIRMED: ("points", "dispatch"),
+    # dispatch withdraws the assignment of a request cancelled, rejected or merged away, and
+    # gives a reopened one back to the volunteer who had it.
+    REQUEST_WITHDRAWN: ("dispatch",),
+    REQUEST_REOPENED: ("dispatch",),
     EARNING_REFUSED: ("intake",),
     NOTIFICATION_REQUESTED: ("notify",),
 }

@@ -1,8 +1,8 @@
-"""Liveness and readiness: is the process up, and can it reach its database and broker."""
+"""Liveness and readiness: is the process up, and can it reach its database (and broker)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import dramatiq
@@ -28,8 +28,12 @@ def broker_pinger(broker: dramatiq.Broker) -> Check:
     return ping_rabbitmq
 
 
-def readiness(checks: Mapping[str, Check]) -> tuple[dict[str, Any], int]:
-    """Run every check; 200 with each one's result when all pass, else 503."""
+def readiness(
+    checks: Mapping[str, Check], *, required: Collection[str]
+) -> tuple[dict[str, Any], int]:
+    """Run every check: 503 when a ``required`` one fails; otherwise 200, ``degraded`` when
+    another one failed (a web process takes writes while its broker is away: the outbox keeps
+    its messages until the broker is back, so it stays in service)."""
     results: dict[str, str] = {}
     for name, check in checks.items():
         try:
@@ -37,5 +41,7 @@ def readiness(checks: Mapping[str, Check]) -> tuple[dict[str, Any], int]:
             results[name] = "ok"
         except Exception as error:
             results[name] = f"unavailable: {type(error).__name__}"
-    ready = all(value == "ok" for value in results.values())
-    return {"status": "ready" if ready else "not ready", "checks": results}, (200 if ready else 503)
+    failed = {name for name, value in results.items() if value != "ok"}
+    if failed & set(required):
+        return {"status": "not ready", "checks": results}, 503
+    return {"status": "degraded" if failed else "ready", "checks": results}, 200

@@ -1,11 +1,20 @@
-"""Prometheus metrics every service exposes: HTTP traffic, its outbox and dead letters, and its
-timers."""
+"""Prometheus metrics every service exposes: HTTP traffic, its outbox, dead letters and queue,
+its timers, and the counters of what needs a person (SLA breaches, escalations, ledger findings).
+
+Gauges of what is stored (outbox, dead letters, timers) and of the broker's queue are read at
+scrape time by the web process, so every replica reports the same numbers; the alert rules in
+deploy/prometheus/alerts.yaml and the dashboard in deploy/grafana/redvest.json read these names.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable
 
+import dramatiq
+import redis
+import structlog
+from dramatiq.brokers.redis import RedisBroker
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -16,6 +25,9 @@ from shared.database import Database
 from shared.dead_letters import outstanding
 from shared.messaging import Messaging
 from shared.timers import FAILED, PENDING, Timers
+from shared.topology import queue_of
+
+log = structlog.get_logger(__name__)
 
 HTTP_REQUESTS = Counter(
     "redvest_http_requests_total",
@@ -37,8 +49,46 @@ TIMER_LATENESS = Histogram(
 )
 
 
+# What needs a person, counted where it happens (a timer handler, a consumer, a job). Declared
+# here so that dashboards and alert rules can rely on the names before every feature counts.
+SLA_BREACHES = Counter(
+    "redvest_sla_breaches_total",
+    "Deadlines missed: a request not acknowledged or not served in time",
+    ["service", "deadline"],
+)
+ESCALATIONS = Counter(
+    "redvest_escalations_total",
+    "Escalations of a post, by whom they went to; `nobody` means no one on the post or above "
+    "it could be reached",
+    ["service", "escalated_to"],
+)
+LEDGER_AUDIT_FINDINGS = Counter(
+    "redvest_ledger_audit_findings_total",
+    "Findings of the ledger audit: a movement or balance that breaks the ledger's rules",
+    ["service", "check"],
+)
+ESCALATION_TARGETS = ("backup", "duty_officer", "nobody")
+
+
 def observe_timer_lateness(service: str, late_s: float) -> None:
     TIMER_LATENESS.labels(service).observe(late_s)
+
+
+def count_sla_breach(service: str, *, deadline: str) -> None:
+    """Count a missed deadline (``acknowledge``, ``serve``: a few names, never an id)."""
+    SLA_BREACHES.labels(service, deadline).inc()
+
+
+def count_escalation(service: str, *, escalated_to: str) -> None:
+    """Count an escalation to the backup, the duty officer, or to nobody reachable."""
+    if escalated_to not in ESCALATION_TARGETS:
+        raise ValueError(f"escalated_to must be one of {ESCALATION_TARGETS}, got {escalated_to!r}")
+    ESCALATIONS.labels(service, escalated_to).inc()
+
+
+def count_ledger_findings(service: str, *, check: str, findings: int = 1) -> None:
+    """Count what one check of the ledger audit found wrong."""
+    LEDGER_AUDIT_FINDINGS.labels(service, check).inc(findings)
 
 
 def observe_request(
@@ -112,6 +162,46 @@ class MessagingCollector:
             ),
             ("redvest_timers_failed", "Timers given up on, kept for staff", failed),
         ]
+
+
+class QueueCollector:
+    """The service's broker queue, read at scrape time: messages waiting for a worker, and
+    messages waiting for their time (retries backing off, delayed ones).
+
+    ``redvest_queue_depth`` is what the worker autoscaler follows (see deploy/k8s). On Redis it
+    is the length of the queue's list, ``<BROKER_NAMESPACE>:<queue>``, and of its delay queue,
+    ``<BROKER_NAMESPACE>:<queue>.DQ``: dramatiq 2's key layout, which shared/broker.py relies on
+    too. RabbitMQ reports its queues itself (its Prometheus plugin), so nothing is read here.
+    """
+
+    def __init__(self, *, service: str, broker: dramatiq.Broker) -> None:
+        self.service = service
+        self.queue = queue_of(service)
+        self.broker = broker
+
+    def describe(self) -> Iterable[GaugeMetricFamily]:
+        return []
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        if not isinstance(self.broker, RedisBroker):
+            return
+        key = f"{self.broker.namespace}:{self.queue}"
+        try:
+            with self.broker.client.pipeline(transaction=False) as pipeline:
+                pipeline.llen(key)
+                pipeline.llen(f"{key}.DQ")
+                ready, delayed = pipeline.execute()
+        except redis.RedisError as error:
+            # The rest of the scrape still counts; the web's /readyz tells of the broker.
+            log.warning("metrics.queue_unavailable", queue=self.queue, error=repr(error))
+            return
+        for name, documentation, value in (
+            ("redvest_queue_depth", "Messages in the queue waiting for a worker", ready),
+            ("redvest_queue_delayed", "Messages waiting for their time: retries, delays", delayed),
+        ):
+            gauge = GaugeMetricFamily(name, documentation, labels=["service", "queue"])
+            gauge.add_metric([self.service, self.queue], value)
+            yield gauge
 
 
 def exposition(*, multiprocess_dir: str | None, database: CollectorRegistry) -> bytes:

@@ -32,6 +32,8 @@ SYSTEM = "system"
 STAFF = "staff"
 VOLUNTEER = "volunteer"
 RESIDENT = "resident"
+# Reads residents' health notes, which nobody else may.
+HEALTH = "health"
 
 
 class Owner:

@@ -58,6 +58,12 @@ class ProblemSchema(Schema):
     detail = fields.Str(metadata={"description": "What went wrong, for a person to read"})
     correlation_id = fields.Str(metadata={"description": "Quote it when asking for help"})
     field = fields.Str(metadata={"description": "The input field at fault, when there is one"})
+    current_status = fields.Str(
+        metadata={"description": "The status that refused the change (an illegal transition)"}
+    )
+    notice = fields.Dict(
+        metadata={"description": "The category's notice that blocks a submission: act on it"}
+    )
     errors = fields.Dict(
         keys=fields.Str(), metadata={"description": "Validation messages by field"}
     )

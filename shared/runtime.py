@@ -6,6 +6,7 @@ The runtime is where a process is put together; it hands each part only what tha
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
@@ -119,12 +120,25 @@ class RuntimeFactory:
         return self._runtime
 
 
+def _dramatiq_metrics() -> dramatiq.Middleware:
+    """dramatiq's Prometheus middleware: messages, errors, retries and handling time per actor,
+    served for all of a worker's processes from one process of its own (its port and shared
+    directory are ``dramatiq_prom_port`` and ``dramatiq_prom_db``: the image's entrypoint sets
+    them from ``WORKER_METRICS_PORT`` and ``PROMETHEUS_MULTIPROC_DIR``)."""
+    # Imported only here: on import the module makes its directory, which only workers need.
+    prometheus = importlib.import_module("dramatiq.middleware.prometheus")
+    middleware: dramatiq.Middleware = prometheus.Prometheus()
+    return middleware
+
+
 def start_worker(runtime: ServiceRuntime, consumers: Consumers) -> dramatiq.Broker:
     """Make this process a worker of ``consumers``: logging, the global broker, the actors."""
     configure_logging(runtime.settings)
     broker = runtime.broker
     # The dramatiq CLI reads the global broker once the entry point returns.
     dramatiq.set_broker(broker)
+    if runtime.settings.prometheus_multiproc_dir:
+        broker.add_middleware(_dramatiq_metrics())
     consumers.declare(broker, db=runtime.db, messaging=runtime.messaging)
     runtime.publish_at_commit()
     return broker

@@ -138,7 +138,10 @@ def healthz() -> dict[str, str]:
 
 def readyz() -> tuple[dict[str, Any], int]:
     service = current_service()
-    return readiness({"database": service.db.ping, "broker": broker_pinger(service.broker)})
+    return readiness(
+        {"database": service.db.ping, "broker": broker_pinger(service.broker)},
+        required=("database",),
+    )
 
 
 def metrics_view() -> Response:
@@ -202,6 +205,7 @@ def create_service_app(
     database_metrics.register(
         metrics.MessagingCollector(service=service.name, db=service.db, messaging=service.messaging)
     )
+    database_metrics.register(metrics.QueueCollector(service=service.name, broker=service.broker))
     app.extensions[f"{EXTENSION}.metrics"] = database_metrics
     api = ProblemApi(app)
     for blueprint in blueprints:

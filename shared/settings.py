@@ -52,6 +52,164 @@ STRONG_SECRET = (
 )
 
 
+@dataclass(frozen=True)
+class Variable:
+    """An environment variable the settings are read from, as the configuration reference
+    (``python -m devtools.config_reference``) shows it."""
+
+    name: str
+    # The value an unset variable stands for, as it would be written; None: nothing.
+    default: str | None
+    meaning: str
+    # The services whose rules read it; empty: every service's processes.
+    services: tuple[str, ...] = ()
+
+    @property
+    def is_per_service(self) -> bool:
+        return "{SERVICE}" in self.name
+
+    def of(self, service: str) -> str:
+        """The variable's name for ``service`` (``{SERVICE}_DATABASE_URL``: INTAKE_...)."""
+        return self.name.replace("{SERVICE}", service.upper())
+
+
+# Every variable Settings.from_env reads, and only those: reading one not declared here fails.
+VARIABLES = (
+    Variable(
+        "REDVEST_ENV",
+        "development",
+        "exactly `development`, `test` or `production` (lower case); anything else is refused "
+        "and the other settings are judged as for production",
+    ),
+    Variable(
+        "{SERVICE}_DATABASE_URL",
+        "sqlite:///{REDVEST_VAR_DIR}/{service}.db",
+        "the service's own database; production needs `postgresql://user:password@host/db`",
+    ),
+    Variable("REDVEST_VAR_DIR", "var", "where the default SQLite files live"),
+    Variable(
+        "BROKER_URL",
+        None,
+        "the broker, `redis://` or `amqp://` (RabbitMQ); unset means "
+        f"`{DEVELOPMENT_BROKER_URL}`, which production refuses",
+    ),
+    Variable("REDIS_URL", None, "read in place of `BROKER_URL` when that is unset"),
+    Variable(
+        "BROKER_NAMESPACE",
+        "dramatiq",
+        "the Redis key prefix, to share one Redis between deployments",
+    ),
+    Variable(
+        "BROKER_HEARTBEAT_TIMEOUT_MS",
+        "5000",
+        "a worker silent this long counts as dead and its unacknowledged messages are handed "
+        "out again (Redis); at least three times `BROKER_IDLE_POLL_MS`",
+    ),
+    Variable(
+        "BROKER_MAINTENANCE_CHANCE",
+        "500000",
+        "chance per million Redis commands of a pass that hands back dead workers' messages",
+    ),
+    Variable(
+        "BROKER_IDLE_POLL_MS",
+        "1000",
+        "the longest an idle worker waits on Redis before fetching again (a message wakes it "
+        "at once)",
+    ),
+    Variable(
+        "REDVEST_AUTH_SECRET",
+        None,
+        f"signs bearer tokens; {STRONG_SECRET}. Unset means the public development secret, "
+        "which serves SQLite only and which production refuses",
+    ),
+    Variable("LOG_LEVEL", "INFO", "the lowest level logged"),
+    Variable(
+        "LOG_FORMAT",
+        "json",
+        "`json` (one object a line with correlation ids; production) or `console` for humans",
+    ),
+    Variable(
+        "PUBLISH_AT_COMMIT",
+        "sync",
+        "who publishes a committed event: the committing thread (`sync`), a thread of the "
+        "process (`background`) or only the relay (`off`); `off` is the default under "
+        "`REDVEST_ENV=test`",
+    ),
+    Variable(
+        "RELAY_INTERVAL_S",
+        "1",
+        "seconds between the relay's sweeps of the outbox (default `0.1` with "
+        "`PUBLISH_AT_COMMIT=off`)",
+    ),
+    Variable("RELAY_BATCH_SIZE", "100", "outbox rows the relay publishes at a time"),
+    Variable(
+        "RELAY_GRACE_S",
+        "5",
+        "how old a row must be before the relay publishes it, leaving younger ones to the "
+        "process that committed them (default `0` with `PUBLISH_AT_COMMIT=off`)",
+    ),
+    Variable(
+        "SCHEDULER_INTERVAL_S",
+        "1",
+        "the longest the scheduler sleeps; it wakes sooner when a timer or job is due",
+    ),
+    Variable(
+        "MAX_RETRIES",
+        "20",
+        "retries of a transient failure (about an hour) before a message is dead-lettered, and "
+        "attempts of a failing timer",
+    ),
+    Variable(
+        "CONFIRM_WITHIN_DAYS",
+        "7",
+        "days (1 to 366) a completed request waits for the resident's confirmation: then intake "
+        "closes it unconfirmed and points settles the hours held for it by "
+        "`UNCONFIRMED_EARNINGS`",
+        services=("intake", "points"),
+    ),
+    Variable(
+        "UNCONFIRMED_EARNINGS",
+        "void",
+        "what becomes of hours still unconfirmed after `CONFIRM_WITHIN_DAYS`: `void` (no points "
+        "are minted on the volunteer's word alone) or `post` (credited all the same)",
+        services=("points",),
+    ),
+    Variable(
+        "REOPEN_WITHIN_DAYS",
+        "14",
+        "days after completion during which a request may be reopened; it goes back to the "
+        "same volunteer",
+        services=("intake",),
+    ),
+    Variable(
+        "PROMETHEUS_MULTIPROC_DIR",
+        None,
+        "prometheus_client's shared directory for a process's metrics; deploy/gunicorn.conf.py "
+        "sets it for the web workers when `REDVEST_METRICS_DIR` is set",
+    ),
+)
+_DECLARED = {variable.name: variable for variable in VARIABLES}
+
+
+def _declared(name: str) -> Variable:
+    declared = _DECLARED.get(name)
+    if declared is None:
+        raise KeyError(f"{name} is not declared in shared.settings.VARIABLES")
+    return declared
+
+
+def _get(env: Mapping[str, str], name: str) -> str:
+    """The variable as set, else its declared default (a set but empty one stays empty)."""
+    value = env.get(name)
+    return (_declared(name).default or "") if value is None else value
+
+
+def _set(env: Mapping[str, str], name: str) -> str | None:
+    """The variable as set, or None; for settings whose absence means something of its own."""
+    _declared(name)
+    return env.get(name) or None
+
+
 class SettingsError(RuntimeError):
     """Settings are missing, malformed or unsafe; the process must not start."""
 
@@ -64,7 +222,8 @@ class SettingsError(RuntimeError):
             super().__init__(f"{len(problems)} problems with the settings: " + "; ".join(problems))
 
 
-def _int(env: Mapping[str, str], name: str, default: int, problems: list[str]) -> int:
+def _int(env: Mapping[str, str], name: str, problems: list[str]) -> int:
+    default = int(_declared(name).default or 0)
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -75,7 +234,13 @@ def _int(env: Mapping[str, str], name: str, default: int, problems: list[str]) -
         return default
 
 
-def _float(env: Mapping[str, str], name: str, default: float, problems: list[str]) -> float:
+def _float(
+    env: Mapping[str, str], name: str, problems: list[str], *, default: float | None = None
+) -> float:
+    """The variable as a number; ``default`` replaces the declared one where it depends on
+    another setting."""
+    if default is None:
+        default = float(_declared(name).default or 0)
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -166,12 +331,15 @@ class Settings:
     scheduler_interval_s: float
     max_retries: int
     prometheus_multiproc_dir: str | None
+    confirm_within_days: int = 7
+    reopen_within_days: int = 14
+    unconfirmed_earnings: str = "void"
 
     @classmethod
     def from_env(cls, service: str, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         problems: list[str] = []
-        environment = env.get("REDVEST_ENV", "development")
+        environment = _get(env, "REDVEST_ENV")
         if environment not in ENVIRONMENTS:
             problems.append(
                 "REDVEST_ENV must be exactly one of "
@@ -181,8 +349,8 @@ class Settings:
         # An unknown name may be a misspelt "production": judge it as strictly.
         is_production = environment not in ("development", "test")
 
-        database_setting = f"{service.upper()}_DATABASE_URL"
-        var_dir = Path(env.get("REDVEST_VAR_DIR", "var"))
+        database_setting = _declared("{SERVICE}_DATABASE_URL").of(service)
+        var_dir = Path(_get(env, "REDVEST_VAR_DIR"))
         database_url = env.get(database_setting) or f"sqlite:///{var_dir / service}.db"
         scheme = database_url.split("://", 1)[0] if "://" in database_url else ""
         if is_production and scheme.split("+", 1)[0].lower() not in POSTGRESQL_SCHEMES:
@@ -193,7 +361,7 @@ class Settings:
                 f"database) in production, got {found}: SQLite serves development and tests"
             )
 
-        configured_broker_url = env.get("BROKER_URL") or env.get("REDIS_URL")
+        configured_broker_url = _set(env, "BROKER_URL") or _set(env, "REDIS_URL")
         if is_production and not configured_broker_url:
             problems.append(
                 "BROKER_URL (or REDIS_URL) must be set in production to the broker's redis:// "
@@ -201,13 +369,13 @@ class Settings:
             )
 
         auth_secret = _auth_secret(
-            env.get("REDVEST_AUTH_SECRET", ""),
+            _set(env, "REDVEST_AUTH_SECRET") or "",
             is_production=is_production,
             database_url=database_url,
             problems=problems,
         )
 
-        log_format = env.get("LOG_FORMAT", "json")
+        log_format = _get(env, "LOG_FORMAT")
         if log_format not in {"json", "console"}:
             problems.append(f"LOG_FORMAT must be 'json' or 'console', got {log_format!r}")
         elif is_production and log_format == "console":
@@ -218,7 +386,9 @@ class Settings:
 
         # Tests drive the relay themselves and read what was staged; every other process
         # publishes its events the moment they commit, and the relay only sweeps up behind.
-        publish_at_commit = env.get("PUBLISH_AT_COMMIT", "off" if environment == "test" else "sync")
+        publish_at_commit = _get(env, "PUBLISH_AT_COMMIT")
+        if "PUBLISH_AT_COMMIT" not in env and environment == "test":
+            publish_at_commit = "off"
         if publish_at_commit not in PUBLISH_MODES:
             problems.append(
                 "PUBLISH_AT_COMMIT must be one of "
@@ -226,9 +396,11 @@ class Settings:
                 + f", got {publish_at_commit!r}"
             )
         at_commit = publish_at_commit != "off"
-        relay_interval_s = _float(env, "RELAY_INTERVAL_S", 1.0 if at_commit else 0.1, problems)
-        relay_batch_size = _int(env, "RELAY_BATCH_SIZE", 100, problems)
-        relay_grace_s = _float(env, "RELAY_GRACE_S", 5.0 if at_commit else 0.0, problems)
+        relay_interval_s = _float(
+            env, "RELAY_INTERVAL_S", problems, default=None if at_commit else 0.1
+        )
+        relay_batch_size = _int(env, "RELAY_BATCH_SIZE", problems)
+        relay_grace_s = _float(env, "RELAY_GRACE_S", problems, default=None if at_commit else 0.0)
         if relay_interval_s <= 0 or relay_batch_size < 1 or relay_grace_s < 0:
             problems.append(
                 "RELAY_INTERVAL_S must be above 0, RELAY_BATCH_SIZE at least 1 and "
@@ -237,16 +409,25 @@ class Settings:
         # A killed worker's messages come back once its heartbeat is this old and a
         # maintenance pass runs on its queue; dramatiq's defaults make that take minutes. A
         # live worker refreshes its heartbeat at least every BROKER_IDLE_POLL_MS.
-        broker_heartbeat_timeout_ms = _int(env, "BROKER_HEARTBEAT_TIMEOUT_MS", 5_000, problems)
-        broker_maintenance_chance = _int(env, "BROKER_MAINTENANCE_CHANCE", 500_000, problems)
-        broker_idle_poll_ms = _int(env, "BROKER_IDLE_POLL_MS", 1_000, problems)
+        broker_heartbeat_timeout_ms = _int(env, "BROKER_HEARTBEAT_TIMEOUT_MS", problems)
+        broker_maintenance_chance = _int(env, "BROKER_MAINTENANCE_CHANCE", problems)
+        broker_idle_poll_ms = _int(env, "BROKER_IDLE_POLL_MS", problems)
         if broker_heartbeat_timeout_ms < 3 * broker_idle_poll_ms:
             problems.append(
                 "BROKER_HEARTBEAT_TIMEOUT_MS must be at least three times BROKER_IDLE_POLL_MS: "
                 "an idle worker would otherwise pass for dead and have its messages handed out"
             )
-        max_retries = _int(env, "MAX_RETRIES", 20, problems)
-        scheduler_interval_s = _float(env, "SCHEDULER_INTERVAL_S", 1.0, problems)
+        max_retries = _int(env, "MAX_RETRIES", problems)
+        confirm_within_days = _int(env, "CONFIRM_WITHIN_DAYS", problems)
+        reopen_within_days = _int(env, "REOPEN_WITHIN_DAYS", problems)
+        if not 1 <= confirm_within_days <= 366 or not 1 <= reopen_within_days <= 366:
+            problems.append("CONFIRM_WITHIN_DAYS and REOPEN_WITHIN_DAYS must be 1 to 366")
+        unconfirmed_earnings = _get(env, "UNCONFIRMED_EARNINGS")
+        if unconfirmed_earnings not in ("void", "post"):
+            problems.append(
+                f"UNCONFIRMED_EARNINGS must be 'void' or 'post', got {unconfirmed_earnings!r}"
+            )
+        scheduler_interval_s = _float(env, "SCHEDULER_INTERVAL_S", problems)
         if scheduler_interval_s <= 0:
             problems.append("SCHEDULER_INTERVAL_S must be above 0")
         if problems:
@@ -256,12 +437,12 @@ class Settings:
             environment=environment,
             database_url=database_url,
             broker_url=configured_broker_url or DEVELOPMENT_BROKER_URL,
-            broker_namespace=env.get("BROKER_NAMESPACE", "dramatiq"),
+            broker_namespace=_get(env, "BROKER_NAMESPACE"),
             broker_heartbeat_timeout_ms=broker_heartbeat_timeout_ms,
             broker_maintenance_chance=broker_maintenance_chance,
             broker_idle_poll_ms=broker_idle_poll_ms,
             auth_secret=auth_secret,
-            log_level=env.get("LOG_LEVEL", "INFO").upper(),
+            log_level=_get(env, "LOG_LEVEL").upper(),
             log_format=log_format,
             relay_interval_s=relay_interval_s,
             relay_batch_size=relay_batch_size,
@@ -270,5 +451,8 @@ class Settings:
             max_retries=max_retries,
             scheduler_interval_s=scheduler_interval_s,
             # Set by deploy/gunicorn.conf.py when REDVEST_METRICS_DIR is; see prometheus_client.
-            prometheus_multiproc_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or None,
+            prometheus_multiproc_dir=_set(env, "PROMETHEUS_MULTIPROC_DIR"),
+            confirm_within_days=confirm_within_days,
+            reopen_within_days=reopen_within_days,
+            unconfirmed_earnings=unconfirmed_earnings,
         )

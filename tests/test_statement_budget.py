@@ -197,7 +197,9 @@ def test_following_dispatchs_news_takes_three_statements_of_its_own(
     with intake_runtime().db.transaction() as session:
         request_id = a_request(session).id
     with statements_of(intake_runtime()) as sent:
-        assert deliver_to(INTAKE, message_for(event, {"request_id": request_id, **news}))
+        assert deliver_to(
+            INTAKE, message_for(event, {"request_id": request_id, **news}, to="intake")
+        )
     # The request read and locked (not its timeline), updated, and one timeline entry.
     assert_within(sent, 3)
 

@@ -1,4 +1,4 @@
-"""dispatch's consumers: requests submitted through intake, and their confirmations.
+"""dispatch's consumers: requests submitted through intake, confirmed, withdrawn or reopened.
 
 Run with ``dramatiq services.dispatch.actors:start --queues dispatch``: the dramatiq CLI calls
 ``start``, which declares these consumers on the worker's broker.
@@ -14,6 +14,8 @@ CONSUMERS = Consumers(
     "dispatch",
     (events.REQUEST_SUBMITTED, handlers.on_request_submitted),
     (events.REQUEST_CONFIRMED, handlers.on_request_confirmed),
+    (events.REQUEST_WITHDRAWN, handlers.on_request_withdrawn),
+    (events.REQUEST_REOPENED, handlers.on_request_reopened),
 )
 
 

@@ -50,3 +50,31 @@ def on_request_confirmed(
     confirmed_at: datetime,
 ) -> None:
     routing.record_confirmation(session, request_id=request_id, at=confirmed_at)
+
+
+def on_request_withdrawn(
+    session: Session,
+    received: Received,
+    *,
+    request_id: str,
+    status: str,
+    reason: str,
+    withdrawn_by: str,
+    withdrawn_at: datetime,
+) -> None:
+    routing.withdraw_assignment(
+        session, request_id=request_id, reason=f"{status}: {reason}", at=withdrawn_at
+    )
+
+
+def on_request_reopened(
+    session: Session,
+    received: Received,
+    *,
+    request_id: str,
+    assignment_id: str | None,
+    reason: str,
+    reopened_by: str,
+    reopened_at: datetime,
+) -> None:
+    routing.reopen_assignment(session, request_id=request_id, at=reopened_at)

@@ -27,7 +27,9 @@ ASSIGNED = "assigned"
 ACCEPTED = "accepted"
 COMPLETED = "completed"
 CONFIRMED = "confirmed"
-STATUSES = (ASSIGNED, ACCEPTED, COMPLETED, CONFIRMED)
+# The request was cancelled, rejected or merged away at intake before the work was done.
+WITHDRAWN = "withdrawn"
+STATUSES = (ASSIGNED, ACCEPTED, COMPLETED, CONFIRMED, WITHDRAWN)
 
 
 def create_team(
@@ -298,6 +300,8 @@ def accept_assignment(
 ) -> Assignment:
     """The volunteer takes the job on; the resident is told who is coming."""
     assignment = _held_for_action(session, assignment_id, accepted_by, "accept")
+    if assignment.status == WITHDRAWN:
+        raise Conflict(f"Assignment {assignment_id} was withdrawn: {assignment.note}")
     if assignment.status == ACCEPTED:
         raise Conflict(f"Assignment {assignment_id} was already accepted")
     if assignment.status == COMPLETED:
@@ -362,6 +366,7 @@ def complete_assignment(
             "request_id": assignment.request_id,
             "assignment_id": assignment.id,
             "volunteer_id": assignment.volunteer_id,
+            "category": assignment.category,
             "hours": hours,
             "completed_by": assignment.completed_by,
             "completed_at": now,
@@ -390,3 +395,55 @@ def record_confirmation(session: Session, *, request_id: str, at: datetime) -> N
         return
     assignment.status = CONFIRMED
     assignment.confirmed_at = at
+
+
+def _held_for_request(session: Session, request_id: str) -> Assignment | None:
+    return session.scalars(
+        select(Assignment).filter_by(request_id=request_id).with_for_update(of=Assignment)
+    ).first()
+
+
+def withdraw_assignment(session: Session, *, request_id: str, reason: str, at: datetime) -> None:
+    """The request was cancelled, rejected or merged away: its volunteer need not go."""
+    assignment = _held_for_request(session, request_id)
+    if assignment is None or assignment.status in (COMPLETED, CONFIRMED, WITHDRAWN):
+        # Never assigned here, the work is done already, or this news was heard.
+        return
+    assignment.status = WITHDRAWN
+    assignment.note = reason
+
+
+def reopen_assignment(session: Session, *, request_id: str, at: datetime) -> None:
+    """A finished request was reopened: it goes back to the volunteer who had it."""
+    assignment = _held_for_request(session, request_id)
+    if assignment is None or assignment.status in (ASSIGNED, WITHDRAWN):
+        # Never assigned here (staff place it), withdrawn, or this news was heard.
+        return
+    assignment.status = ASSIGNED
+    assignment.assigned_at = at
+    assignment.accepted_at = assignment.completed_at = assignment.confirmed_at = None
+    assignment.accepted_by = assignment.completed_by = None
+    assignment.hours = None
+    messaging.stage(
+        session,
+        events.REQUEST_ASSIGNED,
+        {
+            "request_id": request_id,
+            "assignment_id": assignment.id,
+            "assignee_type": "volunteer",
+            "assignee_id": assignment.volunteer_id,
+            "assignee_name": assignment.volunteer.name,
+            "assigned_at": at,
+        },
+    )
+    messaging.notify(
+        session,
+        notifications.ASSIGNMENT_CREATED,
+        recipient=address("volunteer", assignment.volunteer_id),
+        request_id=request_id,
+        assignment_id=assignment.id,
+        category=assignment.category,
+        summary=assignment.summary,
+        location=assignment.location,
+        priority=assignment.priority,
+    )

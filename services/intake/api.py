@@ -1,23 +1,47 @@
-"""intake's HTTP API: requests, confirmations, the catalogue and residents."""
+"""intake's HTTP API: requests and what people do to them, the catalogue, the grid, residents
+and the health register."""
 
 from __future__ import annotations
 
+import json
+from datetime import timedelta
 from typing import Any
 
 from flask import url_for
 from flask.views import MethodView
-from flask_smorest.pagination import PaginationParameters
 
-from services.intake import directory, requests
+from services.intake import catalogue, directory, listing, requests
 from services.intake.policy import POLICY, no_request, no_resident
 from services.intake.schemas import (
+    AttachmentSchema,
+    CategoryCreateSchema,
+    CategoryQuerySchema,
     CategorySchema,
+    CategoryUpdateSchema,
+    ChangesQuerySchema,
+    ChangesSchema,
     ConfirmationSchema,
+    CountQuerySchema,
+    CountsSchema,
+    GridNodeCreateSchema,
+    GridNodeQuerySchema,
+    GridNodeSchema,
+    GridNodeUpdateSchema,
+    HealthNoteCreateSchema,
+    HealthNoteSchema,
+    MergeSchema,
+    NoteOnlySchema,
+    NoteSchema,
+    ReasonSchema,
     RequestCreateSchema,
-    RequestQuerySchema,
+    RequestListQuerySchema,
     RequestSchema,
     ResidentCreateSchema,
+    ResidentQuerySchema,
     ResidentSchema,
+    ResidentUpdateSchema,
+    TimelineEntrySchema,
+    TriageSchema,
 )
 from shared.admission import caller, enforce, operation
 from shared.idempotency import IDEMPOTENCY_HEADER_DOC, created_once
@@ -33,7 +57,37 @@ REQUEST_CREATE_SCHEMA = RequestCreateSchema()
 # The same words for the same failure on every endpoint; who may do what is in policy.py.
 STAFF_ONLY = "The caller is not staff"
 NOT_FOR_VOLUNTEERS = "The caller is a volunteer"
+HEALTH_ONLY = "The caller does not hold the health role"
 NO_REQUEST = "No such request, or a resident asked for someone else's"
+ILLEGAL = "Not allowed in the request's current status, which the problem names"
+PAGINATION_HEADER = {
+    "X-Pagination": {
+        "description": "JSON: total (matching in all), page_size, next_cursor (pass as after)",
+        "schema": {"type": "string"},
+    }
+}
+
+
+def _as_seen(request: requests.ServiceRequest) -> requests.ServiceRequest:
+    """The request as the caller may see it: a resident, the public timeline only."""
+    if caller().role == "resident":
+        request.shown_timeline = [entry for entry in request.timeline if entry.is_public]  # type: ignore[attr-defined]
+    return request
+
+
+def _filter(query: dict[str, Any]) -> listing.RequestFilter:
+    place = directory.Place.of(query)
+    for level in directory.LEVELS:
+        query.pop(level, None)
+    tuples: dict[str, Any] = {
+        name: tuple(query.pop(name, ())) for name in ("status", "category", "priority", "channel")
+    }
+    return listing.RequestFilter(place=place, is_open=query.pop("open", None), **tuples, **query)
+
+
+def _change(action: Any, request_id: str, **fields: Any) -> Any:
+    with current_service().db.transaction() as session:
+        return _as_seen(action(session, request_id=request_id, **fields))
 
 
 @blp.route("/requests")
@@ -45,12 +99,14 @@ class Requests(MethodView):
         404,
         description="No such active category, or no such resident (to a resident, any other)",
     )
-    @blp.alt_response(422, description="Invalid fields, or an Idempotency-Key reused")
+    @blp.alt_response(409, description="The category's notice blocks submission: nothing queued")
+    @blp.alt_response(422, description="Invalid fields or answers, or an Idempotency-Key reused")
     @blp.doc(parameters=[IDEMPOTENCY_HEADER_DOC])
     def post(self, data: dict[str, Any]) -> Any:
         """Submit a request"""
         principal = caller()
-        POLICY.check_owner(operation(), principal, data, hidden_as=no_resident(data["resident_id"]))
+        resident_id = data.get("resident_id")
+        POLICY.check_owner(operation(), principal, data, hidden_as=no_resident(str(resident_id)))
         return created_once(
             current_service().db,
             current_service().messaging,
@@ -60,17 +116,49 @@ class Requests(MethodView):
             location=lambda created: url_for("requests.Request", request_id=created.id),
         )
 
-    @blp.arguments(RequestQuerySchema, location="query")
-    @blp.response(200, RequestSchema(many=True))
+    @blp.arguments(RequestListQuerySchema, location="query")
+    @blp.response(200, RequestSchema(many=True), headers=PAGINATION_HEADER)
     @blp.alt_response(403, description=NOT_FOR_VOLUNTEERS)
-    @blp.paginate()
-    def get(self, query: dict[str, Any], pagination_parameters: PaginationParameters) -> Any:
-        """List requests, newest first"""
+    @blp.alt_response(422, description="Invalid filters, or a cursor of another list")
+    def get(self, query: dict[str, Any]) -> Any:
+        """List requests: filtered, sorted, a page at a time"""
         query.update(POLICY.scope(operation(), caller()))
-        where = requests.RequestFilter(status=tuple(query.pop("status")), **query)
-        return paged(
-            current_service().db, pagination_parameters, requests.list_requests, where=where
-        )
+        sort, after, page_size = query.pop("sort"), query.pop("after", None), query.pop("page_size")
+        with current_service().db.read() as session:
+            page = listing.list_requests(
+                session, where=_filter(query), sort=sort, after=after, page_size=page_size
+            )
+        header = {"total": page.total, "page_size": page_size, "next_cursor": page.next_cursor}
+        return [_as_seen(request) for request in page.items], {"X-Pagination": json.dumps(header)}
+
+
+@blp.route("/requests/changes")
+class RequestChanges(MethodView):
+    @blp.arguments(ChangesQuerySchema, location="query")
+    @blp.response(200, ChangesSchema)
+    @blp.alt_response(403, description=STAFF_ONLY)
+    @blp.alt_response(422, description="Not a cursor of the feed")
+    def get(self, query: dict[str, Any]) -> Any:
+        """What changed since a cursor, oldest first, for systems that poll"""
+        with current_service().db.read() as session:
+            found, cursor = listing.changes(session, after=query.get("after"), limit=query["limit"])
+        return {"changes": found, "next_cursor": cursor}
+
+
+@blp.route("/requests/counts")
+class RequestCounts(MethodView):
+    @blp.arguments(CountQuerySchema, location="query")
+    @blp.response(200, CountsSchema)
+    @blp.alt_response(403, description=STAFF_ONLY)
+    @blp.alt_response(422, description="Invalid filters")
+    def get(self, query: dict[str, Any]) -> Any:
+        """How many requests, by category, group, building or status"""
+        by = query.pop("by")
+        with current_service().db.read() as session:
+            return {
+                "by": by,
+                "counts": listing.count_requests(session, by=by, where=_filter(query)),
+            }
 
 
 @blp.route("/requests/<request_id>")
@@ -83,7 +171,7 @@ class Request(MethodView):
         with current_service().db.read() as session:
             request = requests.get_request(session, request_id)
             POLICY.check_owner(operation(), caller(), request, hidden_as=no_request(request_id))
-            return request
+            return _as_seen(request)
 
 
 @blp.route("/requests/<request_id>/confirmation")
@@ -98,30 +186,218 @@ class Confirmation(MethodView):
     @blp.alt_response(404, description=NO_REQUEST)
     @blp.alt_response(409, description="The request is not completed, or already confirmed")
     def post(self, data: dict[str, Any], request_id: str) -> Any:
-        """Confirm that the service was done"""
+        """Confirm that the service was done, and rate it"""
         # Who may confirm this request is settled once it is read: see check_may_confirm.
+        return _change(requests.confirm_request, request_id, confirmed_by=caller(), **data)
+
+
+@blp.route("/requests/<request_id>/triage")
+class Triage(MethodView):
+    @blp.arguments(TriageSchema)
+    @blp.response(200, RequestSchema)
+    @blp.alt_response(403, description=STAFF_ONLY)
+    @blp.alt_response(404, description="No such request, category, resident or household")
+    @blp.alt_response(409, description=ILLEGAL)
+    def post(self, data: dict[str, Any], request_id: str) -> Any:
+        """Triage a request: its category, priority, place and resident"""
+        return _change(requests.triage_request, request_id, triaged_by=caller(), **data)
+
+
+@blp.route("/requests/<request_id>/start")
+class Start(MethodView):
+    @blp.arguments(NoteOnlySchema, required=False)
+    @blp.response(200, RequestSchema)
+    @blp.alt_response(403, description="The caller is neither staff nor a volunteer")
+    @blp.alt_response(404, description="No such request, or not assigned to the volunteer")
+    @blp.alt_response(409, description=ILLEGAL)
+    def post(self, data: dict[str, Any], request_id: str) -> Any:
+        """Record that the service has started"""
+        return _change(requests.start_service, request_id, started_by=caller(), **data)
+
+
+@blp.route("/requests/<request_id>/escalation")
+class Escalation(MethodView):
+    @blp.arguments(ReasonSchema)
+    @blp.response(200, RequestSchema)
+    @blp.alt_response(403, description=STAFF_ONLY)
+    @blp.alt_response(404, description=NO_REQUEST)
+    @blp.alt_response(409, description=ILLEGAL)
+    def post(self, data: dict[str, Any], request_id: str) -> Any:
+        """Escalate a request to those responsible for its place"""
+        return _change(requests.escalate_request, request_id, escalated_by=caller(), **data)
+
+
+@blp.route("/requests/<request_id>/cancellation")
+class Cancellation(MethodView):
+    @blp.arguments(ReasonSchema)
+    @blp.response(200, RequestSchema)
+    @blp.alt_response(403, description=NOT_FOR_VOLUNTEERS)
+    @blp.alt_response(404, description=NO_REQUEST)
+    @blp.alt_response(409, description=ILLEGAL)
+    def post(self, data: dict[str, Any], request_id: str) -> Any:
+        """Cancel a request that is no longer needed"""
+        return _change(requests.cancel_request, request_id, cancelled_by=caller(), **data)
+
+
+@blp.route("/requests/<request_id>/rejection")
+class Rejection(MethodView):
+    @blp.arguments(ReasonSchema)
+    @blp.response(200, RequestSchema)
+    @blp.alt_response(403, description=STAFF_ONLY)
+    @blp.alt_response(404, description=NO_REQUEST)
+    @blp.alt_response(409, description=ILLEGAL)
+    def post(self, data: dict[str, Any], request_id: str) -> Any:
+        """Reject a request the neighbourhood does not serve"""
+        return _change(requests.reject_request, request_id, rejected_by=caller(), **data)
+
+
+@blp.route("/requests/<request_id>/reopening")
+class Reopening(MethodView):
+    @blp.arguments(ReasonSchema)
+    @blp.response(200, RequestSchema)
+    @blp.alt_response(403, description=NOT_FOR_VOLUNTEERS)
+    @blp.alt_response(404, description=NO_REQUEST)
+    @blp.alt_response(409, description=ILLEGAL + ", or its time to reopen has passed")
+    def post(self, data: dict[str, Any], request_id: str) -> Any:
+        """Reopen a finished request: it goes back to the same team"""
+        within = timedelta(days=current_service().settings.reopen_within_days)
+        return _change(
+            requests.reopen_request,
+            request_id,
+            reopened_by=caller(),
+            reopen_within=within,
+            **data,
+        )
+
+
+@blp.route("/requests/<request_id>/merge")
+class Merge(MethodView):
+    @blp.arguments(MergeSchema)
+    @blp.response(200, RequestSchema)
+    @blp.alt_response(403, description=STAFF_ONLY)
+    @blp.alt_response(404, description="No such request, or no request to merge it into")
+    @blp.alt_response(409, description=ILLEGAL)
+    def post(self, data: dict[str, Any], request_id: str) -> Any:
+        """Merge a duplicate into the request it repeats"""
+        return _change(requests.merge_request, request_id, merged_by=caller(), **data)
+
+
+@blp.route("/requests/<request_id>/notes")
+class Notes(MethodView):
+    @blp.arguments(NoteSchema)
+    @blp.response(201, TimelineEntrySchema)
+    @blp.alt_response(403, description=NOT_FOR_VOLUNTEERS)
+    @blp.alt_response(404, description=NO_REQUEST)
+    def post(self, data: dict[str, Any], request_id: str) -> Any:
+        """Add a public or internal note to a request's timeline"""
         with current_service().db.transaction() as session:
-            return requests.confirm_request(
-                session, request_id=request_id, confirmed_by=caller(), note=data.get("note")
+            return requests.add_note(
+                session,
+                request_id=request_id,
+                text=data["text"],
+                is_public=data["public"],
+                written_by=caller(),
             )
+
+
+@blp.route("/requests/<request_id>/attachments")
+class Attachments(MethodView):
+    @blp.arguments(AttachmentSchema)
+    @blp.response(201, RequestSchema)
+    @blp.alt_response(403, description=NOT_FOR_VOLUNTEERS)
+    @blp.alt_response(404, description=NO_REQUEST)
+    def post(self, data: dict[str, Any], request_id: str) -> Any:
+        """Attach a photo or document to a request by its URL"""
+        return _change(requests.add_attachment, request_id, added_by=caller(), **data)
 
 
 @blp.route("/categories")
 class Categories(MethodView):
+    @blp.arguments(CategoryQuerySchema, location="query")
     @blp.response(200, CategorySchema(many=True))
-    def get(self) -> Any:
-        """List the service catalogue"""
+    @blp.alt_response(422, description="Invalid filters")
+    def get(self, query: dict[str, Any]) -> Any:
+        """List the service catalogue, by group"""
+        where = catalogue.CategoryFilter(text=query.pop("q", None), **query)
         with current_service().db.read() as session:
-            return directory.list_categories(session)
+            return catalogue.list_categories(session, where=where)
 
-    @blp.arguments(CategorySchema)
+    @blp.arguments(CategoryCreateSchema)
     @blp.response(201, CategorySchema)
     @blp.alt_response(403, description=STAFF_ONLY)
     @blp.alt_response(409, description="A category with that code already exists")
     def post(self, data: dict[str, Any]) -> Any:
         """Add a category to the catalogue"""
         with current_service().db.transaction() as session:
-            return directory.add_category(session, **data)
+            return catalogue.add_category(session, **data)
+
+
+@blp.route("/categories/<code>")
+class Category(MethodView):
+    @blp.response(200, CategorySchema)
+    @blp.alt_response(404, description="No such category")
+    def get(self, code: str) -> Any:
+        """Show a category with its questions and deadlines"""
+        with current_service().db.read() as session:
+            return catalogue.get_category(session, code)
+
+    @blp.arguments(CategoryUpdateSchema)
+    @blp.response(200, CategorySchema)
+    @blp.alt_response(403, description=STAFF_ONLY)
+    @blp.alt_response(404, description="No such category")
+    def patch(self, data: dict[str, Any], code: str) -> Any:
+        """Change a category, or deactivate it (is_active false)"""
+        with current_service().db.transaction() as session:
+            return catalogue.update_category(session, code=code, **data)
+
+
+@blp.route("/grid/nodes")
+class GridNodes(MethodView):
+    @blp.arguments(GridNodeQuerySchema, location="query")
+    @blp.response(200, GridNodeSchema(many=True))
+    @blp.alt_response(403, description=STAFF_ONLY)
+    @blp.paginate()
+    def get(self, query: dict[str, Any], pagination_parameters: Any) -> Any:
+        """List the grid at and beneath a place"""
+        kind = query.pop("kind", None)
+        return paged(
+            current_service().db,
+            pagination_parameters,
+            directory.list_nodes,
+            under=directory.Place.of(query),
+            kind=kind,
+        )
+
+    @blp.arguments(GridNodeCreateSchema)
+    @blp.response(201, GridNodeSchema)
+    @blp.alt_response(403, description=STAFF_ONLY)
+    @blp.alt_response(404, description="No such resident to be responsible for it")
+    def post(self, data: dict[str, Any]) -> Any:
+        """Put a place on the grid, with the levels above it that are missing"""
+        with current_service().db.transaction() as session:
+            node = directory.ensure_node(session, directory.Place.of(data["place"]))
+            changes = {key: data[key] for key in ("name", "responsible") if key in data}
+            return directory.update_node(session, node_id=node.id, **changes)
+
+
+@blp.route("/grid/nodes/<node_id>")
+class GridNode(MethodView):
+    @blp.response(200, GridNodeSchema)
+    @blp.alt_response(403, description=STAFF_ONLY)
+    @blp.alt_response(404, description="No such node")
+    def get(self, node_id: str) -> Any:
+        """Show a place of the grid and who is responsible for it"""
+        with current_service().db.read() as session:
+            return directory.get_node(session, node_id)
+
+    @blp.arguments(GridNodeUpdateSchema)
+    @blp.response(200, GridNodeSchema)
+    @blp.alt_response(403, description=STAFF_ONLY)
+    @blp.alt_response(404, description="No such node, or no such resident to be responsible")
+    def patch(self, data: dict[str, Any], node_id: str) -> Any:
+        """Rename a place, or name who is responsible for it"""
+        with current_service().db.transaction() as session:
+            return directory.update_node(session, node_id=node_id, **data)
 
 
 @blp.route("/residents")
@@ -135,6 +411,20 @@ class Residents(MethodView):
         location = data.pop("location")
         with current_service().db.transaction() as session:
             return directory.register_resident_at(session, **location, **data)
+
+    @blp.arguments(ResidentQuerySchema, location="query")
+    @blp.response(200, ResidentSchema(many=True))
+    @blp.alt_response(403, description=STAFF_ONLY)
+    @blp.alt_response(422, description="Invalid filters")
+    @blp.paginate()
+    def get(self, query: dict[str, Any], pagination_parameters: Any) -> Any:
+        """List residents at and beneath a place, by their flags"""
+        place = directory.Place.of(query)
+        flags = {key: value for key, value in query.items() if key not in directory.LEVELS}
+        where = directory.ResidentFilter(place=place, **flags)
+        return paged(
+            current_service().db, pagination_parameters, directory.list_residents, where=where
+        )
 
 
 @blp.route("/residents/<resident_id>")
@@ -152,6 +442,37 @@ class Resident(MethodView):
         )
         with current_service().db.read() as session:
             return directory.get_resident(session, resident_id)
+
+    @blp.arguments(ResidentUpdateSchema)
+    @blp.response(200, ResidentSchema)
+    @blp.alt_response(403, description=STAFF_ONLY)
+    @blp.alt_response(404, description="No such resident, or no such household")
+    def patch(self, data: dict[str, Any], resident_id: str) -> Any:
+        """Change a resident's contact, language or flags, or their household"""
+        with current_service().db.transaction() as session:
+            return directory.update_resident(session, resident_id=resident_id, **data)
+
+
+@blp.route("/residents/<resident_id>/health-notes")
+class HealthNotes(MethodView):
+    @blp.response(200, HealthNoteSchema(many=True))
+    @blp.alt_response(403, description=HEALTH_ONLY)
+    @blp.alt_response(404, description="No such resident")
+    def get(self, resident_id: str) -> Any:
+        """Read a resident's health notes"""
+        with current_service().db.read() as session:
+            return directory.health_notes(session, resident_id=resident_id, reader=caller())
+
+    @blp.arguments(HealthNoteCreateSchema)
+    @blp.response(201, HealthNoteSchema)
+    @blp.alt_response(403, description="The caller is neither staff nor of the health role")
+    @blp.alt_response(404, description="No such resident")
+    def post(self, data: dict[str, Any], resident_id: str) -> Any:
+        """Add a note to a resident's health record"""
+        with current_service().db.transaction() as session:
+            return directory.add_health_note(
+                session, resident_id=resident_id, note=data["note"], written_by=caller()
+            )
 
 
 enforce(POLICY, blp)

@@ -68,6 +68,7 @@ def on_request_completed(
     hours: Decimal,
     completed_by: str,
     completed_at: datetime,
+    category: str | None = None,
 ) -> None:
     requests.record_completion(
         session,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -44,17 +45,49 @@ class ApiClient(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
-class Household(Base):
-    """A household on the grid: community → building → unit → household."""
+# A grid node's kinds, top down, and the title of the person responsible for each.
+NODE_KINDS = ("community", "building", "unit", "household")
+RESPONSIBLE = {
+    "community": "duty officer",
+    "building": "building leader",
+    "unit": "unit leader",
+    "household": "head of household",
+}
 
-    __tablename__ = "households"
-    __table_args__ = (UniqueConstraint("community", "building", "unit", "number"),)
+
+class GridNode(Base):
+    """A place on the grid: community → building → unit → household, named by its path.
+
+    Levels below a node's own are empty strings, so that the unique path holds on both
+    databases (NULLs would never collide).
+    """
+
+    __tablename__ = "grid_nodes"
+    __table_args__ = (UniqueConstraint("community", "building", "unit", "household"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10), default="household")
     community: Mapped[str] = mapped_column(String(64))
-    building: Mapped[str] = mapped_column(String(32))
-    unit: Mapped[str] = mapped_column(String(32))
-    number: Mapped[str] = mapped_column(String(32))
+    building: Mapped[str] = mapped_column(String(32), default="")
+    unit: Mapped[str] = mapped_column(String(32), default="")
+    household: Mapped[str] = mapped_column(String(32), default="")
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("grid_nodes.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100), default="")
+    responsible_name: Mapped[str | None] = mapped_column(String(100))
+    responsible_phone: Mapped[str | None] = mapped_column(String(32))
+    # A responsible person who is also a registered resident may confirm for a neighbour.
+    responsible_resident_id: Mapped[str | None] = mapped_column(String(64))
+
+    @property
+    def number(self) -> str:
+        """A household's number within its unit."""
+        return self.household
+
+    @property
+    def path(self) -> str:
+        return "/".join(
+            part for part in (self.community, self.building, self.unit, self.household) if part
+        )
 
 
 class Resident(Base):
@@ -62,12 +95,27 @@ class Resident(Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
-    household_id: Mapped[int] = mapped_column(ForeignKey("households.id"))
+    household_id: Mapped[int] = mapped_column(ForeignKey("grid_nodes.id"), index=True)
     phone: Mapped[str | None] = mapped_column(String(32))
+    language: Mapped[str] = mapped_column(String(10), default="zh-CN")
     is_elderly: Mapped[bool] = mapped_column(Boolean, default=False)
     lives_alone: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    has_reduced_mobility: Mapped[bool] = mapped_column(Boolean, default=False)
 
-    household: Mapped[Household] = relationship(lazy="joined")
+    household: Mapped[GridNode] = relationship(lazy="joined")
+
+
+class HealthNote(Base):
+    """A note of the health register: read and written only by the health role."""
+
+    __tablename__ = "health_notes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    resident_id: Mapped[str] = mapped_column(ForeignKey("residents.id"), index=True)
+    note: Mapped[str] = mapped_column(Text)
+    written_by: Mapped[str] = mapped_column(String(150))
+    written_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class Category(Base):
@@ -76,60 +124,109 @@ class Category(Base):
     __tablename__ = "categories"
 
     code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # The English name; the Chinese one beside it.
     name: Mapped[str] = mapped_column(String(100))
+    name_zh: Mapped[str] = mapped_column(String(100), default="")
     description: Mapped[str] = mapped_column(Text, default="")
+    group: Mapped[str] = mapped_column(String(30), default="community_matters")
+    keywords: Mapped[list[str]] = mapped_column(JSON, default=list)
     default_priority: Mapped[str] = mapped_column(String(10), default="normal")
+    # {priority: {"acknowledge_minutes": n, "resolve_minutes": n}} for every priority.
+    deadlines: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    sensitivity: Mapped[str] = mapped_column(String(20), default="none")
+    questions: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    notice: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    updated_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class ServiceRequest(Base):
     __tablename__ = "requests"
     __table_args__ = (
         Index("ix_requests_status_created", "status", "created_at"),
-        Index("ix_requests_location", "community", "building"),
+        Index("ix_requests_location", "community", "building", "unit", "household"),
+        # The lists' keyset orders: newest first, soonest due, most urgent.
+        Index("ix_requests_created", "created_at", "id"),
+        Index("ix_requests_updated", "updated_at", "id"),
+        Index("ix_requests_due", "due_at", "id"),
+        Index("ix_requests_urgency", "urgency", "due_at", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     category: Mapped[str] = mapped_column(ForeignKey("categories.code"))
     priority: Mapped[str] = mapped_column(String(10))
+    # The priority as a number (urgent highest), for sorting.
+    urgency: Mapped[int] = mapped_column(Integer, default=1)
     status: Mapped[str] = mapped_column(String(20))
     summary: Mapped[str] = mapped_column(String(200))
     details: Mapped[str] = mapped_column(Text, default="")
     channel: Mapped[str] = mapped_column(String(20))
     external_ref: Mapped[str | None] = mapped_column(String(100))
     submitted_by: Mapped[str] = mapped_column(String(100))
-    resident_id: Mapped[str] = mapped_column(ForeignKey("residents.id"))
-    community: Mapped[str] = mapped_column(String(64))
-    building: Mapped[str] = mapped_column(String(32))
-    unit: Mapped[str] = mapped_column(String(32))
-    household: Mapped[str] = mapped_column(String(32))
+    # Filed by staff or another system for the resident, rather than by the resident.
+    is_on_behalf: Mapped[bool] = mapped_column(Boolean, default=False)
+    resident_id: Mapped[str | None] = mapped_column(ForeignKey("residents.id"), index=True)
+    # Who reported it, when not a registered resident.
+    reporter_name: Mapped[str | None] = mapped_column(String(100))
+    reporter_phone: Mapped[str | None] = mapped_column(String(32))
+    # Where it is: a household of the grid, or (until staff place it) the address as typed.
+    community: Mapped[str | None] = mapped_column(String(64))
+    building: Mapped[str | None] = mapped_column(String(32))
+    unit: Mapped[str | None] = mapped_column(String(32))
+    household: Mapped[str | None] = mapped_column(String(32))
+    address_text: Mapped[str | None] = mapped_column(String(200))
+    answers: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    attachments: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # The category's deadlines for its priority, and the next one pending (FAR_FUTURE once
+    # none is: the column sorts and compares without NULLs).
+    acknowledge_by: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    resolve_by: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    due_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    escalated_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     assignment_id: Mapped[str | None] = mapped_column(String(64))
     assignee_type: Mapped[str | None] = mapped_column(String(20))
-    assignee_id: Mapped[str | None] = mapped_column(String(64))
+    assignee_id: Mapped[str | None] = mapped_column(String(64), index=True)
     assignee_name: Mapped[str | None] = mapped_column(String(100))
     hours: Mapped[Decimal | None] = mapped_column(Numeric(6, 2))
     # Who did each step, as addresses: no one who accepted or completed it may confirm it.
     accepted_by: Mapped[str | None] = mapped_column(String(150))
     completed_by: Mapped[str | None] = mapped_column(String(150))
     confirmed_by: Mapped[str | None] = mapped_column(String(150))
+    # "resident", "staff", or "proxy: <relation>" for a neighbour who confirmed for them.
+    confirmed_as: Mapped[str | None] = mapped_column(String(60))
+    rating: Mapped[int | None] = mapped_column(Integer)
+    rating_comment: Mapped[str | None] = mapped_column(String(1000))
+    completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # The request this one repeats: suggested when it was submitted, set when staff merge it.
+    possible_duplicate_of: Mapped[str | None] = mapped_column(String(64))
+    duplicate_of: Mapped[str | None] = mapped_column(ForeignKey("requests.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
     timeline: Mapped[list[TimelineEntry]] = relationship(
         order_by="TimelineEntry.id", lazy="selectin", back_populates="request"
     )
+    duplicates: Mapped[list[ServiceRequest]] = relationship(
+        lazy="selectin", join_depth=1, order_by="ServiceRequest.created_at", viewonly=True
+    )
 
 
 class TimelineEntry(Base):
-    """One thing that happened to a request, in order."""
+    """One thing that happened to a request, in order: who did what, when, for whom to see."""
 
     __tablename__ = "request_timeline"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     request_id: Mapped[str] = mapped_column(ForeignKey("requests.id"), index=True)
+    # The request's status once it happened, and what happened (a status change, a note ...).
     status: Mapped[str] = mapped_column(String(20))
+    action: Mapped[str] = mapped_column(String(30), default="")
+    actor: Mapped[str] = mapped_column(String(150), default="")
+    is_public: Mapped[bool] = mapped_column(Boolean, default=True)
     note: Mapped[str] = mapped_column(Text, default="")
     details: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
     at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # When it was written (``at`` is when it happened, which news may tell late).
+    recorded_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     request: Mapped[ServiceRequest] = relationship(back_populates="timeline")

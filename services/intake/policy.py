@@ -5,20 +5,34 @@ from __future__ import annotations
 from services.intake.models import ServiceRequest
 from shared.auth import Principal
 from shared.errors import Forbidden, Invalid, NotFound
-from shared.policy import RESIDENT, STAFF, SYSTEM, VOLUNTEER, Owner, Policy, allow
+from shared.policy import HEALTH, RESIDENT, STAFF, SYSTEM, VOLUNTEER, Owner, Policy, allow
 
 # A resident's own: the requests made for them, and their record.
 FOR_THEM = Owner("resident_id")
-
+# A volunteer's own: the requests assigned to them.
+ASSIGNED_TO_THEM = Owner("assignee_id")
 CONFIRM = "requests.Confirmation.post"
+TRIAGE = "requests.Triage.post"
+START = "requests.Start.post"
+ESCALATE = "requests.Escalation.post"
+CANCEL = "requests.Cancellation.post"
+REJECT = "requests.Rejection.post"
+REOPEN = "requests.Reopening.post"
+MERGE = "requests.Merge.post"
+NOTE = "requests.Notes.post"
+ATTACH = "requests.Attachments.post"
 
+# Who may do what at intake; other systems and staff consoles call with API keys (system or
+# staff), people with tokens.
 POLICY = Policy(
     "intake",
-    # Other systems and staff consoles call with API keys (system or staff), people with tokens.
-    roles=(SYSTEM, STAFF, VOLUNTEER, RESIDENT),
+    roles=(SYSTEM, STAFF, VOLUNTEER, RESIDENT, HEALTH),
     rules={
+        # Requests, and what people do to them.
         "requests.Requests.post": allow(SYSTEM, STAFF, own={RESIDENT: FOR_THEM}),
         "requests.Requests.get": allow(SYSTEM, STAFF, own={RESIDENT: FOR_THEM}),
+        "requests.RequestChanges.get": allow(SYSTEM, STAFF),
+        "requests.RequestCounts.get": allow(SYSTEM, STAFF),
         "requests.Request.get": allow(SYSTEM, STAFF, own={RESIDENT: FOR_THEM}),
         # Confirming mints the volunteer's points: see check_may_confirm for the rest of it.
         CONFIRM: allow(
@@ -26,10 +40,32 @@ POLICY = Policy(
             own={RESIDENT: FOR_THEM},
             refusal="Only the resident who asked, or staff on their behalf, may confirm a request",
         ),
-        "requests.Categories.get": allow(SYSTEM, STAFF, VOLUNTEER, RESIDENT),
+        TRIAGE: allow(STAFF),
+        START: allow(STAFF, own={VOLUNTEER: ASSIGNED_TO_THEM}),
+        ESCALATE: allow(STAFF),
+        CANCEL: allow(SYSTEM, STAFF, own={RESIDENT: FOR_THEM}),
+        REJECT: allow(STAFF),
+        REOPEN: allow(SYSTEM, STAFF, own={RESIDENT: FOR_THEM}),
+        MERGE: allow(STAFF),
+        NOTE: allow(SYSTEM, STAFF, own={RESIDENT: FOR_THEM}),
+        ATTACH: allow(SYSTEM, STAFF, own={RESIDENT: FOR_THEM}),
+        # The catalogue: everyone reads it, staff keep it.
+        "requests.Categories.get": allow(SYSTEM, STAFF, VOLUNTEER, RESIDENT, HEALTH),
         "requests.Categories.post": allow(SYSTEM, STAFF),
+        "requests.Category.get": allow(SYSTEM, STAFF, VOLUNTEER, RESIDENT, HEALTH),
+        "requests.Category.patch": allow(SYSTEM, STAFF),
+        # The grid and the people on it.
+        "requests.GridNodes.get": allow(SYSTEM, STAFF),
+        "requests.GridNodes.post": allow(SYSTEM, STAFF),
+        "requests.GridNode.get": allow(SYSTEM, STAFF),
+        "requests.GridNode.patch": allow(SYSTEM, STAFF),
         "requests.Residents.post": allow(SYSTEM, STAFF),
+        "requests.Residents.get": allow(SYSTEM, STAFF),
         "requests.Resident.get": allow(SYSTEM, STAFF, own={RESIDENT: FOR_THEM}),
+        "requests.Resident.patch": allow(SYSTEM, STAFF),
+        # The health register: sensitive, read by the health role alone; staff may add to it.
+        "requests.HealthNotes.get": allow(HEALTH),
+        "requests.HealthNotes.post": allow(STAFF, HEALTH),
     },
 )
 
@@ -51,14 +87,20 @@ class PartyToTheService(Forbidden):
     title = "A party to the service cannot confirm it"
 
 
-def check_may_confirm(request: ServiceRequest, confirmer: Principal, reason: str) -> None:
-    """Separation of duties: the resident, or staff who took no part in it, with a reason."""
+def check_may_confirm(
+    request: ServiceRequest, confirmer: Principal, reason: str, *, as_proxy: bool = False
+) -> None:
+    """Separation of duties: the resident (or a neighbour standing in for them), or staff who
+    took no part in it, with a reason."""
     if confirmer.is_system:
         raise Forbidden(
             "Only the resident who asked, or staff on their behalf with their own token, may "
             "confirm a request; a system or console known by an API key may not"
         )
-    POLICY.check_owner(CONFIRM, confirmer, request, hidden_as=no_request(request.id))
+    if as_proxy:
+        POLICY.check_role(CONFIRM, confirmer)
+    else:
+        POLICY.check_owner(CONFIRM, confirmer, request, hidden_as=no_request(request.id))
     if confirmer.role == STAFF and not reason:
         raise Invalid(
             "Staff confirming on the resident's behalf must give the reason in note",

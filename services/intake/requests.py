@@ -1,46 +1,141 @@
-"""Requests through the one door: submitted, followed through dispatch, confirmed by residents."""
+"""Requests through the one door: submitted, followed through dispatch, confirmed by residents,
+along an explicit state machine whose every step lands on the request's timeline."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, insert, select
+from sqlalchemy import Table, and_, bindparam, insert, select
 from sqlalchemy.orm import Session, lazyload, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
-from services.intake.directory import find_category_and_home
-from services.intake.models import ServiceRequest, TimelineEntry, messaging
+from services.intake import catalogue, directory
+from services.intake.models import (
+    Category,
+    GridNode,
+    Resident,
+    ServiceRequest,
+    TimelineEntry,
+    messaging,
+)
+from services.intake.policy import (
+    ATTACH,
+    CANCEL,
+    ESCALATE,
+    MERGE,
+    NOTE,
+    POLICY,
+    REJECT,
+    REOPEN,
+    START,
+    TRIAGE,
+    check_may_confirm,
+    no_request,
+    no_resident,
+)
 from services.intake.policy import PartyToTheService as PartyToTheService
-from services.intake.policy import check_may_confirm, no_request
 from shared import events
 from shared.auth import Principal
 from shared.clock import utcnow
 from shared.errors import Conflict, Invalid
-from shared.paging import fetch_page
+from shared.events import PRIORITIES
 from shared.people import address
 
 SUBMITTED = "submitted"
 NEEDS_TRIAGE = "needs_triage"
+TRIAGED = "triaged"
 ASSIGNED = "assigned"
 ACCEPTED = "accepted"
+IN_SERVICE = "in_service"
 COMPLETED = "completed"
 CONFIRMED = "confirmed"
-STATUSES = (SUBMITTED, NEEDS_TRIAGE, ASSIGNED, ACCEPTED, COMPLETED, CONFIRMED)
-# Events from dispatch may be handled out of order by concurrent workers: a request's
-# status only moves forward along this order, whatever order its events arrive in.
-_RANK = {status: rank for rank, status in enumerate(STATUSES)}
-CHANNELS = ("api", "app", "walk_in", "talk_point", "watch_post", "patrol", "hotline", "phone")
+CLOSED = "closed"
+CANCELLED = "cancelled"
+REJECTED = "rejected"
+REOPENED = "reopened"
+ESCALATED = "escalated"
+STATUSES = (
+    SUBMITTED,
+    NEEDS_TRIAGE,
+    TRIAGED,
+    ASSIGNED,
+    ACCEPTED,
+    IN_SERVICE,
+    COMPLETED,
+    CONFIRMED,
+    CLOSED,
+    CANCELLED,
+    REJECTED,
+    REOPENED,
+    ESCALATED,
+)
+# Someone still has to act: the deadlines run, and the lists call these open.
+OPEN = (SUBMITTED, NEEDS_TRIAGE, TRIAGED, ASSIGNED, ACCEPTED, IN_SERVICE, REOPENED, ESCALATED)
+WAITING_FOR_SOMEONE = frozenset((SUBMITTED, NEEDS_TRIAGE, TRIAGED, REOPENED, ESCALATED))
+
+# What people do to a request, and the statuses each may be done from.
+TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
+    "triage": (frozenset((SUBMITTED, NEEDS_TRIAGE, ESCALATED, REOPENED)), TRIAGED),
+    "start": (frozenset((ASSIGNED, ACCEPTED, ESCALATED)), IN_SERVICE),
+    "escalate": (frozenset(OPEN) - {ESCALATED}, ESCALATED),
+    "cancel": (frozenset(OPEN), CANCELLED),
+    "reject": (frozenset(OPEN) - {IN_SERVICE}, REJECTED),
+    "merge": (frozenset(OPEN), CLOSED),
+    "confirm": (frozenset((COMPLETED,)), CONFIRMED),
+    "close": (frozenset((COMPLETED,)), CLOSED),
+    "reopen": (frozenset((COMPLETED, CONFIRMED, CLOSED)), REOPENED),
+}
+# What dispatch tells of a request, and the statuses that news moves it from. Its events may
+# be handled out of order by concurrent workers: news never moves a request back, and news of
+# a request no longer in service is kept on the timeline but changes nothing.
+NEWS: dict[str, frozenset[str]] = {
+    ASSIGNED: WAITING_FOR_SOMEONE,
+    NEEDS_TRIAGE: frozenset((SUBMITTED, TRIAGED, REOPENED)),
+    ACCEPTED: WAITING_FOR_SOMEONE | {ASSIGNED},
+    COMPLETED: frozenset(OPEN),
+}
+CHANNELS = (
+    "api",
+    "app",
+    "phone",
+    "walk_in",
+    "talk_point",
+    "watch_post",
+    "patrol",
+    "hotline",
+    "partner_system",
+)
+URGENCY = {priority: rank for rank, priority in enumerate(PRIORITIES)}
+# A deadline column that sorts and compares without NULLs: none pending.
+FAR_FUTURE = datetime(9999, 12, 31, tzinfo=UTC)
+DUPLICATE_WINDOW = timedelta(days=7)
+# How long a completed request waits for its resident's confirmation before it is closed, and
+# how long after completion it may be reopened.
+CONFIRM_WITHIN = timedelta(days=7)
+REOPEN_WITHIN = timedelta(days=14)
+INTAKE = "system:intake"
+
+
+class IllegalTransition(Conflict):
+    """The request's status does not allow what was asked; the problem names the status."""
+
+    code = "illegal-transition"
+    title = "Not allowed in the request's current status"
 
 
 _requests = cast(Table, ServiceRequest.__table__)
 _insert_request = insert(_requests)
-_WITHOUT_TIMELINE = (lazyload(ServiceRequest.timeline),)
+_WITHOUT_TIMELINE = (lazyload(ServiceRequest.timeline), lazyload(ServiceRequest.duplicates))
 _timeline = cast(Table, TimelineEntry.__table__)
 _insert_entry = insert(_timeline).returning(_timeline.c.id)
+_categories = cast(Table, Category.__table__)
+_residents = cast(Table, Resident.__table__)
+_nodes = cast(Table, GridNode.__table__)
 
 
 @dataclass(frozen=True)
@@ -51,63 +146,189 @@ class Location:
     household: str
 
 
+@dataclass(frozen=True)
+class Reporter:
+    """Who reported a request when they are not a registered resident."""
+
+    name: str
+    phone: str | None = None
+
+
+# The category, the resident's home and a request of the same household and category in the
+# last week, read in one statement: every request through the door pays for this read.
+_latest_of_household = (
+    select(_requests.c.id)
+    .where(
+        _requests.c.community == _nodes.c.community,
+        _requests.c.building == _nodes.c.building,
+        _requests.c.unit == _nodes.c.unit,
+        _requests.c.household == _nodes.c.household,
+        _requests.c.category == bindparam("category"),
+        _requests.c.created_at >= bindparam("since"),
+        _requests.c.status.not_in((CANCELLED, REJECTED)),
+        _requests.c.duplicate_of.is_(None),
+    )
+    .order_by(_requests.c.created_at.desc())
+    .limit(1)
+    .correlate(_nodes)
+    .scalar_subquery()
+)
+_category_and_home = (
+    select(
+        _categories.c.code.label("category_code"),
+        *directory.CATEGORY_COLUMNS,
+        _nodes.c.community,
+        _nodes.c.building,
+        _nodes.c.unit,
+        _nodes.c.household,
+        _latest_of_household.label("latest"),
+    )
+    .select_from(
+        _residents.join(_nodes, _nodes.c.id == _residents.c.household_id).outerjoin(
+            _categories,
+            and_(
+                _categories.c.code == bindparam("category"),
+                _categories.c.is_active.is_(True),
+            ),
+        )
+    )
+    .where(_residents.c.id == bindparam("resident_id"))
+)
+
+
+def _deadlines(
+    category: Category | Mapping[str, Any], priority: str, start: datetime
+) -> dict[str, Any]:
+    acknowledge, resolve = catalogue.deadlines_of(category, priority)
+    acknowledge_by = start + timedelta(minutes=acknowledge)
+    return {
+        "acknowledge_by": acknowledge_by,
+        "resolve_by": start + timedelta(minutes=resolve),
+        "due_at": acknowledge_by,
+    }
+
+
+def _place(
+    session: Session,
+    *,
+    category: str,
+    resident_id: str | None,
+    address_text: str | None,
+    community: str | None,
+) -> tuple[Mapping[str, Any], dict[str, Any], str | None]:
+    """The category, where the request is (empty when not placed) and a possible duplicate."""
+    if resident_id is not None:
+        found = session.execute(
+            _category_and_home,
+            {
+                "category": category,
+                "resident_id": resident_id,
+                "since": utcnow() - DUPLICATE_WINDOW,
+            },
+        ).first()
+        if found is None:
+            directory.active_category(session, category)
+            raise no_resident(resident_id)
+        if found.category_code is None:
+            directory.active_category(session, category)
+        place = {key: found._mapping[key] for key in ("community", "building", "unit", "household")}
+        return dict(found._mapping), place, found.latest
+    if not address_text:
+        raise Invalid(
+            "Give the resident_id of a registered resident, or the address where the service "
+            "is needed",
+            field="resident_id",
+        )
+    found_category = directory.active_category(session, category)
+    node = directory.match_address(session, address_text, community=community)
+    if node is None:
+        return found_category, {}, None
+    place = {level: getattr(node, level) for level in directory.LEVELS}
+    return found_category, place, None
+
+
 def submit_request(
     session: Session,
     *,
     submitted_by: Principal,
     category: str,
     summary: str,
-    resident_id: str,
+    resident_id: str | None = None,
     details: str = "",
     priority: str | None = None,
     channel: str = "api",
     external_ref: str | None = None,
     location: Location | None = None,
+    address: str | None = None,
+    community: str | None = None,
+    reporter: Reporter | None = None,
+    answers: Mapping[str, Any] | None = None,
+    attachments: Sequence[Mapping[str, str]] = (),
 ) -> ServiceRequest:
-    """Validate a request against the catalogue and the grid, store it and announce it."""
-    default_priority, home = find_category_and_home(
-        session, category=category, resident_id=resident_id
-    )
-    if location is not None and (
-        location.community,
-        location.building,
-        location.unit,
-        location.household,
-    ) != (home.community, home.building, home.unit, home.number):
-        raise Invalid(
-            f"Resident {resident_id} lives at {home.community}/{home.building}-{home.unit}-"
-            f"{home.number}, not at the location given",
-            field="location",
-        )
+    """Check a request against the catalogue and the grid, store it and, once it names a
+    resident at a household, announce it to dispatch."""
     if channel not in CHANNELS:
         raise Invalid(f"Unknown channel {channel!r}", field="channel")
+    found, place, latest = _place(
+        session,
+        category=category,
+        resident_id=resident_id,
+        address_text=address,
+        community=community,
+    )
+    catalogue.check_submission(found)
+    checked_answers = catalogue.check_answers(found["questions"] or (), answers or {})
+    if location is not None and resident_id is not None:
+        home = (place["community"], place["building"], place["unit"], place["household"])
+        if (location.community, location.building, location.unit, location.household) != home:
+            raise Invalid(
+                f"Resident {resident_id} lives at {home[0]}/{home[1]}-{home[2]}-{home[3]}, "
+                "not at the location given",
+                field="location",
+            )
+    elif location is not None:
+        node = directory.find_node(session, directory.Place(**vars(location)))
+        place = {level: getattr(node, level) for level in directory.LEVELS}
+    priority = priority or found["default_priority"]
     now = utcnow()
+    is_on_behalf = submitted_by.role != "resident"
     # Every column is given, those a new request does not have yet as NULL, so that the
     # request put in the session below is fully loaded.
     row: dict[str, Any] = dict.fromkeys(_requests.c.keys()) | {
         "id": uuid.uuid4().hex,
         "category": category,
-        "priority": priority or default_priority,
+        "priority": priority,
+        "urgency": URGENCY[priority],
         "status": SUBMITTED,
         "summary": summary,
         "details": details,
         "channel": channel,
         "external_ref": external_ref,
         "submitted_by": submitted_by.subject,
+        "is_on_behalf": is_on_behalf and resident_id is not None,
         "resident_id": resident_id,
-        "community": home.community,
-        "building": home.building,
-        "unit": home.unit,
-        "household": home.number,
+        "reporter_name": reporter.name if reporter else None,
+        "reporter_phone": reporter.phone if reporter else None,
+        "address_text": address,
+        "answers": checked_answers,
+        "attachments": [_attachment(item, submitted_by, now) for item in attachments],
+        "possible_duplicate_of": latest,
+        "escalated_at": None,
         "created_at": now,
         "updated_at": now,
+        **place,
+        **_deadlines(found, priority, now),
     }
     first: dict[str, Any] = {
         "request_id": row["id"],
         "status": SUBMITTED,
-        "note": f"Submitted through {channel}",
-        "details": {},
+        "action": "submitted",
+        "actor": _actor(submitted_by),
+        "is_public": True,
+        "note": _submission_note(submitted_by, channel, row),
+        "details": {"possible_duplicate_of": latest} if latest else {},
         "at": now,
+        "recorded_at": now,
     }
     # Two plain INSERTs rather than the ORM's unit of work, which cost more than the rest of
     # the request; the rows are then put in the session as loaded, for callers that go on.
@@ -115,9 +336,31 @@ def submit_request(
     entry_id = session.execute(_insert_entry, first).scalar_one()
     request = ServiceRequest(**row)
     request.timeline = [TimelineEntry(id=entry_id, **first)]
+    set_committed_value(request, "duplicates", [])
     make_transient_to_detached(request.timeline[0])
     make_transient_to_detached(request)
     session.add(request)
+    _announce(session, request, now)
+    return request
+
+
+def _submission_note(by: Principal, channel: str, row: Mapping[str, Any]) -> str:
+    note = f"Submitted through {channel}"
+    if row["is_on_behalf"]:
+        note += f", filed by {_actor(by)} on the resident's behalf"
+    if row["resident_id"] is None:
+        note += ", by " + (row["reporter_name"] or "an unregistered reporter")
+    if row["household"] is None:
+        note += f"; address kept as typed for staff to place: {row['address_text']!r}"
+    if row["possible_duplicate_of"]:
+        note += f"; may repeat request {row['possible_duplicate_of']}"
+    return note
+
+
+def _announce(session: Session, request: ServiceRequest, at: datetime) -> bool:
+    """Tell dispatch of a request once it names a resident at a household; False until then."""
+    if request.resident_id is None or request.household is None:
+        return False
     messaging.stage(
         session,
         events.REQUEST_SUBMITTED,
@@ -133,10 +376,25 @@ def submit_request(
                 "unit": request.unit,
                 "household": request.household,
             },
-            "submitted_at": now,
+            "submitted_at": at,
         },
     )
-    return request
+    return True
+
+
+def _actor(principal: Principal) -> str:
+    return address("system" if principal.is_system else principal.role, principal.subject)
+
+
+def _attachment(item: Mapping[str, str], by: Principal, at: datetime) -> dict[str, str]:
+    if not item["url"].startswith(("https://", "http://")) or any(c.isspace() for c in item["url"]):
+        raise Invalid(f"Not an http or https URL: {item['url'][:100]!r}", field="attachments")
+    return {
+        "url": item["url"],
+        "description": item.get("description", ""),
+        "added_by": _actor(by),
+        "added_at": at.isoformat(),
+    }
 
 
 def get_request(
@@ -164,65 +422,336 @@ def get_request(
     return request
 
 
-@dataclass(frozen=True)
-class RequestFilter:
-    status: tuple[str, ...] = ()
-    category: str | None = None
-    community: str | None = None
-    building: str | None = None
-    resident_id: str | None = None
-
-
-def _filtered(query: Select[Any], where: RequestFilter) -> Select[Any]:
-    if where.status:
-        query = query.where(ServiceRequest.status.in_(where.status))
-    for column, value in (
-        (ServiceRequest.category, where.category),
-        (ServiceRequest.community, where.community),
-        (ServiceRequest.building, where.building),
-        (ServiceRequest.resident_id, where.resident_id),
-    ):
-        if value is not None:
-            query = query.where(column == value)
-    return query
-
-
-def list_requests(
-    session: Session, *, where: RequestFilter, offset: int, limit: int
-) -> tuple[list[ServiceRequest], int]:
-    """A page of requests, newest first, and how many match in all."""
-    query = _filtered(select(ServiceRequest), where).order_by(
-        ServiceRequest.created_at.desc(), ServiceRequest.id
+def _record(
+    session: Session,
+    request: ServiceRequest,
+    status: str,
+    note: str,
+    *,
+    at: datetime,
+    action: str | None = None,
+    actor: str = "",
+    is_public: bool = True,
+    details: Mapping[str, Any] | None = None,
+) -> None:
+    session.add(
+        TimelineEntry(
+            request=request,
+            status=status,
+            action=action or status,
+            actor=actor,
+            is_public=is_public,
+            note=note,
+            details=dict(details or {}),
+            at=at,
+            recorded_at=utcnow(),
+        )
     )
-    return fetch_page(session, query, offset=offset, limit=limit)
+
+
+def _move(request: ServiceRequest, action: str) -> str:
+    """The status ``action`` takes the request to; IllegalTransition from any other."""
+    allowed, target = TRANSITIONS[action]
+    if request.status not in allowed:
+        raise IllegalTransition(
+            f"Request {request.id} is {request.status}: it cannot {action} from there "
+            f"(only from {', '.join(sorted(allowed))})",
+            current_status=request.status,
+        )
+    return target
+
+
+def _held(session: Session, request_id: str, by: Principal, operation: str) -> ServiceRequest:
+    """The request locked for a change, if ``by`` may make it (else as if it did not exist)."""
+    request = get_request(session, request_id, for_update=True)
+    POLICY.check_owner(operation, by, request, hidden_as=no_request(request_id))
+    return request
+
+
+def _change(
+    session: Session,
+    request: ServiceRequest,
+    action: str,
+    by: Principal,
+    note: str,
+    *,
+    is_public: bool = True,
+    details: Mapping[str, Any] | None = None,
+) -> datetime:
+    """Move ``request`` by ``action`` and put it on the timeline; when it happened."""
+    request.status = _move(request, action)
+    now = utcnow()
+    request.updated_at = now
+    if request.status not in OPEN:
+        request.due_at = FAR_FUTURE
+    _record(
+        session,
+        request,
+        request.status,
+        note,
+        at=now,
+        action=action,
+        actor=_actor(by),
+        is_public=is_public,
+        details=details,
+    )
+    return now
+
+
+def _reason(note: str | None, *, field: str = "reason") -> str:
+    reason = (note or "").strip()
+    if not reason:
+        raise Invalid("Say why", field=field)
+    return reason
+
+
+def triage_request(
+    session: Session,
+    *,
+    request_id: str,
+    triaged_by: Principal,
+    note: str | None = None,
+    category: str | None = None,
+    priority: str | None = None,
+    location: Location | None = None,
+    resident_id: str | None = None,
+) -> ServiceRequest:
+    """Staff look a request over: its category, priority, place and resident, as they judge;
+    once it names a resident at a household, dispatch routes it (again)."""
+    request = _held(session, request_id, triaged_by, TRIAGE)
+    _move(request, "triage")
+    changed: dict[str, Any] = {}
+    if category is not None and category != request.category:
+        directory.active_category(session, category)
+        changed["category"] = (request.category, category)
+        request.category = category
+    if priority is not None and priority != request.priority:
+        changed["priority"] = (request.priority, priority)
+        request.priority = priority
+        request.urgency = URGENCY[priority]
+    if resident_id is not None:
+        resident = session.get(Resident, resident_id)
+        if resident is None:
+            raise no_resident(resident_id)
+        request.resident_id = resident_id
+        changed["resident_id"] = resident_id
+        if location is None:
+            home = resident.household
+            location = Location(home.community, home.building, home.unit, home.household)
+    if location is not None:
+        node = directory.find_node(session, directory.Place(**vars(location)))
+        if node.kind != "household":
+            raise Invalid(
+                f"{node.path} is a {node.kind}: place it at a household", field="location"
+            )
+        for level in directory.LEVELS:
+            setattr(request, level, getattr(node, level))
+        changed["location"] = node.path
+    if "category" in changed or "priority" in changed:
+        deadlines = _deadlines(
+            catalogue.get_category(session, request.category), request.priority, request.created_at
+        )
+        request.acknowledge_by, request.resolve_by = (
+            deadlines["acknowledge_by"],
+            deadlines["resolve_by"],
+        )
+        request.due_at = request.acknowledge_by
+    text = "Triaged" + "".join(f"; {key} {value}" for key, value in changed.items())
+    if note:
+        text += f": {note.strip()}"
+    now = _change(
+        session, request, "triage", triaged_by, text, is_public=False, details={"changed": changed}
+    )
+    if request.assignment_id is None:
+        _announce(session, request, now)
+    return request
+
+
+def start_service(
+    session: Session, *, request_id: str, started_by: Principal, note: str | None = None
+) -> ServiceRequest:
+    """The volunteer (or staff for them) is at work on the request."""
+    request = _held(session, request_id, started_by, START)
+    _change(
+        session,
+        request,
+        "start",
+        started_by,
+        "In service" + (f": {note.strip()}" if note else ""),
+    )
+    request.due_at = request.resolve_by or FAR_FUTURE
+    return request
+
+
+def escalate_request(
+    session: Session, *, request_id: str, escalated_by: Principal, reason: str | None
+) -> ServiceRequest:
+    """Staff raise a request to the people responsible for its place."""
+    why = _reason(reason)
+    request = _held(session, request_id, escalated_by, ESCALATE)
+    at = _change(session, request, "escalate", escalated_by, f"Escalated: {why}", is_public=False)
+    request.escalated_at = at
+    return request
+
+
+def _withdraw(
+    session: Session, request: ServiceRequest, action: str, by: Principal, note: str
+) -> ServiceRequest:
+    at = _change(session, request, action, by, note, details={"reason": note})
+    messaging.stage(
+        session,
+        events.REQUEST_WITHDRAWN,
+        {
+            "request_id": request.id,
+            "status": request.status,
+            "reason": note,
+            "withdrawn_by": _actor(by),
+            "withdrawn_at": at,
+        },
+    )
+    return request
+
+
+def cancel_request(
+    session: Session, *, request_id: str, cancelled_by: Principal, reason: str | None
+) -> ServiceRequest:
+    """The resident (or staff, or the system that filed it) no longer needs the service."""
+    why = _reason(reason)
+    request = _held(session, request_id, cancelled_by, CANCEL)
+    return _withdraw(session, request, "cancel", cancelled_by, f"Cancelled: {why}")
+
+
+def reject_request(
+    session: Session, *, request_id: str, rejected_by: Principal, reason: str | None
+) -> ServiceRequest:
+    """Staff refuse a request the neighbourhood does not serve, saying why."""
+    why = _reason(reason)
+    request = _held(session, request_id, rejected_by, REJECT)
+    return _withdraw(session, request, "reject", rejected_by, f"Rejected: {why}")
+
+
+def merge_request(
+    session: Session, *, request_id: str, into: str, merged_by: Principal, note: str | None = None
+) -> ServiceRequest:
+    """Staff close a duplicate into the request it repeats, so that one need earns one credit;
+    each names the other."""
+    if into == request_id:
+        raise Invalid("A request cannot be merged into itself", field="into")
+    duplicate = _held(session, request_id, merged_by, MERGE)
+    original = get_request(session, into, for_update=True)
+    if original.status in (CANCELLED, REJECTED) or original.duplicate_of is not None:
+        raise IllegalTransition(
+            f"Request {into} is {original.status}"
+            + (f", merged into {original.duplicate_of}" if original.duplicate_of else "")
+            + ": merge into the request that carries the need",
+            current_status=original.status,
+            field="into",
+        )
+    text = f"Merged into request {into}" + (f": {note.strip()}" if note else "")
+    _withdraw(session, duplicate, "merge", merged_by, text)
+    duplicate.duplicate_of = into
+    original.updated_at = utcnow()
+    _record(
+        session,
+        original,
+        original.status,
+        f"Request {request_id} merged into this one",
+        at=original.updated_at,
+        action="merged",
+        actor=_actor(merged_by),
+        details={"duplicate": request_id},
+    )
+    return duplicate
+
+
+def reopen_request(
+    session: Session,
+    *,
+    request_id: str,
+    reopened_by: Principal,
+    reason: str | None,
+    reopen_within: timedelta = REOPEN_WITHIN,
+) -> ServiceRequest:
+    """The need came back or the work did not hold: the request goes back to the same team."""
+    why = _reason(reason)
+    request = _held(session, request_id, reopened_by, REOPEN)
+    _move(request, "reopen")
+    if request.completed_at is not None and utcnow() > request.completed_at + reopen_within:
+        raise IllegalTransition(
+            f"Request {request_id} was completed more than {reopen_within.days} days ago: "
+            "submit a new request",
+            current_status=request.status,
+        )
+    at = _change(session, request, "reopen", reopened_by, f"Reopened: {why}")
+    deadlines = _deadlines(catalogue.get_category(session, request.category), request.priority, at)
+    request.acknowledge_by = deadlines["acknowledge_by"]
+    request.resolve_by = deadlines["resolve_by"]
+    request.due_at = deadlines["due_at"]
+    request.accepted_by = request.completed_by = request.confirmed_by = None
+    request.confirmed_as = None
+    messaging.stage(
+        session,
+        events.REQUEST_REOPENED,
+        {
+            "request_id": request.id,
+            "assignment_id": request.assignment_id,
+            "reason": why,
+            "reopened_by": _actor(reopened_by),
+            "reopened_at": at,
+        },
+    )
+    return request
+
+
+@dataclass(frozen=True)
+class Rating:
+    stars: int
+    comment: str | None = None
 
 
 def confirm_request(
-    session: Session, *, request_id: str, confirmed_by: Principal, note: str | None = None
+    session: Session,
+    *,
+    request_id: str,
+    confirmed_by: Principal,
+    note: str | None = None,
+    rating: Rating | None = None,
 ) -> ServiceRequest:
-    """The resident confirms the service was done, or staff do so for them, giving a reason."""
+    """The resident confirms the service was done (and may rate it); a member of their
+    household or the leader of their place may do so for them, recorded as a proxy; staff do
+    so giving a reason."""
     reason = (note or "").strip()
     request = get_request(session, request_id, for_update=True)
-    check_may_confirm(request, confirmed_by, reason)
-    if request.status == CONFIRMED:
-        raise Conflict(f"Request {request_id} is already confirmed")
-    if request.status != COMPLETED:
-        raise Conflict(
-            f"Request {request_id} is {request.status}; only a completed request can be confirmed"
+    relation = None
+    if confirmed_by.role == "resident" and confirmed_by.subject != request.resident_id:
+        relation = directory.proxy_relation(
+            session, request=request, resident_id=confirmed_by.subject
         )
+    check_may_confirm(request, confirmed_by, reason, as_proxy=relation is not None)
+    if request.status == CONFIRMED:
+        raise IllegalTransition(
+            f"Request {request_id} is already confirmed", current_status=request.status
+        )
+    _move(request, "confirm")
     if request.assignee_id is None or request.hours is None:
         raise Conflict(f"Request {request_id} has no recorded volunteer hours to confirm")
     if confirmed_by.role == "staff":
         entry = f"Confirmed by staff {confirmed_by.subject} on the resident's behalf: {reason}"
+        request.confirmed_as = "staff"
+    elif relation is not None:
+        entry = f"Confirmed by {confirmed_by.subject} ({relation}) as a proxy for the resident"
+        entry += f": {reason}" if reason else ""
+        request.confirmed_as = f"proxy: {relation}"
     else:
         entry = "Confirmed by the resident" + (f": {reason}" if reason else "")
-    now = utcnow()
-    request.status = CONFIRMED
-    request.updated_at = now
+        request.confirmed_as = "resident"
     request.confirmed_by = confirmed_by.address
-    _record(
-        session, request, CONFIRMED, entry, at=now, details={"confirmed_by": request.confirmed_by}
-    )
+    if rating is not None:
+        request.rating, request.rating_comment = rating.stars, rating.comment
+    details: dict[str, Any] = {"confirmed_by": request.confirmed_by, "as": request.confirmed_as}
+    if rating is not None:
+        details["rating"] = rating.stars
+    now = _change(session, request, "confirm", confirmed_by, entry, details=details)
     messaging.stage(
         session,
         events.REQUEST_CONFIRMED,
@@ -241,33 +770,117 @@ def confirm_request(
     return request
 
 
-def _record(
-    session: Session,
-    request: ServiceRequest,
-    status: str,
-    note: str,
-    *,
-    at: datetime,
-    details: Mapping[str, Any] | None = None,
-) -> None:
-    session.add(
-        TimelineEntry(request=request, status=status, note=note, details=dict(details or {}), at=at)
+def close_unconfirmed(
+    session: Session, *, confirm_within: timedelta = CONFIRM_WITHIN, batch: int = 500
+) -> dict[str, int]:
+    """Close the completed requests no one confirmed within ``confirm_within``, each saying
+    so; no points are minted for them."""
+    cutoff = utcnow() - confirm_within
+    due = session.scalars(
+        select(ServiceRequest.id)
+        .where(ServiceRequest.status == COMPLETED, ServiceRequest.completed_at <= cutoff)
+        .order_by(ServiceRequest.completed_at)
+        .limit(batch)
+    ).all()
+    closed = 0
+    for request_id in due:
+        request = get_request(session, request_id, for_update=True, with_timeline=False)
+        if request.status != COMPLETED:
+            continue
+        request.status = CLOSED
+        request.updated_at = utcnow()
+        request.due_at = FAR_FUTURE
+        _record(
+            session,
+            request,
+            CLOSED,
+            f"Closed: not confirmed within {confirm_within.days} days of its completion, "
+            "so no points were credited",
+            at=request.updated_at,
+            action="close",
+            actor=INTAKE,
+        )
+        closed += 1
+    return {"closed": closed}
+
+
+def add_note(
+    session: Session, *, request_id: str, text: str, written_by: Principal, is_public: bool
+) -> TimelineEntry:
+    """A note on the request's timeline: public (the resident sees it) or internal."""
+    request = get_request(session, request_id, for_update=True, with_timeline=False)
+    POLICY.check_owner(NOTE, written_by, request, hidden_as=no_request(request_id))
+    if written_by.role == "resident" and not is_public:
+        raise Invalid("A resident's notes are public", field="public")
+    request.updated_at = utcnow()
+    entry = TimelineEntry(
+        request=request,
+        status=request.status,
+        action="note",
+        actor=_actor(written_by),
+        is_public=is_public,
+        note=text,
+        details={},
+        at=request.updated_at,
+        recorded_at=request.updated_at,
     )
+    session.add(entry)
+    session.flush()
+    return entry
 
 
-def _advance(
+def add_attachment(
+    session: Session,
+    *,
+    request_id: str,
+    url: str,
+    description: str = "",
+    added_by: Principal,
+) -> ServiceRequest:
+    """A photo or document, by its URL, kept with the request."""
+    request = _held(session, request_id, added_by, ATTACH)
+    now = utcnow()
+    item = _attachment({"url": url, "description": description}, added_by, now)
+    request.attachments = [*request.attachments, item]
+    request.updated_at = now
+    _record(
+        session,
+        request,
+        request.status,
+        f"Attachment added: {description or url}",
+        at=now,
+        action="attachment",
+        actor=item["added_by"],
+        details={"url": url},
+    )
+    return request
+
+
+# What dispatch tells: assignment, no route, acceptance, completion.
+
+
+def _news(
     session: Session,
     request: ServiceRequest,
     status: str,
     note: str,
     at: datetime,
     details: Mapping[str, Any],
-) -> ServiceRequest:
-    if _RANK[status] > _RANK[request.status]:
+) -> bool:
+    """Put dispatch's news on the timeline and move the request if the news moves it."""
+    moves = request.status in NEWS[status]
+    if moves:
         request.status = status
+        if status == ACCEPTED:
+            request.due_at = request.resolve_by or FAR_FUTURE
+        elif status == COMPLETED:
+            request.due_at = FAR_FUTURE
+            request.completed_at = utcnow()
+    elif request.status in (CANCELLED, REJECTED, CLOSED) and status != NEEDS_TRIAGE:
+        note = f"Ignored news ({note}): the request is {request.status}"
     request.updated_at = utcnow()
-    _record(session, request, status, note, at=at, details=details)
-    return request
+    _record(session, request, status, note, at=at, actor="system:dispatch", details=details)
+    return moves
 
 
 @dataclass(frozen=True)
@@ -301,8 +914,8 @@ def record_assignment(
         "assignee_id": assignee.id,
         "assignee_name": assignee.name,
     }
-    _advance(session, request, ASSIGNED, note, at, details)
-    if is_followed and request.status != CONFIRMED:
+    _news(session, request, ASSIGNED, note, at, details)
+    if is_followed and request.status not in (CONFIRMED, CLOSED, CANCELLED, REJECTED):
         request.assignment_id = assignment_id
         request.assignee_type = assignee.type
         request.assignee_id = assignee.id
@@ -311,7 +924,7 @@ def record_assignment(
 
 def record_unrouted(session: Session, *, request_id: str, reason: str, at: datetime) -> None:
     """Dispatch found no one for the request: staff must triage it."""
-    _advance(
+    _news(
         session,
         get_request(session, request_id, for_update=True, with_timeline=False),
         NEEDS_TRIAGE,
@@ -343,14 +956,17 @@ def record_acceptance(
         "volunteer_id": volunteer_id,
         "accepted_by": accepted_by,
     }
-    request = _advance(
+    request = get_request(session, request_id, for_update=True, with_timeline=False)
+    _news(
         session,
-        get_request(session, request_id, for_update=True, with_timeline=False),
+        request,
         ACCEPTED,
         "Accepted by the volunteer" + _on_behalf(accepted_by, volunteer_id),
         at,
         details,
     )
+    if request.status in (CANCELLED, REJECTED, CLOSED):
+        return
     if request.assignment_id in (None, assignment_id):
         request.accepted_by = accepted_by
     request.assignment_id = request.assignment_id or assignment_id
@@ -394,9 +1010,9 @@ def record_completion(
     }
     if note is not None:
         request.updated_at = utcnow()
-        _record(session, request, COMPLETED, note, at=at, details=details)
+        _record(session, request, COMPLETED, note, at=at, actor="system:dispatch", details=details)
         return
-    _advance(
+    moved = _news(
         session,
         request,
         COMPLETED,
@@ -404,6 +1020,8 @@ def record_completion(
         at,
         details,
     )
+    if not moved and request.status != COMPLETED:
+        return
     request.assignment_id = request.assignment_id or assignment_id
     request.assignee_id = volunteer_id
     request.assignee_type = request.assignee_type or "volunteer"
@@ -421,5 +1039,8 @@ def record_earning_refused(session: Session, *, request_id: str, reason: str, at
         request.status,
         f"No points credited: {reason}",
         at=at,
+        action="earning_refused",
+        actor="system:points",
+        is_public=False,
         details={"earning_refused": reason},
     )

@@ -4,9 +4,151 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, fields, post_load, validate
 
-from services.intake.requests import CHANNELS, STATUSES, Location
+from services.intake.catalogue import GROUPS, QUESTION_TYPES, SENSITIVITIES
+from services.intake.directory import LANGUAGES
+from services.intake.listing import COUNTED_BY, MAX_PAGE_SIZE, SORTS
+from services.intake.models import NODE_KINDS
+from services.intake.requests import CHANNELS, FAR_FUTURE, STATUSES, Location, Rating, Reporter
 from shared.events import CATEGORY_CODE, PRIORITIES, LocationSchema
 from shared.schemas import StrictSchema
+
+CODE = validate.Regexp(CATEGORY_CODE)
+
+
+def _text(most: int, **kwargs: Any) -> fields.Str:
+    return fields.Str(validate=validate.Length(min=1, max=most), **kwargs)
+
+
+class NamesSchema(StrictSchema):
+    """A name in each language the neighbourhood reads."""
+
+    zh_cn = fields.Str(required=True, data_key="zh-CN", validate=validate.Length(min=1, max=100))
+    en = fields.Str(required=True, validate=validate.Length(min=1, max=100))
+
+    @post_load
+    def _as_languages(self, data: dict[str, Any], **_: Any) -> dict[str, str]:
+        return {"zh-CN": data["zh_cn"], "en": data["en"]}
+
+
+class LabelsSchema(NamesSchema):
+    zh_cn = fields.Str(required=True, data_key="zh-CN", validate=validate.Length(min=1, max=300))
+    en = fields.Str(required=True, validate=validate.Length(min=1, max=300))
+
+
+class OptionSchema(StrictSchema):
+    value = fields.Str(required=True, validate=validate.Length(min=1, max=64))
+    labels = fields.Nested(LabelsSchema, required=True)
+
+
+class QuestionSchema(StrictSchema):
+    """An extra question the category asks when a request is submitted."""
+
+    code = fields.Str(required=True, validate=CODE)
+    labels = fields.Nested(LabelsSchema, required=True)
+    type = fields.Str(required=True, validate=validate.OneOf(QUESTION_TYPES))
+    required = fields.Bool(load_default=False)
+    order = fields.Int(strict=True, validate=validate.Range(min=0, max=1000))
+    options = fields.List(
+        fields.Nested(OptionSchema),
+        validate=validate.Length(max=50),
+        metadata={"description": "The choices of a single_choice or multi_choice question"},
+    )
+
+
+class MinutesSchema(StrictSchema):
+    """0 means at once: such a request is overdue from the moment it is made."""
+
+    acknowledge_minutes = fields.Int(
+        required=True, strict=True, validate=validate.Range(min=0, max=525_600)
+    )
+    resolve_minutes = fields.Int(
+        required=True, strict=True, validate=validate.Range(min=0, max=525_600)
+    )
+
+
+class DeadlinesSchema(StrictSchema):
+    """Minutes to acknowledge and to resolve, by priority; a priority left out keeps the
+    house default."""
+
+    low = fields.Nested(MinutesSchema)
+    normal = fields.Nested(MinutesSchema)
+    high = fields.Nested(MinutesSchema)
+    urgent = fields.Nested(MinutesSchema)
+
+
+class NoticeSchema(StrictSchema):
+    """Shown with the category; one that blocks submission queues nothing. Without text (an
+    empty object) it removes the category's notice."""
+
+    text = fields.Nested(LabelsSchema)
+    blocks_submission = fields.Bool(load_default=False)
+    emergency_number = fields.Str(validate=validate.Regexp(r"^[0-9+\- ]{1,20}$"))
+
+
+class CategoryFields(StrictSchema):
+    description = fields.Str(validate=validate.Length(max=2000))
+    group = fields.Str(validate=validate.OneOf(GROUPS))
+    keywords = fields.List(
+        fields.Str(validate=validate.Length(min=1, max=50)), validate=validate.Length(max=50)
+    )
+    default_priority = fields.Str(validate=validate.OneOf(PRIORITIES))
+    deadlines = fields.Nested(DeadlinesSchema)
+    sensitivity = fields.Str(
+        validate=validate.OneOf(SENSITIVITIES),
+        metadata={"description": "health, legal and mediation requests are private"},
+    )
+    questions = fields.List(fields.Nested(QuestionSchema), validate=validate.Length(max=30))
+    notice = fields.Nested(NoticeSchema)
+
+
+class CategoryCreateSchema(CategoryFields):
+    code = fields.Str(required=True, validate=CODE)
+    names = fields.Nested(NamesSchema, required=True)
+
+
+class CategoryUpdateSchema(CategoryFields):
+    names = fields.Nested(NamesSchema)
+    is_active = fields.Bool(metadata={"description": "false withdraws it from new requests"})
+
+
+class CategoryQuerySchema(StrictSchema):
+    group = fields.Str(validate=validate.OneOf(GROUPS))
+    sensitivity = fields.Str(validate=validate.OneOf(SENSITIVITIES))
+    q = _text(100, metadata={"description": "Part of a code, a name or a keyword"})
+    include_inactive = fields.Bool(load_default=False)
+
+
+class CategorySchema(Schema):
+    code = fields.Str()
+    names = fields.Function(lambda c: {"zh-CN": c.name_zh, "en": c.name})
+    description = fields.Str()
+    group = fields.Str()
+    keywords = fields.List(fields.Str())
+    default_priority = fields.Str()
+    deadlines = fields.Dict()
+    sensitivity = fields.Str()
+    is_private = fields.Function(lambda c: c.sensitivity != "none")
+    questions = fields.List(fields.Dict())
+    notice = fields.Dict(allow_none=True)
+    is_active = fields.Bool()
+
+
+class ReporterSchema(StrictSchema):
+    name = fields.Str(required=True, validate=validate.Length(min=1, max=100))
+    phone = fields.Str(validate=validate.Length(min=1, max=32))
+
+    @post_load
+    def _make(self, data: dict[str, Any], **_: Any) -> Reporter:
+        return Reporter(**data)
+
+
+class AttachmentSchema(StrictSchema):
+    url = fields.Str(
+        required=True,
+        validate=validate.Length(min=1, max=2000),
+        metadata={"description": "An http or https URL"},
+    )
+    description = fields.Str(validate=validate.Length(max=300))
 
 
 class RequestCreateSchema(StrictSchema):
@@ -17,10 +159,27 @@ class RequestCreateSchema(StrictSchema):
     )
     summary = fields.Str(required=True, validate=validate.Length(min=1, max=200))
     details = fields.Str(load_default="", validate=validate.Length(max=5000))
-    resident_id = fields.Str(required=True, validate=validate.Length(min=1, max=64))
+    resident_id = fields.Str(
+        validate=validate.Length(min=1, max=64),
+        metadata={"description": "The registered resident it is for; else give address"},
+    )
     location = fields.Nested(
         LocationSchema,
         metadata={"description": "Where the service is needed; if given, the resident's household"},
+    )
+    address = fields.Str(
+        validate=validate.Length(min=1, max=200),
+        metadata={
+            "description": "Where, as the reporter gave it (3-2-501, Building 3, Unit 2, "
+            "Household 501, 3栋2单元501): matched against the grid, else kept for staff to place"
+        },
+    )
+    community = fields.Str(
+        validate=validate.Length(min=1, max=64),
+        metadata={"description": "The community the address is in, where there are several"},
+    )
+    reporter = fields.Nested(
+        ReporterSchema, metadata={"description": "A reporter who is not a registered resident"}
     )
     priority = fields.Str(
         validate=validate.OneOf(PRIORITIES),
@@ -31,12 +190,59 @@ class RequestCreateSchema(StrictSchema):
         validate=validate.Length(max=100),
         metadata={"description": "The posting system's own reference"},
     )
+    answers = fields.Dict(
+        keys=fields.Str(validate=validate.Length(min=1, max=64)),
+        # Each answer's type is its question's: checked against the category, not here.
+        values=fields.Raw(metadata={"description": "A string, number, or list of options"}),
+        validate=validate.Length(max=30),
+        metadata={"description": "Answers to the category's questions, by question code"},
+    )
+    attachments = fields.List(fields.Nested(AttachmentSchema), validate=validate.Length(max=10))
 
     @post_load
     def _locate(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
         if data.get("location") is not None:
             data["location"] = Location(**data["location"])
         return data
+
+
+class ReasonSchema(StrictSchema):
+    reason = fields.Str(required=True, validate=validate.Length(min=1, max=1000))
+
+
+class NoteOnlySchema(StrictSchema):
+    note = fields.Str(validate=validate.Length(min=1, max=1000))
+
+
+class TriageSchema(StrictSchema):
+    note = fields.Str(validate=validate.Length(min=1, max=1000))
+    category = fields.Str(validate=CODE)
+    priority = fields.Str(validate=validate.OneOf(PRIORITIES))
+    location = fields.Nested(LocationSchema, metadata={"description": "Place it at a household"})
+    resident_id = fields.Str(validate=validate.Length(min=1, max=64))
+
+    @post_load
+    def _locate(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        if data.get("location") is not None:
+            data["location"] = Location(**data["location"])
+        return data
+
+
+class MergeSchema(StrictSchema):
+    into = fields.Str(
+        required=True,
+        validate=validate.Length(min=1, max=64),
+        metadata={"description": "The request this one repeats"},
+    )
+    note = fields.Str(validate=validate.Length(min=1, max=1000))
+
+
+class NoteSchema(StrictSchema):
+    text = fields.Str(required=True, validate=validate.Length(min=1, max=5000))
+    public = fields.Bool(
+        load_default=False,
+        metadata={"description": "Shown to the resident (residents' own notes always are)"},
+    )
 
 
 class ConfirmationSchema(StrictSchema):
@@ -47,10 +253,28 @@ class ConfirmationSchema(StrictSchema):
             "residents may leave it out, or send no body at all"
         },
     )
+    rating = fields.Int(
+        strict=True,
+        validate=validate.Range(min=1, max=5),
+        metadata={"description": "How well it was done, 1 to 5 stars"},
+    )
+    comment = fields.Str(validate=validate.Length(min=1, max=1000))
+
+    @post_load
+    def _rate(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        stars = data.pop("rating", None)
+        comment = data.pop("comment", None)
+        if stars is not None:
+            data["rating"] = Rating(stars, comment)
+        return data
 
 
 class TimelineEntrySchema(Schema):
+    id = fields.Int()
     status = fields.Str()
+    action = fields.Str()
+    actor = fields.Str()
+    public = fields.Bool(attribute="is_public")
     note = fields.Str()
     at = fields.DateTime()
 
@@ -61,33 +285,80 @@ class AssigneeSchema(Schema):
     name = fields.Str(attribute="assignee_name")
 
 
-class RequestSchema(Schema):
+def _deadline(value: Any) -> Any:
+    return None if value is None or value >= FAR_FUTURE else value.isoformat()
+
+
+class RequestSummarySchema(Schema):
     id = fields.Str()
     category = fields.Str()
     priority = fields.Str()
     status = fields.Str(metadata={"enum": list(STATUSES)})
-    summary = fields.Str()
-    details = fields.Str()
-    channel = fields.Str()
-    external_ref = fields.Str(allow_none=True)
-    resident_id = fields.Str()
     location = fields.Method("_location")
     assignee = fields.Method("_assignee")
-    hours = fields.Decimal(as_string=True, allow_none=True)
-    created_at = fields.DateTime()
+    due_at = fields.Function(
+        lambda r: _deadline(r.due_at), metadata={"description": "The deadline now pending, if any"}
+    )
     updated_at = fields.DateTime()
-    timeline = fields.List(fields.Nested(TimelineEntrySchema))
 
-    def _location(self, request: object) -> dict[str, str]:
+    def _location(self, request: Any) -> dict[str, str] | None:
+        if request.household is None:
+            return None
         return {
             key: getattr(request, key) for key in ("community", "building", "unit", "household")
         }
 
-    def _assignee(self, request: object) -> dict[str, str] | None:
+    def _assignee(self, request: Any) -> dict[str, str] | None:
         if getattr(request, "assignee_id", None) is None:
             return None
         result: dict[str, str] = AssigneeSchema().dump(request)
         return result
+
+
+class RequestSchema(RequestSummarySchema):
+    summary = fields.Str()
+    details = fields.Str()
+    channel = fields.Str()
+    external_ref = fields.Str(allow_none=True)
+    resident_id = fields.Str(allow_none=True)
+    on_behalf = fields.Bool(
+        attribute="is_on_behalf", metadata={"description": "Filed by staff or a system for them"}
+    )
+    reporter = fields.Method("_reporter")
+    address = fields.Str(attribute="address_text", allow_none=True)
+    answers = fields.Dict()
+    attachments = fields.List(fields.Dict())
+    acknowledge_by = fields.DateTime(allow_none=True)
+    resolve_by = fields.DateTime(allow_none=True)
+    is_overdue = fields.Method("_is_overdue")
+    escalated_at = fields.DateTime(allow_none=True)
+    hours = fields.Decimal(as_string=True, allow_none=True)
+    confirmed_as = fields.Str(allow_none=True)
+    rating = fields.Int(allow_none=True)
+    rating_comment = fields.Str(allow_none=True)
+    possible_duplicate_of = fields.Str(allow_none=True)
+    duplicate_of = fields.Str(allow_none=True)
+    duplicates = fields.Function(lambda r: [d.id for d in r.duplicates])
+    created_at = fields.DateTime()
+    timeline = fields.Method("_timeline")
+
+    def _reporter(self, request: Any) -> dict[str, Any] | None:
+        if request.reporter_name is None:
+            return None
+        return {"name": request.reporter_name, "phone": request.reporter_phone}
+
+    def _is_overdue(self, request: Any) -> bool:
+        from shared.clock import utcnow
+
+        return bool(request.due_at < utcnow())
+
+    def _timeline(self, request: Any) -> list[dict[str, Any]]:
+        # A resident is shown only the public entries (set by the view as ``shown_timeline``).
+        entries = getattr(request, "shown_timeline", None)
+        dumped: list[dict[str, Any]] = TimelineEntrySchema(many=True).dump(
+            request.timeline if entries is None else entries
+        )
+        return dumped
 
 
 class RequestQuerySchema(StrictSchema):
@@ -96,18 +367,62 @@ class RequestQuerySchema(StrictSchema):
         load_default=list,
         metadata={"description": "Repeat to match any of several statuses"},
     )
-    category = fields.Str()
-    community = fields.Str()
-    building = fields.Str()
-    resident_id = fields.Str()
+    open = fields.Bool(metadata={"description": "Only open requests (true) or only the others"})
+    category = fields.List(fields.Str(validate=validate.Length(min=1, max=64)), load_default=list)
+    group = fields.Str(validate=validate.OneOf(GROUPS))
+    community = _text(64)
+    building = _text(32, metadata={"description": "With community: the building and all in it"})
+    unit = _text(32)
+    household = _text(32)
+    priority = fields.List(fields.Str(validate=validate.OneOf(PRIORITIES)), load_default=list)
+    channel = fields.List(fields.Str(validate=validate.OneOf(CHANNELS)), load_default=list)
+    overdue = fields.Bool(metadata={"description": "Past the deadline now pending (true)"})
+    created_after = fields.AwareDateTime()
+    created_before = fields.AwareDateTime()
+    updated_after = fields.AwareDateTime()
+    updated_before = fields.AwareDateTime()
+    assignee_id = _text(64)
+    resident_id = _text(64)
 
 
-class CategorySchema(StrictSchema):
-    code = fields.Str(required=True, validate=validate.Regexp(CATEGORY_CODE))
-    name = fields.Str(required=True, validate=validate.Length(min=1, max=100))
-    description = fields.Str(load_default="", validate=validate.Length(max=2000))
-    default_priority = fields.Str(load_default="normal", validate=validate.OneOf(PRIORITIES))
-    is_active = fields.Bool(dump_only=True)
+class RequestListQuerySchema(RequestQuerySchema):
+    sort = fields.Str(
+        load_default="newest",
+        validate=validate.OneOf(sorted(SORTS)),
+        metadata={"description": "urgency: the highest priority, then the nearest deadline"},
+    )
+    after = _text(500, metadata={"description": "The next_cursor of the previous page"})
+    page_size = fields.Int(load_default=20, validate=validate.Range(min=1, max=MAX_PAGE_SIZE))
+
+
+class CountQuerySchema(RequestQuerySchema):
+    by = fields.Str(required=True, validate=validate.OneOf(COUNTED_BY))
+
+
+class CountSchema(Schema):
+    value = fields.Str(allow_none=True)
+    count = fields.Int()
+
+
+class CountsSchema(Schema):
+    by = fields.Str()
+    counts = fields.List(fields.Nested(CountSchema))
+
+
+class ChangesQuerySchema(StrictSchema):
+    after = _text(30, metadata={"description": "The cursor the previous answer gave"})
+    limit = fields.Int(load_default=100, validate=validate.Range(min=1, max=500))
+
+
+class ChangeSchema(Schema):
+    cursor = fields.Str()
+    entry = fields.Nested(TimelineEntrySchema)
+    request = fields.Nested(RequestSummarySchema)
+
+
+class ChangesSchema(Schema):
+    changes = fields.List(fields.Nested(ChangeSchema))
+    next_cursor = fields.Str(allow_none=True, metadata={"description": "Pass as after next time"})
 
 
 class HouseholdRefSchema(LocationSchema):
@@ -115,20 +430,110 @@ class HouseholdRefSchema(LocationSchema):
         unknown = RAISE
 
 
-class ResidentCreateSchema(StrictSchema):
+class ResponsibleSchema(StrictSchema):
+    """Who answers for a place; without a name (an empty object), no one is named."""
+
+    name = fields.Str(validate=validate.Length(min=1, max=100))
+    phone = fields.Str(validate=validate.Length(min=1, max=32))
+    resident_id = fields.Str(
+        validate=validate.Length(min=1, max=64),
+        metadata={
+            "description": "When they are a registered resident (they may then confirm "
+            "for a neighbour)"
+        },
+    )
+
+
+class PlaceSchema(StrictSchema):
+    community = fields.Str(required=True, validate=validate.Length(min=1, max=64))
+    building = _text(32)
+    unit = _text(32)
+    household = _text(32)
+
+
+class GridNodeCreateSchema(StrictSchema):
+    place = fields.Nested(PlaceSchema, required=True)
+    name = fields.Str(validate=validate.Length(max=100))
+    responsible = fields.Nested(ResponsibleSchema)
+
+
+class GridNodeUpdateSchema(StrictSchema):
+    name = fields.Str(validate=validate.Length(max=100))
+    responsible = fields.Nested(ResponsibleSchema)
+
+
+class GridNodeQuerySchema(StrictSchema):
+    community = _text(64)
+    building = _text(32)
+    unit = _text(32)
+    household = _text(32)
+    kind = fields.Str(validate=validate.OneOf(NODE_KINDS))
+
+
+class GridNodeSchema(Schema):
+    id = fields.Str()
+    kind = fields.Str()
+    path = fields.Str()
+    parent_id = fields.Str(allow_none=True)
+    place = fields.Function(
+        lambda n: {
+            level: getattr(n, level) or None
+            for level in ("community", "building", "unit", "household")
+        }
+    )
+    name = fields.Str()
+    responsible = fields.Method("_responsible")
+
+    def _responsible(self, node: Any) -> dict[str, Any] | None:
+        if node.responsible_name is None:
+            return None
+        return {
+            "name": node.responsible_name,
+            "phone": node.responsible_phone,
+            "resident_id": node.responsible_resident_id,
+        }
+
+
+class ResidentFlagsSchema(StrictSchema):
+    phone = fields.Str(validate=validate.Length(max=32))
+    language = fields.Str(validate=validate.OneOf(LANGUAGES))
+    is_elderly = fields.Bool()
+    lives_alone = fields.Bool()
+    is_disabled = fields.Bool()
+    has_reduced_mobility = fields.Bool()
+
+
+class ResidentCreateSchema(ResidentFlagsSchema):
     name = fields.Str(required=True, validate=validate.Length(min=1, max=100))
     location = fields.Nested(HouseholdRefSchema, required=True)
-    phone = fields.Str(validate=validate.Length(max=32))
-    is_elderly = fields.Bool(load_default=False)
-    lives_alone = fields.Bool(load_default=False)
+
+
+class ResidentUpdateSchema(ResidentFlagsSchema):
+    name = fields.Str(validate=validate.Length(min=1, max=100))
+    location = fields.Nested(HouseholdRefSchema, metadata={"description": "Move them here"})
+
+
+class ResidentQuerySchema(StrictSchema):
+    community = _text(64)
+    building = _text(32)
+    unit = _text(32)
+    household = _text(32)
+    name = _text(100)
+    is_elderly = fields.Bool()
+    lives_alone = fields.Bool()
+    is_disabled = fields.Bool()
+    has_reduced_mobility = fields.Bool()
 
 
 class ResidentSchema(Schema):
     id = fields.Str()
     name = fields.Str()
     phone = fields.Str(allow_none=True)
+    language = fields.Str()
     is_elderly = fields.Bool()
     lives_alone = fields.Bool()
+    is_disabled = fields.Bool()
+    has_reduced_mobility = fields.Bool()
     location = fields.Method("_location")
 
     def _location(self, resident: object) -> dict[str, str]:
@@ -137,5 +542,17 @@ class ResidentSchema(Schema):
             "community": home.community,
             "building": home.building,
             "unit": home.unit,
-            "household": home.number,
+            "household": home.household,
         }
+
+
+class HealthNoteCreateSchema(StrictSchema):
+    note = fields.Str(required=True, validate=validate.Length(min=1, max=5000))
+
+
+class HealthNoteSchema(Schema):
+    id = fields.Int()
+    resident_id = fields.Str()
+    note = fields.Str()
+    written_by = fields.Str()
+    written_at = fields.DateTime()

@@ -1,7 +1,22 @@
-"""intake's periodic jobs, and the modules whose timer handlers ``python -m services.intake
-scheduler`` runs (none yet)."""
+"""intake's periodic jobs, which ``python -m services.intake scheduler`` runs: closing the
+completed requests no one confirmed in time, and the nightly purge."""
 
+from datetime import timedelta
+
+from sqlalchemy.orm import Session
+
+from services.intake import requests
+from services.intake.config import runtime
 from services.intake.models import timers
 from shared.timers import NIGHTLY, nightly_purge
 
+
+def close_unconfirmed(session: Session) -> dict[str, int]:
+    """Close what was not confirmed within ``CONFIRM_WITHIN_DAYS`` of its completion."""
+    days = runtime().settings.confirm_within_days
+    return requests.close_unconfirmed(session, confirm_within=timedelta(days=days))
+
+
+# Every ten minutes: a request is closed at most that long after its time to confirm is out.
+timers.job("close-unconfirmed", cron="*/10 * * * *", run=close_unconfirmed)
 timers.job("purge", cron=NIGHTLY, run=nightly_purge(timers))

@@ -1,4 +1,5 @@
-"""points' consumers: a confirmed service earns its volunteer points.
+"""points' consumers: the hours of a service reported done are held as pending points, and a
+confirmed service earns its volunteer points.
 
 Run with ``dramatiq services.points.actors:start --queues points``: the dramatiq CLI calls
 ``start``, which declares these consumers on the worker's broker.
@@ -12,6 +13,7 @@ from shared.runtime import start_worker
 
 CONSUMERS = Consumers(
     "points",
+    (events.REQUEST_COMPLETED, handlers.on_request_completed),
     (events.REQUEST_CONFIRMED, handlers.on_request_confirmed),
 )
 

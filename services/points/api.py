@@ -1,4 +1,5 @@
-"""points' HTTP API: balances and entries of accounts, transfers and earning rates."""
+"""points' HTTP API: balances and entries of accounts, transfers (written, posted, voided,
+reversed), earning rates with their history, the catalogue and redemptions."""
 
 from __future__ import annotations
 
@@ -7,14 +8,27 @@ from typing import Any
 from flask.views import MethodView
 from flask_smorest.pagination import PaginationParameters
 
-from services.points import ledger
+from services.points import catalogue, ledger
 from services.points.policy import POLICY, no_account, no_transfer
 from services.points.schemas import (
     AccountSchema,
+    CancellationSchema,
+    CatalogueItemSchema,
+    CatalogueItemUpdateSchema,
+    CatalogueQuerySchema,
     EntrySchema,
+    PostingSchema,
+    RateChangeSchema,
     RateSchema,
     RateUpdateSchema,
+    RedemptionCreateSchema,
+    RedemptionQuerySchema,
+    RedemptionSchema,
+    ReversalSchema,
+    TransferCreateSchema,
+    TransferQuerySchema,
     TransferSchema,
+    VoidingSchema,
 )
 from shared.admission import caller, enforce, operation
 from shared.openapi import Blueprint
@@ -26,6 +40,11 @@ blp = Blueprint("points", __name__, url_prefix="/v1", description="The moral ban
 STAFF_ONLY = "The caller is not staff"
 STAFF_OR_VOLUNTEER = "The caller is neither staff nor a volunteer"
 NO_ACCOUNT = "No such account, or a volunteer asked for someone else's"
+NO_TRANSFER = "No such transfer"
+REFUSED = (
+    "The ledger refuses it as things stand: too few points available, an id that names a "
+    "different transfer (the problem's field says which), or a pending transfer ended already"
+)
 
 
 @blp.route("/accounts/<holder>")
@@ -52,6 +71,74 @@ class AccountEntries(MethodView):
         return paged(
             current_service().db, pagination_parameters, ledger.list_entries, holder=holder
         )
+
+
+@blp.route("/transfers")
+class Transfers(MethodView):
+    @blp.arguments(TransferQuerySchema, location="query")
+    @blp.response(200, TransferSchema(many=True))
+    @blp.alt_response(403, description=STAFF_OR_VOLUNTEER)
+    @blp.paginate()
+    def get(self, query: dict[str, Any], pagination_parameters: PaginationParameters) -> Any:
+        """List transfers, newest first"""
+        query.update(POLICY.scope(operation(), caller()))
+        return paged(current_service().db, pagination_parameters, ledger.list_transfers, **query)
+
+    @blp.arguments(TransferCreateSchema)
+    @blp.response(201, TransferSchema)
+    @blp.alt_response(403, description=STAFF_ONLY)
+    @blp.alt_response(409, description=REFUSED)
+    @blp.alt_response(422, description="Invalid fields, or accounts the kind does not move between")
+    def post(self, data: dict[str, Any]) -> Any:
+        """Write a transfer: an adjustment, a gift, a donation or an expiry"""
+        order = ledger.TransferOrder(**data, operator=caller().address)
+        with current_service().db.transaction() as session:
+            return ledger.create_transfer(session, order=order)
+
+
+@blp.route("/transfers/<transfer_id>/posting")
+class TransferPosting(MethodView):
+    @blp.arguments(PostingSchema)
+    @blp.response(200, TransferSchema)
+    @blp.alt_response(403, description=STAFF_ONLY)
+    @blp.alt_response(404, description=NO_TRANSFER)
+    @blp.alt_response(409, description=REFUSED)
+    def post(self, data: dict[str, Any], transfer_id: str) -> Any:
+        """Post a pending transfer, in whole or in part"""
+        with current_service().db.transaction() as session:
+            return ledger.post_pending(
+                session, transfer_id=transfer_id, operator=caller().address, **data
+            )
+
+
+@blp.route("/transfers/<transfer_id>/voiding")
+class TransferVoiding(MethodView):
+    @blp.arguments(VoidingSchema)
+    @blp.response(200, TransferSchema)
+    @blp.alt_response(403, description=STAFF_ONLY)
+    @blp.alt_response(404, description=NO_TRANSFER)
+    @blp.alt_response(409, description=REFUSED)
+    def post(self, data: dict[str, Any], transfer_id: str) -> Any:
+        """Void a pending transfer: what it holds is released"""
+        with current_service().db.transaction() as session:
+            return ledger.void_pending(
+                session, transfer_id=transfer_id, operator=caller().address, **data
+            )
+
+
+@blp.route("/transfers/<transfer_id>/reversal")
+class TransferReversal(MethodView):
+    @blp.arguments(ReversalSchema)
+    @blp.response(201, TransferSchema)
+    @blp.alt_response(403, description=STAFF_ONLY)
+    @blp.alt_response(404, description=NO_TRANSFER)
+    @blp.alt_response(409, description=REFUSED)
+    def post(self, data: dict[str, Any], transfer_id: str) -> Any:
+        """Reverse a transfer, once, with a reason: the reversal moves its points back"""
+        with current_service().db.transaction() as session:
+            return ledger.reverse_transfer(
+                session, transfer_id=transfer_id, operator=caller().address, **data
+            )
 
 
 @blp.route("/transfers/<transfer_id>")
@@ -87,7 +174,132 @@ class Rate(MethodView):
     def put(self, data: dict[str, Any], category: str) -> Any:
         """Set a category's earning rate"""
         with current_service().db.transaction() as session:
-            return ledger.set_rate(session, category=category, **data)
+            return ledger.set_rate(session, category=category, set_by=caller().address, **data)
+
+
+@blp.route("/rates/<category>/history")
+class RateHistory(MethodView):
+    @blp.response(200, RateChangeSchema(many=True))
+    @blp.paginate()
+    def get(self, category: str, pagination_parameters: PaginationParameters) -> Any:
+        """List the rates a category was given, newest first"""
+        return paged(
+            current_service().db, pagination_parameters, ledger.list_rate_changes, category=category
+        )
+
+
+@blp.route("/catalogue")
+class Catalogue(MethodView):
+    @blp.arguments(CatalogueQuerySchema, location="query")
+    @blp.response(200, CatalogueItemSchema(many=True))
+    @blp.paginate()
+    def get(self, query: dict[str, Any], pagination_parameters: PaginationParameters) -> Any:
+        """List what points buy, by name"""
+        return paged(current_service().db, pagination_parameters, catalogue.list_items, **query)
+
+
+@blp.route("/catalogue/<item_id>")
+class CatalogueItem(MethodView):
+    @blp.response(200, CatalogueItemSchema)
+    @blp.alt_response(404, description="No such item")
+    def get(self, item_id: str) -> Any:
+        """Show a catalogue item"""
+        with current_service().db.read() as session:
+            return catalogue.get_item(session, item_id)
+
+    @blp.arguments(CatalogueItemUpdateSchema)
+    @blp.response(200, CatalogueItemSchema)
+    @blp.alt_response(403, description=STAFF_ONLY)
+    @blp.alt_response(422, description="Invalid fields")
+    def put(self, data: dict[str, Any], item_id: str) -> Any:
+        """Add an item to the catalogue or change it: price, stock, limit, when it can be had"""
+        with current_service().db.transaction() as session:
+            return catalogue.put_item(session, item_id=item_id, **data)
+
+
+NO_REDEMPTION = "No such redemption, or a volunteer asked for someone else's"
+
+
+@blp.route("/redemptions")
+class Redemptions(MethodView):
+    @blp.arguments(RedemptionQuerySchema, location="query")
+    @blp.response(200, RedemptionSchema(many=True))
+    @blp.alt_response(403, description=STAFF_OR_VOLUNTEER)
+    @blp.paginate()
+    def get(self, query: dict[str, Any], pagination_parameters: PaginationParameters) -> Any:
+        """List redemptions, newest first"""
+        query.update(POLICY.scope(operation(), caller()))
+        return paged(
+            current_service().db, pagination_parameters, catalogue.list_redemptions, **query
+        )
+
+    @blp.arguments(RedemptionCreateSchema)
+    @blp.response(201, RedemptionSchema)
+    @blp.alt_response(403, description=STAFF_OR_VOLUNTEER)
+    @blp.alt_response(404, description="No such item, or a volunteer named another's account")
+    @blp.alt_response(
+        409,
+        description="Too few points available, too little stock, over the limit per person, "
+        "not to be had now, or an id that names a different redemption",
+    )
+    def post(self, data: dict[str, Any]) -> Any:
+        """Redeem points for an item: its stock and the points are reserved together"""
+        holder = data["holder"]
+        POLICY.check_owner(operation(), caller(), data, hidden_as=no_account(holder))
+        with current_service().db.transaction() as session:
+            return catalogue.redeem(
+                session,
+                redemption_id=data["id"],
+                item_id=data["item_id"],
+                holder=holder,
+                quantity=data["quantity"],
+                operator=caller().address,
+            )
+
+
+@blp.route("/redemptions/<redemption_id>")
+class RedemptionDetail(MethodView):
+    @blp.response(200, RedemptionSchema)
+    @blp.alt_response(403, description=STAFF_OR_VOLUNTEER)
+    @blp.alt_response(404, description=NO_REDEMPTION)
+    def get(self, redemption_id: str) -> Any:
+        """Show a redemption"""
+        with current_service().db.read() as session:
+            redemption = catalogue.get_redemption(session, redemption_id)
+            POLICY.check_owner(
+                operation(),
+                caller(),
+                redemption,
+                hidden_as=catalogue.no_redemption(redemption_id),
+            )
+            return redemption
+
+
+@blp.route("/redemptions/<redemption_id>/fulfilment")
+class RedemptionFulfilment(MethodView):
+    @blp.response(200, RedemptionSchema)
+    @blp.alt_response(403, description=STAFF_ONLY)
+    @blp.alt_response(404, description="No such redemption")
+    @blp.alt_response(409, description="The redemption was cancelled")
+    def post(self, redemption_id: str) -> Any:
+        """Hand a redeemed item over: the points held for it are paid"""
+        with current_service().db.transaction() as session:
+            return catalogue.fulfil(session, redemption_id=redemption_id, operator=caller().address)
+
+
+@blp.route("/redemptions/<redemption_id>/cancellation")
+class RedemptionCancellation(MethodView):
+    @blp.arguments(CancellationSchema)
+    @blp.response(200, RedemptionSchema)
+    @blp.alt_response(403, description=STAFF_ONLY)
+    @blp.alt_response(404, description="No such redemption")
+    @blp.alt_response(409, description="The item was handed over already")
+    def post(self, data: dict[str, Any], redemption_id: str) -> Any:
+        """Cancel a redemption: the points are released and the stock put back"""
+        with current_service().db.transaction() as session:
+            return catalogue.cancel(
+                session, redemption_id=redemption_id, operator=caller().address, **data
+            )
 
 
 enforce(POLICY, blp)

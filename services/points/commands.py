@@ -1,14 +1,15 @@
-"""points' own commands: the demo earning rates."""
+"""points' own commands: the demo earning rates and catalogue, and the audit of the ledger."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable
 from decimal import Decimal
 
-from services.points import ledger
-from services.points.models import ISSUANCE, EarningRate
+from services.points import audit, catalogue, ledger
+from services.points.models import GOODS, ISSUANCE, SERVICE, CatalogueItem, EarningRate
 from shared.cli import Command
 from shared.runtime import ServiceRuntime
 
@@ -22,10 +23,18 @@ DEMO_RATES = (
     ("haircut", Decimal(8)),
 )
 
+# What points buy in the demo: (id, name, kind, price, stock, at most this many a month).
+DEMO_CATALOGUE = (
+    ("haircut", "Haircut at home", SERVICE, Decimal(8), None, 1),
+    ("rice-5kg", "Rice, 5 kg", GOODS, Decimal(20), 50, 2),
+    ("oil-1l", "Cooking oil, 1 l", GOODS, Decimal(15), 30, 2),
+)
+
 
 def _seed_demo(runtime: ServiceRuntime, args: argparse.Namespace) -> int:
-    """Open the issuance account and set the demo rates that are not set yet; print the rates."""
-    rates = {}
+    """Open the issuance account and set the demo rates and catalogue items that are not set
+    yet; print the rates and the catalogue."""
+    rates, items = {}, {}
     with runtime.db.transaction() as session:
         ledger.open_account(session, holder=ledger.ISSUANCE_HOLDER, kind=ISSUANCE)
         for category, points_per_hour in DEMO_RATES:
@@ -33,8 +42,32 @@ def _seed_demo(runtime: ServiceRuntime, args: argparse.Namespace) -> int:
             if rate is None:
                 rate = ledger.set_rate(session, category=category, points_per_hour=points_per_hour)
             rates[category] = str(rate.points_per_hour)
-    print(json.dumps({"rates": rates}))
+        for item_id, name, kind, price, stock, monthly in DEMO_CATALOGUE:
+            item = session.get(CatalogueItem, item_id)
+            if item is None:
+                item = catalogue.put_item(
+                    session,
+                    item_id=item_id,
+                    name=name,
+                    kind=kind,
+                    price=price,
+                    stock=stock,
+                    limit_per_person=monthly,
+                    limit_period_days=30,
+                )
+            items[item_id] = str(item.price)
+    print(json.dumps({"rates": rates, "catalogue": items}))
     return 0
+
+
+def _audit(runtime: ServiceRuntime, args: argparse.Namespace) -> int:
+    """Check the ledger's invariants; print each finding, and exit 1 when there is any."""
+    with runtime.db.read() as session:
+        findings = audit.audit_ledger(session)
+    for finding in findings:
+        print(f"{finding.check}\t{finding.subject}\t{finding.detail}")
+    print(f"{runtime.name}: the ledger audit found {len(findings)} problem(s)", file=sys.stderr)
+    return 1 if findings else 0
 
 
 def _no_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,8 +76,13 @@ def _no_arguments(parser: argparse.ArgumentParser) -> None:
 
 EXTRA_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Command]] = {
     "seed-demo": (
-        "open the issuance account and set the demo earning rates",
+        "open the issuance account and set the demo earning rates and catalogue",
         _no_arguments,
         _seed_demo,
+    ),
+    "audit": (
+        "check the ledger's invariants; exit 1 on any finding",
+        _no_arguments,
+        _audit,
     ),
 }

@@ -7,8 +7,32 @@ from decimal import Decimal
 
 from sqlalchemy.orm import Session
 
-from services.points import ledger
+from services.points import earning
+from services.points.config import earning_policy
 from shared.consumers import Received
+
+
+def on_request_completed(
+    session: Session,
+    received: Received,
+    *,
+    request_id: str,
+    assignment_id: str,
+    volunteer_id: str,
+    hours: Decimal,
+    completed_by: str,
+    completed_at: datetime,
+    category: str | None = None,
+) -> None:
+    earning.open_pending_earn(
+        session,
+        request_id=request_id,
+        volunteer_id=volunteer_id,
+        category=category,
+        hours=hours,
+        completed_by=completed_by,
+        policy=earning_policy(),
+    )
 
 
 def on_request_confirmed(
@@ -25,13 +49,13 @@ def on_request_confirmed(
     completed_by: str | None,
     confirmed_at: datetime,
 ) -> None:
-    ledger.credit_confirmed_service(
+    earning.credit_confirmed_service(
         session,
         request_id=request_id,
         volunteer_id=volunteer_id,
         category=category,
         hours=hours,
-        parties=ledger.Parties(
+        parties=earning.Parties(
             confirmed_by=confirmed_by, accepted_by=accepted_by, completed_by=completed_by
         ),
     )

@@ -1,61 +1,182 @@
 """The moral bank's ledger: points move only by double-entry transfers, each keyed by the fact
-that caused it, and a transfer once written is never edited; corrections are new transfers."""
+that caused it, and a transfer once written is never edited; corrections are new transfers.
+
+Accounts. Each member has one, opened on first use: a volunteer (``volunteer:<id>``), or a
+household where the community pools points (``household:<id>``). The bank has three: the
+issuance account (``bank:issuance``), the only one that goes below zero, whose debt is every
+point it issued; the community pool (``bank:pool``); the redemption sink
+(``bank:redemptions``), where redeemed points end.
+
+Balances. An account's balance is its credits posted less its debits posted, kept equal to the
+sum of its entries; what pending transfers hold is kept beside it (``debits_pending``,
+``credits_pending``). What a member may spend is the balance less the pending debits, and it is
+never below zero: on SQLite every writer holds the database's one write lock from its first
+statement, on PostgreSQL a transfer opens any missing account and locks both accounts' rows
+(``FOR UPDATE``, in id order, so two transfers never deadlock) before it reads them, and a
+CHECK constraint refuses a row that would break the rule whatever the code does.
+
+Transfers. A transfer's id is its idempotency key, derived from the business fact that causes
+it (``earn:<request id>``). The same id with the same fields is the transfer that exists
+(success, nothing changes); with any field different it is refused as
+``exists_with_different_<field>``: a 409 naming the field, or a dead letter, never applied.
+Each code says why points moved and between which kinds of account (``MOVES``).
+
+Two phases. A pending transfer moves nothing yet: it holds its amount as a pending debit and a
+pending credit. It ends once, in one resolution: posted in whole or in part (the rest is
+released), voided, or, at its timeout, posted or voided as it said when it was written (a
+durable timer). Transfers in a batch marked ``is_linked`` succeed or fail together with the
+next one.
+
+Reversals. A posted transfer, or the posted part of a pending one, is reversed at most once,
+with a reason, by a new ``reversal`` transfer moving the same amount back. Points already
+spent are not clawed back: a reversal takes back the whole amount or nothing, and when the
+account it takes from has fewer points available (spent, redeemed or held by a pending
+transfer since), it is refused and nothing changes; staff then release what holds the points,
+or adjust by what can be taken back, with a reason. A reversal is never itself reversed: it is
+corrected by an adjustment.
+"""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import cast
+from typing import Any, cast
 
 import structlog
-from sqlalchemy import Table, bindparam, insert, select
+from sqlalchemy import Select, Table, bindparam, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
 from services.points.models import (
+    ADJUST,
+    CODES,
+    DONATE,
+    EARN,
+    EXPIRED,
+    EXPIRY,
+    GIFT,
     HOLDER,
     ISSUANCE,
+    POOL,
+    POST,
+    POSTED,
+    REDEEM,
+    REVERSAL,
+    SINK,
+    VOID,
+    VOIDED,
+    ZERO,
     Account,
     EarningRate,
+    EarningRateChange,
     Entry,
     Transfer,
+    TransferResolution,
     messaging,
+    timers,
 )
 from services.points.policy import no_account, no_transfer
 from shared import events, notifications
 from shared.clock import utcnow
-from shared.errors import Conflict, Invalid, NotFound
+from shared.errors import Conflict, DomainError, Invalid, NotFound
 from shared.paging import fetch_page
-from shared.people import address, role_of
+from shared.people import ADDRESS, address
 
 log = structlog.get_logger(__name__)
 
 ISSUANCE_HOLDER = "bank:issuance"
-EARN = "earn"
+POOL_HOLDER = "bank:pool"
+SINK_HOLDER = "bank:redemptions"
+BANK_ACCOUNTS = {ISSUANCE_HOLDER: ISSUANCE, POOL_HOLDER: POOL, SINK_HOLDER: SINK}
+MEMBER_ROLES = ("volunteer", "household")
 CENT = Decimal("0.01")
-ZERO = Decimal("0.00")
 # A day of service at the highest rate must fit a balance many times over (Numeric(12, 2)).
 MAX_RATE = Decimal("10000.00")
+MAX_AMOUNT = Decimal("1000000.00")
+MAX_TIMEOUT = timedelta(days=366)
+MAX_TEXT = 500
 # Ids become part of holders, transfer ids and notification recipients: keep them plain.
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+# Room is left for the ``reversal:`` a reversal's id adds (the column holds 100).
+_TRANSFER_ID = re.compile(r"^[A-Za-z0-9._:-]{1,80}$")
 _CATEGORY = re.compile(events.CATEGORY_CODE)
+_ADDRESS = re.compile(ADDRESS)
+
+# Which kinds of account each code moves points between: (debited, credited).
+MOVES: dict[str, frozenset[tuple[str, str]]] = {
+    EARN: frozenset({(ISSUANCE, HOLDER)}),
+    REDEEM: frozenset({(HOLDER, SINK)}),
+    ADJUST: frozenset({(ISSUANCE, HOLDER), (HOLDER, ISSUANCE), (ISSUANCE, POOL), (POOL, ISSUANCE)}),
+    DONATE: frozenset({(HOLDER, POOL)}),
+    GIFT: frozenset({(HOLDER, HOLDER), (POOL, HOLDER)}),
+    EXPIRY: frozenset({(HOLDER, ISSUANCE), (POOL, ISSUANCE)}),
+}
+# Codes whose transfers must say why.
+NEEDS_REASON = frozenset({ADJUST, EXPIRY, REVERSAL})
+# The durable timer that ends a pending transfer still unresolved at its timeout.
+TIMEOUT = "transfer.timeout"
+# Results of a transfer in a batch, besides the refusals' own.
+CREATED = "created"
+EXISTS = "exists"
+LINKED_EVENT_FAILED = "linked_event_failed"
+LINKED_EVENT_CHAIN_OPEN = "linked_event_chain_open"
+
+
+class Refused(Conflict):
+    """The ledger refuses a transfer as it stands; ``result`` names why, as a batch reports it."""
+
+    def __init__(self, result: str, detail: str, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.result = result
+        self.code = result.replace("_", "-")
+
+
+class TransferExists(Refused):
+    """An id already names a transfer (or another thing keyed the same way, ``what``) that
+    differs in ``field``."""
+
+    def __init__(
+        self, key: str, field: str, stored: Any, given: Any, *, what: str = "transfer"
+    ) -> None:
+        super().__init__(
+            f"exists_with_different_{field}",
+            f"{what.capitalize()} {key!r} exists with {field} {stored!r}, not {given!r}: "
+            f"an id names one {what}, so it is not applied",
+            field=field,
+        )
 
 
 def volunteer_holder(volunteer_id: str) -> str:
     return address("volunteer", volunteer_id)
 
 
+def household_holder(household_id: str) -> str:
+    check_identifier(household_id, "household_id")
+    return f"household:{household_id}"
+
+
 def earn_transfer_id(request_id: str) -> str:
     return f"earn:{request_id}"
 
 
-def _check_identifier(value: str, field: str) -> None:
+def reversal_id(transfer_id: str) -> str:
+    return f"reversal:{transfer_id}"
+
+
+def _timeout_key(transfer_id: str) -> str:
+    return f"transfer:{transfer_id}:timeout"
+
+
+def check_identifier(value: str, field: str) -> None:
     if not _IDENTIFIER.match(value):
         raise Invalid(f"{field} {value!r} must be 1 to 64 letters, digits or . _ : -", field=field)
 
 
-def _check_points(value: Decimal, field: str, *, maximum: Decimal) -> None:
+def check_points(value: Decimal, field: str, *, maximum: Decimal) -> None:
     if not value.is_finite() or value <= 0 or value > maximum:
         raise Invalid(f"{field} must be more than 0 and at most {maximum}", field=field)
     exponent = value.normalize().as_tuple().exponent
@@ -63,28 +184,64 @@ def _check_points(value: Decimal, field: str, *, maximum: Decimal) -> None:
         raise Invalid(f"{field} may have at most 2 decimal places", field=field)
 
 
+def _check_text(value: str | None, field: str, *, is_required: bool = False) -> None:
+    if value is None or not value.strip():
+        if is_required:
+            raise Invalid(f"{field} is required: say why", field=field)
+        return
+    if len(value) > MAX_TEXT:
+        raise Invalid(f"{field} is at most {MAX_TEXT} characters", field=field)
+
+
+def points_for(hours: Decimal, rate: Decimal) -> Decimal:
+    """What ``hours`` earn at ``rate`` points an hour, to the cent, half up."""
+    return (hours * rate).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
 # Earning rates
 
 
-def set_rate(session: Session, *, category: str, points_per_hour: Decimal) -> EarningRate:
+def set_rate(
+    session: Session, *, category: str, points_per_hour: Decimal, set_by: str | None = None
+) -> EarningRate:
     """Set how many points an hour of service in ``category`` earns from now on."""
     if not _CATEGORY.match(category):
         raise Invalid(f"Category {category!r} is not a catalogue code", field="category")
-    _check_points(points_per_hour, "points_per_hour", maximum=MAX_RATE)
+    check_points(points_per_hour, "points_per_hour", maximum=MAX_RATE)
     points_per_hour = points_per_hour.quantize(CENT)
+    now = utcnow()
     rate = session.get(EarningRate, category, with_for_update=True)
+    if rate is not None and rate.points_per_hour == points_per_hour:
+        return rate
     if rate is None:
-        rate = EarningRate(category=category, points_per_hour=points_per_hour, updated_at=utcnow())
+        rate = EarningRate(category=category, points_per_hour=points_per_hour, updated_at=now)
         session.add(rate)
     else:
         rate.points_per_hour = points_per_hour
-        rate.updated_at = utcnow()
+        rate.updated_at = now
+    session.add(
+        EarningRateChange(
+            category=category, points_per_hour=points_per_hour, set_at=now, set_by=set_by
+        )
+    )
     session.flush()
     return rate
 
 
 def list_rates(session: Session) -> list[EarningRate]:
     return list(session.scalars(select(EarningRate).order_by(EarningRate.category)))
+
+
+def list_rate_changes(
+    session: Session, *, category: str, offset: int, limit: int
+) -> tuple[list[EarningRateChange], int]:
+    """A page of the rates a category was given, newest first, and how many in all."""
+    query = (
+        select(EarningRateChange)
+        .where(EarningRateChange.category == category)
+        .order_by(EarningRateChange.id.desc())
+    )
+    return fetch_page(session, query, offset=offset, limit=limit)
 
 
 def rate_for(session: Session, category: str) -> EarningRate:
@@ -100,18 +257,43 @@ def rate_for(session: Session, category: str) -> EarningRate:
 # Accounts
 
 
+def account_kind(holder: str) -> str:
+    """The kind of account ``holder`` names; Invalid when it names none."""
+    bank = BANK_ACCOUNTS.get(holder)
+    if bank is not None:
+        return bank
+    role, _, subject = holder.partition(":")
+    if role in MEMBER_ROLES and _IDENTIFIER.match(subject):
+        return HOLDER
+    raise Invalid(
+        f"{holder!r} names no account: volunteer:<id>, household:<id> or one of the bank's "
+        f"({', '.join(sorted(BANK_ACCOUNTS))})",
+        field="holder",
+    )
+
+
 def _find_account(session: Session, holder: str) -> Account | None:
     return session.scalars(select(Account).filter_by(holder=holder)).first()
 
 
-def open_account(session: Session, *, holder: str, kind: str = HOLDER) -> Account:
+def open_account(session: Session, *, holder: str, kind: str | None = None) -> Account:
     """The account of ``holder``, opened empty on first use."""
+    expected = account_kind(holder)
+    if kind is not None and kind != expected:
+        raise Invalid(f"{holder!r} is an account of kind {expected!r}, not {kind!r}")
     account = _find_account(session, holder)
     if account is not None:
         return account
     try:
         with session.begin_nested():
-            account = Account(holder=holder, kind=kind, balance=ZERO, created_at=utcnow())
+            account = Account(
+                holder=holder,
+                kind=expected,
+                balance=ZERO,
+                debits_pending=ZERO,
+                credits_pending=ZERO,
+                created_at=utcnow(),
+            )
             session.add(account)
     except IntegrityError:
         # A concurrent transaction opened it first; ours waited for it and can use it now.
@@ -138,22 +320,6 @@ def list_entries(
     return fetch_page(session, query, offset=offset, limit=limit)
 
 
-def get_transfer(session: Session, transfer_id: str) -> Transfer:
-    """A transfer."""
-    transfer = session.get(Transfer, transfer_id)
-    if transfer is None:
-        raise no_transfer(transfer_id)
-    return transfer
-
-
-# Transfers
-
-
-def _lock(session: Session, *accounts: Account) -> None:
-    """Lock the accounts' rows (in id order, so two transfers never deadlock) and reload them."""
-    _held(session, *(account.holder for account in accounts))
-
-
 _accounts_held = (
     select(Account)
     .where(Account.holder.in_(bindparam("holders", expanding=True)))
@@ -169,45 +335,283 @@ def _held(session: Session, *holders: str) -> dict[str, Account]:
     return {account.holder: account for account in found}
 
 
+def lock_accounts(session: Session, *holders: str) -> dict[str, Account]:
+    """The accounts of ``holders``, opened if missing, locked in id order, by holder."""
+    held = _held(session, *holders)
+    if len(held) < len(set(holders)):
+        for holder in holders:
+            if holder not in held:
+                open_account(session, holder=holder)
+        held = _held(session, *holders)
+    return held
+
+
+# Transfers
+
+
+def get_transfer(session: Session, transfer_id: str) -> Transfer:
+    """A transfer."""
+    transfer = session.get(Transfer, transfer_id)
+    if transfer is None:
+        raise no_transfer(transfer_id)
+    return transfer
+
+
+def list_transfers(
+    session: Session,
+    *,
+    offset: int,
+    limit: int,
+    holder: str | None = None,
+    kind: str | None = None,
+    request_id: str | None = None,
+) -> tuple[list[Transfer], int]:
+    """A page of transfers, newest first, on an account, of a code or for a request."""
+    query: Select[Any] = select(Transfer).order_by(Transfer.created_at.desc(), Transfer.id.desc())
+    if holder is not None:
+        account = _find_account(session, holder)
+        if account is None:
+            return [], 0
+        query = query.where(
+            or_(Transfer.debit_account_id == account.id, Transfer.credit_account_id == account.id)
+        )
+    if kind is not None:
+        query = query.where(Transfer.kind == kind)
+    if request_id is not None:
+        query = query.where(Transfer.request_id == request_id)
+    return fetch_page(session, query, offset=offset, limit=limit)
+
+
 _transfers = cast(Table, Transfer.__table__)
 _entries = cast(Table, Entry.__table__)
 _is_transferred = select(_transfers.c.id).where(_transfers.c.id == bindparam("transfer_id"))
 
 
-def _transfer_if_any(session: Session, transfer_id: str) -> Transfer | None:
-    # Most credits find none: a plain look-up, and the transfer loaded only when there is one.
+def find_transfer(session: Session, transfer_id: str) -> Transfer | None:
+    """The transfer ``transfer_id`` names, if there is one."""
+    # Most transfers find none: a plain look-up, and the transfer loaded only when there is one.
     if session.execute(_is_transferred, {"transfer_id": transfer_id}).first() is None:
         return None
     return session.get(Transfer, transfer_id)
 
 
-def _post(
+@dataclass(frozen=True)
+class TransferOrder:
+    """A transfer asked for: what a transfer is written from, and what an existing one under
+    the same id must match."""
+
+    id: str
+    kind: str
+    debit: str
+    credit: str
+    amount: Decimal
+    is_pending: bool = False
+    timeout: timedelta | None = None
+    on_timeout: str | None = None
+    request_id: str | None = None
+    category: str | None = None
+    hours: Decimal | None = None
+    rate: Decimal | None = None
+    operator: str | None = None
+    reason: str | None = None
+    memo: str = ""
+    # In a batch: succeeds or fails together with the next order.
+    is_linked: bool = False
+
+
+def _kind_of(holder: str, side: str) -> str:
+    try:
+        return account_kind(holder)
+    except Invalid as error:
+        raise Invalid(error.detail, field=side) from None
+
+
+def checked(order: TransferOrder, *, is_reversal: bool = False) -> TransferOrder:
+    """``order`` if the ledger can write it, its numbers to the cent; Invalid otherwise."""
+    if not _TRANSFER_ID.match(order.id) and not (is_reversal and order.id.startswith("reversal:")):
+        raise Invalid(f"Transfer id {order.id!r} must be 1 to 80 letters, digits or . _ : -")
+    if order.kind not in CODES or (order.kind == REVERSAL) != is_reversal:
+        codes = [code for code in CODES if code != REVERSAL]
+        raise Invalid(f"A transfer's kind is one of {codes}", field="kind")
+    check_points(order.amount, "amount", maximum=MAX_AMOUNT)
+    if order.debit == order.credit:
+        raise Invalid("A transfer moves points between two different accounts", field="credit")
+    kinds = (_kind_of(order.debit, "debit"), _kind_of(order.credit, "credit"))
+    if not is_reversal and kinds not in MOVES[order.kind]:
+        raise Invalid(
+            f"A {order.kind} transfer does not move points from a {kinds[0]} account to a "
+            f"{kinds[1]} account",
+            field="kind",
+        )
+    timeout_s, on_timeout = None, None
+    if order.timeout is not None:
+        if not order.is_pending:
+            raise Invalid("Only a pending transfer has a timeout", field="timeout")
+        if not timedelta(seconds=1) <= order.timeout <= MAX_TIMEOUT:
+            raise Invalid(f"A timeout is 1 second to {MAX_TIMEOUT.days} days", field="timeout")
+        timeout_s = int(order.timeout.total_seconds())
+        on_timeout = order.on_timeout or VOID
+        if on_timeout not in (POST, VOID):
+            raise Invalid("At its timeout a transfer is posted or voided", field="on_timeout")
+    elif order.on_timeout is not None:
+        raise Invalid("Only a transfer with a timeout says what its timeout does", field="timeout")
+    if order.request_id is not None:
+        check_identifier(order.request_id, "request_id")
+    if order.category is not None and not _CATEGORY.match(order.category):
+        raise Invalid(f"Category {order.category!r} is not a catalogue code", field="category")
+    if order.hours is not None:
+        check_points(order.hours, "hours", maximum=Decimal(24))
+    if order.rate is not None:
+        check_points(order.rate, "rate", maximum=MAX_RATE)
+    if order.kind == EARN and None in (order.request_id, order.category, order.hours, order.rate):
+        raise Invalid("An earning names its request, category, hours and rate", field="request_id")
+    if order.operator is not None and not _ADDRESS.match(order.operator):
+        raise Invalid(f"Operator {order.operator!r} is not an address", field="operator")
+    _check_text(order.reason, "reason", is_required=order.kind in NEEDS_REASON)
+    _check_text(order.memo, "memo")
+    return replace(
+        order,
+        amount=order.amount.quantize(CENT),
+        hours=order.hours.quantize(CENT) if order.hours is not None else None,
+        rate=order.rate.quantize(CENT) if order.rate is not None else None,
+        timeout=timedelta(seconds=timeout_s) if timeout_s is not None else None,
+        on_timeout=on_timeout,
+    )
+
+
+def same_transfer(existing: Transfer, order: TransferOrder) -> Transfer:
+    """``existing`` when ``order`` asks for exactly it; TransferExists naming the first field
+    that differs otherwise (logged: it is never applied)."""
+    timeout = existing.timeout_s
+    stored: dict[str, Any] = {
+        "kind": existing.kind,
+        "debit": existing.debit_account.holder,
+        "credit": existing.credit_account.holder,
+        "pending": existing.is_pending,
+        "timeout": timedelta(seconds=timeout) if timeout is not None else None,
+        "on_timeout": existing.on_timeout,
+        "request_id": existing.request_id,
+        "category": existing.category,
+        # What an amount is made of before the amount, so that the cause is named.
+        "hours": existing.hours,
+        "rate": existing.rate,
+        "amount": existing.amount,
+        "operator": existing.operator,
+        "reason": existing.reason,
+        "memo": existing.memo or "",
+    }
+    given: dict[str, Any] = {
+        "kind": order.kind,
+        "debit": order.debit,
+        "credit": order.credit,
+        "pending": order.is_pending,
+        "timeout": order.timeout,
+        "on_timeout": order.on_timeout,
+        "request_id": order.request_id,
+        "category": order.category,
+        "hours": order.hours,
+        "rate": order.rate,
+        "amount": order.amount,
+        "operator": order.operator,
+        "reason": order.reason,
+        "memo": order.memo or "",
+    }
+    for field, value in stored.items():
+        if value != given[field]:
+            log.error(
+                "points.transfer_exists_differently",
+                transfer_id=existing.id,
+                field=field,
+                stored=str(value),
+                given=str(given[field]),
+            )
+            raise TransferExists(existing.id, field, _shown(value), _shown(given[field]))
+    log.info("points.transfer_exists", transfer_id=existing.id)
+    return existing
+
+
+def _shown(value: Any) -> Any:
+    return str(value) if isinstance(value, Decimal | timedelta) else value
+
+
+def _check_available(account: Account, amount: Decimal) -> None:
+    if account.kind != ISSUANCE and account.available < amount:
+        raise Refused(
+            "exceeds_available",
+            f"{account.holder} has {account.available} points available; {amount} are needed",
+            field="amount",
+        )
+
+
+def write_transfer(
     session: Session,
     *,
-    transfer_id: str,
-    kind: str,
-    amount: Decimal,
+    order: TransferOrder,
     debit: Account,
     credit: Account,
-    memo: str,
-    request_id: str | None = None,
+    reverses_id: str | None = None,
 ) -> Transfer:
-    """Write a transfer and its two entries; the caller holds both accounts' locks."""
-    if debit.kind == HOLDER and debit.balance < amount:
-        raise Conflict(f"{debit.holder} has {debit.balance} points; {amount} are needed")
+    """Write a checked order as a new transfer, with its entries unless it is pending; the
+    caller holds both accounts' locks and found no transfer under the order's id."""
+    _check_available(debit, order.amount)
+    now = utcnow()
     row = {
-        "id": transfer_id,
-        "kind": kind,
-        "amount": amount,
+        "id": order.id,
+        "kind": order.kind,
+        "amount": order.amount,
         "debit_account_id": debit.id,
         "credit_account_id": credit.id,
-        "memo": memo,
-        "request_id": request_id,
-        "created_at": utcnow(),
+        "memo": order.memo,
+        "request_id": order.request_id,
+        "created_at": now,
+        "is_pending": order.is_pending,
+        "timeout_s": int(order.timeout.total_seconds()) if order.timeout is not None else None,
+        "on_timeout": order.on_timeout,
+        "category": order.category,
+        "hours": order.hours,
+        "rate": order.rate,
+        "operator": order.operator,
+        "reason": order.reason,
+        "reverses_id": reverses_id,
     }
     # Plain INSERTs (the entries in one) rather than the ORM's unit of work, which cost a third
     # of a credit; the transfer is then put in the session as loaded.
     session.execute(insert(_transfers), row)
+    if order.is_pending:
+        debit.debits_pending += order.amount
+        credit.credits_pending += order.amount
+    else:
+        _move(session, order.id, debit, credit, order.amount)
+    transfer = Transfer(**row)
+    make_transient_to_detached(transfer)
+    for name, value in (("debit_account", debit), ("credit_account", credit), ("resolution", None)):
+        set_committed_value(transfer, name, value)
+    session.add(transfer)
+    if order.is_pending and order.timeout is not None:
+        timers.schedule(
+            session,
+            due_at=now + order.timeout,
+            what=TIMEOUT,
+            key=_timeout_key(order.id),
+            payload={"transfer_id": order.id},
+        )
+    session.flush()
+    if order.kind == EARN and not order.is_pending:
+        _announce_earned(session, transfer, order.amount)
+    log.info(
+        "points.transferred",
+        transfer_id=order.id,
+        kind=order.kind,
+        amount=str(order.amount),
+        is_pending=order.is_pending,
+    )
+    return transfer
+
+
+def _move(
+    session: Session, transfer_id: str, debit: Account, credit: Account, amount: Decimal
+) -> None:
+    """Post ``amount`` from ``debit`` to ``credit``: the two entries and both balances."""
     session.execute(
         insert(_entries),
         [
@@ -215,149 +619,290 @@ def _post(
             {"transfer_id": transfer_id, "account_id": credit.id, "amount": amount},
         ],
     )
-    transfer = Transfer(**row, debit_account=debit, credit_account=credit)
-    make_transient_to_detached(transfer)
-    session.add(transfer)
     debit.balance -= amount
     credit.balance += amount
-    session.flush()
-    return transfer
 
 
-def credit_earned_points(
-    session: Session, *, request_id: str, volunteer_id: str, category: str, hours: Decimal
-) -> Transfer:
-    """Credit a volunteer for a confirmed service, once per request whatever the deliveries."""
-    _check_identifier(request_id, "request_id")
-    _check_identifier(volunteer_id, "volunteer_id")
-    transfer_id = earn_transfer_id(request_id)
-    holder = volunteer_holder(volunteer_id)
-    # Every credit locks the issuance account before it looks for its transfer, so of two
-    # credits of one request the second waits for the first, then finds its transfer.
-    held = _held(session, ISSUANCE_HOLDER, holder)
-    if len(held) < 2:
-        # A first credit in the bank, or the volunteer's first: open what is missing (and look
-        # first, so that a request already credited opens nothing), then lock both.
-        existing = _transfer_if_any(session, transfer_id)
-        if existing is not None:
-            return _already_credited(existing, volunteer_id=volunteer_id)
-        held = {
-            ISSUANCE_HOLDER: open_account(session, holder=ISSUANCE_HOLDER, kind=ISSUANCE),
-            holder: open_account(session, holder=holder),
-        }
-        _lock(session, *held.values())
-    # Another confirmation of the same request may have committed while we waited for the lock.
-    existing = _transfer_if_any(session, transfer_id)
-    if existing is not None:
-        return _already_credited(existing, volunteer_id=volunteer_id)
-    rate = rate_for(session, category)
-    amount = (hours * rate.points_per_hour).quantize(CENT, rounding=ROUND_HALF_UP)
-    if amount <= 0:
-        raise Invalid(
-            f"{hours} hour(s) at {rate.points_per_hour} points/hour earn no points", field="hours"
-        )
-    issuance, volunteer = held[ISSUANCE_HOLDER], held[holder]
-    transfer = _post(
-        session,
-        transfer_id=transfer_id,
-        kind=EARN,
-        amount=amount,
-        debit=issuance,
-        credit=volunteer,
-        request_id=request_id,
-        memo=f"{hours} h of {category} at {rate.points_per_hour} points/h",
-    )
+def _announce_earned(session: Session, transfer: Transfer, amount: Decimal) -> None:
+    """Ask notify to tell the volunteer what an earning credited them."""
+    hours = transfer.hours
+    if hours is None or transfer.rate is None or transfer.request_id is None:
+        return
+    if amount != transfer.amount:
+        hours = (amount / transfer.rate).quantize(CENT, rounding=ROUND_HALF_UP)
+    credit = transfer.credit_account
     messaging.notify(
         session,
         notifications.POINTS_CREDITED,
-        recipient=volunteer.holder,
-        request_id=request_id,
+        recipient=credit.holder,
+        request_id=transfer.request_id,
         points=amount,
-        balance=volunteer.balance,
+        balance=credit.balance,
         hours=hours,
-        category=category,
+        category=transfer.category,
     )
-    log.info("points.credited", transfer_id=transfer_id, amount=str(amount))
-    return transfer
 
 
-def _already_credited(transfer: Transfer, *, volunteer_id: str) -> Transfer:
-    if transfer.credit_account.holder != volunteer_holder(volunteer_id):
-        # Left for staff to correct with a new transfer: the ledger is never edited.
-        log.warning(
-            "points.credited_to_another_volunteer",
-            transfer_id=transfer.id,
-            credited=transfer.credit_account.holder,
-            claimed=volunteer_id,
-        )
-    else:
-        log.info("points.already_credited", transfer_id=transfer.id)
+def hold_for(
+    session: Session, transfer_id: str, *holders: str
+) -> tuple[dict[str, Account], Transfer | None]:
+    """Lock the accounts of ``holders`` (opening any missing) and look for ``transfer_id``
+    under the locks, so that of two writers of one id the second finds the first's transfer.
+    When an account is missing and the transfer exists already, nothing is opened or locked."""
+    held = _held(session, *holders)
+    if len(held) < len(set(holders)):
+        # Look first, so that asking again for a transfer that exists opens nothing.
+        existing = find_transfer(session, transfer_id)
+        if existing is not None:
+            return {}, existing
+        held = lock_accounts(session, *holders)
+    return held, find_transfer(session, transfer_id)
+
+
+def _create(session: Session, order: TransferOrder) -> tuple[Transfer, bool]:
+    order = checked(order)
+    held, existing = hold_for(session, order.id, order.debit, order.credit)
+    if existing is not None:
+        return same_transfer(existing, order), False
+    debit, credit = held[order.debit], held[order.credit]
+    return write_transfer(session, order=order, debit=debit, credit=credit), True
+
+
+def create_transfer(session: Session, *, order: TransferOrder) -> Transfer:
+    """Write the transfer ``order`` asks for, or find it written already."""
+    transfer, _ = _create(session, order)
     return transfer
 
 
 @dataclass(frozen=True)
-class Parties:
-    """Who did each step of a service, as addresses (None where it is not known)."""
+class TransferResult:
+    """What became of one order of a batch: created, exists, or why it was refused."""
 
-    confirmed_by: str
-    accepted_by: str | None
-    completed_by: str | None
+    id: str
+    result: str
+    detail: str | None = None
+
+    @property
+    def is_ok(self) -> bool:
+        return self.result in (CREATED, EXISTS)
 
 
-# Who may confirm a service so that it mints points: never one who did the work.
-CONFIRMING_ROLES = ("resident", "staff")
+def create_transfers(session: Session, *, orders: Sequence[TransferOrder]) -> list[TransferResult]:
+    """Write a batch of transfers in the caller's transaction, one result per order in order:
+    each order stands alone, except a chain of orders marked ``is_linked`` with the order
+    after the last of them, which all succeed or all fail."""
+    results: list[TransferResult] = []
+    chain: list[TransferOrder] = []
+    for order in orders:
+        chain.append(order)
+        if not order.is_linked:
+            results.extend(_create_chain(session, chain))
+            chain = []
+    results.extend(
+        TransferResult(order.id, LINKED_EVENT_CHAIN_OPEN, "the batch ends inside a linked chain")
+        for order in chain
+    )
+    return results
 
 
-def why_not_minted(*, volunteer_id: str, parties: Parties) -> str | None:
-    """Why confirmed hours must not become points (separation of duties), or None."""
-    confirmer = parties.confirmed_by
-    if role_of(confirmer) not in CONFIRMING_ROLES:
-        return f"it was confirmed by {confirmer}, who is neither the resident nor staff"
-    doers = {
-        "the volunteer credited": volunteer_holder(volunteer_id),
-        "the one who accepted it": parties.accepted_by,
-        "the one who completed it": parties.completed_by,
-    }
-    same = [role for role, who in doers.items() if who == confirmer]
-    if same:
-        return (
-            f"it was confirmed by {confirmer}, who is also {' and '.join(same)}: "
-            "no one may both do a service and confirm it"
+def _create_chain(session: Session, chain: list[TransferOrder]) -> list[TransferResult]:
+    done: list[TransferResult] = []
+    try:
+        with session.begin_nested():
+            for order in chain:
+                _, is_created = _create(session, order)
+                done.append(TransferResult(order.id, CREATED if is_created else EXISTS))
+    except DomainError as error:
+        failed = len(done)
+        own = TransferResult(chain[failed].id, getattr(error, "result", error.code), error.detail)
+        return [
+            own if index == failed else TransferResult(order.id, LINKED_EVENT_FAILED)
+            for index, order in enumerate(chain)
+        ]
+    return done
+
+
+# Pending transfers
+
+
+def _pending_held(session: Session, transfer_id: str) -> Transfer:
+    """A pending transfer with its accounts locked and its resolution, if any, read after."""
+    transfer = get_transfer(session, transfer_id)
+    if not transfer.is_pending:
+        raise Refused(
+            "transfer_not_pending", f"Transfer {transfer_id!r} was posted when it was written"
         )
-    return None
+    _held(session, transfer.debit_account.holder, transfer.credit_account.holder)
+    # Read again now that the locks are ours: another posting may have committed meanwhile.
+    resolution = session.get(TransferResolution, transfer_id, populate_existing=True)
+    set_committed_value(transfer, "resolution", resolution)
+    return transfer
 
 
-def credit_confirmed_service(
+def _already_ended(transfer: Transfer) -> Refused:
+    outcome = transfer.status
+    result = (
+        "pending_transfer_expired" if outcome == EXPIRED else f"pending_transfer_already_{outcome}"
+    )
+    return Refused(result, f"Pending transfer {transfer.id!r} was {outcome} already")
+
+
+def _resolve(
+    session: Session,
+    transfer: Transfer,
+    *,
+    outcome: str,
+    amount: Decimal,
+    operator: str | None,
+    reason: str | None,
+) -> None:
+    """End a pending transfer: release what it held, post ``amount`` of it, record how."""
+    debit, credit = transfer.debit_account, transfer.credit_account
+    debit.debits_pending -= transfer.amount
+    credit.credits_pending -= transfer.amount
+    if amount > 0:
+        _move(session, transfer.id, debit, credit, amount)
+    resolution = TransferResolution(
+        transfer_id=transfer.id,
+        outcome=outcome,
+        amount=amount,
+        operator=operator,
+        reason=reason,
+        resolved_at=utcnow(),
+    )
+    session.add(resolution)
+    set_committed_value(transfer, "resolution", resolution)
+    if transfer.timeout_s is not None:
+        timers.cancel(session, _timeout_key(transfer.id))
+    session.flush()
+    if transfer.kind == EARN and amount > 0:
+        _announce_earned(session, transfer, amount)
+    log.info("points.resolved", transfer_id=transfer.id, outcome=outcome, amount=str(amount))
+
+
+def post_pending(
     session: Session,
     *,
-    request_id: str,
-    volunteer_id: str,
-    category: str,
-    hours: Decimal,
-    parties: Parties,
-) -> Transfer | None:
-    """A confirmed service earns its volunteer points, unless one person stands on both sides;
-    then nothing is minted and the request is told why."""
-    _check_identifier(request_id, "request_id")
-    _check_identifier(volunteer_id, "volunteer_id")
-    reason = why_not_minted(volunteer_id=volunteer_id, parties=parties)
-    if reason is None:
-        return credit_earned_points(
-            session,
-            request_id=request_id,
-            volunteer_id=volunteer_id,
-            category=category,
-            hours=hours,
+    transfer_id: str,
+    amount: Decimal | None = None,
+    operator: str | None = None,
+    reason: str | None = None,
+) -> Transfer:
+    """Post a pending transfer, in whole or (with ``amount``) in part, releasing the rest."""
+    if amount is not None:
+        check_points(amount, "amount", maximum=MAX_AMOUNT)
+    _check_text(reason, "reason")
+    transfer = _pending_held(session, transfer_id)
+    if transfer.resolution is not None:
+        if transfer.status == POSTED and amount in (None, transfer.resolution.amount):
+            log.info("points.already_posted", transfer_id=transfer_id)
+            return transfer
+        raise _already_ended(transfer)
+    posted = transfer.amount if amount is None else amount.quantize(CENT)
+    if posted > transfer.amount:
+        raise Refused(
+            "exceeds_pending_amount",
+            f"Transfer {transfer_id!r} holds {transfer.amount} points; {posted} cannot be posted",
+            field="amount",
         )
-    log.warning("points.refused", request_id=request_id, reason=reason)
-    messaging.stage(
-        session,
-        events.EARNING_REFUSED,
-        {
-            "request_id": request_id,
-            "volunteer_id": volunteer_id,
-            "reason": reason,
-            "refused_at": utcnow(),
-        },
+    _resolve(session, transfer, outcome=POSTED, amount=posted, operator=operator, reason=reason)
+    return transfer
+
+
+def void_pending(
+    session: Session, *, transfer_id: str, reason: str, operator: str | None = None
+) -> Transfer:
+    """Void a pending transfer: what it held is released, nothing moves."""
+    _check_text(reason, "reason", is_required=True)
+    transfer = _pending_held(session, transfer_id)
+    resolution = transfer.resolution
+    if resolution is not None:
+        if resolution.outcome != VOIDED:
+            raise _already_ended(transfer)
+        if resolution.reason != reason:
+            raise TransferExists(transfer_id, "reason", resolution.reason, reason)
+        return transfer
+    _resolve(session, transfer, outcome=VOIDED, amount=ZERO, operator=operator, reason=reason)
+    return transfer
+
+
+@timers.handler(TIMEOUT)
+def time_out_pending(session: Session, *, key: str, payload: dict[str, Any]) -> None:
+    """A pending transfer still unresolved at its timeout is posted or voided as it said."""
+    transfer = _pending_held(session, payload["transfer_id"])
+    if transfer.resolution is not None:
+        return
+    if transfer.on_timeout == POST:
+        _resolve(
+            session,
+            transfer,
+            outcome=POSTED,
+            amount=transfer.amount,
+            operator=None,
+            reason="Not resolved within its timeout: posted, as it said",
+        )
+    else:
+        _resolve(
+            session,
+            transfer,
+            outcome=EXPIRED,
+            amount=ZERO,
+            operator=None,
+            reason="Not resolved within its timeout: voided, as it said",
+        )
+
+
+# Reversals
+
+
+def reverse_transfer(
+    session: Session, *, transfer_id: str, reason: str, operator: str | None = None
+) -> Transfer:
+    """Move back what a transfer moved, once, with a reason (see the module's rules)."""
+    _check_text(reason, "reason", is_required=True)
+    original = get_transfer(session, transfer_id)
+    if original.kind == REVERSAL:
+        raise Refused(
+            "reversal_not_reversible",
+            f"{transfer_id!r} is a reversal: correct it with an adjustment, not another reversal",
+        )
+    held = _held(session, original.debit_account.holder, original.credit_account.holder)
+    if original.is_pending:
+        original = _pending_held(session, transfer_id)
+        if original.resolution is None:
+            raise Refused(
+                "transfer_pending", f"Transfer {transfer_id!r} is pending: void it instead"
+            )
+    amount = original.posted_amount
+    if amount == 0:
+        raise Refused("nothing_posted", f"Transfer {transfer_id!r} moved no points")
+    order = checked(
+        TransferOrder(
+            id=reversal_id(transfer_id),
+            kind=REVERSAL,
+            debit=original.credit_account.holder,
+            credit=original.debit_account.holder,
+            amount=amount,
+            request_id=original.request_id,
+            category=original.category,
+            hours=original.hours,
+            rate=original.rate,
+            operator=operator,
+            reason=reason,
+            memo=f"Reverses {transfer_id}",
+        ),
+        is_reversal=True,
     )
-    return None
+    existing = find_transfer(session, order.id)
+    if existing is not None:
+        return same_transfer(existing, order)
+    debit, credit = held[order.debit], held[order.credit]
+    if debit.kind != ISSUANCE and debit.available < amount:
+        raise Refused(
+            "exceeds_available",
+            f"{debit.holder} has {debit.available} points available, fewer than the {amount} "
+            f"{transfer_id!r} moved: points already spent or held are not taken back. Release "
+            "what holds them, or adjust by what can be taken back, with a reason",
+            field="amount",
+        )
+    return write_transfer(session, order=order, debit=debit, credit=credit, reverses_id=transfer_id)

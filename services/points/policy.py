@@ -1,4 +1,6 @@
-"""Who may do what at points: volunteers read their own account, staff read all and set rates."""
+"""Who may do what at points: volunteers read their own account and transfers and redeem their
+own points; staff read all, write, post, void and reverse transfers, set rates, keep the
+catalogue and hand redemptions over."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ from shared.policy import RESIDENT, STAFF, VOLUNTEER, Owner, Policy, allow
 # A volunteer's own account is held under their address; a transfer is theirs on either side.
 HELD_BY = Owner("holder", by_address=True)
 ON_EITHER_SIDE = Owner("debit_account.holder", "credit_account.holder", by_address=True)
+# A list of transfers is kept to those on the volunteer's own account.
+ON_THEIR_ACCOUNT = Owner("holder", by_address=True)
 
 POLICY = Policy(
     "points",
@@ -17,8 +21,24 @@ POLICY = Policy(
         "points.AccountBalance.get": allow(STAFF, own={VOLUNTEER: HELD_BY}),
         "points.AccountEntries.get": allow(STAFF, own={VOLUNTEER: HELD_BY}),
         "points.TransferDetail.get": allow(STAFF, own={VOLUNTEER: ON_EITHER_SIDE}),
+        "points.Transfers.get": allow(STAFF, own={VOLUNTEER: ON_THEIR_ACCOUNT}),
+        "points.Transfers.post": allow(STAFF),
+        "points.TransferPosting.post": allow(STAFF),
+        "points.TransferVoiding.post": allow(STAFF),
+        "points.TransferReversal.post": allow(STAFF),
         "points.Rates.get": allow(STAFF, VOLUNTEER, RESIDENT),
         "points.Rate.put": allow(STAFF),
+        "points.RateHistory.get": allow(STAFF, VOLUNTEER, RESIDENT),
+        "points.Catalogue.get": allow(STAFF, VOLUNTEER, RESIDENT),
+        "points.CatalogueItem.get": allow(STAFF, VOLUNTEER, RESIDENT),
+        "points.CatalogueItem.put": allow(STAFF),
+        # A volunteer redeems their own points; staff redeem any member's at the desk.
+        "points.Redemptions.get": allow(STAFF, own={VOLUNTEER: HELD_BY}),
+        "points.Redemptions.post": allow(STAFF, own={VOLUNTEER: HELD_BY}),
+        "points.RedemptionDetail.get": allow(STAFF, own={VOLUNTEER: HELD_BY}),
+        # The handover, or its cancellation, happens at the community's desk.
+        "points.RedemptionFulfilment.post": allow(STAFF),
+        "points.RedemptionCancellation.post": allow(STAFF),
     },
 )
 

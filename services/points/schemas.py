@@ -3,13 +3,46 @@ decimal strings, so no client ever reads them through a float."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, post_load, validate
 
-from services.points.ledger import MAX_RATE
-from shared.fields import StrictDecimal
+from services.points.catalogue import MAX_PERIOD_DAYS, MAX_QUANTITY, MAX_STOCK
+from services.points.ledger import MAX_AMOUNT, MAX_RATE, MAX_TEXT, MAX_TIMEOUT
+from services.points.models import (
+    ACCOUNT_KINDS,
+    ADJUST,
+    CODES,
+    DONATE,
+    EXPIRY,
+    GIFT,
+    ITEM_KINDS,
+    POST,
+    REDEMPTION_STATUSES,
+    VOID,
+)
+from shared.events import CATEGORY_CODE
+from shared.fields import StrictDecimal, hours_field
 from shared.schemas import StrictSchema
+
+# What staff may write by hand: earnings come from confirmed service, reversals and
+# redemptions from their own operations.
+WRITTEN_BY_HAND = (ADJUST, DONATE, GIFT, EXPIRY)
+TRANSFER_ID = r"^[A-Za-z0-9._:-]{1,80}$"
+IDENTIFIER = r"^[A-Za-z0-9._:-]{1,64}$"
+HOLDER = r"^[A-Za-z0-9._:-]{1,100}$"
+
+
+def _points(**kwargs: Any) -> StrictDecimal:
+    return StrictDecimal(
+        places=2, minimum=Decimal(0), min_inclusive=False, maximum=MAX_AMOUNT, **kwargs
+    )
+
+
+def _text(**kwargs: Any) -> fields.Str:
+    return fields.Str(validate=validate.Length(min=1, max=MAX_TEXT), **kwargs)
 
 
 class RateUpdateSchema(StrictSchema):
@@ -32,10 +65,22 @@ class RateSchema(Schema):
     updated_at = fields.DateTime()
 
 
+class RateChangeSchema(Schema):
+    category = fields.Str()
+    points_per_hour = fields.Decimal(as_string=True)
+    set_at = fields.DateTime()
+    set_by = fields.Str(allow_none=True, metadata={"description": "Who set it, as an address"})
+
+
 class AccountSchema(Schema):
     holder = fields.Str(metadata={"example": "volunteer:42"})
-    kind = fields.Str(metadata={"enum": ["holder", "issuance"]})
-    balance = fields.Decimal(as_string=True)
+    kind = fields.Str(metadata={"enum": list(ACCOUNT_KINDS)})
+    balance = fields.Decimal(as_string=True, metadata={"description": "Credits less debits posted"})
+    available = fields.Decimal(
+        as_string=True, metadata={"description": "The balance less what pending debits hold"}
+    )
+    debits_pending = fields.Decimal(as_string=True)
+    credits_pending = fields.Decimal(as_string=True)
 
 
 class EntrySchema(Schema):
@@ -47,12 +92,187 @@ class EntrySchema(Schema):
     created_at = fields.DateTime(attribute="transfer.created_at")
 
 
+class ResolutionSchema(Schema):
+    outcome = fields.Str(metadata={"enum": ["posted", "voided", "expired"]})
+    amount = fields.Decimal(as_string=True, metadata={"description": "What posting it moved"})
+    operator = fields.Str(allow_none=True)
+    reason = fields.Str(allow_none=True)
+    resolved_at = fields.DateTime()
+
+
 class TransferSchema(Schema):
     id = fields.Str(metadata={"example": "earn:6f1c0e"})
-    kind = fields.Str()
+    kind = fields.Str(metadata={"enum": list(CODES)})
     amount = fields.Decimal(as_string=True)
     debit = fields.Str(attribute="debit_account.holder")
     credit = fields.Str(attribute="credit_account.holder")
     memo = fields.Str()
     request_id = fields.Str(allow_none=True)
     created_at = fields.DateTime()
+    status = fields.Str(metadata={"enum": ["pending", "posted", "voided", "expired"]})
+    posted_amount = fields.Decimal(as_string=True, metadata={"description": "What it moved"})
+    is_pending = fields.Bool(metadata={"description": "Written in two phases"})
+    timeout_seconds = fields.Int(attribute="timeout_s", allow_none=True)
+    on_timeout = fields.Str(allow_none=True, metadata={"enum": [POST, VOID]})
+    category = fields.Str(allow_none=True)
+    hours = fields.Decimal(as_string=True, allow_none=True)
+    rate = fields.Decimal(as_string=True, allow_none=True)
+    operator = fields.Str(allow_none=True)
+    reason = fields.Str(allow_none=True)
+    reverses = fields.Str(attribute="reverses_id", allow_none=True)
+    resolution = fields.Nested(ResolutionSchema, allow_none=True)
+
+
+class TransferQuerySchema(StrictSchema):
+    holder = fields.Str(
+        validate=validate.Regexp(HOLDER),
+        metadata={"description": "Transfers on this account; volunteers see their own"},
+    )
+    kind = fields.Str(validate=validate.OneOf(CODES))
+    request_id = fields.Str(validate=validate.Regexp(IDENTIFIER))
+
+
+class TransferCreateSchema(StrictSchema):
+    id = fields.Str(
+        required=True,
+        validate=validate.Regexp(TRANSFER_ID),
+        metadata={
+            "description": "Names the fact behind the transfer; asking again with the same id "
+            "and fields finds it, with other fields is refused (409)",
+            "example": "adjust:2026-11-30:volunteer-42",
+        },
+    )
+    kind = fields.Str(required=True, validate=validate.OneOf(WRITTEN_BY_HAND))
+    debit = fields.Str(required=True, validate=validate.Regexp(HOLDER))
+    credit = fields.Str(required=True, validate=validate.Regexp(HOLDER))
+    amount = _points(required=True, metadata={"example": "10.00"})
+    pending = fields.Bool(
+        load_default=False, metadata={"description": "Hold the points until posted or voided"}
+    )
+    timeout_seconds = fields.Int(
+        strict=True,
+        validate=validate.Range(min=1, max=int(MAX_TIMEOUT.total_seconds())),
+        metadata={"description": "A pending transfer still unresolved this long after is ended"},
+    )
+    on_timeout = fields.Str(
+        validate=validate.OneOf((POST, VOID)),
+        metadata={"description": "What its timeout does to a pending transfer (void by default)"},
+    )
+    request_id = fields.Str(validate=validate.Regexp(IDENTIFIER))
+    category = fields.Str(validate=validate.Regexp(CATEGORY_CODE))
+    # Documented as a number with its bounds; a decimal string is read the same way.
+    hours = hours_field(as_string=False)
+    reason = _text(metadata={"description": "Why; required for adjustments and expiries"})
+    memo = _text()
+
+    @post_load
+    def _order(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        data["is_pending"] = data.pop("pending")
+        seconds = data.pop("timeout_seconds", None)
+        if seconds is not None:
+            data["timeout"] = timedelta(seconds=seconds)
+        return data
+
+
+class PostingSchema(StrictSchema):
+    amount = _points(
+        metadata={"description": "Post this part of it (the rest is released); all by default"}
+    )
+    reason = _text()
+
+
+class VoidingSchema(StrictSchema):
+    reason = _text(required=True)
+
+
+class ReversalSchema(StrictSchema):
+    reason = _text(required=True, metadata={"example": "Credited to the wrong volunteer"})
+
+
+class CatalogueItemUpdateSchema(StrictSchema):
+    name = fields.Str(required=True, validate=validate.Length(min=1, max=100))
+    kind = fields.Str(required=True, validate=validate.OneOf(ITEM_KINDS))
+    price = _points(required=True, metadata={"example": "8.00"})
+    stock = fields.Int(
+        strict=True,
+        allow_none=True,
+        validate=validate.Range(min=0, max=MAX_STOCK),
+        metadata={"description": "How many are left; none when it is not counted"},
+    )
+    limit_per_person = fields.Int(
+        strict=True,
+        allow_none=True,
+        validate=validate.Range(min=1, max=MAX_QUANTITY),
+        metadata={"description": "At most this many per person (in each period, if one)"},
+    )
+    limit_period_days = fields.Int(
+        strict=True, allow_none=True, validate=validate.Range(min=1, max=MAX_PERIOD_DAYS)
+    )
+    available_from = fields.AwareDateTime(allow_none=True)
+    available_until = fields.AwareDateTime(allow_none=True)
+    is_active = fields.Bool(load_default=True)
+
+
+class CatalogueItemSchema(Schema):
+    id = fields.Str(metadata={"example": "rice-5kg"})
+    name = fields.Str()
+    kind = fields.Str(metadata={"enum": list(ITEM_KINDS)})
+    price = fields.Decimal(as_string=True)
+    stock = fields.Int(allow_none=True)
+    limit_per_person = fields.Int(allow_none=True)
+    limit_period_days = fields.Int(allow_none=True)
+    available_from = fields.DateTime(allow_none=True)
+    available_until = fields.DateTime(allow_none=True)
+    is_active = fields.Bool()
+    updated_at = fields.DateTime()
+
+
+class CatalogueQuerySchema(StrictSchema):
+    kind = fields.Str(validate=validate.OneOf(ITEM_KINDS))
+
+
+class RedemptionCreateSchema(StrictSchema):
+    id = fields.Str(
+        required=True,
+        validate=validate.Regexp(IDENTIFIER),
+        metadata={
+            "description": "Names this redemption; asking again with it finds it",
+            "example": "r-2026-12-01-0007",
+        },
+    )
+    item_id = fields.Str(required=True, validate=validate.Regexp(IDENTIFIER))
+    holder = fields.Str(
+        required=True,
+        validate=validate.Regexp(HOLDER),
+        metadata={"description": "Whose points pay: a volunteer's own, or any member's for staff"},
+    )
+    quantity = fields.Int(
+        strict=True, load_default=1, validate=validate.Range(min=1, max=MAX_QUANTITY)
+    )
+
+
+class RedemptionSchema(Schema):
+    id = fields.Str()
+    item_id = fields.Str()
+    item_name = fields.Str(attribute="item.name")
+    holder = fields.Str()
+    quantity = fields.Int()
+    points = fields.Decimal(as_string=True)
+    status = fields.Str(metadata={"enum": list(REDEMPTION_STATUSES)})
+    transfer_id = fields.Str()
+    operator = fields.Str(allow_none=True)
+    reason = fields.Str(allow_none=True)
+    created_at = fields.DateTime()
+    ended_at = fields.DateTime(allow_none=True)
+
+
+class RedemptionQuerySchema(StrictSchema):
+    holder = fields.Str(
+        validate=validate.Regexp(HOLDER), metadata={"description": "Volunteers see their own"}
+    )
+    item_id = fields.Str(validate=validate.Regexp(IDENTIFIER))
+    status = fields.Str(validate=validate.OneOf(REDEMPTION_STATUSES))
+
+
+class CancellationSchema(StrictSchema):
+    reason = _text(required=True, metadata={"example": "Out of rice this week"})

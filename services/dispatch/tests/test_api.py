@@ -153,11 +153,12 @@ def test_the_holder_completes_an_accepted_assignment_with_the_hours(client: Flas
         "1.50",
         "Three knives",
     )
-    (completed,) = staged_messages(runtime(), events.REQUEST_COMPLETED)
+    (completed,) = staged_messages(runtime(), events.REQUEST_COMPLETED, to="intake")
     assert completed.kwargs == {
         "request_id": assignment.request_id,
         "assignment_id": assignment.id,
         "volunteer_id": sharpener.id,
+        "category": assignment.category,
         "hours": "1.50",
         "completed_by": f"volunteer:{sharpener.id}",
         "completed_at": completed.kwargs["completed_at"],
@@ -184,7 +185,7 @@ def test_completing_before_accepting_or_twice_is_a_409(client: FlaskClient) -> N
     assert (early.status_code, twice.status_code) == (409, 409)
     assert "accept it before completing" in early.json["detail"]
     assert "already completed" in twice.json["detail"]
-    assert len(staged_messages(runtime(), events.REQUEST_COMPLETED)) == 1
+    assert len(staged_messages(runtime(), events.REQUEST_COMPLETED, to="intake")) == 1
 
 
 @pytest.mark.parametrize(
@@ -211,7 +212,7 @@ def test_a_bad_completion_body_is_a_422_naming_the_field(
     assert response.status_code == 422
     assert response.content_type == PROBLEM
     assert list(response.json["errors"]) == [field]
-    assert staged_messages(runtime(), events.REQUEST_COMPLETED) == []
+    assert staged_messages(runtime(), events.REQUEST_COMPLETED, to="intake") == []
 
 
 def test_an_unknown_assignment_is_a_404(client: FlaskClient) -> None:

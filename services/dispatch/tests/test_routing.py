@@ -283,7 +283,7 @@ def test_of_two_simultaneous_completions_one_succeeds_and_one_completed_event_is
     outcomes = race(complete("1.5"), complete("3"))
 
     assert kinds(outcomes) == ["Assignment", "Conflict"]
-    (completed,) = staged_messages(runtime(), events.REQUEST_COMPLETED)
+    (completed,) = staged_messages(runtime(), events.REQUEST_COMPLETED, to="intake")
     (done,) = assignments(id=assignment.id)
     assert Decimal(completed.kwargs["hours"]) == done.hours
 

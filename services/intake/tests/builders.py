@@ -8,8 +8,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from services.intake import directory, requests
-from services.intake.models import Resident, ServiceRequest
+from services.intake import catalogue, directory, requests
+from services.intake.models import Category, Resident, ServiceRequest
 from shared.auth import Principal
 
 HOTLINE = Principal(subject="client:city-hotline", role="system")
@@ -35,9 +35,8 @@ def a_resident(
 
 
 def a_category(session: Session, code: str = "knife_sharpening", **fields: Any) -> None:
-    directory.add_category(
-        session, code=code, name=fields.pop("name", code.replace("_", " ")), **fields
-    )
+    name = fields.pop("name", code.replace("_", " "))
+    catalogue.add_category(session, code=code, names={"en": name, "zh-CN": name}, **fields)
 
 
 def a_request(
@@ -48,9 +47,7 @@ def a_request(
     **fields: Any,
 ) -> ServiceRequest:
     resident = resident or a_resident(session)
-    if directory.list_categories(session) == [] or all(
-        c.code != category for c in directory.list_categories(session)
-    ):
+    if session.get(Category, category) is None:
         a_category(session, category)
     return requests.submit_request(
         session,

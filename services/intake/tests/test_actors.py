@@ -81,7 +81,7 @@ def payloads(request_id: str) -> dict[str, tuple]:
 def test_second_delivery_of_the_same_message_changes_nothing(kind):
     request_id = new_request_id()
     actor, event, payload, status = payloads(request_id)[kind]
-    message = message_for(event, payload)
+    message = message_for(event, payload, to="intake")
     assert deliver_to(actor, message) is True
     after_first = request_state(request_id)
     assert after_first[0] == status
@@ -93,7 +93,7 @@ def test_second_delivery_of_the_same_message_changes_nothing(kind):
 def test_a_garbled_message_is_permanent_and_changes_nothing(kind):
     request_id = new_request_id()
     actor, event, payload, _ = payloads(request_id)[kind]
-    message = message_for(event, payload)
+    message = message_for(event, payload, to="intake")
     message.kwargs.pop("request_id")
     with pytest.raises(PermanentError, match="request_id"):
         deliver_to(actor, message)
@@ -106,7 +106,7 @@ def test_a_real_worker_follows_the_request_through_the_broker():
     with running_worker(broker, "intake"):
         for kind in ("assigned", "accepted", "completed"):
             _, event, payload, _ = payloads(request_id)[kind]
-            message = message_for(event, payload)
+            message = message_for(event, payload, to="intake")
             broker.enqueue(message)
             broker.enqueue(message)
         eventually(

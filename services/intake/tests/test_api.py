@@ -220,16 +220,43 @@ class TestConfirmation:
 
 
 # Every error status each operation can answer; 422 wherever it takes a body or a query.
+_ON_A_REQUEST = {"401", "403", "404", "409", "422"}
 ERRORS_EACH_OPERATION_DOCUMENTS = {
     ("get", "/v1/requests"): {"401", "403", "422"},
-    ("post", "/v1/requests"): {"401", "403", "404", "422"},
+    ("post", "/v1/requests"): {"401", "403", "404", "409", "422"},
+    ("get", "/v1/requests/changes"): {"401", "403", "422"},
+    ("get", "/v1/requests/counts"): {"401", "403", "422"},
     ("get", "/v1/requests/{request_id}"): {"401", "403", "404"},
-    ("post", "/v1/requests/{request_id}/confirmation"): {"401", "403", "404", "409", "422"},
-    ("get", "/v1/categories"): {"401"},
+    **{
+        ("post", f"/v1/requests/{{request_id}}/{action}"): _ON_A_REQUEST
+        for action in (
+            "confirmation",
+            "triage",
+            "start",
+            "escalation",
+            "cancellation",
+            "rejection",
+            "reopening",
+            "merge",
+        )
+    },
+    ("post", "/v1/requests/{request_id}/notes"): {"401", "403", "404", "422"},
+    ("post", "/v1/requests/{request_id}/attachments"): {"401", "403", "404", "422"},
+    ("get", "/v1/categories"): {"401", "422"},
     ("post", "/v1/categories"): {"401", "403", "409", "422"},
+    ("get", "/v1/categories/{code}"): {"401", "404"},
+    ("patch", "/v1/categories/{code}"): {"401", "403", "404", "422"},
+    ("get", "/v1/grid/nodes"): {"401", "403", "422"},
+    ("post", "/v1/grid/nodes"): {"401", "403", "404", "422"},
+    ("get", "/v1/grid/nodes/{node_id}"): {"401", "403", "404"},
+    ("patch", "/v1/grid/nodes/{node_id}"): {"401", "403", "404", "422"},
+    ("get", "/v1/residents"): {"401", "403", "422"},
     # No 409: a resident's id is always a new one, so registering never collides.
     ("post", "/v1/residents"): {"401", "403", "404", "422"},
     ("get", "/v1/residents/{resident_id}"): {"401", "403", "404"},
+    ("patch", "/v1/residents/{resident_id}"): {"401", "403", "404", "422"},
+    ("get", "/v1/residents/{resident_id}/health-notes"): {"401", "403", "404"},
+    ("post", "/v1/residents/{resident_id}/health-notes"): {"401", "403", "404", "422"},
 }
 
 
@@ -277,7 +304,9 @@ class TestPlumbing:
             directory.add_household(session, community="c", building="1", unit="1", number="101")
         headers = {"X-API-Key": api_key}
         created = client.post(
-            "/v1/categories", headers=headers, json={"code": "haircut", "name": "Haircut at home"}
+            "/v1/categories",
+            headers=headers,
+            json={"code": "haircut", "names": {"en": "Haircut at home", "zh-CN": "上门理发"}},
         )
         assert created.status_code == 201
         resident = client.post(

@@ -82,6 +82,7 @@ def test_completion_and_acceptance_arriving_together_always_end_completed():
         completed = message_for(
             events.REQUEST_COMPLETED,
             {**base, "hours": "1.5", "completed_by": by, "completed_at": NOW},
+            to="intake",
         )
         outcomes = at_once(
             partial(deliver_to, actors.CONSUMERS, completed),

@@ -6,8 +6,9 @@ from decimal import Decimal
 
 import pytest
 
-from services.intake import requests
+from services.intake import listing, requests
 from services.intake.config import runtime
+from services.intake.directory import Place
 from services.intake.policy import POLICY, no_resident
 from services.intake.tests.builders import (
     DUTY_OFFICER,
@@ -244,7 +245,7 @@ class TestConfirming:
 
     def test_a_request_that_is_not_completed_cannot_be_confirmed(self, session):
         request = a_request(session)
-        with pytest.raises(Conflict, match="only a completed request"):
+        with pytest.raises(Conflict, match="is submitted: it cannot confirm"):
             requests.confirm_request(
                 session, request_id=request.id, confirmed_by=resident_of(request)
             )
@@ -306,8 +307,8 @@ class TestListing:
         for _ in range(3):
             a_request(session, resident=in_three)
         a_request(session, resident=in_five)
-        where = requests.RequestFilter(status=("submitted",), building="3")
-        page, total = requests.list_requests(session, where=where, offset=0, limit=2)
-        assert total == 3
-        assert len(page) == 2
-        assert all(r.building == "3" for r in page)
+        where = listing.RequestFilter(status=("submitted",), place=Place("changshan-garden", "3"))
+        page = listing.list_requests(session, where=where, page_size=2)
+        assert page.total == 3
+        assert len(page.items) == 2
+        assert all(r.building == "3" for r in page.items)

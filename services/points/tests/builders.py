@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
-from services.points import ledger
+from services.points import audit, earning, ledger
 from services.points.config import runtime
-from services.points.models import Account, Entry, Transfer
+from services.points.ledger import ISSUANCE_HOLDER, TransferOrder
+from services.points.models import ADJUST, Account, Entry, Transfer, timers
 from shared.auth import issue_token
+from shared.errors import DomainError
+from shared.scheduler import Firing, Scheduler
+
+STAFF = "staff:duty-officer"
 
 
 def rates(**points_per_hour: str | int) -> None:
@@ -38,6 +46,20 @@ def confirmed(**fields: Any) -> dict[str, Any]:
     }
 
 
+def completed(**fields: Any) -> dict[str, Any]:
+    """A ``request.completed`` payload, as dispatch publishes it."""
+    return {
+        "request_id": uuid.uuid4().hex,
+        "assignment_id": uuid.uuid4().hex,
+        "volunteer_id": "v-7",
+        "category": "knife_sharpening",
+        "hours": "1.50",
+        "completed_by": "volunteer:v-7",
+        "completed_at": datetime.now(UTC).isoformat(),
+        **fields,
+    }
+
+
 def credit(
     *,
     request_id: str | None = None,
@@ -45,8 +67,9 @@ def credit(
     category: str = "knife_sharpening",
     hours: str = "1.50",
 ) -> Transfer:
+    """Credit confirmed hours at once, as a confirmation that finds no pending earning does."""
     with runtime().db.transaction() as session:
-        return ledger.credit_earned_points(
+        return earning.credit_earned_points(
             session,
             request_id=request_id or uuid.uuid4().hex,
             volunteer_id=volunteer_id,
@@ -55,10 +78,42 @@ def credit(
         )
 
 
+def order(**fields: Any) -> TransferOrder:
+    """A transfer order: by default staff adjusting 10 points into volunteer v-7's account."""
+    values: dict[str, Any] = {
+        "id": f"t-{uuid.uuid4().hex[:12]}",
+        "kind": ADJUST,
+        "debit": ISSUANCE_HOLDER,
+        "credit": "volunteer:v-7",
+        "amount": Decimal("10.00"),
+        "operator": STAFF,
+        "reason": "Opening balance",
+        **fields,
+    }
+    values["amount"] = Decimal(values["amount"])
+    return TransferOrder(**values)
+
+
+def transfer(**fields: Any) -> Transfer:
+    """Write a transfer (see ``order``) in a transaction of its own."""
+    with runtime().db.transaction() as session:
+        return ledger.create_transfer(session, order=order(**fields))
+
+
+def funded(holder: str, amount: str | int) -> Transfer:
+    """Give ``holder`` points from the issuance account."""
+    return transfer(credit=holder, amount=Decimal(amount), reason=f"Funds {holder} for a test")
+
+
 def balance(holder: str) -> Decimal | None:
     with runtime().db.read() as session:
         account = session.scalars(select(Account).filter_by(holder=holder)).first()
         return account.balance if account is not None else None
+
+
+def account(holder: str) -> Account:
+    with runtime().db.read() as session:
+        return ledger.get_account(session, holder)
 
 
 def entries_total(holder: str | None = None) -> Decimal:
@@ -67,12 +122,56 @@ def entries_total(holder: str | None = None) -> Decimal:
     if holder is not None:
         query = query.join(Account, Entry.account_id == Account.id).where(Account.holder == holder)
     with runtime().db.read() as session:
-        return Decimal(session.scalar(query) or 0)
+        return Decimal(session.scalar(query) or 0).quantize(Decimal("0.01"))
 
 
 def transfers() -> list[Transfer]:
     with runtime().db.read() as session:
-        return list(session.scalars(select(Transfer).order_by(Transfer.created_at)))
+        return list(session.scalars(select(Transfer).order_by(Transfer.created_at, Transfer.id)))
+
+
+def stored(transfer_id: str) -> Transfer:
+    with runtime().db.read() as session:
+        return ledger.get_transfer(session, transfer_id)
+
+
+def audit_findings() -> list[audit.Finding]:
+    with runtime().db.read() as session:
+        return audit.audit_ledger(session)
+
+
+def fire_due_timers() -> list[Firing]:
+    """What points' scheduler would fire now (the tests hold the clock)."""
+    return Scheduler(service="points", db=runtime().db, timers=timers).fire_due()
+
+
+def refused(call: Callable[[], Any]) -> DomainError:
+    """What ``call`` was refused with."""
+    with pytest.raises(DomainError) as raised:
+        call()
+    return raised.value
+
+
+def all_at_once(calls: list[Callable[[], Any]]) -> list[Any]:
+    """Run each call in a thread of its own, all released together; what each returned or
+    raised."""
+    start = threading.Barrier(len(calls))
+    outcomes: list[Any] = [None] * len(calls)
+
+    def run(index: int, call: Callable[[], Any]) -> None:
+        start.wait(timeout=30)
+        try:
+            outcomes[index] = call()
+        except Exception as error:
+            outcomes[index] = error
+
+    threads = [threading.Thread(target=run, args=item) for item in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads), "a call did not finish"
+    return outcomes
 
 
 def bearer(role: str, subject: str = "v-7") -> dict[str, str]:

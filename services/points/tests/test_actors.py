@@ -1,4 +1,5 @@
-"""The request.confirmed consumer: a confirmed service earns points once, however it arrives."""
+"""points' consumers: hours reported done are held once and a confirmed service earns points
+once, however the messages arrive."""
 
 from __future__ import annotations
 
@@ -14,17 +15,27 @@ from sqlalchemy import func, select
 from services.points import actors
 from services.points.config import runtime
 from services.points.models import Transfer
-from services.points.tests.builders import balance, confirmed, rates, transfers
+from services.points.tests.builders import (
+    account,
+    all_at_once,
+    balance,
+    completed,
+    confirmed,
+    rates,
+    transfers,
+)
 from shared import events
 from shared.consumers import PermanentError
 from tests.support import deliver_to, eventually, message_for, running_worker, staged_messages
 
 
-def raw_message(kwargs: dict[str, Any]) -> dramatiq.Message:
+def raw_message(
+    kwargs: dict[str, Any], event: events.Event = events.REQUEST_CONFIRMED
+) -> dramatiq.Message:
     """A message as a careless publisher might send it, unchecked."""
     return dramatiq.Message(
         queue_name="points",
-        actor_name=events.REQUEST_CONFIRMED.actor_name,
+        actor_name=event.actor_name,
         args=(),
         kwargs=kwargs,
         options={},
@@ -114,6 +125,55 @@ def test_concurrent_confirmations_of_the_same_request_credit_once() -> None:
     assert balance("volunteer:v-new") == Decimal("15.00")
 
 
+def test_the_same_completion_delivered_twice_holds_the_points_once() -> None:
+    rates(knife_sharpening=10)
+    message = message_for(events.REQUEST_COMPLETED, completed(hours="2.00"), to="points")
+
+    assert deliver_to(actors.CONSUMERS, message) is True
+    assert deliver_to(actors.CONSUMERS, message) is False
+
+    (held,) = transfers()
+    assert (held.status, held.amount) == ("pending", Decimal("20.00"))
+    assert account("volunteer:v-7").credits_pending == Decimal("20.00")
+    assert notifications() == []
+
+
+def test_a_completion_and_its_confirmation_each_delivered_twice_credit_once() -> None:
+    rates(knife_sharpening=10)
+    done = message_for(events.REQUEST_COMPLETED, completed(hours="1.00"), to="points")
+    payload = confirmed(request_id=done.kwargs["request_id"], hours="1.00")
+    confirmation = message_for(events.REQUEST_CONFIRMED, payload, to="points")
+
+    outcomes = [deliver_to(actors.CONSUMERS, m) for m in (done, confirmation, done, confirmation)]
+
+    assert outcomes == [True, True, False, False]
+    (earned,) = transfers()
+    assert (earned.status, earned.posted_amount) == ("posted", Decimal("10.00"))
+    assert balance("volunteer:v-7") == Decimal("10.00")
+    assert len(notifications()) == 1
+
+
+def test_a_completion_and_its_confirmation_arriving_at_once_credit_once() -> None:
+    rates(knife_sharpening=10)
+    done = message_for(events.REQUEST_COMPLETED, completed(hours="1.00"), to="points")
+    payload = confirmed(request_id=done.kwargs["request_id"], hours="1.00")
+    confirmation = message_for(events.REQUEST_CONFIRMED, payload, to="points")
+
+    outcomes = all_at_once(
+        [
+            lambda: deliver_to(actors.CONSUMERS, done),
+            lambda: deliver_to(actors.CONSUMERS, confirmation),
+        ]
+    )
+
+    assert outcomes == [True, True]
+    (earned,) = transfers()
+    assert (earned.status, earned.posted_amount) == ("posted", Decimal("10.00"))
+    assert account("volunteer:v-7").credits_pending == 0
+    assert balance("volunteer:v-7") == Decimal("10.00")
+    assert len(notifications()) == 1
+
+
 # Dead letters
 
 
@@ -137,6 +197,28 @@ def test_a_dead_lettered_confirmation_credits_once_its_rate_is_set() -> None:
 
     assert deliver_to(actors.CONSUMERS, message) is True
     assert balance("volunteer:v-7") == Decimal("12.00")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param({"hours": "0"}, id="no hours"),
+        pytest.param({"hours": "-2"}, id="negative hours"),
+        pytest.param({"category": "Knife Sharpening"}, id="not a category code"),
+        pytest.param({"volunteer_id": "v/7"}, id="volunteer id that names no account"),
+        pytest.param({"request_id": "r" * 65}, id="request id too long"),
+        pytest.param({"completed_at": "soon"}, id="garbage time"),
+    ],
+)
+def test_a_bad_completion_is_dead_lettered_and_changes_nothing(change: dict[str, Any]) -> None:
+    rates(knife_sharpening=10)
+
+    with pytest.raises(PermanentError):
+        deliver_to(
+            actors.CONSUMERS, raw_message({**completed(), **change}, events.REQUEST_COMPLETED)
+        )
+
+    assert_nothing_changed()
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -11,7 +12,15 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from services.points.app import create_app
-from services.points.tests.builders import bearer, credit, rates
+from services.points.tests.builders import (
+    balance,
+    bearer,
+    credit,
+    funded,
+    rates,
+    transfer,
+    transfers,
+)
 from tests.support import assert_errors_documented
 
 PROBLEM = "application/problem+json"
@@ -42,7 +51,14 @@ def test_a_volunteer_sees_their_own_balance(client: FlaskClient) -> None:
     response = client.get("/v1/accounts/volunteer:v-7", headers=VOLUNTEER)
 
     assert response.status_code == 200
-    assert response.json == {"holder": "volunteer:v-7", "kind": "holder", "balance": "15.00"}
+    assert response.json == {
+        "holder": "volunteer:v-7",
+        "kind": "holder",
+        "balance": "15.00",
+        "available": "15.00",
+        "debits_pending": "0.00",
+        "credits_pending": "0.00",
+    }
 
 
 def test_another_volunteers_account_is_not_found(client: FlaskClient) -> None:
@@ -69,7 +85,7 @@ def test_staff_see_any_account_including_the_issuance_account(client: FlaskClien
     response = client.get("/v1/accounts/bank:issuance", headers=STAFF)
 
     assert response.status_code == 200
-    assert response.json == {"holder": "bank:issuance", "kind": "issuance", "balance": "-15.00"}
+    assert (response.json["kind"], response.json["balance"]) == ("issuance", "-15.00")
 
 
 def test_an_unknown_account_is_a_404_problem(client: FlaskClient) -> None:
@@ -154,6 +170,201 @@ def test_a_transfer_between_others_is_not_found_by_a_volunteer(client: FlaskClie
     assert hidden.json["detail"] == "No transfer 'earn:req-1'"
 
 
+def test_staff_write_an_adjustment_and_asking_again_finds_it(client: FlaskClient) -> None:
+    body = {
+        "id": "adjust:paper-records:v-7",
+        "kind": "adjust",
+        "debit": "bank:issuance",
+        "credit": "volunteer:v-7",
+        "amount": "12.50",
+        "reason": "Hours kept on paper before the ledger",
+    }
+
+    first = client.post("/v1/transfers", json=body, headers=STAFF)
+    again = client.post("/v1/transfers", json=body, headers=STAFF)
+
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert first.json == again.json
+    assert {key: first.json[key] for key in ("status", "posted_amount", "operator", "reason")} == {
+        "status": "posted",
+        "posted_amount": "12.50",
+        "operator": "staff:s-1",
+        "reason": "Hours kept on paper before the ledger",
+    }
+    assert balance("volunteer:v-7") == Decimal("12.50")
+
+
+def test_the_same_id_with_another_amount_is_a_409_naming_the_field(client: FlaskClient) -> None:
+    transfer(id="adjust-1", amount="10", operator="staff:s-1")
+    body = {
+        "id": "adjust-1",
+        "kind": "adjust",
+        "debit": "bank:issuance",
+        "credit": "volunteer:v-7",
+        "amount": "11",
+        "reason": "Opening balance",
+    }
+
+    response = client.post("/v1/transfers", json=body, headers=STAFF)
+
+    assert response.status_code == 409
+    assert response.mimetype == PROBLEM
+    assert response.json["type"].endswith("/exists-with-different-amount")
+    assert response.json["field"] == "amount"
+    assert balance("volunteer:v-7") == Decimal(10)
+
+
+def test_a_gift_of_more_points_than_are_available_is_a_409_and_changes_nothing(
+    client: FlaskClient,
+) -> None:
+    funded("volunteer:v-7", 5)
+    body = {
+        "id": "gift-1",
+        "kind": "gift",
+        "debit": "volunteer:v-7",
+        "credit": "volunteer:v-8",
+        "amount": "6",
+    }
+
+    response = client.post("/v1/transfers", json=body, headers=STAFF)
+
+    assert response.status_code == 409
+    assert response.json["type"].endswith("/exceeds-available")
+    assert "5.00 points available" in response.json["detail"]
+    assert (balance("volunteer:v-7"), balance("volunteer:v-8")) == (Decimal(5), None)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"kind": "earn"}, "kind"),
+        ({"kind": "reversal"}, "kind"),
+        ({"amount": "-1"}, "amount"),
+        ({"amount": "1.001"}, "amount"),
+        ({"amount": 1e9}, "amount"),
+        ({"id": "has space"}, "id"),
+        ({"id": "x" * 81}, "id"),
+        ({"timeout_seconds": 60}, "timeout"),
+        ({"on_timeout": "keep"}, "on_timeout"),
+        ({"operator": "staff:me"}, "operator"),
+        ({"credit": "bank:vault"}, "credit"),
+        ({"reason": None}, "reason"),
+        ({"reason": ""}, "reason"),
+    ],
+)
+def test_an_invalid_transfer_is_a_422_problem_and_changes_nothing(
+    client: FlaskClient, change: dict[str, Any], field: str
+) -> None:
+    body = {
+        "id": "adjust-1",
+        "kind": "adjust",
+        "debit": "bank:issuance",
+        "credit": "volunteer:v-7",
+        "amount": "10",
+        "reason": "Opening balance",
+        **change,
+    }
+
+    response = client.post("/v1/transfers", json=body, headers=STAFF)
+
+    assert response.status_code == 422, response.json
+    assert response.mimetype == PROBLEM
+    assert field in response.json.get("errors", {}) or response.json.get("field") == field
+    assert transfers() == []
+
+
+def test_only_staff_write_post_void_or_reverse_transfers(client: FlaskClient) -> None:
+    written = funded("volunteer:v-7", 5)
+    paths = [
+        "/v1/transfers",
+        f"/v1/transfers/{written.id}/posting",
+        f"/v1/transfers/{written.id}/voiding",
+        f"/v1/transfers/{written.id}/reversal",
+    ]
+
+    answers = [client.post(path, json={"reason": "mine"}, headers=VOLUNTEER) for path in paths]
+
+    assert [answer.status_code for answer in answers] == [403] * 4
+    assert len(transfers()) == 1
+
+
+def test_staff_post_part_of_a_pending_transfer_then_reverse_what_it_moved(
+    client: FlaskClient,
+) -> None:
+    funded("volunteer:v-7", 10)
+    pending = transfer(
+        id="hold-1",
+        kind="gift",
+        debit="volunteer:v-7",
+        credit="volunteer:v-8",
+        amount="6",
+        is_pending=True,
+        reason=None,
+    )
+
+    posted = client.post(f"/v1/transfers/{pending.id}/posting", json={"amount": "4"}, headers=STAFF)
+    reversed_ = client.post(
+        f"/v1/transfers/{pending.id}/reversal", json={"reason": "Given by mistake"}, headers=STAFF
+    )
+
+    assert posted.status_code == 200
+    assert (posted.json["status"], posted.json["posted_amount"]) == ("posted", "4.00")
+    assert posted.json["resolution"]["operator"] == "staff:s-1"
+    assert reversed_.status_code == 201
+    assert (reversed_.json["id"], reversed_.json["reverses"], reversed_.json["amount"]) == (
+        "reversal:hold-1",
+        "hold-1",
+        "4.00",
+    )
+    assert (balance("volunteer:v-7"), balance("volunteer:v-8")) == (Decimal(10), Decimal(0))
+
+
+def test_staff_void_a_pending_transfer_and_it_cannot_be_posted_after(client: FlaskClient) -> None:
+    funded("volunteer:v-7", 10)
+    pending = transfer(
+        id="hold-1",
+        kind="gift",
+        debit="volunteer:v-7",
+        credit="volunteer:v-8",
+        amount="6",
+        is_pending=True,
+        reason=None,
+    )
+
+    voided = client.post(
+        f"/v1/transfers/{pending.id}/voiding", json={"reason": "No"}, headers=STAFF
+    )
+    posted = client.post(f"/v1/transfers/{pending.id}/posting", json={}, headers=STAFF)
+    missing = client.post("/v1/transfers/nothing/voiding", json={"reason": "No"}, headers=STAFF)
+    no_reason = client.post(f"/v1/transfers/{pending.id}/voiding", json={}, headers=STAFF)
+
+    assert (voided.status_code, voided.json["status"]) == (200, "voided")
+    assert (posted.status_code, posted.json["type"].rsplit("/", 1)[-1]) == (
+        409,
+        "pending-transfer-already-voided",
+    )
+    assert (missing.status_code, no_reason.status_code) == (404, 422)
+    assert balance("volunteer:v-7") == Decimal(10)
+
+
+def test_transfers_are_listed_newest_first_and_a_volunteer_sees_only_their_own(
+    client: FlaskClient,
+) -> None:
+    rates(knife_sharpening=10)
+    credit(request_id="req-1", volunteer_id="v-7", hours="1.00")
+    credit(request_id="req-2", volunteer_id="v-8", hours="1.00")
+
+    everyone = client.get("/v1/transfers?kind=earn", headers=STAFF)
+    mine = client.get("/v1/transfers?holder=volunteer:v-8", headers=VOLUNTEER)
+    by_request = client.get("/v1/transfers?request_id=req-2", headers=STAFF)
+
+    assert everyone.status_code == 200
+    assert json.loads(everyone.headers["X-Pagination"])["total"] == 2
+    assert [t["id"] for t in mine.json] == ["earn:req-1"]
+    assert [t["credit"] for t in by_request.json] == ["volunteer:v-8"]
+    assert client.get("/v1/transfers?kind=bonus", headers=STAFF).status_code == 422
+
+
 # Earning rates
 
 
@@ -165,6 +376,19 @@ def test_staff_set_a_rate_and_anyone_signed_in_reads_it(client: FlaskClient) -> 
     listed = client.get("/v1/rates", headers=bearer("resident", "r-1")).json
     assert [(rate["category"], rate["points_per_hour"]) for rate in listed] == [
         ("mediation", "12.50")
+    ]
+
+
+def test_a_rates_history_says_who_set_each_rate_newest_first(client: FlaskClient) -> None:
+    client.put("/v1/rates/mediation", json={"points_per_hour": "12"}, headers=STAFF)
+    client.put("/v1/rates/mediation", json={"points_per_hour": "12.50"}, headers=STAFF)
+
+    response = client.get("/v1/rates/mediation/history", headers=bearer("resident", "r-1"))
+
+    assert response.status_code == 200
+    assert [(c["points_per_hour"], c["set_by"]) for c in response.json] == [
+        ("12.50", "staff:s-1"),
+        ("12.00", "staff:s-1"),
     ]
 
 
@@ -214,7 +438,12 @@ def test_the_openapi_document_describes_the_ledger(client: FlaskClient) -> None:
         "/v1/accounts/{holder}/entries",
         "/v1/rates",
         "/v1/rates/{category}",
+        "/v1/rates/{category}/history",
+        "/v1/transfers",
         "/v1/transfers/{transfer_id}",
+        "/v1/transfers/{transfer_id}/posting",
+        "/v1/transfers/{transfer_id}/voiding",
+        "/v1/transfers/{transfer_id}/reversal",
     } <= set(paths)
 
 
@@ -223,8 +452,22 @@ ERRORS_EACH_OPERATION_DOCUMENTS = {
     ("get", "/v1/accounts/{holder}"): {"401", "403", "404"},
     ("get", "/v1/accounts/{holder}/entries"): {"401", "403", "404", "422"},
     ("get", "/v1/transfers/{transfer_id}"): {"401", "403", "404"},
+    ("get", "/v1/transfers"): {"401", "403", "422"},
+    ("post", "/v1/transfers"): {"401", "403", "409", "422"},
+    ("post", "/v1/transfers/{transfer_id}/posting"): {"401", "403", "404", "409", "422"},
+    ("post", "/v1/transfers/{transfer_id}/voiding"): {"401", "403", "404", "409", "422"},
+    ("post", "/v1/transfers/{transfer_id}/reversal"): {"401", "403", "404", "409", "422"},
     ("get", "/v1/rates"): {"401"},
     ("put", "/v1/rates/{category}"): {"401", "403", "422"},
+    ("get", "/v1/rates/{category}/history"): {"401", "422"},
+    ("get", "/v1/catalogue"): {"401", "422"},
+    ("get", "/v1/catalogue/{item_id}"): {"401", "404"},
+    ("put", "/v1/catalogue/{item_id}"): {"401", "403", "422"},
+    ("get", "/v1/redemptions"): {"401", "403", "422"},
+    ("post", "/v1/redemptions"): {"401", "403", "404", "409", "422"},
+    ("get", "/v1/redemptions/{redemption_id}"): {"401", "403", "404"},
+    ("post", "/v1/redemptions/{redemption_id}/fulfilment"): {"401", "403", "404", "409"},
+    ("post", "/v1/redemptions/{redemption_id}/cancellation"): {"401", "403", "404", "409", "422"},
 }
 
 

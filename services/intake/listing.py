@@ -1,0 +1,247 @@
+"""Reading requests in bulk: filtered and sorted lists paged by keyset, the change feed for
+systems that poll, and counts by category, building or status."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+from sqlalchemy.orm import Session, selectinload
+
+from services.intake.directory import LEVELS, Place
+from services.intake.models import Category, ServiceRequest, TimelineEntry
+from services.intake.requests import OPEN
+from shared.clock import utcnow
+from shared.errors import Invalid
+
+# Each sort: its columns, each ascending (True) or descending, the id last to break ties.
+SORTS: dict[str, tuple[tuple[str, bool], ...]] = {
+    "newest": (("created_at", False), ("id", True)),
+    "oldest": (("created_at", True), ("id", True)),
+    "updated": (("updated_at", False), ("id", True)),
+    # The deadline nearest (or longest past) first.
+    "due": (("due_at", True), ("id", True)),
+    # The highest priority first, then the deadline nearest or longest past.
+    "urgency": (("urgency", False), ("due_at", True), ("id", True)),
+}
+MAX_PAGE_SIZE = 100
+# On PostgreSQL a transaction may commit its timeline entry after one with a higher id: the
+# change feed serves only entries older than this, by which time any such one has committed.
+FEED_SETTLE = timedelta(seconds=2)
+COUNTED_BY = ("category", "group", "building", "status")
+
+
+@dataclass(frozen=True)
+class RequestFilter:
+    status: tuple[str, ...] = ()
+    category: tuple[str, ...] = ()
+    group: str | None = None
+    place: Place = field(default_factory=Place)
+    priority: tuple[str, ...] = ()
+    channel: tuple[str, ...] = ()
+    # Open and past the deadline now pending (True), or not (False).
+    overdue: bool | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    updated_after: datetime | None = None
+    updated_before: datetime | None = None
+    assignee_id: str | None = None
+    resident_id: str | None = None
+    is_open: bool | None = None
+
+
+def _conditions(where: RequestFilter) -> list[ColumnElement[bool]]:
+    r = ServiceRequest
+    conditions: list[ColumnElement[bool]] = list(
+        where.place.conditions({level: getattr(r, level) for level in LEVELS})
+    )
+    lists: tuple[tuple[Any, tuple[str, ...]], ...] = (
+        (r.status, where.status),
+        (r.category, where.category),
+        (r.priority, where.priority),
+        (r.channel, where.channel),
+    )
+    for column, values in lists:
+        if values:
+            conditions.append(column.in_(values))
+    if where.group is not None:
+        conditions.append(
+            r.category.in_(select(Category.code).where(Category.group == where.group))
+        )
+    now = utcnow()
+    if where.overdue is True:
+        # A request no longer open has no deadline pending (FAR_FUTURE).
+        conditions.append(r.due_at < now)
+    elif where.overdue is False:
+        conditions.append(r.due_at >= now)
+    if where.is_open is not None:
+        conditions.append(r.status.in_(OPEN) if where.is_open else r.status.not_in(OPEN))
+    ranges: tuple[tuple[Any, datetime | None, bool], ...] = (
+        (r.created_at, where.created_after, True),
+        (r.created_at, where.created_before, False),
+        (r.updated_at, where.updated_after, True),
+        (r.updated_at, where.updated_before, False),
+    )
+    for column, bound, is_lower in ranges:
+        if bound is not None:
+            conditions.append(column >= bound if is_lower else column < bound)
+    if where.assignee_id is not None:
+        conditions.append(r.assignee_id == where.assignee_id)
+    if where.resident_id is not None:
+        conditions.append(r.resident_id == where.resident_id)
+    return conditions
+
+
+def _encode(values: list[Any]) -> str:
+    plain = [value.isoformat() if isinstance(value, datetime) else value for value in values]
+    return base64.urlsafe_b64encode(json.dumps(plain).encode()).decode().rstrip("=")
+
+
+def _decode(cursor: str, sort: str) -> list[Any]:
+    keys = SORTS[sort]
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        values = json.loads(raw)
+        if not isinstance(values, list) or len(values) != len(keys):
+            raise ValueError("wrong length")
+        return [
+            datetime.fromisoformat(value) if name.endswith("_at") else value
+            for (name, _), value in zip(keys, values, strict=True)
+        ]
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise Invalid(
+            f"Not a cursor of this list sorted by {sort}: pass back the next_cursor given",
+            field="after",
+        ) from None
+
+
+def _after(sort: str, values: list[Any]) -> ColumnElement[bool]:
+    """Rows after the one with ``values`` in ``sort``'s order."""
+    keys = SORTS[sort]
+    alternatives = []
+    for depth, (name, ascending) in enumerate(keys):
+        column = getattr(ServiceRequest, name)
+        equal = [
+            getattr(ServiceRequest, before) == value
+            for (before, _), value in zip(keys[:depth], values, strict=False)
+        ]
+        beyond = column > values[depth] if ascending else column < values[depth]
+        alternatives.append(and_(*equal, beyond))
+    return or_(*alternatives)
+
+
+@dataclass
+class Page:
+    items: list[ServiceRequest]
+    total: int
+    next_cursor: str | None = None
+    page_size: int = 0
+    sort: str = "newest"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def list_requests(
+    session: Session,
+    *,
+    where: RequestFilter,
+    sort: str = "newest",
+    after: str | None = None,
+    page_size: int = 20,
+) -> Page:
+    """A page of the requests ``where`` selects in ``sort``'s order, starting after the
+    cursor a previous page gave, and how many match in all."""
+    if sort not in SORTS:
+        raise Invalid(f"Unknown sort {sort!r}; one of {sorted(SORTS)}", field="sort")
+    conditions = _conditions(where)
+    total = session.scalar(select(func.count()).select_from(ServiceRequest).where(*conditions))
+    query: Select[Any] = select(ServiceRequest).where(*conditions)
+    if after:
+        query = query.where(_after(sort, _decode(after, sort)))
+    for name, ascending in SORTS[sort]:
+        column = getattr(ServiceRequest, name)
+        query = query.order_by(column.asc() if ascending else column.desc())
+    rows = list(
+        session.scalars(query.limit(page_size + 1).options(selectinload(ServiceRequest.duplicates)))
+    )
+    following = None
+    if len(rows) > page_size:
+        rows = rows[:page_size]
+        last = rows[-1]
+        following = _encode([getattr(last, name) for name, _ in SORTS[sort]])
+    return Page(rows, int(total or 0), following, page_size, sort)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One entry of the change feed: what happened to which request, and where it stands."""
+
+    cursor: str
+    entry: TimelineEntry
+    request: ServiceRequest
+
+
+def changes(
+    session: Session,
+    *,
+    after: str | None,
+    limit: int = 100,
+    settle: timedelta | None = None,
+) -> tuple[list[Change], str | None]:
+    """Timeline entries recorded after the cursor, oldest first, with their requests as they
+    now are; and the cursor to ask from next time (the last one given, or ``after``)."""
+    if settle is None:
+        # SQLite has one writer at a time: ids are given in the order transactions commit.
+        settle = timedelta(0) if session.get_bind().dialect.name == "sqlite" else FEED_SETTLE
+    start = 0
+    if after:
+        try:
+            start = int(after)
+        except ValueError:
+            raise Invalid("Not a cursor of the change feed", field="after") from None
+    entries = list(
+        session.scalars(
+            select(TimelineEntry)
+            .where(TimelineEntry.id > start, TimelineEntry.recorded_at <= utcnow() - settle)
+            .order_by(TimelineEntry.id)
+            .limit(limit)
+            .options(selectinload(TimelineEntry.request))
+        )
+    )
+    found = [Change(str(entry.id), entry, entry.request) for entry in entries]
+    return found, (found[-1].cursor if found else after)
+
+
+def count_requests(session: Session, *, by: str, where: RequestFilter) -> list[dict[str, Any]]:
+    """How many requests ``where`` selects, by ``by``: largest first."""
+    r = ServiceRequest
+    keys: list[Any]
+    if by == "category":
+        keys = [r.category]
+    elif by == "status":
+        keys = [r.status]
+    elif by == "building":
+        keys = [r.community, r.building]
+    elif by == "group":
+        keys = [Category.group]
+    else:
+        raise Invalid(f"Counts are by one of {COUNTED_BY}", field="by")
+    query = select(*keys, func.count().label("count")).select_from(r)
+    if by == "group":
+        query = query.join(Category, Category.code == r.category)
+    number = func.count()
+    query = query.where(*_conditions(where)).group_by(*keys).order_by(number.desc(), *keys)
+    counted = []
+    for row in session.execute(query):
+        values = list(row)
+        counted.append(
+            {
+                "value": "/".join(str(part) for part in values[:-1] if part is not None) or None,
+                "count": int(values[-1]),
+            }
+        )
+    return counted

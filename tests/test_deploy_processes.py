@@ -1,0 +1,309 @@
+"""The images' processes, started as their entrypoint starts them (deploy/images/entrypoint.py):
+one that cannot start says why in one line and exits non-zero; a worker told to stop finishes
+the message it holds, or leaves it to be handed out again, within its grace period."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import requests
+from sqlalchemy import func, select
+
+from devtools.processes import ROOT, venv_env
+from devtools.redis_server import free_port
+from services.dispatch.models import messaging
+from services.dispatch.tests.builders import submitted
+from shared import events
+from shared.broker import create_broker
+from shared.database import Database, SQLiteWriterLock
+from shared.settings import Settings
+from tests.environment import TEST_ENV
+from tests.support import eventually, message_for
+
+pytestmark = pytest.mark.e2e
+
+ENTRYPOINT = ROOT / "deploy" / "images" / "entrypoint.py"
+PROCESSES = ("web", "worker", "relay", "scheduler", "migrate")
+
+
+def entrypoint_env(**settings: str) -> dict[str, str]:
+    """The environment an image gives its entrypoint, on this checkout's code."""
+    return venv_env(
+        {
+            **os.environ,
+            **TEST_ENV,
+            "PYTHONPATH": str(ROOT),
+            "REDVEST_SERVICE": "dispatch",
+            "LOG_FORMAT": "json",
+        }
+        | settings
+    )
+
+
+def entrypoint(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ENTRYPOINT), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize("process", PROCESSES)
+def test_a_process_that_cannot_start_exits_2_with_the_reason_on_one_line(process, tmp_path):
+    env = entrypoint_env(
+        REDVEST_ENV="production",
+        REDVEST_AUTH_SECRET="",
+        DISPATCH_DATABASE_URL=f"sqlite:///{tmp_path}/dispatch.db",
+    )
+    env.pop("BROKER_URL")
+
+    finished = entrypoint(process, env=env)
+
+    assert finished.returncode == 2
+    (line,) = finished.stderr.splitlines()
+    assert line.startswith("cannot start: 3 problems with the settings: ")
+    for setting in ("DISPATCH_DATABASE_URL", "BROKER_URL", "REDVEST_AUTH_SECRET"):
+        assert setting in line
+
+
+def test_gunicorn_itself_refuses_to_start_on_bad_settings_with_one_line_not_a_traceback():
+    env = entrypoint_env(REDVEST_ENV="staging")
+
+    finished = subprocess.run(
+        [
+            *(sys.executable, "-m", "gunicorn", "--config", "deploy/gunicorn.conf.py"),
+            *("--bind", f"127.0.0.1:{free_port(0)}", "services.dispatch.app:create_app()"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert finished.returncode == 2
+    (line,) = finished.stderr.splitlines()
+    assert line.startswith("cannot start: ")
+    assert "REDVEST_ENV must be exactly one of" in line
+
+
+def test_migrate_gives_up_on_a_database_that_never_answers_naming_where_it_waited():
+    port = free_port(0)
+    env = entrypoint_env(
+        DISPATCH_DATABASE_URL=f"postgresql://dispatch:hunter2-secret@127.0.0.1:{port}/dispatch",
+        DATABASE_WAIT_S="1",
+    )
+
+    finished = entrypoint("migrate", env=env)
+
+    assert finished.returncode == 1
+    (line,) = finished.stderr.splitlines()
+    assert line.startswith(
+        f"cannot start: the database at 127.0.0.1:{port} did not take connections within 1 s: "
+    )
+    assert "hunter2-secret" not in line
+
+
+def test_a_worker_is_healthy_while_it_reaches_its_broker_and_database(tmp_path):
+    env = entrypoint_env(DISPATCH_DATABASE_URL=f"sqlite:///{tmp_path}/dispatch.db")
+
+    assert entrypoint("health", "worker", env=env).returncode == 0
+
+
+def test_a_worker_that_cannot_reach_its_broker_is_unhealthy_and_says_so(tmp_path):
+    env = entrypoint_env(
+        DISPATCH_DATABASE_URL=f"sqlite:///{tmp_path}/dispatch.db",
+        BROKER_URL=f"redis://127.0.0.1:{free_port(0)}/0",
+    )
+
+    finished = entrypoint("health", "worker", env=env)
+
+    assert finished.returncode == 1
+    (line,) = finished.stderr.splitlines()
+    assert line.startswith("unhealthy: ping_broker: ")
+
+
+# --- a worker told to stop -----------------------------------------------------------------------
+
+
+class Worker:
+    """dispatch's worker process, on a SQLite database and a broker namespace of its own."""
+
+    def __init__(self, directory: Path, namespace: str, **settings: str) -> None:
+        self.database_file = directory / "dispatch.db"
+        self.log = directory / f"worker-{uuid.uuid4().hex[:6]}.log"
+        self.env = entrypoint_env(
+            DISPATCH_DATABASE_URL=f"sqlite:///{self.database_file}",
+            BROKER_NAMESPACE=namespace,
+            # A stale heartbeat marks a dead worker sooner; still three idle polls long.
+            BROKER_HEARTBEAT_TIMEOUT_MS="3000",
+            LOG_LEVEL="INFO",
+            LOG_FORMAT="json",
+            WORKER_THREADS="1",
+            **settings,
+        )
+        self.settings = Settings.from_env("dispatch", self.env)
+        self.db = Database(self.settings.database_url)
+        self.broker = create_broker(self.settings)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def migrate(self) -> None:
+        finished = entrypoint("migrate", env=self.env)
+        assert finished.returncode == 0, finished.stderr
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, str(ENTRYPOINT), "worker"],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def stop(self) -> None:
+        """SIGTERM to the process the container runs, as an engine stops it."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+
+    def logged(self, text: str) -> bool:
+        return text in self.log.read_text(errors="replace")
+
+    def wait(self, timeout: float = 60) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout)
+
+    def handled(self, message_id: str) -> int:
+        inbox = messaging.inbox
+        with self.db.read() as session:
+            count: int = session.scalar(
+                select(func.count()).select_from(inbox).where(inbox.c.message_id == message_id)
+            )
+        return count
+
+    def unacknowledged(self) -> set[str]:
+        """Redis's ids of the messages fetched from the queue and not acknowledged."""
+        client = redis.Redis.from_url(self.settings.broker_url)
+        namespace = self.settings.broker_namespace
+        try:
+            return {
+                member.decode()
+                for key in client.scan_iter(match=f"{namespace}:__acks__.*")
+                for member in client.smembers(key)
+            }
+        finally:
+            client.close()
+
+    def close(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        self.broker.close()
+        self.db.dispose()
+
+
+def waiting_for_the_lock(lock_file: Path) -> bool:
+    """Whether a process waits for the flock of ``lock_file`` (a ``->`` line of /proc/locks)."""
+    inode = f":{lock_file.stat().st_ino} "
+    return any(
+        "->" in line and "FLOCK" in line and inode in line
+        for line in Path("/proc/locks").read_text().splitlines()
+    )
+
+
+@pytest.fixture
+def workers(tmp_path) -> Iterator[Callable[..., Worker]]:
+    """Workers of one database and one broker namespace (within the test run's)."""
+    namespace = f"{TEST_ENV['BROKER_NAMESPACE']}-stop-{uuid.uuid4().hex[:6]}"
+    made: list[Worker] = []
+
+    def make(**settings: str) -> Worker:
+        made.append(Worker(tmp_path, namespace, **settings))
+        return made[-1]
+
+    yield make
+    for worker in made:
+        worker.close()
+
+
+def hold_the_message(worker: Worker) -> tuple[str, str]:
+    """Send dispatch a message and wait until the worker's handler waits for the database's
+    write lock, which the test holds: the worker holds the message, half-handled. Returns the
+    message's id and the id Redis keeps it under."""
+    sent = worker.broker.enqueue(message_for(events.REQUEST_SUBMITTED, submitted()))
+    eventually(
+        lambda: waiting_for_the_lock(Path(f"{worker.database_file}.writer-lock")),
+        what="the worker to take the message and wait for the database",
+    )
+    return str(sent.message_id), str(sent.options["redis_message_id"])
+
+
+def test_a_worker_told_to_stop_finishes_the_message_it_holds_then_exits_0(workers):
+    worker = workers()
+    worker.migrate()
+    writer = SQLiteWriterLock(str(worker.database_file.resolve()))
+    worker.start()
+    with writer:
+        message_id, _ = hold_the_message(worker)
+        worker.stop()
+        eventually(lambda: worker.logged("Stopping worker process"), what="the SIGTERM")
+
+    assert worker.wait() == 0
+    assert worker.handled(message_id) == 1
+    assert worker.unacknowledged() == set()
+
+
+def test_a_message_still_held_when_the_grace_period_ends_goes_to_the_next_worker(workers):
+    worker = workers(WORKER_SHUTDOWN_TIMEOUT_MS="1000")
+    worker.migrate()
+    writer = SQLiteWriterLock(str(worker.database_file.resolve()))
+    worker.start()
+    with writer:
+        message_id, kept_as = hold_the_message(worker)
+        worker.stop()
+        # It stops on its own while its handler is still stuck: the grace period is kept.
+        assert worker.wait() == 0
+        assert kept_as in worker.unacknowledged()
+        assert worker.handled(message_id) == 0
+
+    successor = workers(WORKER_SHUTDOWN_TIMEOUT_MS="1000")
+    successor.start()
+    eventually(lambda: successor.handled(message_id) == 1, what="the next worker to handle it")
+    eventually(lambda: worker.unacknowledged() == set(), what="the message to be acknowledged")
+
+
+# --- a worker's metrics ---------------------------------------------------------------------------
+
+
+def test_a_worker_given_a_metrics_directory_serves_each_actors_message_count(workers, tmp_path):
+    port = free_port(0)
+    worker = workers(
+        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "worker-metrics"), WORKER_METRICS_PORT=str(port)
+    )
+    worker.migrate()
+    worker.start()
+    sent = worker.broker.enqueue(message_for(events.REQUEST_SUBMITTED, submitted()))
+    eventually(lambda: worker.handled(str(sent.message_id)) == 1, what="the message handled")
+
+    def counted() -> bool:
+        try:
+            scraped = requests.get(f"http://127.0.0.1:{port}/", timeout=2).text
+        except requests.ConnectionError:
+            return False
+        return 'dramatiq_messages_total{actor_name="request.submitted.v1"' in scraped
+
+    eventually(counted, what="dramatiq's count of the actor's messages on the metrics port")
+    worker.stop()
+    assert worker.wait() == 0
