@@ -3,8 +3,9 @@
 Static checks (the deploy files by their own tools included), then pytest on SQLite and again on
 PostgreSQL with a real Redis broker (end-to-end tests included, running the services as real
 processes), then the broker tests on RabbitMQ, then a short chaos run on SQLite
-(``devtools/chaos.py``: processes killed, nothing lost or doubled), then the container leg (the
-images built with podman, the compose file brought up, a request walked through it). Redis,
+(``devtools/chaos.py``: processes killed, nothing lost or doubled); meanwhile, in the background,
+the container leg (the images built with podman, the compose file brought up, a request walked
+through it). Redis,
 PostgreSQL and RabbitMQ are used where they answer on 127.0.0.1; with no Redis the run starts one of
 its own. Without PostgreSQL, RabbitMQ or podman those legs are skipped, saying so, except under CI
 (``CI=true``), where a missing server fails the run and podman is installed.
@@ -93,10 +94,15 @@ def main(argv: list[str] | None = None) -> int:
             broker = redis.url
             print(f"\n=== no Redis on 127.0.0.1:6379: started one at {broker}", flush=True)
         try:
-            if broker:
-                legs(run, broker, args.pytest_args)
-            chaos(run)
-            containers(run)
+            # The container leg mostly waits on image builds and containers starting: it runs
+            # beside the test legs, its output held back until it is done.
+            container_leg = ContainerLeg.start()
+            try:
+                if broker:
+                    legs(run, broker, args.pytest_args)
+                chaos(run)
+            finally:
+                container_leg.finish(run)
         finally:
             if redis is not None:
                 redis.stop()
@@ -148,21 +154,44 @@ def legs(run: Run, broker: str, extra: list[str]) -> None:
         run.skip_or_fail("pytest (RabbitMQ broker)", "no RabbitMQ on 127.0.0.1:5672")
 
 
-def containers(run: Run) -> None:
+class ContainerLeg:
     """The images built with podman and deploy/compose.yaml brought up, a request walked through
-    the containers' ports, then taken down (``devtools/containers.py``)."""
-    name = "containers (compose, podman)"
-    print(f"\n=== {name}", flush=True)
-    started = time.monotonic()
-    code = subprocess.call([sys.executable, "-m", "devtools.containers", "leg"], cwd=ROOT)
-    took = f"{time.monotonic() - started:.0f}s"
-    if code == CONTAINERS_SKIPPED:
-        # Only outside CI: there the leg installs what it needs or fails.
-        run.record(name, f"SKIPPED: podman is missing and cannot be installed here ({took})")
-    elif code != 0:
-        run.record(name, f"FAILED: exit {code} ({took})", failed=True)
-    else:
-        run.record(name, f"ok ({took})")
+    the containers' ports, then taken down (``devtools/containers.py``), in the background."""
+
+    NAME = "containers (compose, podman)"
+
+    def __init__(self, process: subprocess.Popen[bytes], log: Path) -> None:
+        self.process = process
+        self.log = log
+        self.started = time.monotonic()
+
+    @classmethod
+    def start(cls) -> ContainerLeg:
+        print(f"\n=== {cls.NAME}: started in the background", flush=True)
+        log = Path(tempfile.mkdtemp(prefix="redvest-containers-")) / "leg.log"
+        with log.open("wb") as output:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "devtools.containers", "leg"],
+                cwd=ROOT,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        return cls(process, log)
+
+    def finish(self, run: Run) -> None:
+        """Wait for the leg, show what it printed and record how it went."""
+        code = self.process.wait()
+        took = f"{time.monotonic() - self.started:.0f}s"
+        print(f"\n=== {self.NAME}", flush=True)
+        sys.stdout.buffer.write(self.log.read_bytes())
+        sys.stdout.flush()
+        if code == CONTAINERS_SKIPPED:
+            # Only outside CI: there the leg installs what it needs or fails.
+            run.record(self.NAME, f"SKIPPED: podman is missing and cannot be installed ({took})")
+        elif code != 0:
+            run.record(self.NAME, f"FAILED: exit {code} ({took})", failed=True)
+        else:
+            run.record(self.NAME, f"ok ({took})")
 
 
 def chaos(run: Run) -> None:
