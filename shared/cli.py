@@ -13,7 +13,7 @@ from prometheus_client import start_http_server
 from shared.auth import ALL_SERVICES, TOKEN_ROLES, issue_token
 from shared.dead_letters import list_dead_letters, replay_dead_letter
 from shared.logs import configure_logging
-from shared.migrations import upgrade
+from shared.migrations import current_revision, downgrade, upgrade
 from shared.relay import drain
 from shared.runtime import ServiceRuntime
 from shared.scheduler import Scheduler
@@ -26,7 +26,14 @@ MIN_PURGE_DAYS = 8
 
 def _migrate(runtime: ServiceRuntime, args: argparse.Namespace) -> int:
     upgrade(runtime.migrations, runtime.settings.database_url, args.revision)
-    print(f"{runtime.name}: database migrated to {args.revision}")
+    print(f"{runtime.name}: database at {current_revision(runtime.settings.database_url)}")
+    return 0
+
+
+def _downgrade(runtime: ServiceRuntime, args: argparse.Namespace) -> int:
+    url = runtime.settings.database_url
+    downgrade(runtime.migrations, url, args.revision)
+    print(f"{runtime.name}: database at {current_revision(url) or 'base (empty)'}")
     return 0
 
 
@@ -170,6 +177,12 @@ def run_cli(
     migrate = commands.add_parser("migrate", help="apply the database migrations")
     migrate.add_argument("revision", nargs="?", default="head")
     migrate.set_defaults(run=_migrate)
+
+    down = commands.add_parser(
+        "downgrade", help="undo migrations down to a revision (stop the service's processes first)"
+    )
+    down.add_argument("revision", help="the revision to go back to, or 'base' for none")
+    down.set_defaults(run=_downgrade)
 
     relay = commands.add_parser("relay", help="publish the outbox to the broker")
     relay.add_argument("--once", action="store_true", help="publish what is pending, then exit")

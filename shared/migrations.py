@@ -8,6 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from alembic.migration import MigrationContext
 from sqlalchemy import MetaData
 
 from shared.database import create_database_engine, normalise_url
@@ -26,6 +27,16 @@ def upgrade(migrations: Path, database_url: str, revision: str = "head") -> None
 
 def downgrade(migrations: Path, database_url: str, revision: str) -> None:
     command.downgrade(alembic_config(migrations, database_url), revision)
+
+
+def current_revision(database_url: str) -> str | None:
+    """The revision the database is at; None before its first migration."""
+    engine = create_database_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()
 
 
 def run_env(target_metadata: MetaData) -> None:
