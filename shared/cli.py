@@ -70,7 +70,7 @@ def _scheduler(runtime: ServiceRuntime, args: argparse.Namespace) -> int:
         print(f"{runtime.name}: fired {len(fired)} timer(s), ran {len(ran)} job(s)")
         return 0
     if args.metrics_port is not None:
-        start_http_server(args.metrics_port, addr="127.0.0.1")
+        start_http_server(args.metrics_port, addr=args.metrics_host)
     scheduler.run_until_signalled()
     return 0
 
@@ -201,7 +201,12 @@ def run_cli(
     scheduler.add_argument(
         "--metrics-port",
         type=int,
-        help="serve this process's metrics (timer lateness) on 127.0.0.1:PORT",
+        help="serve this process's metrics (timer lateness) on PORT",
+    )
+    scheduler.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        help="the address the metrics are served on (default 127.0.0.1; 0.0.0.0 in a container)",
     )
     scheduler.set_defaults(run=_scheduler)
 

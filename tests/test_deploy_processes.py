@@ -307,3 +307,31 @@ def test_a_worker_given_a_metrics_directory_serves_each_actors_message_count(wor
     eventually(counted, what="dramatiq's count of the actor's messages on the metrics port")
     worker.stop()
     assert worker.wait() == 0
+
+
+def test_a_scheduler_given_a_metrics_port_serves_its_metrics_beyond_the_container(workers):
+    port = free_port(0)
+    scheduler = workers(SCHEDULER_METRICS_PORT=str(port))
+    scheduler.migrate()
+    with scheduler.log.open("ab") as log:
+        scheduler.process = subprocess.Popen(
+            [sys.executable, str(ENTRYPOINT), "scheduler"],
+            cwd=ROOT,
+            env=scheduler.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def served() -> bool:
+        try:
+            return "python_info" in requests.get(f"http://127.0.0.1:{port}/", timeout=2).text
+        except requests.ConnectionError:
+            return False
+
+    eventually(served, what="the scheduler's metrics on its port")
+    listening = Path(f"/proc/{scheduler.process.pid}/net/tcp").read_text()
+    # Bound to every address (0.0.0.0 is 00000000), not to the loopback alone.
+    assert f"00000000:{port:04X}" in listening
+    scheduler.stop()
+    assert scheduler.wait() == 0

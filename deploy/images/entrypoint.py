@@ -50,6 +50,9 @@ def command(process: str, service: str, env: Mapping[str, str]) -> list[str]:
             *("--threads", env.get("WORKER_THREADS", "4")),
             *("--worker-shutdown-timeout", env.get("WORKER_SHUTDOWN_TIMEOUT_MS", "20000")),
         ]
+    if process == "scheduler" and (port := env.get("SCHEDULER_METRICS_PORT")):
+        # Its timer lateness histogram, for Prometheus to scrape from outside the container.
+        return [python, "-m", module, process, "--metrics-port", port, "--metrics-host", "0.0.0.0"]
     return [python, "-m", module, process]
 
 
