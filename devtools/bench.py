@@ -8,6 +8,8 @@
    planned time, whatever the answers), each timed from its planned time to the ``created_at``
    of the volunteer's inbox message about it, with every service running.
 4. A killed worker's message: how long after the kill another worker gets it.
+5. points' ledger: transfers written a second, one a transaction and in batches, with every
+   check a transfer meets in service.
 
 A Markdown report with plots goes to ``var/bench/``. Everything runs on this machine against
 its own Redis namespace and its own SQLite files (or PostgreSQL databases with ``--postgres``).
@@ -43,9 +45,11 @@ from sqlalchemy import func, select
 from devtools.community import Databases, forget_namespace, migrate_all, seed_demo
 from devtools.processes import ROOT, ProcessGroup, venv_env, wait_until_ready
 from devtools.redis_server import EmbeddedRedis, free_port, is_reachable
+from services.points.benchmark import bench_transfers
 from shared.broker import create_broker
 from shared.commit_publisher import CommitPublisher
 from shared.consumers import declare
+from shared.database import Database
 from shared.events import Event
 from shared.logs import configure_logging
 from shared.settings import Settings
@@ -54,6 +58,8 @@ from shared.topology import SERVICES, queue_of
 REPORT_DIR = ROOT / "var" / "bench"
 # Messages of the fabric hop timed one by one, sent at 100 a second.
 LATENCY_MESSAGES = 300
+# Ledger transfers written to one transaction in the batched figure.
+LEDGER_BATCH = 100
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -548,6 +554,19 @@ def _delete_rabbitmq_queues(url: str, queue: str) -> None:
     connection.close()
 
 
+def ledger_transfers(database_url: str, *, transfers: int) -> dict[str, float]:
+    """points' ledger writing gifts between members: one transfer a transaction, then batches
+    of 100, on the bench's own (migrated) points database, with every check of the service."""
+    db = Database(database_url)
+    try:
+        return {
+            "one": bench_transfers(db, transfers, 1).per_second,
+            "batched": bench_transfers(db, transfers, LEDGER_BATCH).per_second,
+        }
+    finally:
+        db.dispose()
+
+
 def say(line: str) -> None:
     print(line, flush=True)
 
@@ -687,6 +706,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=100.0, help="open-loop POSTs a second")
     parser.add_argument("--duration", type=float, default=30.0, help="open-loop seconds")
     parser.add_argument("--hop-messages", type=int, default=2000)
+    parser.add_argument("--transfers", type=int, default=2000, help="ledger transfers timed")
     parser.add_argument(
         "--postgres",
         metavar="URL",
@@ -770,6 +790,9 @@ def main(argv: list[str] | None = None) -> int:
                 env, broker_url=args.rabbitmq, redis_url=redis_url
             )
         say(f"  {figures['killed']}")
+        say(f"Ledger transfers, {args.transfers} each way:")
+        figures["ledger"] = ledger_transfers(env["POINTS_DATABASE_URL"], transfers=args.transfers)
+        say(f"  {figures['ledger']}")
     finally:
         group.stop()
         if redis is not None:
@@ -789,6 +812,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{notified['duration_s']:.0f} s: p50 {notified['p50_ms']:.0f} ms, "
         f"p95 {notified['p95_ms']:.0f} ms, p99 {notified['p99_ms']:.0f} ms",
     ]
+    lines.append(
+        f"ledger transfers per second: one at a time {figures['ledger']['one']:.0f}, "
+        f"in batches of {LEDGER_BATCH} {figures['ledger']['batched']:.0f}"
+    )
     for broker, seconds in figures["killed"].items():
         suffix = "" if broker == "Redis" else f" ({broker})"
         lines.append(f"killed worker's message back after{suffix}: {seconds:.1f} s")

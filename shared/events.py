@@ -98,6 +98,10 @@ class RequestCompletedSchema(Schema):
     hours = hours_field(required=True)
     completed_by = _person(metadata={"description": "The volunteer, or staff on their behalf"})
     completed_at = fields.AwareDateTime(required=True)
+    # Who did it and where, as dispatch knows them: for points' certificates and honour rolls.
+    volunteer_name = fields.Str(allow_none=True, validate=validate.Length(min=1, max=100))
+    team_id = fields.Str(allow_none=True, validate=validate.Regexp(r"^[A-Za-z0-9._:-]{1,64}$"))
+    community = fields.Str(allow_none=True, validate=validate.Length(min=1, max=64))
 
 
 class RequestConfirmedSchema(Schema):
@@ -140,6 +144,12 @@ class EarningRefusedSchema(Schema):
     volunteer_id = Identifier(required=True)
     reason = fields.Str(required=True)
     refused_at = fields.AwareDateTime(required=True)
+
+
+class WebhookDeliveryDueSchema(Schema):
+    """A webhook delivery of intake's is due to be tried: its own worker sends it."""
+
+    delivery_id = fields.Int(required=True, strict=True, validate=validate.Range(min=1))
 
 
 class NotificationRequestedSchema(Schema):
@@ -196,6 +206,7 @@ REQUEST_WITHDRAWN = Event("request.withdrawn", 1, RequestWithdrawnSchema)
 REQUEST_REOPENED = Event("request.reopened", 1, RequestReopenedSchema)
 EARNING_REFUSED = Event("earning.refused", 1, EarningRefusedSchema)
 NOTIFICATION_REQUESTED = Event("notification.requested", 1, NotificationRequestedSchema)
+WEBHOOK_DELIVERY_DUE = Event("webhook.delivery_due", 1, WebhookDeliveryDueSchema)
 
 ALL_EVENTS: tuple[Event, ...] = (
     REQUEST_SUBMITTED,
@@ -208,6 +219,7 @@ ALL_EVENTS: tuple[Event, ...] = (
     REQUEST_REOPENED,
     EARNING_REFUSED,
     NOTIFICATION_REQUESTED,
+    WEBHOOK_DELIVERY_DUE,
 )
 
 # Which services subscribe to each event. The relay delivers one copy to each one's queue.
@@ -226,6 +238,8 @@ SUBSCRIPTIONS: dict[Event, tuple[str, ...]] = {
     REQUEST_REOPENED: ("dispatch",),
     EARNING_REFUSED: ("intake",),
     NOTIFICATION_REQUESTED: ("notify",),
+    # intake's own worker sends its webhook deliveries, outside the request that changed things.
+    WEBHOOK_DELIVERY_DUE: ("intake",),
 }
 _BY_ACTOR = {event.actor_name: event for event in ALL_EVENTS}
 

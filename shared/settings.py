@@ -182,6 +182,13 @@ VARIABLES = (
         services=("intake",),
     ),
     Variable(
+        "WEBHOOK_TRUSTED_HOSTS",
+        None,
+        "comma-separated host names whose webhook receivers may be reached over plain http or "
+        "at private addresses (production otherwise allows https to public addresses only)",
+        services=("intake",),
+    ),
+    Variable(
         "PROMETHEUS_MULTIPROC_DIR",
         None,
         "prometheus_client's shared directory for a process's metrics; deploy/gunicorn.conf.py "
@@ -334,6 +341,7 @@ class Settings:
     confirm_within_days: int = 7
     reopen_within_days: int = 14
     unconfirmed_earnings: str = "void"
+    webhook_trusted_hosts: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, service: str, env: Mapping[str, str] | None = None) -> Settings:
@@ -427,6 +435,11 @@ class Settings:
             problems.append(
                 f"UNCONFIRMED_EARNINGS must be 'void' or 'post', got {unconfirmed_earnings!r}"
             )
+        webhook_trusted_hosts = tuple(
+            host.strip().lower()
+            for host in (_set(env, "WEBHOOK_TRUSTED_HOSTS") or "").split(",")
+            if host.strip()
+        )
         scheduler_interval_s = _float(env, "SCHEDULER_INTERVAL_S", problems)
         if scheduler_interval_s <= 0:
             problems.append("SCHEDULER_INTERVAL_S must be above 0")
@@ -455,4 +468,5 @@ class Settings:
             confirm_within_days=confirm_within_days,
             reopen_within_days=reopen_within_days,
             unconfirmed_earnings=unconfirmed_earnings,
+            webhook_trusted_hosts=webhook_trusted_hosts,
         )

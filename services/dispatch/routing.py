@@ -370,6 +370,9 @@ def complete_assignment(
             "hours": hours,
             "completed_by": assignment.completed_by,
             "completed_at": now,
+            "volunteer_name": assignment.volunteer.name,
+            "team_id": assignment.volunteer.team_id,
+            "community": (assignment.location or {}).get("community"),
         },
     )
     messaging.notify(

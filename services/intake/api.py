@@ -1,5 +1,5 @@
-"""intake's HTTP API: requests and what people do to them, the catalogue, the grid, residents
-and the health register."""
+"""intake's HTTP API: requests and what people do to them, the catalogue, the grid, residents,
+the health register, and the webhooks other systems follow their requests by."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from typing import Any
 from flask import url_for
 from flask.views import MethodView
 
-from services.intake import catalogue, directory, listing, requests
+from services.intake import catalogue, directory, listing, requests, webhooks
+from services.intake.destinations import Destinations, destinations_for
 from services.intake.policy import POLICY, no_request, no_resident
 from services.intake.schemas import (
     AttachmentSchema,
@@ -23,6 +24,9 @@ from services.intake.schemas import (
     ConfirmationSchema,
     CountQuerySchema,
     CountsSchema,
+    DeliveryDetailSchema,
+    DeliveryQuerySchema,
+    DeliverySchema,
     GridNodeCreateSchema,
     GridNodeQuerySchema,
     GridNodeSchema,
@@ -33,6 +37,8 @@ from services.intake.schemas import (
     NoteOnlySchema,
     NoteSchema,
     ReasonSchema,
+    ReplayedSchema,
+    ReplaySchema,
     RequestCreateSchema,
     RequestListQuerySchema,
     RequestSchema,
@@ -40,8 +46,13 @@ from services.intake.schemas import (
     ResidentQuerySchema,
     ResidentSchema,
     ResidentUpdateSchema,
+    SecretRotationSchema,
     TimelineEntrySchema,
     TriageSchema,
+    WebhookCreatedSchema,
+    WebhookCreateSchema,
+    WebhookSchema,
+    WebhookUpdateSchema,
 )
 from shared.admission import caller, enforce, operation
 from shared.idempotency import IDEMPOTENCY_HEADER_DOC, created_once
@@ -473,6 +484,187 @@ class HealthNotes(MethodView):
             return directory.add_health_note(
                 session, resident_id=resident_id, note=data["note"], written_by=caller()
             )
+
+
+# Webhooks: receivers other systems register for the events of their own requests.
+
+WEBHOOK_CALLERS = "The caller is neither staff nor a system"
+NO_WEBHOOK = "No such subscription, or another system's"
+NO_DELIVERY = "No such subscription or delivery, or another system's"
+WEBHOOK_CREATED_SCHEMA = WebhookCreatedSchema()
+
+
+def _destinations() -> Destinations:
+    settings = current_service().settings
+    return destinations_for(settings.environment, trusted_hosts=settings.webhook_trusted_hosts)
+
+
+@blp.route("/webhooks")
+class Webhooks(MethodView):
+    @blp.arguments(WebhookCreateSchema)
+    @blp.response(201, WebhookCreatedSchema)
+    @blp.alt_response(403, description=WEBHOOK_CALLERS)
+    @blp.alt_response(
+        404, description="No such API client to be the owner (to a system, any but itself)"
+    )
+    @blp.alt_response(409, description="The owner has as many subscriptions as it may have")
+    @blp.alt_response(
+        422,
+        description="Invalid fields, a receiver deliveries may not go to, no owner named by "
+        "staff, or an Idempotency-Key reused",
+    )
+    @blp.doc(parameters=[IDEMPOTENCY_HEADER_DOC])
+    def post(self, data: dict[str, Any]) -> Any:
+        """Register a receiver for the events of your requests; its secret is shown this once"""
+        principal = caller()
+        destinations = _destinations()
+        return created_once(
+            current_service().db,
+            current_service().messaging,
+            principal,
+            lambda session: webhooks.create_subscription(
+                session, by=principal, destinations=destinations, **data
+            ),
+            schema=WEBHOOK_CREATED_SCHEMA,
+            location=lambda created: url_for("requests.Webhook", subscription_id=created.id),
+        )
+
+    @blp.response(200, WebhookSchema(many=True))
+    @blp.alt_response(403, description=WEBHOOK_CALLERS)
+    def get(self) -> Any:
+        """List webhook subscriptions: a system's own, everyone's to staff"""
+        owner = POLICY.scope(operation(), caller()).get("owner")
+        with current_service().db.read() as session:
+            return webhooks.list_subscriptions(session, owner=owner)
+
+
+@blp.route("/webhooks/<subscription_id>")
+class Webhook(MethodView):
+    @blp.response(200, WebhookSchema)
+    @blp.alt_response(403, description=WEBHOOK_CALLERS)
+    @blp.alt_response(404, description=NO_WEBHOOK)
+    def get(self, subscription_id: str) -> Any:
+        """Show a webhook subscription: its receiver, whether it is paused and why"""
+        with current_service().db.read() as session:
+            return webhooks.get_subscription(session, subscription_id=subscription_id, by=caller())
+
+    @blp.arguments(WebhookUpdateSchema)
+    @blp.response(200, WebhookSchema)
+    @blp.alt_response(403, description=WEBHOOK_CALLERS)
+    @blp.alt_response(404, description=NO_WEBHOOK)
+    @blp.alt_response(422, description="Invalid fields, or a receiver deliveries may not go to")
+    def patch(self, data: dict[str, Any], subscription_id: str) -> Any:
+        """Change a subscription's receiver, events or description"""
+        with current_service().db.transaction() as session:
+            return webhooks.update_subscription(
+                session,
+                subscription_id=subscription_id,
+                by=caller(),
+                destinations=_destinations(),
+                **data,
+            )
+
+    @blp.response(200, WebhookSchema)
+    @blp.alt_response(403, description=WEBHOOK_CALLERS)
+    @blp.alt_response(404, description=NO_WEBHOOK)
+    def delete(self, subscription_id: str) -> Any:
+        """Remove a subscription with its deliveries: nothing more is sent; answers what it was"""
+        with current_service().db.transaction() as session:
+            return webhooks.remove_subscription(
+                session, subscription_id=subscription_id, by=caller()
+            )
+
+
+@blp.route("/webhooks/<subscription_id>/secret")
+class WebhookSecret(MethodView):
+    @blp.arguments(SecretRotationSchema, required=False)
+    @blp.response(200, WebhookCreatedSchema)
+    @blp.alt_response(403, description=WEBHOOK_CALLERS)
+    @blp.alt_response(404, description=NO_WEBHOOK)
+    @blp.alt_response(422, description="Invalid overlap")
+    def post(self, data: dict[str, Any], subscription_id: str) -> Any:
+        """Rotate the signing secret: the new one is shown once, the old one signs too a while"""
+        overlap = timedelta(minutes=data.get("overlap_minutes", 24 * 60))
+        with current_service().db.transaction() as session:
+            return webhooks.rotate_secret(
+                session, subscription_id=subscription_id, by=caller(), overlap=overlap
+            )
+
+
+@blp.route("/webhooks/<subscription_id>/resumption")
+class WebhookResumption(MethodView):
+    @blp.response(200, WebhookSchema)
+    @blp.alt_response(403, description=WEBHOOK_CALLERS)
+    @blp.alt_response(404, description=NO_WEBHOOK)
+    @blp.alt_response(409, description="The subscription is not paused")
+    def post(self, subscription_id: str) -> Any:
+        """Resume sending to a paused receiver: what waited goes first, in order"""
+        with current_service().db.transaction() as session:
+            return webhooks.resume_subscription(
+                session, subscription_id=subscription_id, by=caller()
+            )
+
+
+@blp.route("/webhooks/<subscription_id>/deliveries")
+class WebhookDeliveries(MethodView):
+    @blp.arguments(DeliveryQuerySchema, location="query")
+    @blp.response(200, DeliverySchema(many=True))
+    @blp.alt_response(403, description=WEBHOOK_CALLERS)
+    @blp.alt_response(404, description=NO_WEBHOOK)
+    @blp.alt_response(422, description="Invalid filters")
+    @blp.paginate()
+    def get(self, query: dict[str, Any], subscription_id: str, pagination_parameters: Any) -> Any:
+        """List a subscription's deliveries, newest first"""
+        return paged(
+            current_service().db,
+            pagination_parameters,
+            webhooks.list_deliveries,
+            subscription_id=subscription_id,
+            by=caller(),
+            **query,
+        )
+
+
+@blp.route("/webhooks/<subscription_id>/deliveries/<delivery_id>")
+class WebhookDelivery(MethodView):
+    @blp.response(200, DeliveryDetailSchema)
+    @blp.alt_response(403, description=WEBHOOK_CALLERS)
+    @blp.alt_response(404, description=NO_DELIVERY)
+    def get(self, subscription_id: str, delivery_id: str) -> Any:
+        """Show a delivery, what it sent and each attempt: status, latency, error, answer"""
+        with current_service().db.read() as session:
+            return webhooks.get_delivery(
+                session, subscription_id=subscription_id, delivery_id=delivery_id, by=caller()
+            )
+
+
+@blp.route("/webhooks/<subscription_id>/deliveries/<delivery_id>/replay")
+class WebhookDeliveryReplay(MethodView):
+    @blp.response(201, DeliverySchema)
+    @blp.alt_response(403, description=WEBHOOK_CALLERS)
+    @blp.alt_response(404, description=NO_DELIVERY)
+    def post(self, subscription_id: str, delivery_id: str) -> Any:
+        """Send a delivery again, after those of its request still waiting"""
+        with current_service().db.transaction() as session:
+            return webhooks.replay_delivery(
+                session, subscription_id=subscription_id, delivery_id=delivery_id, by=caller()
+            )
+
+
+@blp.route("/webhooks/<subscription_id>/replays")
+class WebhookReplays(MethodView):
+    @blp.arguments(ReplaySchema)
+    @blp.response(201, ReplayedSchema)
+    @blp.alt_response(403, description=WEBHOOK_CALLERS)
+    @blp.alt_response(404, description=NO_WEBHOOK)
+    @blp.alt_response(422, description="Invalid times, or too many deliveries in them")
+    def post(self, data: dict[str, Any], subscription_id: str) -> Any:
+        """Send again the deliveries made in a span of time (or only those given up on)"""
+        with current_service().db.transaction() as session:
+            replayed = webhooks.replay_deliveries(
+                session, subscription_id=subscription_id, by=caller(), **data
+            )
+            return {"replayed": len(replayed), "deliveries": replayed}
 
 
 enforce(POLICY, blp)

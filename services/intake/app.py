@@ -6,7 +6,7 @@ from functools import partial
 
 from flask import Flask
 
-from services.intake import directory
+from services.intake import directory, open311
 from services.intake.api import blp
 from services.intake.config import build_runtime, runtime
 from shared.auth import CachedKeyLookup, Principal
@@ -23,7 +23,7 @@ def _lookup_api_key(db: Database, key: str) -> Principal | None:
 def create_app(settings: Settings | None = None) -> Flask:
     """intake's app, on ``settings`` (by default the process's, from the environment)."""
     service = build_runtime(settings) if settings is not None else runtime()
-    return create_service_app(
+    app = create_service_app(
         WebService.of(
             service, api_key_lookup=CachedKeyLookup(partial(_lookup_api_key, service.db))
         ),
@@ -33,3 +33,6 @@ def create_app(settings: Settings | None = None) -> Flask:
         "services, and their status is followed here.",
         blueprints=[blp],
     )
+    # The Open311 facade keeps the specification's conventions, not the OpenAPI document's.
+    app.register_blueprint(open311.blp)
+    return app

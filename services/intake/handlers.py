@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from sqlalchemy.orm import Session
 
-from services.intake import requests
+from services.intake import requests, webhooks
 from shared.consumers import Received
 
 
@@ -69,6 +69,9 @@ def on_request_completed(
     completed_by: str,
     completed_at: datetime,
     category: str | None = None,
+    volunteer_name: str | None = None,
+    team_id: str | None = None,
+    community: str | None = None,
 ) -> None:
     requests.record_completion(
         session,
@@ -91,3 +94,8 @@ def on_earning_refused(
     refused_at: datetime,
 ) -> None:
     requests.record_earning_refused(session, request_id=request_id, reason=reason, at=refused_at)
+
+
+def on_webhook_delivery_due(session: Session, received: Received, *, delivery_id: int) -> None:
+    # Claimed here; sent by the worker's webhooks.Sender once this transaction commits.
+    webhooks.claim_delivery(session, delivery_id=delivery_id)

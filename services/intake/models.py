@@ -1,4 +1,5 @@
-"""Tables intake owns: the grid, residents, the service catalogue, requests and their timeline."""
+"""Tables intake owns: the grid, residents, the service catalogue, requests and their timeline,
+and the webhooks other systems follow them by."""
 
 from __future__ import annotations
 
@@ -144,7 +145,18 @@ class ServiceRequest(Base):
     __tablename__ = "requests"
     __table_args__ = (
         Index("ix_requests_status_created", "status", "created_at"),
-        Index("ix_requests_location", "community", "building", "unit", "household"),
+        # A place's requests, and beyond the place (a household's latest of one category,
+        # which every submission looks for as a possible duplicate) one index seek, however
+        # many requests the household has made.
+        Index(
+            "ix_requests_place_category",
+            "community",
+            "building",
+            "unit",
+            "household",
+            "category",
+            "created_at",
+        ),
         # The lists' keyset orders: newest first, soonest due, most urgent.
         Index("ix_requests_created", "created_at", "id"),
         Index("ix_requests_updated", "updated_at", "id"),
@@ -230,3 +242,113 @@ class TimelineEntry(Base):
     recorded_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     request: Mapped[ServiceRequest] = relationship(back_populates="timeline")
+
+
+class WebhookSubscription(Base):
+    """A receiver another system registered for the events of its own requests."""
+
+    __tablename__ = "webhook_subscriptions"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # The API client it is for (``client:<name>``): the submitter of the requests it hears of.
+    owner: Mapped[str] = mapped_column(String(110), index=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    description: Mapped[str] = mapped_column(String(200), default="")
+    events: Mapped[list[str]] = mapped_column(JSON, default=list)
+    secret: Mapped[str] = mapped_column(String(100))
+    # The secret before the last rotation, which also signs until ``previous_secret_until``.
+    previous_secret: Mapped[str | None] = mapped_column(String(100))
+    previous_secret_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    status: Mapped[str] = mapped_column(String(10), default="active")
+    paused_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    paused_reason: Mapped[str | None] = mapped_column(String(500))
+    # The receiver's current run of failed attempts, and when it began.
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    failing_since: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_success_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_failure_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # The last timeline entry written before it was made: it hears of those after.
+    start_after: Mapped[int] = mapped_column(Integer, default=0)
+    created_by: Mapped[str] = mapped_column(String(150))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+    history: Mapped[list[WebhookChange]] = relationship(
+        order_by="WebhookChange.id.desc()", lazy="selectin", viewonly=True
+    )
+
+
+class WebhookChange(Base):
+    """What became of a subscription, newest last: made, changed, its secret rotated, paused
+    (the owner reads why here) and resumed."""
+
+    __tablename__ = "webhook_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subscription_id: Mapped[str] = mapped_column(ForeignKey("webhook_subscriptions.id"), index=True)
+    action: Mapped[str] = mapped_column(String(20))
+    note: Mapped[str] = mapped_column(Text, default="")
+    actor: Mapped[str] = mapped_column(String(150))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class WebhookDelivery(Base):
+    """One event for one subscription, tried until it is delivered or given up. The deliveries
+    of one request to one subscription go out one at a time, in the order of their ids."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index("ix_webhook_deliveries_chain", "subscription_id", "request_id", "id"),
+        Index("ix_webhook_deliveries_subscription", "subscription_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subscription_id: Mapped[str] = mapped_column(ForeignKey("webhook_subscriptions.id"))
+    request_id: Mapped[str] = mapped_column(String(64))
+    # The timeline entry it tells of: also its cursor in the change feed.
+    event_id: Mapped[str] = mapped_column(String(20))
+    event_type: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(10), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # While being sent: when a sender that has not recorded an outcome is taken for dead.
+    lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    # The delivery this one sends again, when the owner asked for a replay.
+    replay_of: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+    attempt_log: Mapped[list[WebhookAttempt]] = relationship(
+        order_by="WebhookAttempt.id", lazy="select", viewonly=True
+    )
+
+
+class WebhookAttempt(Base):
+    """One try of a delivery: what the receiver answered, how fast, or what went wrong."""
+
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("webhook_deliveries.id"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    response_excerpt: Mapped[str] = mapped_column(Text, default="")
+
+
+class WebhookFeed(Base):
+    """How far the webhooks have read the timeline, and the ids below that not yet seen
+    (written by transactions still open, on PostgreSQL), looked for again for a while."""
+
+    __tablename__ = "webhook_feed"
+
+    name: Mapped[str] = mapped_column(String(20), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    # {entry id: when it was first missed}
+    gaps: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)

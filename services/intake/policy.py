@@ -66,6 +66,46 @@ POLICY = Policy(
         # The health register: sensitive, read by the health role alone; staff may add to it.
         "requests.HealthNotes.get": allow(HEALTH),
         "requests.HealthNotes.post": allow(STAFF, HEALTH),
+        # Webhooks (webhooks.py): a system registers receivers for the events of the requests
+        # it submitted, and it alone sees and acts on them; staff look after everyone's.
+        **{
+            f"requests.{view}": allow(STAFF, own={SYSTEM: Owner("owner")})
+            for view in (
+                "Webhooks.post",
+                "Webhooks.get",
+                "Webhook.get",
+                "Webhook.patch",
+                "Webhook.delete",
+                "WebhookSecret.post",
+                "WebhookResumption.post",
+                "WebhookDeliveries.get",
+                "WebhookDelivery.get",
+                "WebhookDeliveryReplay.post",
+                "WebhookReplays.post",
+            )
+        },
+    },
+)
+
+
+# Open311's callers without an api_key: the specification lets anyone read it.
+PUBLIC = "public"
+ANYONE = (SYSTEM, STAFF, PUBLIC)
+# Who may do what through the Open311 facade (open311.py), known by api_key alone. A table of
+# its own: POLICY matches the OpenAPI document one to one, and the facade is not in it.
+OPEN311 = Policy(
+    "intake",
+    roles=ANYONE,
+    rules={
+        "open311.Discovery.get": allow(*ANYONE),
+        "open311.Services.get": allow(*ANYONE),
+        "open311.ServiceDefinition.get": allow(*ANYONE),
+        "open311.Requests.post": allow(SYSTEM, STAFF),
+        # Private categories never appear in what these read, and without a key a request shows
+        # its service, state and building only: see georeport.PublicRecord.
+        "open311.Requests.get": allow(*ANYONE),
+        "open311.Request.get": allow(*ANYONE),
+        "open311.Token.get": allow(*ANYONE),
     },
 )
 

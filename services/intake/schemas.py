@@ -2,13 +2,14 @@
 
 from typing import Any
 
-from marshmallow import RAISE, Schema, fields, post_load, validate
+from marshmallow import RAISE, Schema, fields, post_dump, post_load, validate
 
 from services.intake.catalogue import GROUPS, QUESTION_TYPES, SENSITIVITIES
 from services.intake.directory import LANGUAGES
 from services.intake.listing import COUNTED_BY, MAX_PAGE_SIZE, SORTS
 from services.intake.models import NODE_KINDS
 from services.intake.requests import CHANNELS, FAR_FUTURE, STATUSES, Location, Rating, Reporter
+from services.intake.webhooks import DELIVERY_STATES, EVENTS, HISTORY_SHOWN, MAX_OVERLAP
 from shared.events import CATEGORY_CODE, PRIORITIES, LocationSchema
 from shared.schemas import StrictSchema
 
@@ -556,3 +557,150 @@ class HealthNoteSchema(Schema):
     note = fields.Str()
     written_by = fields.Str()
     written_at = fields.DateTime()
+
+
+class WebhookFieldsSchema(StrictSchema):
+    url = fields.Str(
+        validate=validate.Length(min=1, max=2000),
+        metadata={
+            "description": "The receiver: https (plain http only to hosts the deployment "
+            "trusts, or in development); never a link-local, metadata or (in production) "
+            "private address"
+        },
+    )
+    events = fields.List(
+        fields.Str(validate=validate.OneOf(EVENTS)),
+        validate=validate.Length(min=1, max=len(EVENTS)),
+        metadata={"description": "The kinds of event to send; all of them if left out"},
+    )
+    description = fields.Str(validate=validate.Length(max=200))
+
+
+class WebhookCreateSchema(WebhookFieldsSchema):
+    url = fields.Str(
+        required=True,
+        validate=validate.Length(min=1, max=2000),
+        metadata={
+            "description": WebhookFieldsSchema._declared_fields["url"].metadata["description"]
+        },
+    )
+    owner = fields.Str(
+        validate=validate.Length(min=1, max=110),
+        metadata={
+            "description": "The API client (client:<name>) whose requests it follows: staff "
+            "name it; a system registers for itself and leaves it out"
+        },
+    )
+
+
+class WebhookUpdateSchema(WebhookFieldsSchema):
+    pass
+
+
+class WebhookChangeSchema(Schema):
+    action = fields.Str(
+        metadata={"description": "created, changed, secret_rotated, paused or resumed"}
+    )
+    note = fields.Str()
+    actor = fields.Str()
+    at = fields.DateTime()
+
+
+class WebhookSchema(Schema):
+    id = fields.Str()
+    owner = fields.Str()
+    url = fields.Str()
+    events = fields.List(fields.Str())
+    description = fields.Str()
+    status = fields.Str(metadata={"enum": ["active", "paused"]})
+    paused_at = fields.DateTime(allow_none=True)
+    paused_reason = fields.Str(
+        allow_none=True, metadata={"description": "Why intake stopped sending to the receiver"}
+    )
+    consecutive_failures = fields.Int(
+        metadata={"description": "Failed attempts in a row, since failing_since"}
+    )
+    failing_since = fields.DateTime(allow_none=True)
+    last_success_at = fields.DateTime(allow_none=True)
+    last_failure_at = fields.DateTime(allow_none=True)
+    previous_secret_until = fields.DateTime(
+        allow_none=True,
+        metadata={"description": "Until when the secret before the last rotation signs too"},
+    )
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+    history = fields.List(
+        fields.Nested(WebhookChangeSchema),
+        metadata={"description": f"What became of it, newest first (the last {HISTORY_SHOWN})"},
+    )
+
+    @post_dump
+    def _recent(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        data["history"] = data["history"][:HISTORY_SHOWN]
+        return data
+
+
+class WebhookCreatedSchema(WebhookSchema):
+    secret = fields.Str(
+        metadata={
+            "description": "Keys the HMAC-SHA256 of each delivery's Redvest-Signature; shown "
+            "this once"
+        }
+    )
+
+
+class SecretRotationSchema(StrictSchema):
+    overlap_minutes = fields.Int(
+        load_default=24 * 60,
+        strict=True,
+        validate=validate.Range(min=0, max=int(MAX_OVERLAP.total_seconds() // 60)),
+        metadata={"description": "How long the old secret signs too, beside the new one"},
+    )
+
+
+class DeliveryQuerySchema(StrictSchema):
+    state = fields.Str(validate=validate.OneOf(DELIVERY_STATES))
+    request_id = _text(64)
+
+
+class WebhookAttemptSchema(Schema):
+    number = fields.Int()
+    at = fields.DateTime()
+    status_code = fields.Int(allow_none=True)
+    latency_ms = fields.Int(allow_none=True)
+    error = fields.Str(allow_none=True)
+    response_excerpt = fields.Str(metadata={"description": "The start of the receiver's answer"})
+
+
+class DeliverySchema(Schema):
+    id = fields.Str()
+    subscription_id = fields.Str()
+    request_id = fields.Str()
+    event_id = fields.Str(metadata={"description": "Also the entry's cursor in the change feed"})
+    event_type = fields.Str()
+    state = fields.Str(metadata={"enum": list(DELIVERY_STATES)})
+    attempts = fields.Int()
+    next_attempt_at = fields.DateTime(allow_none=True)
+    last_status_code = fields.Int(allow_none=True)
+    last_error = fields.Str(allow_none=True)
+    replay_of = fields.Str(allow_none=True)
+    created_at = fields.DateTime()
+    delivered_at = fields.DateTime(allow_none=True)
+
+
+class DeliveryDetailSchema(DeliverySchema):
+    payload = fields.Dict(metadata={"description": "The body sent, as JSON"})
+    attempt_log = fields.List(fields.Nested(WebhookAttemptSchema), data_key="attempt_log")
+
+
+class ReplaySchema(StrictSchema):
+    since = fields.AwareDateTime(required=True)
+    until = fields.AwareDateTime(metadata={"description": "Now, if left out"})
+    only_failed = fields.Bool(
+        load_default=False, metadata={"description": "Only the deliveries given up on"}
+    )
+
+
+class ReplayedSchema(Schema):
+    replayed = fields.Int(metadata={"description": "How many deliveries were made again"})
+    deliveries = fields.List(fields.Nested(DeliverySchema))

@@ -1,11 +1,16 @@
 """intake's periodic jobs, which ``python -m services.intake scheduler`` runs: closing the
-completed requests no one confirmed in time, and the nightly purge."""
+completed requests no one confirmed in time, and the nightly purge; and the modules whose timer
+handlers it fires (``webhooks``: reading the timeline for the webhooks, announcing deliveries
+that fell due)."""
 
 from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
-from services.intake import requests
+from services.intake import (
+    requests,
+    webhooks,  # noqa: F401  (declares the timers it handles)
+)
 from services.intake.config import runtime
 from services.intake.models import timers
 from shared.timers import NIGHTLY, nightly_purge

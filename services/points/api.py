@@ -1,22 +1,36 @@
-"""points' HTTP API: balances and entries of accounts, transfers (written, posted, voided,
-reversed), earning rates with their history, the catalogue and redemptions."""
+"""points' HTTP API: balances, entries and statements of accounts, service-hours certificates
+and honour rolls, donations and gifts with the family register, transfers (written, posted,
+voided, reversed), earning rates with their history, the catalogue and redemptions."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from flask import Response, request
 from flask.views import MethodView
 from flask_smorest.pagination import PaginationParameters
 
-from services.points import catalogue, ledger
+from services.points import catalogue, giving, ledger, printing, recognition, statements
+from services.points.config import giving_policy
 from services.points.policy import POLICY, no_account, no_transfer
 from services.points.schemas import (
+    CSV,
+    JSON,
+    PDF,
     AccountSchema,
     CancellationSchema,
     CatalogueItemSchema,
     CatalogueItemUpdateSchema,
     CatalogueQuerySchema,
+    CertificateQuerySchema,
+    CertificateSchema,
+    DonationCreateSchema,
     EntrySchema,
+    FamilyLinkSchema,
+    FamilyLinkUpdateSchema,
+    GiftCreateSchema,
+    HonourRollQuerySchema,
+    HonourRollSchema,
     PostingSchema,
     RateChangeSchema,
     RateSchema,
@@ -25,6 +39,8 @@ from services.points.schemas import (
     RedemptionQuerySchema,
     RedemptionSchema,
     ReversalSchema,
+    StatementQuerySchema,
+    StatementSchema,
     TransferCreateSchema,
     TransferQuerySchema,
     TransferSchema,
@@ -71,6 +87,195 @@ class AccountEntries(MethodView):
         return paged(
             current_service().db, pagination_parameters, ledger.list_entries, holder=holder
         )
+
+
+MIMETYPES = {JSON: "application/json", CSV: "text/csv", PDF: "application/pdf"}
+PERIOD_INVALID = (
+    "Invalid query: days out of order or range, an unknown time zone, or too many entries"
+)
+
+
+def _wanted(query: dict[str, Any], *offered: str) -> str:
+    """The format a read is answered in: the ``format`` asked for, or the one of ``offered``
+    (JSON first) the Accept header prefers."""
+    if "format" in query:
+        return str(query.pop("format"))
+    best = request.accept_mimetypes.best_match([MIMETYPES[name] for name in offered])
+    return next((name for name in offered if MIMETYPES[name] == best), offered[0])
+
+
+def _file(body: str | bytes, kind: str, name: str) -> Response:
+    """A file to keep, named ``name`` (an account's holder is written with ``-`` for ``:``)."""
+    filename = name.replace(":", "-")
+    return Response(
+        body,
+        mimetype=MIMETYPES[kind],
+        headers={"Content-Disposition": f'attachment; filename="{filename}.{kind}"'},
+    )
+
+
+@blp.route("/accounts/<holder>/statement")
+class AccountStatement(MethodView):
+    @blp.arguments(StatementQuerySchema, location="query")
+    @blp.response(200, StatementSchema)
+    @blp.alt_response(
+        200,
+        schema={"type": "string"},
+        content_type="text/csv",
+        description="The statement as CSV: a header row, the opening balance, the entries, "
+        "the closing balance",
+        success=True,
+    )
+    @blp.alt_response(403, description=STAFF_OR_VOLUNTEER)
+    @blp.alt_response(404, description=NO_ACCOUNT)
+    @blp.alt_response(422, description=PERIOD_INVALID)
+    def get(self, query: dict[str, Any], holder: str) -> Any:
+        """Show an account's statement for a period, as JSON or CSV"""
+        POLICY.check_owner(operation(), caller(), {"holder": holder}, hidden_as=no_account(holder))
+        kind = _wanted(query, JSON, CSV)
+        with current_service().db.read() as session:
+            statement = statements.statement_of(session, holder=holder, **query)
+        if kind == CSV:
+            name = f"statement-{holder}-{statement.period.first}-{statement.period.last}"
+            return _file(printing.statement_csv(statement), CSV, name)
+        return statement
+
+
+@blp.route("/accounts/<holder>/certificate")
+class ServiceCertificate(MethodView):
+    @blp.arguments(CertificateQuerySchema, location="query")
+    @blp.response(200, CertificateSchema)
+    @blp.alt_response(
+        200,
+        schema={"type": "string", "format": "binary"},
+        content_type="application/pdf",
+        description="The certificate as a PDF to print",
+        success=True,
+    )
+    @blp.alt_response(403, description=STAFF_OR_VOLUNTEER)
+    @blp.alt_response(404, description=NO_ACCOUNT)
+    @blp.alt_response(422, description=PERIOD_INVALID)
+    def get(self, query: dict[str, Any], holder: str) -> Any:
+        """Show a volunteer's confirmed service hours by category, as JSON or a PDF"""
+        POLICY.check_owner(operation(), caller(), {"holder": holder}, hidden_as=no_account(holder))
+        kind = _wanted(query, JSON, PDF)
+        with current_service().db.read() as session:
+            certificate = recognition.certificate_of(session, holder=holder, **query)
+        if kind == PDF:
+            name = f"service-hours-{holder}-{certificate.period.first}-{certificate.period.last}"
+            return _file(printing.certificate_pdf(certificate), PDF, name)
+        return certificate
+
+
+@blp.route("/honour-roll")
+class HonourRoll(MethodView):
+    @blp.arguments(HonourRollQuerySchema, location="query")
+    @blp.response(200, HonourRollSchema)
+    @blp.alt_response(422, description=PERIOD_INVALID)
+    def get(self, query: dict[str, Any]) -> Any:
+        """List the volunteers who gave the most confirmed hours in a period"""
+        with current_service().db.read() as session:
+            return recognition.honour_roll(
+                session,
+                first=query["first"],
+                last=query["last"],
+                zone=query["zone"],
+                team_id=query.get("team"),
+                limit=query["limit"],
+            )
+
+
+GIVING_REFUSED = (
+    "Too few points available, over the gifts' limit, not recorded family, or an id that "
+    "names a different gift or donation"
+)
+
+
+@blp.route("/accounts/<holder>/donations")
+class Donations(MethodView):
+    @blp.arguments(DonationCreateSchema)
+    @blp.response(201, TransferSchema)
+    @blp.alt_response(403, description=STAFF_OR_VOLUNTEER)
+    @blp.alt_response(404, description=NO_ACCOUNT)
+    @blp.alt_response(409, description=GIVING_REFUSED)
+    @blp.alt_response(422, description="Invalid fields, or an account that is not a member's")
+    def post(self, data: dict[str, Any], holder: str) -> Any:
+        """Donate points to the community pool"""
+        POLICY.check_owner(operation(), caller(), {"holder": holder}, hidden_as=no_account(holder))
+        with current_service().db.transaction() as session:
+            return giving.donate(
+                session,
+                donation_id=data["id"],
+                holder=holder,
+                amount=data["amount"],
+                memo=data.get("memo"),
+                operator=caller().address,
+            )
+
+
+@blp.route("/accounts/<holder>/gifts")
+class Gifts(MethodView):
+    @blp.arguments(GiftCreateSchema)
+    @blp.response(201, TransferSchema)
+    @blp.alt_response(403, description=STAFF_OR_VOLUNTEER)
+    @blp.alt_response(404, description=NO_ACCOUNT)
+    @blp.alt_response(409, description=GIVING_REFUSED)
+    @blp.alt_response(
+        422, description="Invalid fields, a gift over the limit of one, or not between two members"
+    )
+    def post(self, data: dict[str, Any], holder: str) -> Any:
+        """Give points to family the community office recorded"""
+        POLICY.check_owner(operation(), caller(), {"holder": holder}, hidden_as=no_account(holder))
+        with current_service().db.transaction() as session:
+            return giving.give(
+                session,
+                gift_id=data["id"],
+                holder=holder,
+                relative=data["to"],
+                amount=data["amount"],
+                memo=data.get("memo"),
+                operator=caller().address,
+                policy=giving_policy(),
+            )
+
+
+@blp.route("/accounts/<holder>/family")
+class Family(MethodView):
+    @blp.response(200, FamilyLinkSchema(many=True))
+    @blp.alt_response(403, description=STAFF_OR_VOLUNTEER)
+    @blp.alt_response(404, description=NO_ACCOUNT)
+    @blp.alt_response(422, description="An account that is not a member's")
+    def get(self, holder: str) -> Any:
+        """List the family a member may give points to"""
+        POLICY.check_owner(operation(), caller(), {"holder": holder}, hidden_as=no_account(holder))
+        with current_service().db.read() as session:
+            return giving.list_family(session, holder=holder)
+
+
+@blp.route("/accounts/<holder>/family/<relative>")
+class FamilyMember(MethodView):
+    @blp.arguments(FamilyLinkUpdateSchema)
+    @blp.response(200, FamilyLinkSchema)
+    @blp.alt_response(403, description=STAFF_ONLY)
+    @blp.alt_response(422, description="Invalid fields, or not two different members")
+    def put(self, data: dict[str, Any], holder: str, relative: str) -> Any:
+        """Record family a member may give points to"""
+        with current_service().db.transaction() as session:
+            return giving.record_relative(
+                session,
+                holder=holder,
+                relative=relative,
+                relation=data["relation"],
+                recorded_by=caller().address,
+            )
+
+    @blp.response(200, FamilyLinkSchema)
+    @blp.alt_response(403, description=STAFF_ONLY)
+    @blp.alt_response(404, description="Not recorded as the member's family")
+    def delete(self, holder: str, relative: str) -> Any:
+        """Stop a member giving points to someone recorded as their family"""
+        with current_service().db.transaction() as session:
+            return giving.forget_relative(session, holder=holder, relative=relative)
 
 
 @blp.route("/transfers")

@@ -6,6 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from services.points.earning import EarningPolicy
+from services.points.giving import GivingPolicy
 from services.points.models import Base, messaging
 from shared.runtime import RuntimeFactory
 
@@ -29,3 +30,8 @@ def earning_policy() -> EarningPolicy:
         confirm_within=timedelta(days=settings.confirm_within_days),
         when_unconfirmed=settings.unconfirmed_earnings,
     )
+
+
+def giving_policy() -> GivingPolicy:
+    """How much members may give their family: the defaults of ``GivingPolicy``."""
+    return GivingPolicy()

@@ -82,6 +82,8 @@ def _earning(
     rate: Decimal,
     operator: str | None,
     policy: EarningPolicy | None = None,
+    team_id: str | None = None,
+    community: str | None = None,
 ) -> TransferOrder:
     """The earning of a request's hours at ``rate``: pending when a ``policy`` ends it."""
     hours = hours.quantize(ledger.CENT)
@@ -105,6 +107,8 @@ def _earning(
             rate=rate,
             operator=operator,
             memo=f"{hours} h of {category} at {rate} points/h",
+            team_id=team_id,
+            community=community,
         )
     )
 
@@ -122,9 +126,14 @@ def open_pending_earn(
     hours: Decimal,
     completed_by: str,
     policy: EarningPolicy,
+    volunteer_name: str | None = None,
+    team_id: str | None = None,
+    community: str | None = None,
 ) -> Transfer | None:
     """Hold the points a service reported done earns until its resident confirms it; None
-    when the report does not say the request's category (its confirmation credits it then)."""
+    when the report does not say the request's category (its confirmation credits it then).
+    Where the report says them, the volunteer's name is kept on their account and the team
+    and community the service was done for on the earning."""
     ledger.check_identifier(request_id, "request_id")
     ledger.check_identifier(volunteer_id, "volunteer_id")
     if category is None:
@@ -138,6 +147,9 @@ def open_pending_earn(
         ISSUANCE_HOLDER,
         ledger.volunteer_holder(volunteer_id),
     )
+    volunteer = held.get(ledger.volunteer_holder(volunteer_id))
+    if volunteer is not None and volunteer_name is not None:
+        ledger.name_holder(volunteer, volunteer_name)
     if session.get(EarningRefusal, request_id) is not None:
         # Its confirmation came first and minted nothing: there is nothing to hold.
         log.info("points.completion_after_refusal", request_id=request_id)
@@ -156,6 +168,8 @@ def open_pending_earn(
         rate=rate or ledger.rate_for(session, category).points_per_hour,
         operator=completed_by,
         policy=policy,
+        team_id=team_id,
+        community=community,
     )
     if existing is not None:
         return ledger.same_transfer(existing, order)
@@ -247,7 +261,9 @@ def _credit(
     amount = None if hours == pending_hours else ledger.points_for(hours, rate)
     if amount is not None and amount <= 0:
         raise Invalid(f"{hours} hour(s) earn no points", field="hours")
-    return ledger.post_pending(session, transfer_id=existing.id, amount=amount, operator=operator)
+    return ledger.post_pending(
+        session, transfer_id=existing.id, amount=amount, operator=operator, hours=hours
+    )
 
 
 def why_not_minted(*, volunteer_id: str, parties: Parties) -> str | None:

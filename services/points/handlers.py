@@ -23,6 +23,9 @@ def on_request_completed(
     completed_by: str,
     completed_at: datetime,
     category: str | None = None,
+    volunteer_name: str | None = None,
+    team_id: str | None = None,
+    community: str | None = None,
 ) -> None:
     earning.open_pending_earn(
         session,
@@ -32,6 +35,9 @@ def on_request_completed(
         hours=hours,
         completed_by=completed_by,
         policy=earning_policy(),
+        volunteer_name=volunteer_name,
+        team_id=team_id,
+        community=community,
     )
 
 

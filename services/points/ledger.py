@@ -41,7 +41,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, cast
 
@@ -303,6 +303,13 @@ def open_account(session: Session, *, holder: str, kind: str | None = None) -> A
     return account
 
 
+def name_holder(account: Account, name: str) -> None:
+    """Keep the name the service that knows people gives ``account``'s holder."""
+    name = " ".join(name.split())[:100]
+    if name and account.name != name:
+        account.name = name
+
+
 def get_account(session: Session, holder: str) -> Account:
     """An account."""
     account = _find_account(session, holder)
@@ -415,6 +422,9 @@ class TransferOrder:
     operator: str | None = None
     reason: str | None = None
     memo: str = ""
+    # Where an earning's service was done: the team it was done for, the community it was in.
+    team_id: str | None = None
+    community: str | None = None
     # In a batch: succeeds or fails together with the next order.
     is_linked: bool = False
 
@@ -443,6 +453,8 @@ def checked(order: TransferOrder, *, is_reversal: bool = False) -> TransferOrder
             f"{kinds[1]} account",
             field="kind",
         )
+    # What the community gave its pool is paid out only for work that is named.
+    needs_reason = order.kind in NEEDS_REASON or (kinds[0] == POOL and not is_reversal)
     timeout_s, on_timeout = None, None
     if order.timeout is not None:
         if not order.is_pending:
@@ -467,7 +479,11 @@ def checked(order: TransferOrder, *, is_reversal: bool = False) -> TransferOrder
         raise Invalid("An earning names its request, category, hours and rate", field="request_id")
     if order.operator is not None and not _ADDRESS.match(order.operator):
         raise Invalid(f"Operator {order.operator!r} is not an address", field="operator")
-    _check_text(order.reason, "reason", is_required=order.kind in NEEDS_REASON)
+    if order.team_id is not None:
+        check_identifier(order.team_id, "team_id")
+    if order.community is not None and not 1 <= len(order.community.strip()) <= 64:
+        raise Invalid("A community's name is 1 to 64 characters", field="community")
+    _check_text(order.reason, "reason", is_required=needs_reason)
     _check_text(order.memo, "memo")
     return replace(
         order,
@@ -499,6 +515,8 @@ def same_transfer(existing: Transfer, order: TransferOrder) -> Transfer:
         "operator": existing.operator,
         "reason": existing.reason,
         "memo": existing.memo or "",
+        "team_id": existing.team_id,
+        "community": existing.community,
     }
     given: dict[str, Any] = {
         "kind": order.kind,
@@ -515,6 +533,8 @@ def same_transfer(existing: Transfer, order: TransferOrder) -> Transfer:
         "operator": order.operator,
         "reason": order.reason,
         "memo": order.memo or "",
+        "team_id": order.team_id,
+        "community": order.community,
     }
     for field, value in stored.items():
         if value != given[field]:
@@ -573,6 +593,8 @@ def write_transfer(
         "operator": order.operator,
         "reason": order.reason,
         "reverses_id": reverses_id,
+        "team_id": order.team_id,
+        "community": order.community,
     }
     # Plain INSERTs (the entries in one) rather than the ORM's unit of work, which cost a third
     # of a credit; the transfer is then put in the session as loaded.
@@ -581,7 +603,7 @@ def write_transfer(
         debit.debits_pending += order.amount
         credit.credits_pending += order.amount
     else:
-        _move(session, order.id, debit, credit, order.amount)
+        _move(session, order.id, debit, credit, order.amount, at=now)
     transfer = Transfer(**row)
     make_transient_to_detached(transfer)
     for name, value in (("debit_account", debit), ("credit_account", credit), ("resolution", None)):
@@ -597,7 +619,7 @@ def write_transfer(
         )
     session.flush()
     if order.kind == EARN and not order.is_pending:
-        _announce_earned(session, transfer, order.amount)
+        _announce_earned(session, transfer, order.amount, order.hours)
     log.info(
         "points.transferred",
         transfer_id=order.id,
@@ -609,27 +631,43 @@ def write_transfer(
 
 
 def _move(
-    session: Session, transfer_id: str, debit: Account, credit: Account, amount: Decimal
+    session: Session,
+    transfer_id: str,
+    debit: Account,
+    credit: Account,
+    amount: Decimal,
+    *,
+    at: datetime,
 ) -> None:
-    """Post ``amount`` from ``debit`` to ``credit``: the two entries and both balances."""
+    """Post ``amount`` from ``debit`` to ``credit`` at ``at``: the two entries and both
+    balances."""
     session.execute(
         insert(_entries),
         [
-            {"transfer_id": transfer_id, "account_id": debit.id, "amount": -amount},
-            {"transfer_id": transfer_id, "account_id": credit.id, "amount": amount},
+            {
+                "transfer_id": transfer_id,
+                "account_id": debit.id,
+                "amount": -amount,
+                "posted_at": at,
+            },
+            {
+                "transfer_id": transfer_id,
+                "account_id": credit.id,
+                "amount": amount,
+                "posted_at": at,
+            },
         ],
     )
     debit.balance -= amount
     credit.balance += amount
 
 
-def _announce_earned(session: Session, transfer: Transfer, amount: Decimal) -> None:
-    """Ask notify to tell the volunteer what an earning credited them."""
-    hours = transfer.hours
+def _announce_earned(
+    session: Session, transfer: Transfer, amount: Decimal, hours: Decimal | None
+) -> None:
+    """Ask notify to tell the volunteer what an earning credited them for ``hours``."""
     if hours is None or transfer.rate is None or transfer.request_id is None:
         return
-    if amount != transfer.amount:
-        hours = (amount / transfer.rate).quantize(CENT, rounding=ROUND_HALF_UP)
     credit = transfer.credit_account
     messaging.notify(
         session,
@@ -747,6 +785,18 @@ def _already_ended(transfer: Transfer) -> Refused:
     return Refused(result, f"Pending transfer {transfer.id!r} was {outcome} already")
 
 
+def _hours_posted(transfer: Transfer, amount: Decimal, hours: Decimal | None) -> Decimal | None:
+    """The hours posting ``amount`` of a transfer that prices hours stands for: ``hours``
+    where the caller knows them, else all of them or the part ``amount`` pays at its rate."""
+    if transfer.hours is None or amount == 0:
+        return None
+    if hours is not None:
+        return hours.quantize(CENT)
+    if amount == transfer.amount or not transfer.rate:
+        return transfer.hours
+    return (amount / transfer.rate).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
 def _resolve(
     session: Session,
     transfer: Transfer,
@@ -755,20 +805,24 @@ def _resolve(
     amount: Decimal,
     operator: str | None,
     reason: str | None,
+    hours: Decimal | None = None,
 ) -> None:
-    """End a pending transfer: release what it held, post ``amount`` of it, record how."""
+    """End a pending transfer: release what it held, post ``amount`` of it (for ``hours``,
+    where it prices hours and the caller knows them), record how."""
+    now = utcnow()
     debit, credit = transfer.debit_account, transfer.credit_account
     debit.debits_pending -= transfer.amount
     credit.credits_pending -= transfer.amount
     if amount > 0:
-        _move(session, transfer.id, debit, credit, amount)
+        _move(session, transfer.id, debit, credit, amount, at=now)
     resolution = TransferResolution(
         transfer_id=transfer.id,
         outcome=outcome,
         amount=amount,
         operator=operator,
         reason=reason,
-        resolved_at=utcnow(),
+        resolved_at=now,
+        hours=_hours_posted(transfer, amount, hours),
     )
     session.add(resolution)
     set_committed_value(transfer, "resolution", resolution)
@@ -776,7 +830,7 @@ def _resolve(
         timers.cancel(session, _timeout_key(transfer.id))
     session.flush()
     if transfer.kind == EARN and amount > 0:
-        _announce_earned(session, transfer, amount)
+        _announce_earned(session, transfer, amount, resolution.hours)
     log.info("points.resolved", transfer_id=transfer.id, outcome=outcome, amount=str(amount))
 
 
@@ -787,8 +841,10 @@ def post_pending(
     amount: Decimal | None = None,
     operator: str | None = None,
     reason: str | None = None,
+    hours: Decimal | None = None,
 ) -> Transfer:
-    """Post a pending transfer, in whole or (with ``amount``) in part, releasing the rest."""
+    """Post a pending transfer, in whole or (with ``amount``) in part, releasing the rest;
+    ``hours`` says what a part of an earning stands for, where the caller knows."""
     if amount is not None:
         check_points(amount, "amount", maximum=MAX_AMOUNT)
     _check_text(reason, "reason")
@@ -805,7 +861,15 @@ def post_pending(
             f"Transfer {transfer_id!r} holds {transfer.amount} points; {posted} cannot be posted",
             field="amount",
         )
-    _resolve(session, transfer, outcome=POSTED, amount=posted, operator=operator, reason=reason)
+    _resolve(
+        session,
+        transfer,
+        outcome=POSTED,
+        amount=posted,
+        operator=operator,
+        reason=reason,
+        hours=hours,
+    )
     return transfer
 
 

@@ -1,6 +1,6 @@
 """Tables points owns: a double-entry ledger of accounts, transfers (one or two phases) and
-their entries, the earning rates that turn confirmed hours into points and their history, and the
-earnings refused."""
+their entries, the earning rates that turn confirmed hours into points and their history, the
+earnings refused, the catalogue and its redemptions, and the family each member may give to."""
 
 from __future__ import annotations
 
@@ -84,6 +84,9 @@ class Account(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     holder: Mapped[str] = mapped_column(String(100), unique=True)
     kind: Mapped[str] = mapped_column(String(10), default=HOLDER)
+    # The holder's name as the service that knows people last gave it (for certificates and
+    # honour rolls); None until one did.
+    name: Mapped[str | None] = mapped_column(String(100))
     # Credits posted minus debits posted: kept equal to the sum of the account's entries, in
     # the same transaction as each entry.
     balance: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=ZERO)
@@ -121,6 +124,9 @@ class TransferResolution(Base):
     operator: Mapped[str | None] = mapped_column(String(150))
     reason: Mapped[str | None] = mapped_column(Text)
     resolved_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # The hours a posting confirmed, where the transfer prices hours: all of them, or those
+    # confirmed when fewer were.
+    hours: Mapped[Decimal | None] = mapped_column(Numeric(6, 2))
 
 
 class Transfer(Base):
@@ -163,6 +169,10 @@ class Transfer(Base):
     operator: Mapped[str | None] = mapped_column(String(150))
     reason: Mapped[str | None] = mapped_column(Text)
     reverses_id: Mapped[str | None] = mapped_column(ForeignKey("transfers.id"))
+    # Where an earning's service was done, as the service that routed it said: the volunteer
+    # team it was done for and the community it was done in (None where it was not said).
+    team_id: Mapped[str | None] = mapped_column(String(64))
+    community: Mapped[str | None] = mapped_column(String(64))
 
     debit_account: Mapped[Account] = relationship(foreign_keys=[debit_account_id], lazy="joined")
     credit_account: Mapped[Account] = relationship(foreign_keys=[credit_account_id], lazy="joined")
@@ -180,6 +190,13 @@ class Transfer(Base):
         if not self.is_pending:
             return self.amount
         return self.resolution.amount if self.resolution is not None else ZERO
+
+    @property
+    def posted_hours(self) -> Decimal | None:
+        """The hours what it moved stands for, where it prices hours."""
+        if not self.is_pending:
+            return self.hours
+        return self.resolution.hours if self.resolution is not None else None
 
     @property
     def debit(self) -> str:
@@ -200,12 +217,15 @@ class Entry(Base):
     __table_args__ = (
         CheckConstraint("amount <> 0", name="ck_entries_amount_not_zero"),
         Index("ix_entries_account_id", "account_id", "id"),
+        Index("ix_entries_account_posted_at", "account_id", "posted_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     transfer_id: Mapped[str] = mapped_column(ForeignKey("transfers.id"), index=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
     amount: Mapped[Decimal] = mapped_column(Numeric(12, 2))
+    # When the points moved: as the transfer was written, or as its pending phase was posted.
+    posted_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
     transfer: Mapped[Transfer] = relationship(lazy="joined")
 
@@ -314,3 +334,21 @@ class Redemption(Base):
     ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     item: Mapped[CatalogueItem] = relationship(lazy="joined")
+
+
+class FamilyLink(Base):
+    """A member of the community whom a member may give points to: recorded by staff, who
+    know the family, so that gifts stay in the family rather than become a trade."""
+
+    __tablename__ = "family_links"
+    __table_args__ = (
+        CheckConstraint("holder <> relative", name="ck_family_links_two_members"),
+        Index("ix_family_links_relative", "relative"),
+    )
+
+    holder: Mapped[str] = mapped_column(String(100), primary_key=True)
+    relative: Mapped[str] = mapped_column(String(100), primary_key=True)
+    # How they are related, in the holder's words ("mother", "son").
+    relation: Mapped[str] = mapped_column(String(50))
+    recorded_by: Mapped[str | None] = mapped_column(String(150))
+    recorded_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -1,6 +1,7 @@
-"""Who may do what at points: volunteers read their own account and transfers and redeem their
-own points; staff read all, write, post, void and reverse transfers, set rates, keep the
-catalogue and hand redemptions over."""
+"""Who may do what at points: volunteers read their own account, statements, certificate and
+transfers, redeem their own points and give them to the pool or their recorded family; staff
+read all, write, post, void and reverse transfers, set rates, keep the catalogue and the family
+register and hand redemptions over; everyone sees the honour rolls."""
 
 from __future__ import annotations
 
@@ -20,6 +21,17 @@ POLICY = Policy(
     rules={
         "points.AccountBalance.get": allow(STAFF, own={VOLUNTEER: HELD_BY}),
         "points.AccountEntries.get": allow(STAFF, own={VOLUNTEER: HELD_BY}),
+        "points.AccountStatement.get": allow(STAFF, own={VOLUNTEER: HELD_BY}),
+        "points.ServiceCertificate.get": allow(STAFF, own={VOLUNTEER: HELD_BY}),
+        # An honour roll is put up for the whole community to see.
+        "points.HonourRoll.get": allow(STAFF, VOLUNTEER, RESIDENT),
+        # A member gives their own points; staff give a member's at the desk, on their word.
+        "points.Donations.post": allow(STAFF, own={VOLUNTEER: HELD_BY}),
+        "points.Gifts.post": allow(STAFF, own={VOLUNTEER: HELD_BY}),
+        "points.Family.get": allow(STAFF, own={VOLUNTEER: HELD_BY}),
+        # Staff know the families of the community; members cannot name their own.
+        "points.FamilyMember.put": allow(STAFF),
+        "points.FamilyMember.delete": allow(STAFF),
         "points.TransferDetail.get": allow(STAFF, own={VOLUNTEER: ON_EITHER_SIDE}),
         "points.Transfers.get": allow(STAFF, own={VOLUNTEER: ON_THEIR_ACCOUNT}),
         "points.Transfers.post": allow(STAFF),

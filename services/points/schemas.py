@@ -10,6 +10,7 @@ from typing import Any
 from marshmallow import Schema, fields, post_load, validate
 
 from services.points.catalogue import MAX_PERIOD_DAYS, MAX_QUANTITY, MAX_STOCK
+from services.points.giving import MAX_RELATION
 from services.points.ledger import MAX_AMOUNT, MAX_RATE, MAX_TEXT, MAX_TIMEOUT
 from services.points.models import (
     ACCOUNT_KINDS,
@@ -23,6 +24,8 @@ from services.points.models import (
     REDEMPTION_STATUSES,
     VOID,
 )
+from services.points.periods import ZONE_NAME
+from services.points.recognition import MAX_ROLL
 from shared.events import CATEGORY_CODE
 from shared.fields import StrictDecimal, hours_field
 from shared.schemas import StrictSchema
@@ -75,6 +78,9 @@ class RateChangeSchema(Schema):
 class AccountSchema(Schema):
     holder = fields.Str(metadata={"example": "volunteer:42"})
     kind = fields.Str(metadata={"enum": list(ACCOUNT_KINDS)})
+    name = fields.Str(
+        allow_none=True, metadata={"description": "The holder's name, once a service gave it"}
+    )
     balance = fields.Decimal(as_string=True, metadata={"description": "Credits less debits posted"})
     available = fields.Decimal(
         as_string=True, metadata={"description": "The balance less what pending debits hold"}
@@ -90,11 +96,17 @@ class EntrySchema(Schema):
     memo = fields.Str(attribute="transfer.memo")
     request_id = fields.Str(attribute="transfer.request_id", allow_none=True)
     created_at = fields.DateTime(attribute="transfer.created_at")
+    posted_at = fields.DateTime(
+        metadata={"description": "When the points moved: as written, or as posted if pending"}
+    )
 
 
 class ResolutionSchema(Schema):
     outcome = fields.Str(metadata={"enum": ["posted", "voided", "expired"]})
     amount = fields.Decimal(as_string=True, metadata={"description": "What posting it moved"})
+    hours = fields.Decimal(
+        as_string=True, allow_none=True, metadata={"description": "The hours posting confirmed"}
+    )
     operator = fields.Str(allow_none=True)
     reason = fields.Str(allow_none=True)
     resolved_at = fields.DateTime()
@@ -121,6 +133,8 @@ class TransferSchema(Schema):
     reason = fields.Str(allow_none=True)
     reverses = fields.Str(attribute="reverses_id", allow_none=True)
     resolution = fields.Nested(ResolutionSchema, allow_none=True)
+    team_id = fields.Str(allow_none=True, metadata={"description": "The team an earning was for"})
+    community = fields.Str(allow_none=True, metadata={"description": "Where it was served"})
 
 
 class TransferQuerySchema(StrictSchema):
@@ -276,3 +290,153 @@ class RedemptionQuerySchema(StrictSchema):
 
 class CancellationSchema(StrictSchema):
     reason = _text(required=True, metadata={"example": "Out of rice this week"})
+
+
+# Statements, certificates and honour rolls
+
+
+class PeriodQuerySchema(StrictSchema):
+    first = fields.Date(
+        required=True,
+        data_key="from",
+        metadata={"description": "The period's first day", "example": "2026-01-01"},
+    )
+    last = fields.Date(
+        required=True,
+        data_key="to",
+        metadata={"description": "The period's last day, included", "example": "2026-12-31"},
+    )
+    zone = fields.Str(
+        data_key="tz",
+        load_default="UTC",
+        validate=validate.Regexp(ZONE_NAME),
+        metadata={"description": "The time zone its days are days of", "example": "Asia/Shanghai"},
+    )
+
+
+JSON, CSV, PDF = "json", "csv", "pdf"
+
+
+class StatementQuerySchema(PeriodQuerySchema):
+    format = fields.Str(
+        validate=validate.OneOf((JSON, CSV)),
+        metadata={"description": "json or csv; by default what the Accept header prefers"},
+    )
+
+
+class CertificateQuerySchema(PeriodQuerySchema):
+    format = fields.Str(
+        validate=validate.OneOf((JSON, PDF)),
+        metadata={"description": "json or pdf; by default what the Accept header prefers"},
+    )
+
+
+class HonourRollQuerySchema(PeriodQuerySchema):
+    team = fields.Str(
+        validate=validate.Regexp(IDENTIFIER),
+        metadata={"description": "Only the hours served for this team"},
+    )
+    limit = fields.Int(strict=False, load_default=10, validate=validate.Range(min=1, max=MAX_ROLL))
+
+
+class _PeriodSchema(Schema):
+    first = fields.Date(attribute="period.first", data_key="from")
+    last = fields.Date(attribute="period.last", data_key="to")
+    time_zone = fields.Str(attribute="period.zone")
+
+
+class StatementLineSchema(Schema):
+    posted_at = fields.DateTime()
+    transfer_id = fields.Str()
+    kind = fields.Str(metadata={"enum": list(CODES)})
+    counterparty = fields.Str(metadata={"description": "The account on the other side"})
+    amount = fields.Decimal(as_string=True, metadata={"description": "Negative when debited"})
+    balance = fields.Decimal(as_string=True, metadata={"description": "The balance after it"})
+    memo = fields.Str()
+    request_id = fields.Str(allow_none=True)
+
+
+class StatementSchema(_PeriodSchema):
+    holder = fields.Str()
+    kind = fields.Str(metadata={"enum": list(ACCOUNT_KINDS)})
+    opening_balance = fields.Decimal(
+        as_string=True, metadata={"description": "The balance as the first day began"}
+    )
+    closing_balance = fields.Decimal(
+        as_string=True, metadata={"description": "The balance as the last day ended"}
+    )
+    credits = fields.Decimal(as_string=True)
+    debits = fields.Decimal(as_string=True)
+    entries = fields.List(fields.Nested(StatementLineSchema), attribute="lines")
+
+
+class CategoryHoursSchema(Schema):
+    category = fields.Str()
+    services = fields.Int()
+    hours = fields.Decimal(as_string=True)
+    points = fields.Decimal(as_string=True)
+
+
+class CertificateSchema(_PeriodSchema):
+    holder = fields.Str()
+    name = fields.Str(allow_none=True)
+    communities = fields.List(fields.Str(), metadata={"description": "Where it was served"})
+    categories = fields.List(fields.Nested(CategoryHoursSchema))
+    total_services = fields.Int()
+    total_hours = fields.Decimal(as_string=True)
+    total_points = fields.Decimal(as_string=True)
+    issued_at = fields.DateTime()
+
+
+class HonourSchema(Schema):
+    rank = fields.Int()
+    holder = fields.Str()
+    name = fields.Str(allow_none=True)
+    services = fields.Int()
+    hours = fields.Decimal(as_string=True)
+    points = fields.Decimal(as_string=True)
+
+
+class HonourRollSchema(_PeriodSchema):
+    team = fields.Str(attribute="team_id", allow_none=True)
+    honours = fields.List(fields.Nested(HonourSchema))
+
+
+# Giving
+
+
+class DonationCreateSchema(StrictSchema):
+    id = fields.Str(
+        required=True,
+        validate=validate.Regexp(IDENTIFIER),
+        metadata={
+            "description": "Names this donation; asking again with it finds it",
+            "example": "d-2026-12-01-1",
+        },
+    )
+    amount = _points(required=True, metadata={"example": "5.00"})
+    memo = _text()
+
+
+class GiftCreateSchema(DonationCreateSchema):
+    to = fields.Str(
+        required=True,
+        validate=validate.Regexp(HOLDER),
+        metadata={"description": "Family recorded for the giver", "example": "household:h-501"},
+    )
+
+
+class FamilyLinkUpdateSchema(StrictSchema):
+    relation = fields.Str(
+        required=True,
+        validate=validate.Length(min=1, max=MAX_RELATION),
+        metadata={"example": "mother"},
+    )
+
+
+class FamilyLinkSchema(Schema):
+    holder = fields.Str()
+    relative = fields.Str()
+    relation = fields.Str()
+    recorded_by = fields.Str(allow_none=True)
+    recorded_at = fields.DateTime()

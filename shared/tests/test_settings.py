@@ -332,3 +332,21 @@ def test_a_command_that_cannot_start_says_why_in_one_line_and_exits_2(tmp_path: 
     assert finished.stderr.count("\n") == 1
     assert "REDVEST_ENV must be exactly one of" in finished.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_webhook_trusted_hosts_are_a_clean_list_of_lower_case_names() -> None:
+    settings = Settings.from_env("intake", {"WEBHOOK_TRUSTED_HOSTS": " Hooks.Example.org , ,b.lan"})
+
+    assert settings.webhook_trusted_hosts == ("hooks.example.org", "b.lan")
+    assert Settings.from_env("intake", {}).webhook_trusted_hosts == ()
+
+
+def test_the_days_to_confirm_and_to_reopen_and_the_fate_of_unconfirmed_hours_are_checked() -> None:
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env(
+            "points",
+            {"CONFIRM_WITHIN_DAYS": "0", "REOPEN_WITHIN_DAYS": "400", "UNCONFIRMED_EARNINGS": "x"},
+        )
+
+    assert len(refused.value.problems) == 2
+    assert Settings.from_env("points", {"CONFIRM_WITHIN_DAYS": "3"}).confirm_within_days == 3

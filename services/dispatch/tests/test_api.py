@@ -162,6 +162,9 @@ def test_the_holder_completes_an_accepted_assignment_with_the_hours(client: Flas
         "hours": "1.50",
         "completed_by": f"volunteer:{sharpener.id}",
         "completed_at": completed.kwargs["completed_at"],
+        "volunteer_name": sharpener.name,
+        "team_id": sharpener.team_id,
+        "community": assignment.location["community"],
     }
     asked = [
         n

@@ -257,6 +257,21 @@ ERRORS_EACH_OPERATION_DOCUMENTS = {
     ("patch", "/v1/residents/{resident_id}"): {"401", "403", "404", "422"},
     ("get", "/v1/residents/{resident_id}/health-notes"): {"401", "403", "404"},
     ("post", "/v1/residents/{resident_id}/health-notes"): {"401", "403", "404", "422"},
+    ("get", "/v1/webhooks"): {"401", "403"},
+    ("post", "/v1/webhooks"): {"401", "403", "404", "409", "422"},
+    ("get", "/v1/webhooks/{subscription_id}"): {"401", "403", "404"},
+    ("patch", "/v1/webhooks/{subscription_id}"): {"401", "403", "404", "422"},
+    ("delete", "/v1/webhooks/{subscription_id}"): {"401", "403", "404"},
+    ("post", "/v1/webhooks/{subscription_id}/secret"): {"401", "403", "404", "422"},
+    ("post", "/v1/webhooks/{subscription_id}/resumption"): {"401", "403", "404", "409"},
+    ("get", "/v1/webhooks/{subscription_id}/deliveries"): {"401", "403", "404", "422"},
+    ("get", "/v1/webhooks/{subscription_id}/deliveries/{delivery_id}"): {"401", "403", "404"},
+    ("post", "/v1/webhooks/{subscription_id}/deliveries/{delivery_id}/replay"): {
+        "401",
+        "403",
+        "404",
+    },
+    ("post", "/v1/webhooks/{subscription_id}/replays"): {"401", "403", "404", "422"},
 }
 
 

@@ -23,6 +23,11 @@ OURS = {
     "categories",
     "requests",
     "request_timeline",
+    "webhook_subscriptions",
+    "webhook_changes",
+    "webhook_deliveries",
+    "webhook_attempts",
+    "webhook_feed",
 }
 
 

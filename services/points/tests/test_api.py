@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 
-from services.points.app import create_app
 from services.points.tests.builders import (
     balance,
     bearer,
@@ -24,17 +21,6 @@ from services.points.tests.builders import (
 from tests.support import assert_errors_documented
 
 PROBLEM = "application/problem+json"
-
-
-@pytest.fixture(scope="module")
-def app() -> Flask:
-    return create_app()
-
-
-@pytest.fixture
-def client(app: Flask) -> Iterator[FlaskClient]:
-    with app.test_client() as client:
-        yield client
 
 
 STAFF = bearer("staff", "s-1")
@@ -54,6 +40,7 @@ def test_a_volunteer_sees_their_own_balance(client: FlaskClient) -> None:
     assert response.json == {
         "holder": "volunteer:v-7",
         "kind": "holder",
+        "name": None,
         "balance": "15.00",
         "available": "15.00",
         "debits_pending": "0.00",
@@ -114,6 +101,7 @@ def test_entries_are_paginated_newest_first(client: FlaskClient) -> None:
     assert json.loads(response.headers["X-Pagination"])["total"] == 3
     newest: dict[str, Any] = response.json[0]  # type: ignore[index]
     assert newest.pop("created_at").endswith("+00:00")
+    assert newest.pop("posted_at").endswith("+00:00")
     assert newest == {
         "transfer_id": "earn:req-2",
         "kind": "earn",
@@ -468,6 +456,14 @@ ERRORS_EACH_OPERATION_DOCUMENTS = {
     ("get", "/v1/redemptions/{redemption_id}"): {"401", "403", "404"},
     ("post", "/v1/redemptions/{redemption_id}/fulfilment"): {"401", "403", "404", "409"},
     ("post", "/v1/redemptions/{redemption_id}/cancellation"): {"401", "403", "404", "409", "422"},
+    ("get", "/v1/accounts/{holder}/statement"): {"401", "403", "404", "422"},
+    ("get", "/v1/accounts/{holder}/certificate"): {"401", "403", "404", "422"},
+    ("get", "/v1/honour-roll"): {"401", "422"},
+    ("post", "/v1/accounts/{holder}/donations"): {"401", "403", "404", "409", "422"},
+    ("post", "/v1/accounts/{holder}/gifts"): {"401", "403", "404", "409", "422"},
+    ("get", "/v1/accounts/{holder}/family"): {"401", "403", "404", "422"},
+    ("put", "/v1/accounts/{holder}/family/{relative}"): {"401", "403", "422"},
+    ("delete", "/v1/accounts/{holder}/family/{relative}"): {"401", "403", "404"},
 }
 
 

@@ -10,12 +10,10 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from services.points import catalogue
-from services.points.app import create_app
 from services.points.config import runtime
 from services.points.ledger import SINK_HOLDER, Refused, TransferExists
 from services.points.models import GOODS, SERVICE, Redemption, Transfer
@@ -319,17 +317,6 @@ def test_one_member_at_once_never_goes_past_the_limit() -> None:
 
 
 # Over HTTP
-
-
-@pytest.fixture(scope="module")
-def app() -> Flask:
-    return create_app()
-
-
-@pytest.fixture
-def client(app: Flask) -> Iterator[FlaskClient]:
-    with app.test_client() as client:
-        yield client
 
 
 STAFF = bearer("staff", "desk")

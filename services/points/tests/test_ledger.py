@@ -85,7 +85,7 @@ def row_count(model: Any) -> int:
 def test_accounts_are_opened_on_first_use_with_the_kind_their_holder_names() -> None:
     funded("volunteer:v-7", 10)
     transfer(kind=DONATE, debit="volunteer:v-7", credit=POOL_HOLDER, amount="4", reason=None)
-    transfer(kind=GIFT, debit=POOL_HOLDER, credit="household:h-501", amount="1", reason=None)
+    transfer(kind=GIFT, debit=POOL_HOLDER, credit="household:h-501", amount="1", reason="Paths")
 
     with runtime().db.read() as session:
         kinds = {a.holder: a.kind for a in session.scalars(select(Account))}
