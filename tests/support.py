@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import dramatiq
+import psycopg
 
 from shared.consumers import Consumers
 from shared.events import SUBSCRIPTIONS, Event
@@ -128,3 +129,23 @@ def assert_errors_documented(
                 response = shared[response["$ref"].rsplit("/", 1)[-1]]
             assert PROBLEM_MIME in response["content"], (key, code)
         assert operation["summary"] and "\n" not in operation["summary"], key
+
+
+@contextmanager
+def scratch_database(database_url: str) -> Iterator[str]:
+    """The URL of a database of its own beside ``database_url`` (a service's test database),
+    made empty for a migration test and removed afterwards."""
+    server, name = database_url.rsplit("/", 1)
+    if database_url.startswith("sqlite"):
+        path = f"{server}/{name.removesuffix('.db')}-migrations.db"
+        yield path
+        return
+    scratch = f"{name}_migrations"
+    admin_url = f"{server}/postgres"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {scratch}".encode())
+    try:
+        yield f"{server}/{scratch}"
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {scratch} WITH (FORCE)".encode())

@@ -14,6 +14,7 @@ from sqlalchemy import text
 from services.intake.config import runtime
 from shared.database import create_database_engine
 from shared.migrations import downgrade, upgrade
+from tests.support import scratch_database
 
 OURS = {
     "api_clients",
@@ -49,21 +50,8 @@ def test_the_migrated_database_has_exactly_the_tables_the_models_declare():
 @pytest.fixture
 def scratch_url() -> Iterator[str]:
     """A database of this test's own, beside the test run's intake database."""
-    server, name = runtime().settings.database_url.rsplit("/", 1)
-    if runtime().db.is_sqlite:
-        yield f"{server}/{name.removesuffix('.db')}-migrations.db"
-        return
-    import psycopg
-
-    scratch = f"{name}_migrations"
-    admin_url = f"{server}/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {scratch}")  # type: ignore[arg-type]
-    try:
-        yield f"{server}/{scratch}"
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {scratch} WITH (FORCE)")  # type: ignore[arg-type]
+    with scratch_database(runtime().settings.database_url) as url:
+        yield url
 
 
 def test_households_residents_and_requests_of_an_older_database_are_carried_over(scratch_url):

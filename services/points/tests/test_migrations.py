@@ -14,6 +14,7 @@ from sqlalchemy import text
 from services.points.config import runtime
 from shared.database import create_database_engine
 from shared.migrations import downgrade, upgrade
+from tests.support import scratch_database
 
 WRITTEN = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 POSTED = datetime(2026, 11, 22, 18, 30, tzinfo=UTC)
@@ -22,21 +23,8 @@ POSTED = datetime(2026, 11, 22, 18, 30, tzinfo=UTC)
 @pytest.fixture
 def scratch_url() -> Iterator[str]:
     """A database of this test's own, beside the test run's points database."""
-    server, name = runtime().settings.database_url.rsplit("/", 1)
-    if runtime().db.is_sqlite:
-        yield f"{server}/{name.removesuffix('.db')}-migrations.db"
-        return
-    import psycopg
-
-    scratch = f"{name}_migrations"
-    admin_url = f"{server}/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {scratch}")  # type: ignore[arg-type]
-    try:
-        yield f"{server}/{scratch}"
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {scratch} WITH (FORCE)")  # type: ignore[arg-type]
+    with scratch_database(runtime().settings.database_url) as url:
+        yield url
 
 
 def _older_ledger(connection: object) -> None:
