@@ -27,13 +27,13 @@ demo: $(STAMP) ## walk a knife-sharpening request through the running system
 stories: $(STAMP) ## walk every built story of the domain through the running system, one line each
 	$(BIN)/python -m devtools stories
 
-test: $(STAMP) ## lint, type-check, import contracts, tests on SQLite and PostgreSQL, end to end, chaos
+test: $(STAMP) ## lint, type-check, import contracts, deploy files, tests on SQLite and PostgreSQL, end to end, chaos, containers
 	$(BIN)/python -m devtools.checks
 
 lint: $(STAMP) ## ruff, import-linter and mypy only
 	$(BIN)/python -m devtools.checks --only-static
 
-bench: $(STAMP) ## intake POST vs a Flask echo, fabric hop, post → notified at 100 req/s, killed worker
+bench: $(STAMP) ## intake POST vs a Flask echo, fabric hop, post → notified at 100 req/s, killed worker, ledger
 	$(BIN)/python -m devtools.bench
 
 chaos: $(STAMP) ## 2,000 requests while every process is killed and Redis restarted; audit for loss
