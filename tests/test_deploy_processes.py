@@ -335,3 +335,18 @@ def test_a_scheduler_given_a_metrics_port_serves_its_metrics_beyond_the_containe
     assert f"00000000:{port:04X}" in listening
     scheduler.stop()
     assert scheduler.wait() == 0
+
+
+def test_a_migration_that_keeps_failing_is_tried_three_times_then_fails_the_job(tmp_path):
+    # A database "file" that is a directory: reachable as SQLite needs nothing, never migrated.
+    (tmp_path / "dispatch.db").mkdir()
+    env = entrypoint_env(DISPATCH_DATABASE_URL=f"sqlite:///{tmp_path}/dispatch.db")
+
+    finished = entrypoint("migrate", env=env)
+
+    assert finished.returncode == 1
+    retries = [line for line in finished.stderr.splitlines() if line.startswith("migrate: ")]
+    assert retries == [
+        "migrate: attempt 1 of 3 exited 1; again in 2 s",
+        "migrate: attempt 2 of 3 exited 1; again in 2 s",
+    ]

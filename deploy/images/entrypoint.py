@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import sys
 import time
 import urllib.request
@@ -27,6 +28,7 @@ from shared.settings import Settings, SettingsError
 from shared.topology import DEFAULT_PORTS, queue_of
 
 PROCESSES = ("web", "worker", "relay", "scheduler", "migrate")
+MIGRATE_ATTEMPTS = 3
 GUNICORN_CONF = Path(__file__).resolve().parent.parent / "gunicorn.conf.py"
 # A check that takes longer than this fails; the engine's own timeout is the longer backstop.
 CHECK_TIMEOUT_S = 5
@@ -189,6 +191,26 @@ def health(service: str, process: str | None, env: Mapping[str, str]) -> int:
     return 0
 
 
+def migrate(args: list[str], env: Mapping[str, str]) -> int:
+    """Run the migration, again if it fails: a one-shot job has no orchestrator to retry it on
+    one host, and a container network's names can fail to resolve for a moment even after the
+    database answered. Each migration is its own transaction, so a retry redoes only what did
+    not commit; one that fails every time fails the job with its last exit code."""
+    code = 1
+    for attempt in range(1, MIGRATE_ATTEMPTS + 1):
+        code = subprocess.call(args, env=dict(env))
+        if code == 0:
+            return 0
+        if attempt < MIGRATE_ATTEMPTS:
+            print(
+                f"migrate: attempt {attempt} of {MIGRATE_ATTEMPTS} exited {code}; again in 2 s",
+                file=sys.stderr,
+                flush=True,
+            )
+            time.sleep(2)
+    return code
+
+
 def main(argv: list[str]) -> int:
     env = os.environ
     service = env.get("REDVEST_SERVICE", "")
@@ -219,7 +241,10 @@ def main(argv: list[str]) -> int:
             print(f"cannot start: {reason}", file=sys.stderr)
             return 1
     args = command(process, service, env)
-    os.execve(args[0], args, {**env, **metrics_env(process, env), "REDVEST_PROCESS": process})
+    process_env = {**env, **metrics_env(process, env), "REDVEST_PROCESS": process}
+    if process == "migrate":
+        return migrate(args, process_env)
+    os.execve(args[0], args, process_env)
     return 0  # not reached: execve replaced this process
 
 
