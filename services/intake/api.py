@@ -122,7 +122,10 @@ class Requests(MethodView):
             current_service().db,
             current_service().messaging,
             principal,
-            lambda session: requests.submit_request(session, submitted_by=principal, **data),
+            requests.record_submission,
+            check=lambda session: requests.check_submission(
+                session, submitted_by=principal, **data
+            ),
             schema=REQUEST_SCHEMA,
             location=lambda created: url_for("requests.Request", request_id=created.id),
         )

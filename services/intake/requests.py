@@ -247,7 +247,20 @@ def _place(
     return found_category, place, None
 
 
-def submit_request(
+@dataclass(frozen=True)
+class Submission:
+    """A request checked against the catalogue and the grid, its rows ready to be recorded."""
+
+    row: dict[str, Any]
+    first: dict[str, Any]
+
+
+def submit_request(session: Session, **fields: Any) -> ServiceRequest:
+    """Check a request (``check_submission``) and record it (``record_submission``)."""
+    return record_submission(session, check_submission(session, **fields))
+
+
+def check_submission(
     session: Session,
     *,
     submitted_by: Principal,
@@ -264,9 +277,8 @@ def submit_request(
     reporter: Reporter | None = None,
     answers: Mapping[str, Any] | None = None,
     attachments: Sequence[Mapping[str, str]] = (),
-) -> ServiceRequest:
-    """Check a request against the catalogue and the grid, store it and, once it names a
-    resident at a household, announce it to dispatch."""
+) -> Submission:
+    """Check a request against the catalogue and the grid and make its rows; reads only."""
     if channel not in CHANNELS:
         raise Invalid(f"Unknown channel {channel!r}", field="channel")
     found, place, latest = _place(
@@ -330,6 +342,14 @@ def submit_request(
         "at": now,
         "recorded_at": now,
     }
+    return Submission(row=row, first=first)
+
+
+def record_submission(session: Session, submission: Submission) -> ServiceRequest:
+    """Store a checked request and, once it names a resident at a household, announce it to
+    dispatch. The category, the resident's home and the duplicate it may repeat were read by
+    the check, perhaps a moment earlier: the request is as if submitted then."""
+    row, first = submission.row, submission.first
     # Two plain INSERTs rather than the ORM's unit of work, which cost more than the rest of
     # the request; the rows are then put in the session as loaded, for callers that go on.
     session.execute(_insert_request, row)
@@ -340,7 +360,7 @@ def submit_request(
     make_transient_to_detached(request.timeline[0])
     make_transient_to_detached(request)
     session.add(request)
-    _announce(session, request, now)
+    _announce(session, request, row["created_at"])
     return request
 
 
