@@ -46,7 +46,8 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, cast
 
 import structlog
-from sqlalchemy import Select, Table, bindparam, insert, or_, select
+from sqlalchemy import Select, Table, bindparam, delete, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
@@ -389,6 +390,7 @@ def list_transfers(
     return fetch_page(session, query, offset=offset, limit=limit)
 
 
+_accounts = cast(Table, Account.__table__)
 _transfers = cast(Table, Transfer.__table__)
 _entries = cast(Table, Entry.__table__)
 _is_transferred = select(_transfers.c.id).where(_transfers.c.id == bindparam("transfer_id"))
@@ -498,11 +500,18 @@ def checked(order: TransferOrder, *, is_reversal: bool = False) -> TransferOrder
 def same_transfer(existing: Transfer, order: TransferOrder) -> Transfer:
     """``existing`` when ``order`` asks for exactly it; TransferExists naming the first field
     that differs otherwise (logged: it is never applied)."""
+    _check_same(existing.id, _stored_fields(existing), _given_fields(order))
+    return existing
+
+
+def _stored_fields(existing: Any) -> dict[str, Any]:
+    """What an order under an existing transfer's id must match: from a Transfer, or from a
+    row of the transfers table with its accounts' holders as ``debit`` and ``credit``."""
     timeout = existing.timeout_s
-    stored: dict[str, Any] = {
+    return {
         "kind": existing.kind,
-        "debit": existing.debit_account.holder,
-        "credit": existing.credit_account.holder,
+        "debit": existing.debit,
+        "credit": existing.credit,
         "pending": existing.is_pending,
         "timeout": timedelta(seconds=timeout) if timeout is not None else None,
         "on_timeout": existing.on_timeout,
@@ -518,7 +527,11 @@ def same_transfer(existing: Transfer, order: TransferOrder) -> Transfer:
         "team_id": existing.team_id,
         "community": existing.community,
     }
-    given: dict[str, Any] = {
+
+
+def _given_fields(order: TransferOrder) -> dict[str, Any]:
+    """What a checked order asks for, field by field as ``_stored_fields`` names them."""
+    return {
         "kind": order.kind,
         "debit": order.debit,
         "credit": order.credit,
@@ -536,31 +549,94 @@ def same_transfer(existing: Transfer, order: TransferOrder) -> Transfer:
         "team_id": order.team_id,
         "community": order.community,
     }
+
+
+def _check_same(transfer_id: str, stored: dict[str, Any], given: dict[str, Any]) -> None:
     for field, value in stored.items():
         if value != given[field]:
             log.error(
                 "points.transfer_exists_differently",
-                transfer_id=existing.id,
+                transfer_id=transfer_id,
                 field=field,
                 stored=str(value),
                 given=str(given[field]),
             )
-            raise TransferExists(existing.id, field, _shown(value), _shown(given[field]))
-    log.info("points.transfer_exists", transfer_id=existing.id)
-    return existing
+            raise TransferExists(transfer_id, field, _shown(value), _shown(given[field]))
+    log.info("points.transfer_exists", transfer_id=transfer_id)
 
 
 def _shown(value: Any) -> Any:
     return str(value) if isinstance(value, Decimal | timedelta) else value
 
 
-def _check_available(account: Account, amount: Decimal) -> None:
+def _check_available(account: Account | _Position, amount: Decimal) -> None:
     if account.kind != ISSUANCE and account.available < amount:
         raise Refused(
             "exceeds_available",
             f"{account.holder} has {account.available} points available; {amount} are needed",
             field="amount",
         )
+
+
+def _transfer_row(
+    order: TransferOrder,
+    *,
+    debit_id: int,
+    credit_id: int,
+    at: datetime,
+    reverses_id: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "id": order.id,
+        "kind": order.kind,
+        "amount": order.amount,
+        "debit_account_id": debit_id,
+        "credit_account_id": credit_id,
+        "memo": order.memo,
+        "request_id": order.request_id,
+        "created_at": at,
+        "is_pending": order.is_pending,
+        "timeout_s": int(order.timeout.total_seconds()) if order.timeout is not None else None,
+        "on_timeout": order.on_timeout,
+        "category": order.category,
+        "hours": order.hours,
+        "rate": order.rate,
+        "operator": order.operator,
+        "reason": order.reason,
+        "reverses_id": reverses_id,
+        "team_id": order.team_id,
+        "community": order.community,
+    }
+
+
+def _entry_rows(
+    transfer_id: str, *, debit_id: int, credit_id: int, amount: Decimal, at: datetime
+) -> list[dict[str, Any]]:
+    """The two entries of ``amount`` moving from one account to the other at ``at``."""
+    return [
+        {"transfer_id": transfer_id, "account_id": debit_id, "amount": -amount, "posted_at": at},
+        {"transfer_id": transfer_id, "account_id": credit_id, "amount": amount, "posted_at": at},
+    ]
+
+
+def _written(session: Session, order: TransferOrder, *, at: datetime, logger: Any = log) -> None:
+    """What follows writing a transfer, besides its rows: the timer that ends it if it is
+    pending with a timeout, and the log line."""
+    if order.is_pending and order.timeout is not None:
+        timers.schedule(
+            session,
+            due_at=at + order.timeout,
+            what=TIMEOUT,
+            key=_timeout_key(order.id),
+            payload={"transfer_id": order.id},
+        )
+    logger.info(
+        "points.transferred",
+        transfer_id=order.id,
+        kind=order.kind,
+        amount=str(order.amount),
+        is_pending=order.is_pending,
+    )
 
 
 def write_transfer(
@@ -575,27 +651,9 @@ def write_transfer(
     caller holds both accounts' locks and found no transfer under the order's id."""
     _check_available(debit, order.amount)
     now = utcnow()
-    row = {
-        "id": order.id,
-        "kind": order.kind,
-        "amount": order.amount,
-        "debit_account_id": debit.id,
-        "credit_account_id": credit.id,
-        "memo": order.memo,
-        "request_id": order.request_id,
-        "created_at": now,
-        "is_pending": order.is_pending,
-        "timeout_s": int(order.timeout.total_seconds()) if order.timeout is not None else None,
-        "on_timeout": order.on_timeout,
-        "category": order.category,
-        "hours": order.hours,
-        "rate": order.rate,
-        "operator": order.operator,
-        "reason": order.reason,
-        "reverses_id": reverses_id,
-        "team_id": order.team_id,
-        "community": order.community,
-    }
+    row = _transfer_row(
+        order, debit_id=debit.id, credit_id=credit.id, at=now, reverses_id=reverses_id
+    )
     # Plain INSERTs (the entries in one) rather than the ORM's unit of work, which cost a third
     # of a credit; the transfer is then put in the session as loaded.
     session.execute(insert(_transfers), row)
@@ -609,24 +667,17 @@ def write_transfer(
     for name, value in (("debit_account", debit), ("credit_account", credit), ("resolution", None)):
         set_committed_value(transfer, name, value)
     session.add(transfer)
-    if order.is_pending and order.timeout is not None:
-        timers.schedule(
-            session,
-            due_at=now + order.timeout,
-            what=TIMEOUT,
-            key=_timeout_key(order.id),
-            payload={"transfer_id": order.id},
-        )
+    _written(session, order, at=now)
     session.flush()
     if order.kind == EARN and not order.is_pending:
-        _announce_earned(session, transfer, order.amount, order.hours)
-    log.info(
-        "points.transferred",
-        transfer_id=order.id,
-        kind=order.kind,
-        amount=str(order.amount),
-        is_pending=order.is_pending,
-    )
+        _announce_earned(
+            session,
+            order,
+            recipient=credit.holder,
+            balance=credit.balance,
+            amount=order.amount,
+            hours=order.hours,
+        )
     return transfer
 
 
@@ -643,41 +694,34 @@ def _move(
     balances."""
     session.execute(
         insert(_entries),
-        [
-            {
-                "transfer_id": transfer_id,
-                "account_id": debit.id,
-                "amount": -amount,
-                "posted_at": at,
-            },
-            {
-                "transfer_id": transfer_id,
-                "account_id": credit.id,
-                "amount": amount,
-                "posted_at": at,
-            },
-        ],
+        _entry_rows(transfer_id, debit_id=debit.id, credit_id=credit.id, amount=amount, at=at),
     )
     debit.balance -= amount
     credit.balance += amount
 
 
 def _announce_earned(
-    session: Session, transfer: Transfer, amount: Decimal, hours: Decimal | None
+    session: Session,
+    earned: Transfer | TransferOrder,
+    *,
+    recipient: str,
+    balance: Decimal,
+    amount: Decimal,
+    hours: Decimal | None,
 ) -> None:
-    """Ask notify to tell the volunteer what an earning credited them for ``hours``."""
-    if hours is None or transfer.rate is None or transfer.request_id is None:
+    """Ask notify to tell the volunteer what an earning credited them for ``hours``, leaving
+    them ``balance``."""
+    if hours is None or earned.rate is None or earned.request_id is None:
         return
-    credit = transfer.credit_account
     messaging.notify(
         session,
         notifications.POINTS_CREDITED,
-        recipient=credit.holder,
-        request_id=transfer.request_id,
+        recipient=recipient,
+        request_id=earned.request_id,
         points=amount,
-        balance=credit.balance,
+        balance=balance,
         hours=hours,
-        category=transfer.category,
+        category=earned.category,
     )
 
 
@@ -725,39 +769,308 @@ class TransferResult:
         return self.result in (CREATED, EXISTS)
 
 
+# An order of a batch: its id, and the order checked or why it cannot be written.
+_Asked = tuple[str, TransferOrder | DomainError]
+
+
 def create_transfers(session: Session, *, orders: Sequence[TransferOrder]) -> list[TransferResult]:
     """Write a batch of transfers in the caller's transaction, one result per order in order:
     each order stands alone, except a chain of orders marked ``is_linked`` with the order
-    after the last of them, which all succeed or all fail."""
-    results: list[TransferResult] = []
+    after the last of them, which all succeed or all fail.
+
+    The batch meets every rule a transfer meets alone, and costs a few statements whatever its
+    size: its accounts are locked once (in id order) and its ids looked for once under the
+    locks; what becomes of each order is worked out in memory, order after order, against the
+    balances read; then the transfers and their entries are inserted together and each account
+    is written once. The accounts a batch opens are those of the transfers it writes."""
+    chains: list[list[_Asked]] = []
     chain: list[TransferOrder] = []
     for order in orders:
         chain.append(order)
         if not order.is_linked:
-            results.extend(_create_chain(session, chain))
+            chains.append([(order.id, _checked_or_why_not(order)) for order in chain])
             chain = []
-    results.extend(
+    valid = [order for each in chains for _, order in each if isinstance(order, TransferOrder)]
+    holders = sorted({holder for order in valid for holder in (order.debit, order.credit)})
+    ids = sorted({order.id for order in valid})
+    opened: set[str] = set()
+    while True:
+        held = _held(session, *holders) if holders else {}
+        settled = _settle(chains, held, _existing_transfers(session, ids) if ids else {})
+        needed = {holder for order, _ in settled.writes for holder in (order.debit, order.credit)}
+        missing = needed - held.keys()
+        if not missing:
+            break
+        # Opened, then read again under the locks with everything else: an account another
+        # transaction opened meanwhile may hold points, or the transfer this one was to write.
+        opened |= _open_accounts(session, missing)
+    if opened - needed:
+        _close_unused(session, held, opened - needed)
+    _write_settled(session, settled, held)
+    return settled.results + [
         TransferResult(order.id, LINKED_EVENT_CHAIN_OPEN, "the batch ends inside a linked chain")
         for order in chain
-    )
-    return results
+    ]
 
 
-def _create_chain(session: Session, chain: list[TransferOrder]) -> list[TransferResult]:
-    done: list[TransferResult] = []
+def _checked_or_why_not(order: TransferOrder) -> TransferOrder | DomainError:
     try:
-        with session.begin_nested():
-            for order in chain:
-                _, is_created = _create(session, order)
-                done.append(TransferResult(order.id, CREATED if is_created else EXISTS))
+        return checked(order)
     except DomainError as error:
-        failed = len(done)
-        own = TransferResult(chain[failed].id, getattr(error, "result", error.code), error.detail)
-        return [
-            own if index == failed else TransferResult(order.id, LINKED_EVENT_FAILED)
-            for index, order in enumerate(chain)
-        ]
-    return done
+        return error
+
+
+@dataclass(slots=True)
+class _Position:
+    """An account as a batch sees it: read under its lock, moved in memory, written once."""
+
+    holder: str
+    kind: str
+    balance: Decimal = ZERO
+    debits_pending: Decimal = ZERO
+    credits_pending: Decimal = ZERO
+
+    @property
+    def available(self) -> Decimal:
+        return self.balance - self.debits_pending
+
+
+@dataclass(frozen=True)
+class _Settled:
+    """What a batch comes to: a result per order of its closed chains; the orders to write,
+    in order, each with its credit account's balance once it is written; where each account
+    ends."""
+
+    results: list[TransferResult]
+    writes: list[tuple[TransferOrder, Decimal]]
+    positions: dict[str, _Position]
+
+
+def _settle(
+    chains: list[list[_Asked]],
+    held: dict[str, Account],
+    existing: dict[str, Any],
+) -> _Settled:
+    """Work out, in memory and in order, what becomes of each order of ``chains`` given the
+    accounts ``held`` and the transfers ``existing`` under the batch's ids, as writing them
+    one by one would (an account not yet opened holds nothing)."""
+    positions = {
+        holder: _Position(
+            holder, account.kind, account.balance, account.debits_pending, account.credits_pending
+        )
+        for holder, account in held.items()
+    }
+    results: list[TransferResult] = []
+    writes: list[tuple[TransferOrder, Decimal]] = []
+    written: dict[str, TransferOrder] = {}
+    for chain in chains:
+        # A chain that fails leaves the accounts as they were before it.
+        saved = _saved(positions, chain) if len(chain) > 1 else {}
+        first_write = len(writes)
+        done: list[TransferResult] = []
+        try:
+            for _, order in chain:
+                done.append(_settle_order(order, positions, writes, written, existing))
+        except DomainError as error:
+            failed = len(done)
+            for order, _ in writes[first_write:]:
+                del written[order.id]
+            del writes[first_write:]
+            for holder, position in saved.items():
+                if position is None:
+                    positions.pop(holder, None)
+                else:
+                    positions[holder] = position
+            own = TransferResult(
+                chain[failed][0], getattr(error, "result", error.code), error.detail
+            )
+            results.extend(
+                own if index == failed else TransferResult(transfer_id, LINKED_EVENT_FAILED)
+                for index, (transfer_id, _) in enumerate(chain)
+            )
+            continue
+        results.extend(done)
+    return _Settled(results, writes, positions)
+
+
+def _saved(positions: dict[str, _Position], chain: list[_Asked]) -> dict[str, _Position | None]:
+    holders = {
+        holder
+        for _, order in chain
+        if isinstance(order, TransferOrder)
+        for holder in (order.debit, order.credit)
+    }
+    return {
+        holder: replace(positions[holder]) if holder in positions else None for holder in holders
+    }
+
+
+def _settle_order(
+    order: TransferOrder | DomainError,
+    positions: dict[str, _Position],
+    writes: list[tuple[TransferOrder, Decimal]],
+    written: dict[str, TransferOrder],
+    existing: dict[str, Any],
+) -> TransferResult:
+    """What becomes of one order of the batch, the positions moved if it is written; the
+    DomainError that refuses it otherwise."""
+    if isinstance(order, DomainError):
+        raise order
+    earlier = written.get(order.id)
+    if earlier is not None:
+        _check_same(order.id, _given_fields(earlier), _given_fields(order))
+        return TransferResult(order.id, EXISTS)
+    row = existing.get(order.id)
+    if row is not None:
+        _check_same(order.id, _stored_fields(row), _given_fields(order))
+        return TransferResult(order.id, EXISTS)
+    debit = _position(positions, order.debit)
+    credit = _position(positions, order.credit)
+    _check_available(debit, order.amount)
+    if order.is_pending:
+        debit.debits_pending += order.amount
+        credit.credits_pending += order.amount
+    else:
+        debit.balance -= order.amount
+        credit.balance += order.amount
+    written[order.id] = order
+    writes.append((order, credit.balance))
+    return TransferResult(order.id, CREATED)
+
+
+def _position(positions: dict[str, _Position], holder: str) -> _Position:
+    position = positions.get(holder)
+    if position is None:
+        position = positions[holder] = _Position(holder, account_kind(holder))
+    return position
+
+
+_debit_accounts = _accounts.alias("debit_account")
+_credit_accounts = _accounts.alias("credit_account")
+_transfers_named = (
+    select(
+        _transfers,
+        _debit_accounts.c.holder.label("debit"),
+        _credit_accounts.c.holder.label("credit"),
+    )
+    .select_from(
+        _transfers.join(
+            _debit_accounts, _debit_accounts.c.id == _transfers.c.debit_account_id
+        ).join(_credit_accounts, _credit_accounts.c.id == _transfers.c.credit_account_id)
+    )
+    .where(_transfers.c.id.in_(bindparam("ids", expanding=True)))
+)
+
+
+def _existing_transfers(session: Session, ids: list[str]) -> dict[str, Any]:
+    """The transfers under ``ids`` that exist, as rows naming their accounts' holders, by id."""
+    return {row.id: row for row in session.execute(_transfers_named, {"ids": ids})}
+
+
+# An account another transaction opens meanwhile is not opened twice: the insert waits for
+# that transaction and leaves its account be.
+_OPEN_ONCE = {
+    name: dialect.insert(_accounts)
+    .on_conflict_do_nothing(index_elements=[_accounts.c.holder])
+    .returning(_accounts.c.holder)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+
+
+def _open_accounts(session: Session, holders: set[str]) -> set[str]:
+    """Open the accounts of ``holders``, empty; the holders whose accounts this transaction
+    opened (another may have opened some first)."""
+    now = utcnow()
+    rows = [
+        {
+            "holder": holder,
+            "kind": account_kind(holder),
+            "balance": ZERO,
+            "debits_pending": ZERO,
+            "credits_pending": ZERO,
+            "created_at": now,
+        }
+        # In one order: two batches opening the same accounts wait on each other, never deadlock.
+        for holder in sorted(holders)
+    ]
+    statement = _OPEN_ONCE[session.get_bind().dialect.name].values(rows)
+    return set(session.scalars(statement))
+
+
+def _close_unused(session: Session, held: dict[str, Account], holders: set[str]) -> None:
+    """Remove the accounts of ``holders`` this batch opened and then wrote nothing to (what
+    another transaction wrote meanwhile changed what the batch comes to): a refused order
+    opens nothing."""
+    session.execute(delete(_accounts).where(_accounts.c.holder.in_(holders)))
+    for holder in holders:
+        session.expunge(held.pop(holder))
+
+
+_account_moved = (
+    update(_accounts)
+    .where(_accounts.c.id == bindparam("account_id"))
+    .values(
+        balance=bindparam("new_balance"),
+        debits_pending=bindparam("new_debits_pending"),
+        credits_pending=bindparam("new_credits_pending"),
+    )
+)
+
+
+def _state(account: Account | _Position) -> dict[str, Decimal]:
+    return {
+        "balance": account.balance,
+        "debits_pending": account.debits_pending,
+        "credits_pending": account.credits_pending,
+    }
+
+
+def _write_settled(session: Session, settled: _Settled, held: dict[str, Account]) -> None:
+    """Write what a batch came to: its transfers and entries in one INSERT each, each
+    account it moved once, then what follows each transfer."""
+    if not settled.writes:
+        return
+    transfer_rows: list[dict[str, Any]] = []
+    entry_rows: list[dict[str, Any]] = []
+    written_at: list[datetime] = []
+    for order, _ in settled.writes:
+        now = utcnow()
+        debit_id, credit_id = held[order.debit].id, held[order.credit].id
+        transfer_rows.append(_transfer_row(order, debit_id=debit_id, credit_id=credit_id, at=now))
+        if not order.is_pending:
+            entry_rows.extend(
+                _entry_rows(
+                    order.id, debit_id=debit_id, credit_id=credit_id, amount=order.amount, at=now
+                )
+            )
+        written_at.append(now)
+    session.execute(insert(_transfers), transfer_rows)
+    if entry_rows:
+        session.execute(insert(_entries), entry_rows)
+    moved: list[dict[str, Any]] = []
+    for holder, position in settled.positions.items():
+        account = held.get(holder)  # None: not opened, so the batch wrote nothing to it
+        state = _state(position)
+        if account is None or _state(account) == state:
+            continue
+        moved.append({"account_id": account.id, **{f"new_{k}": v for k, v in state.items()}})
+        # The UPDATE below writes it: the session is told so, rather than asked to write it.
+        for name, value in state.items():
+            set_committed_value(account, name, value)
+    if moved:
+        session.execute(_account_moved, moved)
+    logger = log.bind()
+    for (order, credit_balance), now in zip(settled.writes, written_at, strict=True):
+        _written(session, order, at=now, logger=logger)
+        if order.kind == EARN and not order.is_pending:
+            _announce_earned(
+                session,
+                order,
+                recipient=order.credit,
+                balance=credit_balance,
+                amount=order.amount,
+                hours=order.hours,
+            )
 
 
 # Pending transfers
@@ -830,7 +1143,15 @@ def _resolve(
         timers.cancel(session, _timeout_key(transfer.id))
     session.flush()
     if transfer.kind == EARN and amount > 0:
-        _announce_earned(session, transfer, amount, resolution.hours)
+        credit = transfer.credit_account
+        _announce_earned(
+            session,
+            transfer,
+            recipient=credit.holder,
+            balance=credit.balance,
+            amount=amount,
+            hours=resolution.hours,
+        )
     log.info("points.resolved", transfer_id=transfer.id, outcome=outcome, amount=str(amount))
 
 
