@@ -16,7 +16,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from marshmallow import RAISE, Schema, fields, post_load, validate
+from marshmallow import (
+    RAISE,
+    Schema,
+    ValidationError,
+    fields,
+    post_load,
+    validate,
+    validates_schema,
+)
 
 from shared.contract import Contract
 from shared.fields import hours_field
@@ -25,6 +33,8 @@ from shared.people import ADDRESS
 from shared.topology import SERVICES
 
 PRIORITIES = ("low", "normal", "high", "urgent")
+# The most volunteers one piece of group work may credit.
+MAX_PARTICIPANTS = 50
 # A service category's code, as intake's catalogue names it and every service refers to it.
 CATEGORY_CODE = r"^[a-z][a-z0-9_]{0,63}$"
 Identifier = fields.Str  # ids are opaque strings: uuids here, other systems' keys elsewhere
@@ -88,6 +98,14 @@ class RequestAcceptedSchema(Schema):
     accepted_at = fields.AwareDateTime(required=True)
 
 
+class ParticipantSchema(Schema):
+    """One volunteer who did a piece of group work, and the hours they gave to it."""
+
+    volunteer_id = Identifier(required=True, validate=validate.Regexp(r"^[A-Za-z0-9._:-]{1,64}$"))
+    hours = hours_field(required=True)
+    volunteer_name = fields.Str(allow_none=True, validate=validate.Length(min=1, max=100))
+
+
 class RequestCompletedSchema(Schema):
     request_id = Identifier(required=True)
     assignment_id = Identifier(required=True)
@@ -102,6 +120,39 @@ class RequestCompletedSchema(Schema):
     volunteer_name = fields.Str(allow_none=True, validate=validate.Length(min=1, max=100))
     team_id = fields.Str(allow_none=True, validate=validate.Regexp(r"^[A-Za-z0-9._:-]{1,64}$"))
     community = fields.Str(allow_none=True, validate=validate.Length(min=1, max=64))
+    # Everyone who did the work, each with their own hours, the assigned volunteer among them.
+    # Optional (an addition to version 1): a message without it was done by the volunteer
+    # alone, for the request's hours.
+    participants = fields.List(
+        fields.Nested(ParticipantSchema),
+        validate=validate.Length(min=1, max=MAX_PARTICIPANTS),
+        metadata={"description": "Who did the work and their hours; the volunteer alone if absent"},
+    )
+
+    @validates_schema
+    def _check_participants(self, data: dict[str, Any], **_: Any) -> None:
+        named = [person["volunteer_id"] for person in data.get("participants") or ()]
+        if not named:
+            return
+        if len(set(named)) < len(named):
+            raise ValidationError("A volunteer is named twice", field_name="participants")
+        if data.get("volunteer_id") not in named:
+            raise ValidationError(
+                "The volunteer the request was assigned to is not among them",
+                field_name="participants",
+            )
+
+    @post_load
+    def _alone_unless_told(self, loaded: dict[str, Any], **_: Any) -> dict[str, Any]:
+        if not loaded.get("participants"):
+            loaded["participants"] = [
+                {
+                    "volunteer_id": loaded["volunteer_id"],
+                    "hours": loaded["hours"],
+                    "volunteer_name": loaded.get("volunteer_name"),
+                }
+            ]
+        return loaded
 
 
 class RequestConfirmedSchema(Schema):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -57,6 +57,12 @@ class PointsCreditedSchema(Schema):
     category = fields.Str(required=True)
 
 
+class PointsExpiringSchema(Schema):
+    points = fields.Decimal(required=True, as_string=True)
+    expires_on = fields.Date(required=True)
+    balance = fields.Decimal(required=True, as_string=True)
+
+
 class NotificationError(ValueError):
     """A notification's data does not fit its kind."""
 
@@ -98,9 +104,20 @@ REQUEST_COMPLETED = NotificationKind(
 POINTS_CREDITED = NotificationKind(
     "points.credited", "A volunteer earned points for confirmed hours", PointsCreditedSchema
 )
+POINTS_EXPIRING = NotificationKind(
+    "points.expiring",
+    "A member is told ahead of the day their unused points expire",
+    PointsExpiringSchema,
+)
 KINDS: dict[str, NotificationKind] = {
     kind.key: kind
-    for kind in (ASSIGNMENT_CREATED, REQUEST_ACCEPTED, REQUEST_COMPLETED, POINTS_CREDITED)
+    for kind in (
+        ASSIGNMENT_CREATED,
+        REQUEST_ACCEPTED,
+        REQUEST_COMPLETED,
+        POINTS_CREDITED,
+        POINTS_EXPIRING,
+    )
 }
 
 
@@ -129,6 +146,8 @@ def _sample(schema: Schema) -> dict[str, Any]:
             values[name] = Decimal("12.50")
         elif isinstance(field, fields.Integer):
             values[name] = 3
+        elif isinstance(field, fields.Date):
+            values[name] = date(2026, 1, 31)
         elif isinstance(field, fields.DateTime):
             values[name] = datetime(2026, 1, 31, 8, 30, tzinfo=UTC)
         elif isinstance(field, fields.Boolean):

@@ -93,8 +93,13 @@ class Completion(MethodView):
     @blp.alt_response(403, description=STAFF_OR_VOLUNTEER)
     @blp.alt_response(404, description=NO_ASSIGNMENT)
     @blp.alt_response(409, description="The assignment is not accepted, or already completed")
+    @blp.alt_response(
+        422,
+        description="Invalid fields, or a participant who is not the assigned volunteer or an "
+        "active volunteer of their team, or is named twice",
+    )
     def post(self, data: dict[str, Any], assignment_id: str) -> Any:
-        """Report an accepted assignment done, with the hours it took"""
+        """Report an accepted assignment done, with the hours it took and who took part"""
         with current_service().db.transaction() as session:
             return routing.complete_assignment(
                 session, assignment_id=assignment_id, completed_by=caller(), **data

@@ -95,5 +95,8 @@ class Assignment(Base):
     # Who accepted and completed it, as addresses: staff acting for the volunteer show as staff.
     accepted_by: Mapped[str | None] = mapped_column(String(150))
     completed_by: Mapped[str | None] = mapped_column(String(150))
+    # Who did the work, once it is reported done: ``[{"volunteer_id", "hours"}]``, the
+    # assigned volunteer among them (alone, unless group work named others of their team).
+    participants: Mapped[list[dict[str, str]] | None] = mapped_column(JSON)
 
     volunteer: Mapped[Volunteer] = relationship(lazy="joined")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import cast
@@ -19,7 +20,7 @@ from shared import events, notifications
 from shared.auth import Principal
 from shared.clock import utcnow
 from shared.errors import Conflict, Invalid
-from shared.fields import HOURS_MAX
+from shared.fields import HOURS_MAX, HOURS_PLACES
 from shared.paging import fetch_page
 from shared.people import address
 
@@ -335,6 +336,78 @@ def accept_assignment(
     return assignment
 
 
+@dataclass(frozen=True)
+class Participant:
+    """A volunteer who took part in a piece of group work, and the hours they gave to it."""
+
+    volunteer_id: str
+    hours: Decimal
+
+
+def _check_hours(hours: Decimal, field: str) -> None:
+    hours = Decimal(hours)
+    if not Decimal(0) < hours <= HOURS_MAX or hours != round(hours, HOURS_PLACES):
+        raise Invalid(
+            f"Hours must be more than 0 and at most {HOURS_MAX}, with {HOURS_PLACES} places "
+            "at most",
+            field=field,
+        )
+
+
+def _participants(
+    session: Session, assignment: Assignment, named: Sequence[Participant]
+) -> list[Volunteer]:
+    """The volunteers ``named`` as having done ``assignment``'s work, each checked: named
+    once, the assigned volunteer among them, every other an active member of their team."""
+    holder = assignment.volunteer
+    seen: set[str] = set()
+    for person in named:
+        if person.volunteer_id in seen:
+            raise Invalid(
+                f"Volunteer {person.volunteer_id} is named twice among the participants",
+                field="participants",
+            )
+        seen.add(person.volunteer_id)
+        _check_hours(person.hours, "participants")
+    if len(named) > events.MAX_PARTICIPANTS:
+        raise Invalid(
+            f"At most {events.MAX_PARTICIPANTS} volunteers take part in one request",
+            field="participants",
+        )
+    if holder.id not in seen:
+        raise Invalid(
+            f"The participants must include volunteer {holder.id} ({holder.name}), to whom "
+            "the request was assigned",
+            field="participants",
+        )
+    others = seen - {holder.id}
+    found = (
+        {
+            volunteer.id: volunteer
+            for volunteer in session.scalars(select(Volunteer).where(Volunteer.id.in_(others)))
+        }
+        if others
+        else {}
+    )
+    for person in named:
+        if person.volunteer_id == holder.id:
+            continue
+        volunteer = found.get(person.volunteer_id)
+        if (
+            volunteer is None
+            or not volunteer.is_active
+            or holder.team_id is None
+            or volunteer.team_id != holder.team_id
+        ):
+            team = f"team {holder.team_id}" if holder.team_id else "no team: they work alone"
+            raise Invalid(
+                f"Volunteer {person.volunteer_id} is not an active volunteer of the team the "
+                f"request was assigned to ({team})",
+                field="participants",
+            )
+    return [holder if p.volunteer_id == holder.id else found[p.volunteer_id] for p in named]
+
+
 def complete_assignment(
     session: Session,
     *,
@@ -342,10 +415,11 @@ def complete_assignment(
     completed_by: Principal,
     hours: Decimal,
     note: str = "",
+    participants: Sequence[Participant] | None = None,
 ) -> Assignment:
-    """The volunteer reports the service done and the hours it took."""
-    if not Decimal(0) < hours <= HOURS_MAX:
-        raise Invalid(f"Hours must be more than 0 and at most {HOURS_MAX}", field="hours")
+    """The volunteer reports the service done and the hours it took; group work names every
+    volunteer of the team who took part, with their own hours."""
+    _check_hours(hours, "hours")
     assignment = _held_for_action(session, assignment_id, completed_by, "complete")
     if assignment.status == COMPLETED:
         raise Conflict(f"Assignment {assignment_id} was already completed")
@@ -353,12 +427,18 @@ def complete_assignment(
         raise Conflict(
             f"Assignment {assignment_id} is {assignment.status}; accept it before completing it"
         )
+    named = participants or [Participant(volunteer_id=assignment.volunteer_id, hours=hours)]
+    volunteers = _participants(session, assignment, named)
     now = utcnow()
     assignment.status = COMPLETED
     assignment.hours = hours
     assignment.note = note
     assignment.completed_at = now
     assignment.completed_by = completed_by.address
+    assignment.participants = [
+        {"volunteer_id": person.volunteer_id, "hours": f"{Decimal(person.hours):.2f}"}
+        for person in named
+    ]
     messaging.stage(
         session,
         events.REQUEST_COMPLETED,
@@ -373,6 +453,14 @@ def complete_assignment(
             "volunteer_name": assignment.volunteer.name,
             "team_id": assignment.volunteer.team_id,
             "community": (assignment.location or {}).get("community"),
+            "participants": [
+                {
+                    "volunteer_id": person.volunteer_id,
+                    "hours": person.hours,
+                    "volunteer_name": volunteer.name,
+                }
+                for person, volunteer in zip(named, volunteers, strict=True)
+            ],
         },
     )
     messaging.notify(
@@ -427,6 +515,7 @@ def reopen_assignment(session: Session, *, request_id: str, at: datetime) -> Non
     assignment.accepted_at = assignment.completed_at = assignment.confirmed_at = None
     assignment.accepted_by = assignment.completed_by = None
     assignment.hours = None
+    assignment.participants = None
     messaging.stage(
         session,
         events.REQUEST_ASSIGNED,

@@ -1,9 +1,11 @@
 """What dispatch's HTTP API accepts and returns. Strict: unknown fields are rejected."""
 
-from marshmallow import Schema, fields, validate
+from typing import Any
 
-from services.dispatch.routing import STATUSES
-from shared.events import CATEGORY_CODE
+from marshmallow import Schema, fields, post_load, validate
+
+from services.dispatch.routing import STATUSES, Participant
+from shared.events import CATEGORY_CODE, MAX_PARTICIPANTS
 from shared.fields import hours_field
 from shared.schemas import StrictSchema
 
@@ -88,16 +90,38 @@ class AssignmentSchema(Schema):
     status = fields.Str(metadata={"enum": list(STATUSES)})
     hours = fields.Decimal(as_string=True, allow_none=True)
     note = fields.Str()
+    participants = fields.List(
+        fields.Dict(keys=fields.Str(), values=fields.Str()),
+        allow_none=True,
+        metadata={"description": "Who did the work and their hours, once it is reported done"},
+    )
     assigned_at = fields.DateTime()
     accepted_at = fields.DateTime(allow_none=True)
     completed_at = fields.DateTime(allow_none=True)
 
 
+HOURS = "Hours of service, more than 0 and at most 24, 2 places at most"
+
+
+class ParticipantSchema(StrictSchema):
+    volunteer_id = fields.Str(required=True, validate=validate.Length(min=1, max=64))
+    # Documented as a number with its bounds; a decimal string is read the same way.
+    hours = hours_field(required=True, as_string=False, metadata={"description": HOURS})
+
+    @post_load
+    def _participant(self, data: dict[str, Any], **_: Any) -> Participant:
+        return Participant(**data)
+
+
 class CompletionSchema(StrictSchema):
-    hours = hours_field(
-        required=True,
-        # Documented as a number with its bounds; a decimal string is read the same way.
-        as_string=False,
-        metadata={"description": "Hours of service, more than 0 and at most 24, 2 places at most"},
-    )
+    hours = hours_field(required=True, as_string=False, metadata={"description": HOURS})
     note = fields.Str(load_default="", validate=validate.Length(max=2000))
+    participants = fields.List(
+        fields.Nested(ParticipantSchema),
+        validate=validate.Length(min=1, max=MAX_PARTICIPANTS),
+        metadata={
+            "description": "Group work: every volunteer who took part, with their own hours: "
+            "the volunteer the request was assigned to, and active volunteers of their team, "
+            "each once. Absent: the volunteer did it alone, for the hours above"
+        },
+    )

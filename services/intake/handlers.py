@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -72,6 +73,8 @@ def on_request_completed(
     volunteer_name: str | None = None,
     team_id: str | None = None,
     community: str | None = None,
+    # Who else did the work is points' to credit; intake records the request's hours.
+    participants: list[dict[str, Any]] | None = None,
 ) -> None:
     requests.record_completion(
         session,

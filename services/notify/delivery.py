@@ -70,6 +70,12 @@ DEFAULT_TEMPLATES = (
         body="You earned {{ points }} points for {{ hours }} hour(s) of {{ category }}. "
         "Your balance is {{ balance }} points.",
     ),
+    DefaultTemplate(
+        key="points.expiring",
+        subject="{{ points }} points expire on {{ expires_on }}",
+        body="{{ points }} of your points have gone unused for long and expire on "
+        "{{ expires_on }}, unless you use them before. Your balance is {{ balance }} points.",
+    ),
 )
 
 

@@ -1,4 +1,5 @@
-"""points' own commands: the demo earning rates and catalogue, and the audit of the ledger."""
+"""points' own commands: the demo earning rates and catalogue, the audit of the ledger, and the
+expiry of unused points."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sys
 from collections.abc import Callable
 from decimal import Decimal
 
-from services.points import audit, catalogue, ledger
+from services.points import audit, catalogue, expiry, ledger
 from services.points.models import GOODS, ISSUANCE, SERVICE, CatalogueItem, EarningRate
 from shared.cli import Command
 from shared.runtime import ServiceRuntime
@@ -70,6 +71,32 @@ def _audit(runtime: ServiceRuntime, args: argparse.Namespace) -> int:
     return 1 if findings else 0
 
 
+def _expire(runtime: ServiceRuntime, args: argparse.Namespace) -> int:
+    """Run the day's round of expiry now, or with --dry-run only say what it would do; print
+    one line for each expiry: what it does, the member, the day and the points."""
+    policy = expiry.ExpiryPolicy.of(runtime.settings)
+    if not policy.is_on:
+        print(f"{runtime.name}: POINTS_EXPIRE_AFTER_DAYS is unset: points never expire")
+    if args.dry_run:
+        with runtime.db.read() as session:
+            done = expiry.plan_round(session, policy=policy)
+        verbs = ("would expire", "would announce")
+    else:
+        with runtime.db.transaction() as session:
+            done = expiry.run_round(session, policy=policy)
+        verbs = ("expired", "announced")
+    for verb, expiries in zip(verbs, (done.expired, done.announced), strict=True):
+        for item in expiries:
+            print(f"{verb}\t{item.holder}\t{item.expires_on.isoformat()}\t{item.points}")
+    return 0
+
+
+def _expire_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dry-run", action="store_true", help="list what would expire and be announced"
+    )
+
+
 def _no_arguments(parser: argparse.ArgumentParser) -> None:
     pass
 
@@ -84,5 +111,11 @@ EXTRA_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], 
         "check the ledger's invariants; exit 1 on any finding",
         _no_arguments,
         _audit,
+    ),
+    "expire": (
+        "move announced unused points that fell due to the bank and announce the next ones "
+        "(the scheduler's daily round); --dry-run lists what it would do",
+        _expire_arguments,
+        _expire,
     ),
 }

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -26,6 +28,7 @@ def on_request_completed(
     volunteer_name: str | None = None,
     team_id: str | None = None,
     community: str | None = None,
+    participants: Sequence[Mapping[str, Any]] = (),
 ) -> None:
     earning.open_pending_earn(
         session,
@@ -38,6 +41,14 @@ def on_request_completed(
         volunteer_name=volunteer_name,
         team_id=team_id,
         community=community,
+        participants=[
+            earning.Participant(
+                volunteer_id=person["volunteer_id"],
+                hours=person["hours"],
+                name=person.get("volunteer_name"),
+            )
+            for person in participants
+        ],
     )
 
 

@@ -165,6 +165,9 @@ def test_the_holder_completes_an_accepted_assignment_with_the_hours(client: Flas
         "volunteer_name": sharpener.name,
         "team_id": sharpener.team_id,
         "community": assignment.location["community"],
+        "participants": [
+            {"volunteer_id": sharpener.id, "hours": "1.50", "volunteer_name": sharpener.name}
+        ],
     }
     asked = [
         n

@@ -142,6 +142,7 @@ def test_staff_list_and_show_the_templates(client: FlaskClient) -> None:
     assert [t["key"] for t in listed.json] == [
         "assignment.created",
         "points.credited",
+        "points.expiring",
         "request.accepted",
         "request.completed",
     ]
