@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run demo stories test lint bench chaos images migrate clean
+.PHONY: help install run demo stories test lint bench chaos images migrate clients clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ images: $(STAMP) ## build one image per service with podman (deploy/images/; bas
 
 migrate: $(STAMP) ## apply every service's migrations to its database under var/
 	$(BIN)/python -m devtools migrate
+
+clients: $(STAMP) ## intake's typed clients (Python, TypeScript) from its OpenAPI document, in var/clients/
+	$(BIN)/python -m devtools.clients
 
 clean: ## remove var/ (databases, Redis AOF, logs, credentials)
 	rm -rf var

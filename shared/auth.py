@@ -1,9 +1,10 @@
 """Who is calling: API keys for other systems, signed tokens for people.
 
-- ``X-API-Key: <key>`` (or ``Authorization: ApiKey <key>``) identifies another system or a
-  staff console; a service that accepts keys looks them up by hash in its own table.
+- ``X-API-Key: <key>`` (or ``Authorization: ApiKey <key>``) identifies another system, a staff
+  console or an administration tool; a service that accepts keys looks them up by hash in its
+  own table. A key holds scopes (what it may do) and has a rate limit.
 - ``Authorization: Bearer <token>`` carries a JWT (HS256) naming a person and a role:
-  ``staff``, ``volunteer`` or ``resident``.
+  ``staff``, ``volunteer``, ``resident``, ``health`` or ``admin``.
 """
 
 from __future__ import annotations
@@ -15,14 +16,17 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import Generic, TypeVar
 
 import jwt
+from limits import RateLimitItem, parse
 
 from shared.people import address
 from shared.topology import SERVICES
 
 # Roles a bearer token may carry: other systems authenticate with API keys only.
-TOKEN_ROLES = ("staff", "volunteer", "resident", "health")
+TOKEN_ROLES = ("staff", "volunteer", "resident", "health", "admin")
 STAFF_ROLES = ("system", "staff")
 # A token names the services it may be used at; by default, all of them.
 ALL_SERVICES = SERVICES
@@ -53,6 +57,23 @@ class Principal:
     def address(self) -> str:
         """How other services name this caller (``staff:duty-officer``, ``volunteer:42``)."""
         return address(self.role, self.subject)
+
+
+@dataclass(frozen=True)
+class KeyHolder:
+    """Who holds an API key, what it may do and how often: ``rate_limit`` is a limit such as
+    ``600/minute``, None for the service's default."""
+
+    principal: Principal
+    key_hash: str
+    scopes: frozenset[str]
+    rate_limit: str | None = None
+
+
+@lru_cache(maxsize=256)
+def parse_rate_limit(limit: str) -> RateLimitItem:
+    """A key's rate limit, ``600/minute`` or ``20 per second``; ValueError for anything else."""
+    return parse(limit)
 
 
 def new_api_key() -> str:
@@ -108,16 +129,19 @@ def verify_token(secret: str, token: str, *, service: str) -> Principal:
     return Principal(subject=str(claims["sub"]), role=str(claims["role"]))
 
 
-class CachedKeyLookup:
+Known = TypeVar("Known")
+
+
+class CachedKeyLookup(Generic[Known]):
     """Remembers known API keys for ``ttl_s`` seconds, so most requests skip the database.
 
-    A revoked key therefore keeps working for at most ``ttl_s`` seconds in each process.
-    Unknown keys are never remembered.
+    A key revoked by another process therefore keeps working for at most ``ttl_s`` seconds in
+    each process; one revoked here is ``forget``-ten at once. Unknown keys are never remembered.
     """
 
     def __init__(
         self,
-        lookup: Callable[[str], Principal | None],
+        lookup: Callable[[str], Known | None],
         *,
         ttl_s: float = 30.0,
         max_entries: int = 1024,
@@ -125,10 +149,15 @@ class CachedKeyLookup:
         self._lookup = lookup
         self._ttl_s = ttl_s
         self._max_entries = max_entries
-        self._known: dict[str, tuple[float, Principal]] = {}
+        self._known: dict[str, tuple[float, Known]] = {}
         self._lock = threading.Lock()
 
-    def __call__(self, key: str) -> Principal | None:
+    def forget(self, key_hash: str) -> None:
+        """Look the key of ``key_hash`` up afresh the next time it is used."""
+        with self._lock:
+            self._known.pop(key_hash, None)
+
+    def __call__(self, key: str) -> Known | None:
         digest = hash_api_key(key)
         now = time.monotonic()
         with self._lock:

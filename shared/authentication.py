@@ -1,14 +1,49 @@
-"""Who is calling over HTTP: the credentials of a request, read once, and the 401/403 answers."""
+"""Who is calling over HTTP: the credentials of a request, read once, and the 401/403 answers;
+and each use of an API key, whichever door it comes through: its scopes, its rate, its last use.
+
+An API key is limited to so many calls a window (``API_KEY_RATE_LIMIT``, or the key's own
+limit), counted per key in the broker's Redis when the broker is Redis, so that every process of
+the service shares one count; with RabbitMQ each process counts on its own. Beyond it the
+caller gets 429 with ``Retry-After``. People's bearer tokens are not limited here.
+"""
 
 from __future__ import annotations
 
+import math
+import threading
+import time
 from collections.abc import Callable
+from typing import Protocol
 
-from flask import g, request
+import structlog
+from flask import Response, g, has_request_context, request
+from limits.storage import MemoryStorage, RedisStorage, Storage
+from werkzeug.exceptions import TooManyRequests
 
-from shared.auth import AuthenticationError, Principal, verify_token
+from shared.auth import (
+    AuthenticationError,
+    CachedKeyLookup,
+    KeyHolder,
+    Principal,
+    parse_rate_limit,
+    verify_token,
+)
 
-ApiKeyLookup = Callable[[str], Principal | None]
+log = structlog.get_logger(__name__)
+
+# A key's last use is written at most this often, by each process.
+NOTE_USE_EVERY_S = 60.0
+# Redis answers within this or the call is counted in the process instead.
+RATE_STORAGE_TIMEOUT_S = 0.5
+
+
+class ApiKeyLookup(Protocol):
+    """Who holds a key presented to the current request (None: nobody, or revoked)."""
+
+    def __call__(self, key: str) -> Principal | None: ...
+
+    def forget(self, key_hash: str) -> None:
+        """Look the key of ``key_hash`` up afresh at its next use (it was revoked here)."""
 
 
 class AuthProblem(Exception):
@@ -61,3 +96,135 @@ def authenticate(*, secret: str, service: str, api_key_lookup: ApiKeyLookup | No
             g.principal = verify_token(secret, credentials.strip(), service=service)
         except AuthenticationError as error:
             raise AuthProblem(401, "Authentication failed", str(error)) from error
+
+
+class RateLimited(TooManyRequests):
+    """An API key made more calls than its limit allows in the current window."""
+
+    def __init__(self, limit: str, retry_after_s: int, headers: dict[str, str]) -> None:
+        super().__init__(
+            f"This API key may make {limit} calls; try again in {retry_after_s} s.",
+            retry_after=retry_after_s,
+        )
+        self.retry_after_s = retry_after_s
+        self.limit_headers = {**headers, "Retry-After": str(retry_after_s)}
+
+
+class KeyRates:
+    """How many calls each API key has left: a fixed window per key, its counter in Redis
+    (one count for all the service's processes) or, for any other broker, in this process."""
+
+    def __init__(self, broker_url: str, *, default: str, prefix: str) -> None:
+        parse_rate_limit(default)
+        self.default = default
+        self.is_shared = broker_url.startswith(("redis://", "rediss://"))
+        self._storage: Storage = (
+            RedisStorage(
+                broker_url,
+                key_prefix=prefix,
+                socket_timeout=RATE_STORAGE_TIMEOUT_S,
+                socket_connect_timeout=RATE_STORAGE_TIMEOUT_S,
+            )
+            if self.is_shared
+            else MemoryStorage()
+        )
+        self._fallback: MemoryStorage | None = None
+
+    def _count(self, key: str, expiry: int) -> tuple[Storage, int]:
+        try:
+            return self._storage, self._storage.incr(key, expiry)
+        except self._storage.base_exceptions as error:
+            # The door stays open when Redis does not answer: the count goes on in the process.
+            log.warning("rate_limit.storage_unavailable", error=str(error))
+            if self._fallback is None:
+                self._fallback = MemoryStorage()
+            return self._fallback, self._fallback.incr(key, expiry)
+
+    def hit(self, holder: KeyHolder) -> dict[str, str]:
+        """Count one call of ``holder``'s key; its rate-limit headers, or RateLimited."""
+        limit_text = holder.rate_limit or self.default
+        limit = parse_rate_limit(limit_text)
+        key = limit.key_for(holder.key_hash)
+        storage, count = self._count(key, limit.get_expiry())
+        headers = {
+            "RateLimit-Limit": str(limit.amount),
+            "RateLimit-Remaining": str(max(0, limit.amount - count)),
+        }
+        if count <= limit.amount:
+            return headers
+        try:
+            reset_at = storage.get_expiry(key)
+        except storage.base_exceptions:
+            reset_at = time.time() + limit.get_expiry()
+        retry_after = max(1, math.ceil(reset_at - time.time()))
+        headers["RateLimit-Reset"] = str(retry_after)
+        raise RateLimited(limit_text, retry_after, headers)
+
+
+class ApiKeys:
+    """Each use of an API key: who holds it (remembered a while), whether its rate allows one
+    more call and its scopes cover the operation; its last use is noted once a minute at most.
+
+    Both doors of a service ask it: the ``X-API-Key`` header and, at intake, Open311's
+    ``api_key``. ``scope_of`` names the scope the current request's operation needs (None: any
+    key may call it); ``note_use`` writes a key's last use down.
+    """
+
+    def __init__(
+        self,
+        holders: CachedKeyLookup[KeyHolder],
+        *,
+        rates: KeyRates,
+        scope_of: Callable[[], str | None],
+        note_use: Callable[[KeyHolder], None],
+    ) -> None:
+        self._holders = holders
+        self._rates = rates
+        self._scope_of = scope_of
+        self._note_use = note_use
+        self._noted: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def forget(self, key_hash: str) -> None:
+        self._holders.forget(key_hash)
+
+    def __call__(self, key: str) -> Principal | None:
+        holder = self._holders(key)
+        if holder is None:
+            return None
+        if has_request_context():
+            try:
+                g.rate_limit_headers = self._rates.hit(holder)
+            except RateLimited as limited:
+                g.rate_limit_headers = limited.limit_headers
+                raise
+            check_scope(holder, self._scope_of())
+            self._note(holder)
+        return holder.principal
+
+    def _note(self, holder: KeyHolder) -> None:
+        now = time.monotonic()
+        with self._lock:
+            last = self._noted.get(holder.key_hash)
+            if last is not None and now - last < NOTE_USE_EVERY_S:
+                return
+            self._noted[holder.key_hash] = now
+        self._note_use(holder)
+
+
+def check_scope(holder: KeyHolder, scope: str | None) -> None:
+    """403 unless the key holds ``scope`` (None: any key will do)."""
+    if scope is not None and scope not in holder.scopes:
+        raise AuthProblem(
+            403,
+            "Forbidden",
+            f"This API key lacks the scope {scope!r}, which this operation needs; it holds "
+            f"{sorted(holder.scopes)}. An admin can issue a key with that scope.",
+        )
+
+
+def add_rate_limit_headers(response: Response) -> Response:
+    """An API key's caller learns its limit and what is left of it (and when to retry)."""
+    for name, value in g.get("rate_limit_headers", {}).items():
+        response.headers[name] = value
+    return response

@@ -1,4 +1,5 @@
-"""flask-smorest, documenting and answering every error as problem+json.
+"""flask-smorest, documenting and answering every error as problem+json, and conditional
+requests: ETags and 304 on reads, If-Match and 412 on changes (see ``shared.conditional``).
 
 Two behaviours here have no public hook in flask-smorest, so ``pyproject.toml`` pins the
 versions they were written against and ``shared/tests/test_openapi.py`` fails if they change:
@@ -10,13 +11,14 @@ from __future__ import annotations
 
 import http
 from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
 import flask_smorest
 import structlog
 from apispec import BasePlugin
 from apispec.ext.marshmallow import MarshmallowPlugin
-from flask import Response
+from flask import Response, current_app, request
 from flask_smorest import Api
 from flask_smorest.utils import prepare_response
 from marshmallow import fields, validate
@@ -26,6 +28,58 @@ from shared.paging import MAX_PAGE
 from shared.problems import PROBLEM_MIME, ProblemSchema, field_errors, problem
 
 log = structlog.get_logger(__name__)
+
+IF_NONE_MATCH_DOC = {
+    "name": "If-None-Match",
+    "in": "header",
+    "required": False,
+    "description": "The ETag of the copy you hold: 304 and no body if it is still current",
+    "schema": {"type": "string"},
+}
+IF_MATCH_DOC = {
+    "name": "If-Match",
+    "in": "header",
+    "required": False,
+    "description": "The ETag of the copy the change was decided on: 412 and nothing changed if "
+    "it is no longer current. Without it the change is made to whatever is current",
+    "schema": {"type": "string"},
+}
+ETAG_HEADER = {
+    "ETag": {
+        "description": "A strong tag of this version: send it as If-None-Match to read again, as "
+        "If-Match to change it",
+        "schema": {"type": "string"},
+    }
+}
+CHANGED_HEADERS = {
+    **ETAG_HEADER,
+    "Content-Location": {
+        "description": "The resource the body shows, as it is after the change",
+        "schema": {"type": "string"},
+    },
+}
+
+
+class PreconditionProblemSchema(ProblemSchema):
+    """A change refused because its If-Match no longer holds."""
+
+    current_etag = fields.Str(
+        metadata={"description": "The ETag now current: read it again, then decide"}
+    )
+
+
+def _not_modified_or(response: Response) -> Response:
+    """A 200 tagged (by the view, else by a hash of its body), or 304 if the caller holds it."""
+    if response.status_code != 200:
+        return response
+    if "ETag" not in response.headers:
+        response.add_etag()
+    etag, _ = response.get_etag()
+    if etag is not None and request.if_none_match.contains_weak(etag):
+        not_modified = Response(status=304)
+        not_modified.headers["ETag"] = response.headers["ETag"]
+        return not_modified
+    return response
 
 
 class Blueprint(flask_smorest.Blueprint):
@@ -45,6 +99,32 @@ class Blueprint(flask_smorest.Blueprint):
         return super().alt_response(
             status_code, response, schema=schema, content_type=content_type, **kwargs
         )
+
+    def conditional(self, view: Callable[..., Any]) -> Callable[..., Any]:
+        """A read answered with a strong ETag (the one the view set, else a hash of the body)
+        and with 304 and no body when If-None-Match names it; put it above ``response``, whose
+        200 documents ``ETAG_HEADER``."""
+
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Response:
+            return _not_modified_or(current_app.ensure_sync(view)(*args, **kwargs))
+
+        documented = self.doc(parameters=[IF_NONE_MATCH_DOC])(wrapper)
+        return self.alt_response(304, description="Not modified: the copy you hold is current")(
+            documented
+        )
+
+    def if_match(self, view: Callable[..., Any]) -> Callable[..., Any]:
+        """Document a change that honours If-Match: 412 when it no longer holds; the view
+        passes ``shared.conditional.versions_named`` of the header to the domain, and its 200
+        documents ``CHANGED_HEADERS``."""
+        documented = self.doc(parameters=[IF_MATCH_DOC])(view)
+        return self.alt_response(
+            412,
+            description="Changed since the copy named by If-Match was read: nothing changed",
+            schema=PreconditionProblemSchema,
+            content_type=PROBLEM_MIME,
+        )(documented)
 
     def paginate(self, pager: Any = None, **kwargs: Any) -> Callable[..., Any]:
         """flask-smorest's pagination, with a last page whose offset any database can take."""
@@ -78,15 +158,21 @@ def _decimal_properties(self: Any, field: fields.Field, ret: dict[str, Any], **_
 
 
 class AuthenticatedOperations(BasePlugin):
-    """Every API operation needs credentials: document the 401 once, for all of them."""
+    """Every API operation needs credentials: document the 401 once, for all of them; and
+    where API keys are rate limited, the 429 a key over its limit gets."""
+
+    def __init__(self, *, rate_limited: bool = False) -> None:
+        super().__init__()
+        self.rate_limited = rate_limited
 
     def operation_helper(
         self, path: str | None = None, operations: dict[str, Any] | None = None, **_: Any
     ) -> None:
         for operation in (operations or {}).values():
-            operation.setdefault("responses", {}).setdefault(
-                "401", http.HTTPStatus.UNAUTHORIZED.name
-            )
+            responses = operation.setdefault("responses", {})
+            responses.setdefault("401", http.HTTPStatus.UNAUTHORIZED.name)
+            if self.rate_limited:
+                responses.setdefault("429", http.HTTPStatus.TOO_MANY_REQUESTS.name)
 
 
 class ProblemApi(Api):
@@ -94,11 +180,11 @@ class ProblemApi(Api):
 
     ERROR_SCHEMA = ProblemSchema
 
-    def __init__(self, app: Any = None, **kwargs: Any) -> None:
+    def __init__(self, app: Any = None, *, rate_limited: bool = False, **kwargs: Any) -> None:
         self.marshmallow = MarshmallowPlugin()
         spec_kwargs = {
             "marshmallow_plugin": self.marshmallow,
-            "extra_plugins": [AuthenticatedOperations()],
+            "extra_plugins": [AuthenticatedOperations(rate_limited=rate_limited)],
             **kwargs.pop("spec_kwargs", {}),
         }
         super().__init__(app, spec_kwargs=spec_kwargs, **kwargs)

@@ -34,6 +34,8 @@ VOLUNTEER = "volunteer"
 RESIDENT = "resident"
 # Reads residents' health notes, which nobody else may.
 HEALTH = "health"
+# Issues and revokes API keys: a person's token of that role, or an API key of the admin scope.
+ADMIN = "admin"
 
 
 class Owner:

@@ -15,12 +15,19 @@ import dramatiq
 import flask_smorest
 import structlog
 from flask import Flask, Response, current_app, g, request, send_from_directory
+from flask_cors import CORS
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from swagger_ui_bundle import swagger_ui_path
 from werkzeug.routing import UnicodeConverter
 
 from shared import metrics
-from shared.authentication import ApiKeyLookup, AuthProblem, authenticate
+from shared.authentication import (
+    ApiKeyLookup,
+    AuthProblem,
+    RateLimited,
+    add_rate_limit_headers,
+    authenticate,
+)
 from shared.context import work_context
 from shared.database import Database
 from shared.errors import DomainError
@@ -38,6 +45,32 @@ log = structlog.get_logger(__name__)
 EXTENSION = "redvest"
 # Probes and scrapes are not traffic: they are neither logged nor counted.
 _QUIET_ENDPOINTS = frozenset({"/metrics", "/healthz", "/readyz"})
+# What a browser console of a configured origin (CORS_ORIGINS) may send and read.
+CORS_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+CORS_REQUEST_HEADERS = (
+    "Authorization",
+    "X-API-Key",
+    "Content-Type",
+    "Idempotency-Key",
+    "If-Match",
+    "If-None-Match",
+    "X-Correlation-ID",
+)
+CORS_EXPOSED_HEADERS = (
+    "ETag",
+    "Location",
+    "Content-Location",
+    "X-Pagination",
+    "X-Correlation-ID",
+    "Retry-After",
+    "RateLimit",
+    "RateLimit-Policy",
+    "RateLimit-Limit",
+    "RateLimit-Remaining",
+    "RateLimit-Reset",
+)
+# How long a browser may reuse a preflight's answer, in seconds.
+CORS_MAX_AGE_S = 600
 
 
 @dataclass(frozen=True)
@@ -101,8 +134,10 @@ def _begin() -> Response | None:
             error.title,
             detail=error.detail,
             code=error.code,
-            headers={"WWW-Authenticate": "Bearer"},
+            headers={"WWW-Authenticate": "Bearer"} if error.status == 401 else None,
         )
+    except RateLimited as error:
+        return problem(429, "Too many requests", detail=error.description, code="rate-limited")
     return None
 
 
@@ -157,6 +192,23 @@ def docs_assets(filename: str) -> Response:
     return send_from_directory(swagger_ui_path, filename)
 
 
+def _allow_browsers(app: Flask, origins: tuple[str, ...]) -> None:
+    """Let web pages of ``origins`` call the API; pages of any other origin get no CORS
+    headers, so their browsers refuse them the answers."""
+    if not origins:
+        return
+    CORS(
+        app,
+        origins=list(origins),
+        methods=list(CORS_METHODS),
+        allow_headers=list(CORS_REQUEST_HEADERS),
+        expose_headers=list(CORS_EXPOSED_HEADERS),
+        max_age=CORS_MAX_AGE_S,
+        # Consoles send tokens in headers, never cookies.
+        supports_credentials=False,
+    )
+
+
 def _configure(app: Flask, *, title: str, description: str, version: str, has_keys: bool) -> None:
     security_schemes: dict[str, Any] = {
         "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
@@ -207,12 +259,16 @@ def create_service_app(
     )
     database_metrics.register(metrics.QueueCollector(service=service.name, broker=service.broker))
     app.extensions[f"{EXTENSION}.metrics"] = database_metrics
-    api = ProblemApi(app)
+    # API keys are rate limited: every operation can answer a key over its limit with 429.
+    api = ProblemApi(app, rate_limited=service.api_key_lookup is not None)
     for blueprint in blueprints:
         api.register_blueprint(blueprint)
     app.before_request(_begin)
     app.after_request(_finish)
+    if service.api_key_lookup is not None:
+        app.after_request(add_rate_limit_headers)
     app.teardown_request(_teardown)
+    _allow_browsers(app, service.settings.cors_origins)
     app.register_error_handler(DomainError, _domain_error)
     app.register_error_handler(AuthProblem, _auth_problem)
     app.add_url_rule("/healthz", view_func=healthz)

@@ -15,7 +15,11 @@ Production refuses to start when:
   PostgreSQL URL;
 - ``BROKER_URL`` and ``REDIS_URL`` are both unset, leaving the development broker
   ``redis://127.0.0.1:6379/0``;
-- ``LOG_FORMAT`` is ``console``: production logs are JSON lines that carry correlation ids.
+- ``LOG_FORMAT`` is ``console``: production logs are JSON lines that carry correlation ids;
+- ``CORS_ORIGINS`` holds ``*`` (any web page could then call the API with a user's token).
+
+In every environment an origin of ``CORS_ORIGINS`` that is not ``http(s)://host[:port]`` is
+refused: browsers send exactly that, so anything else would never match.
 
 Elsewhere an unset ``REDVEST_AUTH_SECRET`` means the development secret, which only serves SQLite,
 and a secret shorter than 32 characters is refused. Every problem found is listed in one
@@ -26,17 +30,22 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections import Counter
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 
+from limits import parse as parse_rate_limit
+
 ENVIRONMENTS = ("development", "test", "production")
 DEVELOPMENT_AUTH_SECRET = "redvest-development-secret-do-not-use-in-production"
 DEVELOPMENT_BROKER_URL = "redis://127.0.0.1:6379/0"
 POSTGRESQL_SCHEMES = ("postgresql", "postgres")
 PUBLISH_MODES = ("sync", "background", "off")
+# An origin as browsers send it: scheme, host and port only (no path, no trailing slash).
+ORIGIN = re.compile(r"https?://[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?", re.IGNORECASE)
 MIN_SECRET_LENGTH = 32
 # Set below what random secrets score: of 200 000 made by `openssl rand -hex 16` (the weakest
 # usual kind) none scored under 8 distinct characters, 2.7 bits per character or per step, or
@@ -175,6 +184,20 @@ VARIABLES = (
         services=("points",),
     ),
     Variable(
+        "POINTS_EXPIRE_AFTER_DAYS",
+        None,
+        "days (1 to 3660) after which points credited to a member and not used since expire to "
+        "the bank, oldest first (spending, gifts and donations use the oldest points first); "
+        "unset: points never expire",
+        services=("points",),
+    ),
+    Variable(
+        "POINTS_EXPIRY_NOTICE_DAYS",
+        "30",
+        "days (1 to 366) ahead that a member is told of points about to expire; none expire untold",
+        services=("points",),
+    ),
+    Variable(
         "REOPEN_WITHIN_DAYS",
         "14",
         "days after completion during which a request may be reopened; it goes back to the "
@@ -186,6 +209,21 @@ VARIABLES = (
         None,
         "comma-separated host names whose webhook receivers may be reached over plain http or "
         "at private addresses (production otherwise allows https to public addresses only)",
+        services=("intake",),
+    ),
+    Variable(
+        "CORS_ORIGINS",
+        None,
+        "comma-separated origins (`https://console.example.org`, `http://localhost:5173`) whose "
+        "web pages may call the HTTP APIs from a browser; unset: no CORS headers at all. `*` "
+        "(any origin) serves development only",
+    ),
+    Variable(
+        "API_KEY_RATE_LIMIT",
+        "600/minute",
+        "calls an API key may make in a window (`600/minute`, `20/second`) unless the key has "
+        "a limit of its own; counted per key in the broker's Redis and shared by every web "
+        "process (with RabbitMQ each process counts alone); beyond it 429 with `Retry-After`",
         services=("intake",),
     ),
     Variable(
@@ -316,6 +354,26 @@ def _auth_secret(raw: str, *, is_production: bool, database_url: str, problems: 
     return secret
 
 
+def _cors_origins(raw: str, *, is_production: bool, problems: list[str]) -> tuple[str, ...]:
+    """The origins allowed to call from a browser, in lower case; ``*`` for any."""
+    origins = tuple(origin.strip().lower() for origin in raw.split(",") if origin.strip())
+    if "*" in origins:
+        if is_production:
+            problems.append(
+                "CORS_ORIGINS must name each console's origin in production, not '*': any web "
+                "page could otherwise call the API with the credentials of whoever visits it"
+            )
+        return ("*",)
+    malformed = [origin for origin in origins if not ORIGIN.fullmatch(origin)]
+    if malformed:
+        problems.append(
+            "CORS_ORIGINS must be comma-separated origins of the form http(s)://host[:port], "
+            "as a browser sends them (no path, no trailing slash), got "
+            + ", ".join(repr(origin) for origin in malformed)
+        )
+    return origins
+
+
 @dataclass(frozen=True)
 class Settings:
     """What every service needs to run; each service names its own prefix."""
@@ -342,6 +400,10 @@ class Settings:
     reopen_within_days: int = 14
     unconfirmed_earnings: str = "void"
     webhook_trusted_hosts: tuple[str, ...] = ()
+    points_expire_after_days: int | None = None
+    points_expiry_notice_days: int = 30
+    api_key_rate_limit: str = "600/minute"
+    cors_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, service: str, env: Mapping[str, str] | None = None) -> Settings:
@@ -435,11 +497,32 @@ class Settings:
             problems.append(
                 f"UNCONFIRMED_EARNINGS must be 'void' or 'post', got {unconfirmed_earnings!r}"
             )
+        points_expire_after_days = (
+            _int(env, "POINTS_EXPIRE_AFTER_DAYS", problems)
+            if _set(env, "POINTS_EXPIRE_AFTER_DAYS")
+            else None
+        )
+        points_expiry_notice_days = _int(env, "POINTS_EXPIRY_NOTICE_DAYS", problems)
+        if points_expire_after_days is not None and not 1 <= points_expire_after_days <= 3660:
+            problems.append("POINTS_EXPIRE_AFTER_DAYS must be 1 to 3660, or unset for never")
+        if not 1 <= points_expiry_notice_days <= 366:
+            problems.append("POINTS_EXPIRY_NOTICE_DAYS must be 1 to 366")
         webhook_trusted_hosts = tuple(
             host.strip().lower()
             for host in (_set(env, "WEBHOOK_TRUSTED_HOSTS") or "").split(",")
             if host.strip()
         )
+        cors_origins = _cors_origins(
+            _set(env, "CORS_ORIGINS") or "", is_production=is_production, problems=problems
+        )
+        api_key_rate_limit = _get(env, "API_KEY_RATE_LIMIT")
+        try:
+            parse_rate_limit(api_key_rate_limit)
+        except ValueError:
+            problems.append(
+                "API_KEY_RATE_LIMIT must be a rate such as '600/minute' or '20/second', got "
+                f"{api_key_rate_limit!r}"
+            )
         scheduler_interval_s = _float(env, "SCHEDULER_INTERVAL_S", problems)
         if scheduler_interval_s <= 0:
             problems.append("SCHEDULER_INTERVAL_S must be above 0")
@@ -468,5 +551,9 @@ class Settings:
             confirm_within_days=confirm_within_days,
             reopen_within_days=reopen_within_days,
             unconfirmed_earnings=unconfirmed_earnings,
+            points_expire_after_days=points_expire_after_days,
+            points_expiry_notice_days=points_expiry_notice_days,
             webhook_trusted_hosts=webhook_trusted_hosts,
+            api_key_rate_limit=api_key_rate_limit,
+            cors_origins=cors_origins,
         )

@@ -37,7 +37,7 @@ from services.points.tests.builders import credit, rates
 from shared.admission import IncompletePolicy, enforce
 from shared.auth import Principal, issue_token
 from shared.errors import Forbidden
-from shared.policy import HEALTH, RESIDENT, STAFF, SYSTEM, VOLUNTEER, Policy, allow
+from shared.policy import ADMIN, HEALTH, RESIDENT, STAFF, SYSTEM, VOLUNTEER, Policy, allow
 
 PROBLEM = "application/problem+json"
 APPS: dict[str, tuple[Flask, Policy]] = {
@@ -48,7 +48,7 @@ APPS: dict[str, tuple[Flask, Policy]] = {
 }
 # Other systems reach intake with API keys; people reach every service with tokens.
 CALLERS = {
-    "intake": (SYSTEM, STAFF, VOLUNTEER, RESIDENT, HEALTH, None),
+    "intake": (SYSTEM, STAFF, VOLUNTEER, RESIDENT, HEALTH, ADMIN, None),
     "dispatch": (STAFF, VOLUNTEER, RESIDENT, None),
     "points": (STAFF, VOLUNTEER, RESIDENT, None),
     "notify": (STAFF, VOLUNTEER, RESIDENT, None),

@@ -61,12 +61,26 @@ APPS = {
 }
 
 
-def staff_headers() -> dict[str, str]:
+def headers_of(role: str) -> dict[str, str]:
     # Every service checks tokens with the same secret; any runtime's settings will do.
     token = issue_token(
-        runtime_of(SERVICES[0]).settings.auth_secret, subject="duty-officer", role="staff"
+        runtime_of(SERVICES[0]).settings.auth_secret, subject="duty-officer", role=role
     )
     return {"Authorization": f"Bearer {token}"}
+
+
+def caller_of(service: str, method: str, template: str) -> str:
+    """Staff, unless the operation's policy admits only others (the admin's API keys)."""
+    app = APPS[service]
+    endpoint = next(
+        rule.endpoint
+        for rule in app.url_map.iter_rules()
+        if re.sub(r"<(?:[^<>:]+:)?([^<>]+)>", r"{\1}", rule.rule) == template
+        and method.upper() in (rule.methods or ())
+    )
+    policy = importlib.import_module(f"services.{service}.policy").POLICY
+    roles = policy.rule(f"{endpoint}.{method.lower()}").roles
+    return "staff" if "staff" in roles else sorted(roles)[0]
 
 
 # --- bodies built from the OpenAPI document ------------------------------------------------
@@ -102,6 +116,7 @@ class Operation:
     method: str
     template: str
     url: str
+    role: str
     body: Any
     leaves: tuple[Leaf, ...]
     objects: tuple[tuple[Path, tuple[str, ...]], ...]
@@ -196,8 +211,11 @@ def operations() -> list[Operation]:
                 leaves: list[Leaf] = []
                 objects: list[tuple[Path, tuple[str, ...]]] = []
                 body = build(spec, content["application/json"]["schema"], (), leaves, objects)
+                role = caller_of(service, method, template)
                 found.append(
-                    Operation(service, method, template, url, body, tuple(leaves), tuple(objects))
+                    Operation(
+                        service, method, template, url, role, body, tuple(leaves), tuple(objects)
+                    )
                 )
     return found
 
@@ -424,7 +442,7 @@ def row_counts(service: str) -> dict[str, int]:
 
 
 def send(operation: Operation, text: str) -> Any:
-    """``text`` as the body of ``operation``, from staff."""
+    """``text`` as the body of ``operation``, from staff (or whom else it admits)."""
     return (
         APPS[operation.service]
         .test_client()
@@ -433,7 +451,7 @@ def send(operation: Operation, text: str) -> Any:
             method=operation.method.upper(),
             data=text.encode(),
             content_type="application/json",
-            headers=staff_headers(),
+            headers=headers_of(operation.role),
         )
     )
 

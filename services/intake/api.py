@@ -1,5 +1,6 @@
 """intake's HTTP API: requests and what people do to them, the catalogue, the grid, residents,
-the health register, and the webhooks other systems follow their requests by."""
+the health register, the webhooks other systems follow their requests by, and the API keys
+admins issue them."""
 
 from __future__ import annotations
 
@@ -7,23 +8,26 @@ import json
 from datetime import timedelta
 from typing import Any
 
+import flask
 from flask import url_for
 from flask.views import MethodView
 
-from services.intake import catalogue, directory, listing, requests, webhooks
+from services.intake import catalogue, clients, directory, listing, requests, webhooks
 from services.intake.destinations import Destinations, destinations_for
 from services.intake.policy import POLICY, no_request, no_resident
 from services.intake.schemas import (
+    ApiKeyCreatedSchema,
+    ApiKeyCreateSchema,
+    ApiKeyQuerySchema,
+    ApiKeySchema,
     AttachmentSchema,
     CategoryCreateSchema,
     CategoryQuerySchema,
     CategorySchema,
     CategoryUpdateSchema,
     ChangesQuerySchema,
-    ChangesSchema,
     ConfirmationSchema,
     CountQuerySchema,
-    CountsSchema,
     DeliveryDetailSchema,
     DeliveryQuerySchema,
     DeliverySchema,
@@ -39,6 +43,8 @@ from services.intake.schemas import (
     ReasonSchema,
     ReplayedSchema,
     ReplaySchema,
+    RequestChangesSchema,
+    RequestCountsSchema,
     RequestCreateSchema,
     RequestListQuerySchema,
     RequestSchema,
@@ -55,8 +61,9 @@ from services.intake.schemas import (
     WebhookUpdateSchema,
 )
 from shared.admission import caller, enforce, operation
+from shared.conditional import versions_named
 from shared.idempotency import IDEMPOTENCY_HEADER_DOC, created_once
-from shared.openapi import Blueprint
+from shared.openapi import CHANGED_HEADERS, ETAG_HEADER, Blueprint
 from shared.paging import paged
 from shared.service_app import current_service
 
@@ -73,7 +80,8 @@ NO_REQUEST = "No such request, or a resident asked for someone else's"
 ILLEGAL = "Not allowed in the request's current status, which the problem names"
 PAGINATION_HEADER = {
     "X-Pagination": {
-        "description": "JSON: total (matching in all), page_size, next_cursor (pass as after)",
+        "description": "JSON: total (matching in all, counted up to 10000: past that, total is "
+        "10000 and is_total_capped true), is_total_capped, page_size, next_cursor (pass as after)",
         "schema": {"type": "string"},
     }
 }
@@ -96,9 +104,28 @@ def _filter(query: dict[str, Any]) -> listing.RequestFilter:
     return listing.RequestFilter(place=place, is_open=query.pop("open", None), **tuples, **query)
 
 
+def _expected_versions() -> frozenset[int] | None:
+    """The versions the caller's If-Match allows a change to; None: any."""
+    return versions_named(flask.request.headers.get("If-Match"))
+
+
+def _tagged(request: requests.ServiceRequest) -> dict[str, str]:
+    """The headers naming the version of the request a response shows."""
+    return {
+        "ETag": requests.etag_of(request),
+        "Content-Location": url_for("requests.Request", request_id=request.id),
+    }
+
+
 def _change(action: Any, request_id: str, **fields: Any) -> Any:
+    """The change made, if the request is still at a version the caller's If-Match names;
+    the request as it is now, tagged with its new version."""
+    expected_versions = _expected_versions()
     with current_service().db.transaction() as session:
-        return _as_seen(action(session, request_id=request_id, **fields))
+        changed = _as_seen(
+            action(session, request_id=request_id, expected_versions=expected_versions, **fields)
+        )
+    return changed, _tagged(changed)
 
 
 @blp.route("/requests")
@@ -142,14 +169,19 @@ class Requests(MethodView):
             page = listing.list_requests(
                 session, where=_filter(query), sort=sort, after=after, page_size=page_size
             )
-        header = {"total": page.total, "page_size": page_size, "next_cursor": page.next_cursor}
+        header = {
+            "total": page.total,
+            "is_total_capped": page.is_total_capped,
+            "page_size": page_size,
+            "next_cursor": page.next_cursor,
+        }
         return [_as_seen(request) for request in page.items], {"X-Pagination": json.dumps(header)}
 
 
 @blp.route("/requests/changes")
 class RequestChanges(MethodView):
     @blp.arguments(ChangesQuerySchema, location="query")
-    @blp.response(200, ChangesSchema)
+    @blp.response(200, RequestChangesSchema)
     @blp.alt_response(403, description=STAFF_ONLY)
     @blp.alt_response(422, description="Not a cursor of the feed")
     def get(self, query: dict[str, Any]) -> Any:
@@ -162,7 +194,7 @@ class RequestChanges(MethodView):
 @blp.route("/requests/counts")
 class RequestCounts(MethodView):
     @blp.arguments(CountQuerySchema, location="query")
-    @blp.response(200, CountsSchema)
+    @blp.response(200, RequestCountsSchema)
     @blp.alt_response(403, description=STAFF_ONLY)
     @blp.alt_response(422, description="Invalid filters")
     def get(self, query: dict[str, Any]) -> Any:
@@ -177,7 +209,8 @@ class RequestCounts(MethodView):
 
 @blp.route("/requests/<request_id>")
 class Request(MethodView):
-    @blp.response(200, RequestSchema)
+    @blp.conditional
+    @blp.response(200, RequestSchema, headers=ETAG_HEADER)
     @blp.alt_response(403, description=NOT_FOR_VOLUNTEERS)
     @blp.alt_response(404, description=NO_REQUEST)
     def get(self, request_id: str) -> Any:
@@ -185,13 +218,14 @@ class Request(MethodView):
         with current_service().db.read() as session:
             request = requests.get_request(session, request_id)
             POLICY.check_owner(operation(), caller(), request, hidden_as=no_request(request_id))
-            return _as_seen(request)
+            return _as_seen(request), {"ETag": requests.etag_of(request)}
 
 
 @blp.route("/requests/<request_id>/confirmation")
 class Confirmation(MethodView):
+    @blp.if_match
     @blp.arguments(ConfirmationSchema, required=False)
-    @blp.response(200, RequestSchema)
+    @blp.response(200, RequestSchema, headers=CHANGED_HEADERS)
     @blp.alt_response(
         403,
         description="Not the resident, nor staff; API clients never confirm; nor may anyone "
@@ -207,8 +241,9 @@ class Confirmation(MethodView):
 
 @blp.route("/requests/<request_id>/triage")
 class Triage(MethodView):
+    @blp.if_match
     @blp.arguments(TriageSchema)
-    @blp.response(200, RequestSchema)
+    @blp.response(200, RequestSchema, headers=CHANGED_HEADERS)
     @blp.alt_response(403, description=STAFF_ONLY)
     @blp.alt_response(404, description="No such request, category, resident or household")
     @blp.alt_response(409, description=ILLEGAL)
@@ -219,8 +254,9 @@ class Triage(MethodView):
 
 @blp.route("/requests/<request_id>/start")
 class Start(MethodView):
+    @blp.if_match
     @blp.arguments(NoteOnlySchema, required=False)
-    @blp.response(200, RequestSchema)
+    @blp.response(200, RequestSchema, headers=CHANGED_HEADERS)
     @blp.alt_response(403, description="The caller is neither staff nor a volunteer")
     @blp.alt_response(404, description="No such request, or not assigned to the volunteer")
     @blp.alt_response(409, description=ILLEGAL)
@@ -231,8 +267,9 @@ class Start(MethodView):
 
 @blp.route("/requests/<request_id>/escalation")
 class Escalation(MethodView):
+    @blp.if_match
     @blp.arguments(ReasonSchema)
-    @blp.response(200, RequestSchema)
+    @blp.response(200, RequestSchema, headers=CHANGED_HEADERS)
     @blp.alt_response(403, description=STAFF_ONLY)
     @blp.alt_response(404, description=NO_REQUEST)
     @blp.alt_response(409, description=ILLEGAL)
@@ -243,8 +280,9 @@ class Escalation(MethodView):
 
 @blp.route("/requests/<request_id>/cancellation")
 class Cancellation(MethodView):
+    @blp.if_match
     @blp.arguments(ReasonSchema)
-    @blp.response(200, RequestSchema)
+    @blp.response(200, RequestSchema, headers=CHANGED_HEADERS)
     @blp.alt_response(403, description=NOT_FOR_VOLUNTEERS)
     @blp.alt_response(404, description=NO_REQUEST)
     @blp.alt_response(409, description=ILLEGAL)
@@ -255,8 +293,9 @@ class Cancellation(MethodView):
 
 @blp.route("/requests/<request_id>/rejection")
 class Rejection(MethodView):
+    @blp.if_match
     @blp.arguments(ReasonSchema)
-    @blp.response(200, RequestSchema)
+    @blp.response(200, RequestSchema, headers=CHANGED_HEADERS)
     @blp.alt_response(403, description=STAFF_ONLY)
     @blp.alt_response(404, description=NO_REQUEST)
     @blp.alt_response(409, description=ILLEGAL)
@@ -267,8 +306,9 @@ class Rejection(MethodView):
 
 @blp.route("/requests/<request_id>/reopening")
 class Reopening(MethodView):
+    @blp.if_match
     @blp.arguments(ReasonSchema)
-    @blp.response(200, RequestSchema)
+    @blp.response(200, RequestSchema, headers=CHANGED_HEADERS)
     @blp.alt_response(403, description=NOT_FOR_VOLUNTEERS)
     @blp.alt_response(404, description=NO_REQUEST)
     @blp.alt_response(409, description=ILLEGAL + ", or its time to reopen has passed")
@@ -286,8 +326,9 @@ class Reopening(MethodView):
 
 @blp.route("/requests/<request_id>/merge")
 class Merge(MethodView):
+    @blp.if_match
     @blp.arguments(MergeSchema)
-    @blp.response(200, RequestSchema)
+    @blp.response(200, RequestSchema, headers=CHANGED_HEADERS)
     @blp.alt_response(403, description=STAFF_ONLY)
     @blp.alt_response(404, description="No such request, or no request to merge it into")
     @blp.alt_response(409, description=ILLEGAL)
@@ -298,6 +339,7 @@ class Merge(MethodView):
 
 @blp.route("/requests/<request_id>/notes")
 class Notes(MethodView):
+    @blp.if_match
     @blp.arguments(NoteSchema)
     @blp.response(201, TimelineEntrySchema)
     @blp.alt_response(403, description=NOT_FOR_VOLUNTEERS)
@@ -311,13 +353,15 @@ class Notes(MethodView):
                 text=data["text"],
                 is_public=data["public"],
                 written_by=caller(),
+                expected_versions=_expected_versions(),
             )
 
 
 @blp.route("/requests/<request_id>/attachments")
 class Attachments(MethodView):
+    @blp.if_match
     @blp.arguments(AttachmentSchema)
-    @blp.response(201, RequestSchema)
+    @blp.response(201, RequestSchema, headers=CHANGED_HEADERS)
     @blp.alt_response(403, description=NOT_FOR_VOLUNTEERS)
     @blp.alt_response(404, description=NO_REQUEST)
     def post(self, data: dict[str, Any], request_id: str) -> Any:
@@ -348,7 +392,8 @@ class Categories(MethodView):
 
 @blp.route("/categories/<code>")
 class Category(MethodView):
-    @blp.response(200, CategorySchema)
+    @blp.conditional
+    @blp.response(200, CategorySchema, headers=ETAG_HEADER)
     @blp.alt_response(404, description="No such category")
     def get(self, code: str) -> Any:
         """Show a category with its questions and deadlines"""
@@ -396,7 +441,8 @@ class GridNodes(MethodView):
 
 @blp.route("/grid/nodes/<node_id>")
 class GridNode(MethodView):
-    @blp.response(200, GridNodeSchema)
+    @blp.conditional
+    @blp.response(200, GridNodeSchema, headers=ETAG_HEADER)
     @blp.alt_response(403, description=STAFF_ONLY)
     @blp.alt_response(404, description="No such node")
     def get(self, node_id: str) -> Any:
@@ -443,7 +489,8 @@ class Residents(MethodView):
 
 @blp.route("/residents/<resident_id>")
 class Resident(MethodView):
-    @blp.response(200, ResidentSchema)
+    @blp.conditional
+    @blp.response(200, ResidentSchema, headers=ETAG_HEADER)
     @blp.alt_response(403, description=NOT_FOR_VOLUNTEERS)
     @blp.alt_response(404, description="No such resident, or a resident asked for another")
     def get(self, resident_id: str) -> Any:
@@ -543,7 +590,8 @@ class Webhooks(MethodView):
 
 @blp.route("/webhooks/<subscription_id>")
 class Webhook(MethodView):
-    @blp.response(200, WebhookSchema)
+    @blp.conditional
+    @blp.response(200, WebhookSchema, headers=ETAG_HEADER)
     @blp.alt_response(403, description=WEBHOOK_CALLERS)
     @blp.alt_response(404, description=NO_WEBHOOK)
     def get(self, subscription_id: str) -> Any:
@@ -668,6 +716,86 @@ class WebhookReplays(MethodView):
                 session, subscription_id=subscription_id, by=caller(), **data
             )
             return {"replayed": len(replayed), "deliveries": replayed}
+
+
+# API keys: issued, listed, shown and revoked by admins (clients.py).
+
+ADMINS_ONLY = "The caller is not an admin: a token of the admin role or a key of the admin scope"
+NO_CLIENT = "No API client of that name"
+RATE_LIMITED = "The API key made more calls than its limit allows: retry after Retry-After"
+RATE_LIMIT_HEADERS = {
+    name: {"description": meaning, "schema": {"type": "integer"}}
+    for name, meaning in (
+        ("Retry-After", "Seconds until the key may call again"),
+        ("RateLimit-Limit", "Calls the key may make in a window"),
+        ("RateLimit-Remaining", "Calls left in this window"),
+        ("RateLimit-Reset", "Seconds until the window ends"),
+    )
+}
+
+
+@blp.route("/api-keys")
+class ApiKeys(MethodView):
+    @blp.arguments(ApiKeyCreateSchema)
+    @blp.response(201, ApiKeyCreatedSchema)
+    @blp.alt_response(403, description=ADMINS_ONLY)
+    @blp.alt_response(429, description=RATE_LIMITED, headers=RATE_LIMIT_HEADERS)
+    @blp.alt_response(409, description="A client of that name exists (revoked names are kept)")
+    @blp.alt_response(
+        422, description="Invalid fields: a scope its role may not hold, a malformed rate limit"
+    )
+    def post(self, data: dict[str, Any]) -> Any:
+        """Issue an API key to a system, a console or an admin tool; the key is shown this once"""
+        with current_service().db.transaction() as session:
+            client, key = clients.create_api_client(session, **data)
+            client.api_key = key  # type: ignore[attr-defined]
+            return client
+
+    @blp.arguments(ApiKeyQuerySchema, location="query")
+    @blp.response(200, ApiKeySchema(many=True), headers=PAGINATION_HEADER)
+    @blp.alt_response(403, description=ADMINS_ONLY)
+    @blp.alt_response(429, description=RATE_LIMITED, headers=RATE_LIMIT_HEADERS)
+    @blp.alt_response(422, description="Invalid filters")
+    def get(self, query: dict[str, Any]) -> Any:
+        """List API clients by name, with their scopes and last use (never their keys)"""
+        with current_service().db.read() as session:
+            page = clients.list_api_clients(
+                session,
+                after=query.get("after"),
+                page_size=query["page_size"],
+                is_revoked=query.get("revoked"),
+            )
+        header = {
+            "total": page.total,
+            "page_size": query["page_size"],
+            "next_cursor": page.next_cursor,
+        }
+        return page.items, {"X-Pagination": json.dumps(header)}
+
+
+@blp.route("/api-keys/<name>")
+class ApiKey(MethodView):
+    @blp.response(200, ApiKeySchema)
+    @blp.alt_response(403, description=ADMINS_ONLY)
+    @blp.alt_response(429, description=RATE_LIMITED, headers=RATE_LIMIT_HEADERS)
+    @blp.alt_response(404, description=NO_CLIENT)
+    def get(self, name: str) -> Any:
+        """Show an API client: its role, scopes, limit, last use and revocation"""
+        with current_service().db.read() as session:
+            return clients.get_api_client(session, name)
+
+    @blp.response(200, ApiKeySchema)
+    @blp.alt_response(403, description=ADMINS_ONLY)
+    @blp.alt_response(429, description=RATE_LIMITED, headers=RATE_LIMIT_HEADERS)
+    @blp.alt_response(404, description=NO_CLIENT)
+    def delete(self, name: str) -> Any:
+        """Revoke an API client's key for good: refused at once here, everywhere within 30 s"""
+        with current_service().db.transaction() as session:
+            client = clients.revoke_api_client(session, name=name)
+        keys = current_service().api_key_lookup
+        if keys is not None:
+            keys.forget(client.key_hash)
+        return client
 
 
 enforce(POLICY, blp)

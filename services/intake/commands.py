@@ -1,5 +1,5 @@
-"""intake's own commands: API keys for other systems, the demo community, and the import of
-a community's register."""
+"""intake's own commands: API keys for other systems (issue, list, revoke), the demo community,
+and the import of a community's register."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from typing import Any
 from marshmallow import ValidationError
 from sqlalchemy import select
 
-from services.intake import catalogue, directory, register
+from services.intake import catalogue, clients, directory, register
 from services.intake.models import ApiClient, Category, Resident
-from services.intake.schemas import CategoryCreateSchema
-from shared.auth import hash_api_key, new_api_key
+from services.intake.schemas import ApiKeySchema, CategoryCreateSchema
+from shared.errors import DomainError
 from shared.runtime import ServiceRuntime
 
 DEMO_COMMUNITY = "changshan-garden"
@@ -27,6 +27,9 @@ DEMO_RESIDENTS = (
     ("5", "1", "101", "Sun Hua", True, False),
 )
 BAR_WIDTH = 30
+# The demo console's key drives make bench, the stories and the chaos runs, which post far
+# faster than any console would: its limit only stops a runaway loop.
+DEMO_CONSOLE_RATE_LIMIT = "100000/minute"
 
 
 def demo_resident_id(building: str, unit: str, household: str) -> str:
@@ -35,16 +38,75 @@ def demo_resident_id(building: str, unit: str, household: str) -> str:
     ).hex
 
 
+def _shown(record: ApiClient, /, **extra: str) -> str:
+    return json.dumps({**ApiKeySchema().dump(record), **extra}, ensure_ascii=False)
+
+
+def _refused(error: DomainError) -> int:
+    print(error.detail, file=sys.stderr)
+    return 2
+
+
 def _create_api_key(runtime: ServiceRuntime, args: argparse.Namespace) -> int:
-    with runtime.db.transaction() as session:
-        client, key = directory.create_api_client(session, name=args.name, role=args.role)
-    print(json.dumps({"client": client.name, "role": client.role, "api_key": key}))
+    """Issue a key and print it, once, with what it may do."""
+    try:
+        with runtime.db.transaction() as session:
+            client, key = clients.create_api_client(
+                session,
+                name=args.name or args.client,
+                role=args.role,
+                scopes=args.scope,
+                rate_limit=args.rate_limit,
+            )
+            shown = _shown(client, client=client.name, api_key=key)
+    except DomainError as error:
+        return _refused(error)
+    print(shown)
     return 0
 
 
 def _configure_api_key(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("name", help="the client's name, e.g. city-hotline")
-    parser.add_argument("--role", choices=("system", "staff"), default="system")
+    named = parser.add_mutually_exclusive_group(required=True)
+    named.add_argument("--name", help="the client's name, e.g. city-hotline")
+    named.add_argument("client", nargs="?", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--role",
+        choices=clients.ROLES,
+        help="system (the default), staff (a staff console) or admin (implied by --scope admin)",
+    )
+    parser.add_argument(
+        "--scope",
+        action="append",
+        choices=list(clients.SCOPES),
+        help="a scope the key holds; repeat for more (default: all its role allows)",
+    )
+    parser.add_argument(
+        "--rate-limit", help="its own limit, e.g. 1200/minute (default: API_KEY_RATE_LIMIT)"
+    )
+
+
+def _revoke_api_key(runtime: ServiceRuntime, args: argparse.Namespace) -> int:
+    """Revoke a key: each web process refuses it within 30 s."""
+    try:
+        with runtime.db.transaction() as session:
+            shown = _shown(clients.revoke_api_client(session, name=args.name))
+    except DomainError as error:
+        return _refused(error)
+    print(shown)
+    return 0
+
+
+def _list_api_keys(runtime: ServiceRuntime, args: argparse.Namespace) -> int:
+    """Every client, one JSON line each, by name: never the keys themselves."""
+    after = None
+    with runtime.db.read() as session:
+        while True:
+            page = clients.list_api_clients(session, after=after, page_size=clients.MAX_PAGE_SIZE)
+            for client in page.items:
+                print(_shown(client))
+            if page.next_cursor is None:
+                return 0
+            after = page.next_cursor
 
 
 def demo_categories(path: Path = catalogue.DEMO_CATALOGUE) -> list[dict[str, Any]]:
@@ -81,13 +143,13 @@ def _seed_demo(runtime: ServiceRuntime, args: argparse.Namespace) -> int:
                     resident_id=resident_id,
                 )
             residents[f"{building}-{unit}-{number}"] = resident_id
-        key = new_api_key()
-        console = session.scalars(select(ApiClient).filter_by(name="demo-console")).first()
-        if console is None:
-            console, key = directory.create_api_client(session, name="demo-console", role="system")
+        if session.scalars(select(ApiClient).filter_by(name="demo-console")).first() is None:
+            _, key = clients.create_api_client(
+                session, name="demo-console", rate_limit=DEMO_CONSOLE_RATE_LIMIT
+            )
         else:
-            console.key_hash = hash_api_key(key)
-            console.revoked_at = None
+            console, key = clients.rekey_api_client(session, name="demo-console")
+            console.rate_limit = DEMO_CONSOLE_RATE_LIMIT
     print(json.dumps({"community": DEMO_COMMUNITY, "residents": residents, "api_key": key}))
     return 0
 
@@ -131,9 +193,19 @@ def _import_register(runtime: ServiceRuntime, args: argparse.Namespace) -> int:
 
 EXTRA_COMMANDS = {
     "create-api-key": (
-        "register another system and print its API key",
+        "issue an API key to another system, a console or an admin tool and print it once",
         _configure_api_key,
         _create_api_key,
+    ),
+    "revoke-api-key": (
+        "revoke a client's API key for good",
+        lambda parser: parser.add_argument("name", help="the client's name"),
+        _revoke_api_key,
+    ),
+    "list-api-keys": (
+        "list API clients with their scopes, limits, last use and revocation",
+        lambda parser: None,
+        _list_api_keys,
     ),
     "seed-demo": (
         "create the demo community's grid, residents and catalogue",

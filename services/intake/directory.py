@@ -1,5 +1,5 @@
-"""The registers intake keeps: the grid and its responsible people, residents, the health
-register and API clients."""
+"""The registers intake keeps: the grid and its responsible people, residents and the health
+register. API clients are clients.py's."""
 
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ from sqlalchemy import ColumnElement, and_, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+# API clients are clients.py's; callers that know them from here still find them.
+from services.intake.clients import authenticate_api_key as authenticate_api_key
+from services.intake.clients import create_api_client as create_api_client
 from services.intake.models import (
     NODE_KINDS,
-    ApiClient,
     Category,
     GridNode,
     HealthNote,
@@ -24,7 +26,7 @@ from services.intake.models import (
     ServiceRequest,
 )
 from services.intake.policy import HEALTH, no_resident
-from shared.auth import Principal, hash_api_key, new_api_key
+from shared.auth import Principal
 from shared.clock import utcnow
 from shared.errors import Conflict, Forbidden, Invalid, NotFound
 from shared.paging import fetch_page
@@ -416,26 +418,3 @@ def active_category(session: Session, code: str) -> Mapping[str, Any]:
     if row is None:
         raise _no_category(code)
     return dict(row._mapping)
-
-
-def create_api_client(
-    session: Session, *, name: str, role: str = "system"
-) -> tuple[ApiClient, str]:
-    """Register a client; the key is returned once and only its hash is kept."""
-    if role not in ("system", "staff"):
-        raise ValueError("API clients are systems or staff consoles")
-    key = new_api_key()
-    client = ApiClient(name=name, role=role, key_hash=hash_api_key(key), created_at=utcnow())
-    session.add(client)
-    try:
-        session.flush()
-    except IntegrityError:
-        raise Conflict(f"API client {name!r} already exists") from None
-    return client, key
-
-
-def authenticate_api_key(session: Session, key: str) -> Principal | None:
-    client = session.scalars(select(ApiClient).filter_by(key_hash=hash_api_key(key))).first()
-    if client is None or client.revoked_at is not None:
-        return None
-    return Principal(subject=f"client:{client.name}", role=client.role, is_system=True)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, literal, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from services.intake.directory import LEVELS, Place
@@ -30,6 +30,9 @@ SORTS: dict[str, tuple[tuple[str, bool], ...]] = {
     "urgency": (("urgency", False), ("due_at", True), ("id", True)),
 }
 MAX_PAGE_SIZE = 100
+# The most a list's total counts: past it the total is this, flagged as at least that many, so
+# that a page of a list of a million costs what a page of a list of ten thousand does.
+TOTAL_CAP = 10_000
 # On PostgreSQL a transaction may commit its timeline entry after one with a higher id: the
 # change feed serves only entries older than this, by which time any such one has committed.
 FEED_SETTLE = timedelta(seconds=2)
@@ -123,6 +126,11 @@ def _decode(cursor: str, sort: str) -> list[Any]:
 def _after(sort: str, values: list[Any]) -> ColumnElement[bool]:
     """Rows after the one with ``values`` in ``sort``'s order."""
     keys = SORTS[sort]
+    # The first key's bound alone, redundant with the alternatives below, is one an index
+    # range can start from: without it a deep page reads every row of the pages before it.
+    leading, ascending = keys[0]
+    column = getattr(ServiceRequest, leading)
+    bound = column >= values[0] if ascending else column <= values[0]
     alternatives = []
     for depth, (name, ascending) in enumerate(keys):
         column = getattr(ServiceRequest, name)
@@ -132,17 +140,19 @@ def _after(sort: str, values: list[Any]) -> ColumnElement[bool]:
         ]
         beyond = column > values[depth] if ascending else column < values[depth]
         alternatives.append(and_(*equal, beyond))
-    return or_(*alternatives)
+    return and_(bound, or_(*alternatives))
 
 
 @dataclass
 class Page:
     items: list[ServiceRequest]
+    # How many match in all; past TOTAL_CAP, TOTAL_CAP with is_total_capped set.
     total: int
     next_cursor: str | None = None
     page_size: int = 0
     sort: str = "newest"
     extra: dict[str, Any] = field(default_factory=dict)
+    is_total_capped: bool = False
 
 
 def list_requests(
@@ -154,11 +164,20 @@ def list_requests(
     page_size: int = 20,
 ) -> Page:
     """A page of the requests ``where`` selects in ``sort``'s order, starting after the
-    cursor a previous page gave, and how many match in all."""
+    cursor a previous page gave, and how many match in all (counted up to TOTAL_CAP)."""
     if sort not in SORTS:
         raise Invalid(f"Unknown sort {sort!r}; one of {sorted(SORTS)}", field="sort")
     conditions = _conditions(where)
-    total = session.scalar(select(func.count()).select_from(ServiceRequest).where(*conditions))
+    # Selecting a constant, not a column, lets an index that holds the conditions' columns
+    # answer the count alone.
+    matching = (
+        select(literal(1))
+        .select_from(ServiceRequest)
+        .where(*conditions)
+        .limit(TOTAL_CAP + 1)
+        .subquery()
+    )
+    counted = int(session.scalar(select(func.count()).select_from(matching)) or 0)
     query: Select[Any] = select(ServiceRequest).where(*conditions)
     if after:
         query = query.where(_after(sort, _decode(after, sort)))
@@ -173,7 +192,14 @@ def list_requests(
         rows = rows[:page_size]
         last = rows[-1]
         following = _encode([getattr(last, name) for name, _ in SORTS[sort]])
-    return Page(rows, int(total or 0), following, page_size, sort)
+    return Page(
+        rows,
+        min(counted, TOTAL_CAP),
+        following,
+        page_size,
+        sort,
+        is_total_capped=counted > TOTAL_CAP,
+    )
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,9 @@ timers = Timers(Base.metadata, messaging=messaging)
 
 
 class ApiClient(Base):
-    """Another system or a staff console, known by the hash of its API key."""
+    """Another system, a staff console or an administration tool, known by the hash of its
+    API key: what it may do (its scopes, clients.SCOPES) and how often (its own rate limit,
+    or the service's)."""
 
     __tablename__ = "api_clients"
 
@@ -42,7 +44,11 @@ class ApiClient(Base):
     name: Mapped[str] = mapped_column(String(100), unique=True)
     role: Mapped[str] = mapped_column(String(20), default="system")
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    rate_limit: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # Written at most once a minute: the time of a use within the last minute or so.
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
@@ -162,6 +168,12 @@ class ServiceRequest(Base):
         Index("ix_requests_updated", "updated_at", "id"),
         Index("ix_requests_due", "due_at", "id"),
         Index("ix_requests_urgency", "urgency", "due_at", "id"),
+        # A community's newest, and a building's most urgent (in the sort's own directions),
+        # read a page's rows however many requests there are; a building's by status and
+        # deadline are counted from the index alone.
+        # (And ix_requests_building_urgency, below the class: it names a column's direction.)
+        Index("ix_requests_community_created", "community", "created_at", "id"),
+        Index("ix_requests_building_status", "community", "building", "status", "due_at"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -214,6 +226,11 @@ class ServiceRequest(Base):
     duplicate_of: Mapped[str | None] = mapped_column(ForeignKey("requests.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # Bumped by every UPDATE of the row, which matches the version it read (SQLAlchemy's
+    # version counter): the request's ETag, that an If-Match is held to.
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}
 
     timeline: Mapped[list[TimelineEntry]] = relationship(
         order_by="TimelineEntry.id", lazy="selectin", back_populates="request"
@@ -221,6 +238,16 @@ class ServiceRequest(Base):
     duplicates: Mapped[list[ServiceRequest]] = relationship(
         lazy="selectin", join_depth=1, order_by="ServiceRequest.created_at", viewonly=True
     )
+
+
+Index(
+    "ix_requests_building_urgency",
+    ServiceRequest.community,
+    ServiceRequest.building,
+    ServiceRequest.urgency.desc(),
+    ServiceRequest.due_at,
+    ServiceRequest.id,
+)
 
 
 class TimelineEntry(Base):

@@ -1,11 +1,12 @@
-"""Who may do what at intake: the one door's table, and who may confirm a request."""
+"""Who may do what at intake: the one door's table, the scope an API key needs for each
+operation, and who may confirm a request."""
 
 from __future__ import annotations
 
 from services.intake.models import ServiceRequest
 from shared.auth import Principal
 from shared.errors import Forbidden, Invalid, NotFound
-from shared.policy import HEALTH, RESIDENT, STAFF, SYSTEM, VOLUNTEER, Owner, Policy, allow
+from shared.policy import ADMIN, HEALTH, RESIDENT, STAFF, SYSTEM, VOLUNTEER, Owner, Policy, allow
 
 # A resident's own: the requests made for them, and their record.
 FOR_THEM = Owner("resident_id")
@@ -22,11 +23,14 @@ MERGE = "requests.Merge.post"
 NOTE = "requests.Notes.post"
 ATTACH = "requests.Attachments.post"
 
+API_KEYS = "requests.ApiKeys"
+API_KEY = "requests.ApiKey"
+
 # Who may do what at intake; other systems and staff consoles call with API keys (system or
-# staff), people with tokens.
+# staff), administration tools with admin keys, people with tokens.
 POLICY = Policy(
     "intake",
-    roles=(SYSTEM, STAFF, VOLUNTEER, RESIDENT, HEALTH),
+    roles=(SYSTEM, STAFF, VOLUNTEER, RESIDENT, HEALTH, ADMIN),
     rules={
         # Requests, and what people do to them.
         "requests.Requests.post": allow(SYSTEM, STAFF, own={RESIDENT: FOR_THEM}),
@@ -50,9 +54,9 @@ POLICY = Policy(
         NOTE: allow(SYSTEM, STAFF, own={RESIDENT: FOR_THEM}),
         ATTACH: allow(SYSTEM, STAFF, own={RESIDENT: FOR_THEM}),
         # The catalogue: everyone reads it, staff keep it.
-        "requests.Categories.get": allow(SYSTEM, STAFF, VOLUNTEER, RESIDENT, HEALTH),
+        "requests.Categories.get": allow(SYSTEM, STAFF, VOLUNTEER, RESIDENT, HEALTH, ADMIN),
         "requests.Categories.post": allow(SYSTEM, STAFF),
-        "requests.Category.get": allow(SYSTEM, STAFF, VOLUNTEER, RESIDENT, HEALTH),
+        "requests.Category.get": allow(SYSTEM, STAFF, VOLUNTEER, RESIDENT, HEALTH, ADMIN),
         "requests.Category.patch": allow(SYSTEM, STAFF),
         # The grid and the people on it.
         "requests.GridNodes.get": allow(SYSTEM, STAFF),
@@ -84,6 +88,11 @@ POLICY = Policy(
                 "WebhookReplays.post",
             )
         },
+        # API keys (clients.py): issued, read and revoked by admins alone.
+        f"{API_KEYS}.post": allow(ADMIN),
+        f"{API_KEYS}.get": allow(ADMIN),
+        f"{API_KEY}.get": allow(ADMIN),
+        f"{API_KEY}.delete": allow(ADMIN),
     },
 )
 
@@ -108,6 +117,69 @@ OPEN311 = Policy(
         "open311.Token.get": allow(*ANYONE),
     },
 )
+
+
+# The scope (clients.SCOPES) an API key needs for each operation it may call, on top of what its
+# role allows; None: any key its role admits. People's tokens hold no scopes: their role says it.
+_ANY_KEY = None
+SCOPES: dict[str, str | None] = {
+    **dict.fromkeys(
+        (
+            "requests.Requests.get",
+            "requests.RequestChanges.get",
+            "requests.RequestCounts.get",
+            "requests.Request.get",
+        ),
+        "requests:read",
+    ),
+    **dict.fromkeys(
+        (
+            "requests.Requests.post",
+            CONFIRM,
+            TRIAGE,
+            START,
+            ESCALATE,
+            CANCEL,
+            REJECT,
+            REOPEN,
+            MERGE,
+            NOTE,
+            ATTACH,
+        ),
+        "requests:write",
+    ),
+    "requests.Categories.get": _ANY_KEY,
+    "requests.Category.get": _ANY_KEY,
+    "requests.Categories.post": "catalogue:write",
+    "requests.Category.patch": "catalogue:write",
+    **dict.fromkeys(
+        (
+            "requests.GridNodes.get",
+            "requests.GridNode.get",
+            "requests.Residents.get",
+            "requests.Resident.get",
+        ),
+        "directory:read",
+    ),
+    **dict.fromkeys(
+        (
+            "requests.GridNodes.post",
+            "requests.GridNode.patch",
+            "requests.Residents.post",
+            "requests.Resident.patch",
+        ),
+        "directory:write",
+    ),
+    # Read by the health role alone, which no key has.
+    "requests.HealthNotes.get": _ANY_KEY,
+    "requests.HealthNotes.post": "health:write",
+    **{name: "webhooks" for name in POLICY.rules if name.startswith("requests.Webhook")},
+    **dict.fromkeys(
+        (f"{API_KEYS}.post", f"{API_KEYS}.get", f"{API_KEY}.get", f"{API_KEY}.delete"), "admin"
+    ),
+    # The facade: a key given as its api_key (or in the header) needs the open311 scope.
+    **dict.fromkeys(OPEN311.rules, "open311"),
+}
 
 
 def no_request(request_id: str) -> NotFound:

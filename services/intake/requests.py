@@ -4,7 +4,7 @@ along an explicit state machine whose every step lands on the request's timeline
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -42,6 +42,7 @@ from services.intake.policy import PartyToTheService as PartyToTheService
 from shared import events
 from shared.auth import Principal
 from shared.clock import utcnow
+from shared.conditional import check_version, version_etag
 from shared.errors import Conflict, Invalid
 from shared.events import PRIORITIES
 from shared.people import address
@@ -328,6 +329,7 @@ def check_submission(
         "escalated_at": None,
         "created_at": now,
         "updated_at": now,
+        "version": 1,
         **place,
         **_deadlines(found, priority, now),
     }
@@ -481,10 +483,33 @@ def _move(request: ServiceRequest, action: str) -> str:
     return target
 
 
-def _held(session: Session, request_id: str, by: Principal, operation: str) -> ServiceRequest:
-    """The request locked for a change, if ``by`` may make it (else as if it did not exist)."""
+def etag_of(request: ServiceRequest) -> str:
+    """The request's ETag: its version, marked once time alone made it overdue."""
+    return version_etag(request.version, *(("overdue",) if request.due_at < utcnow() else ()))
+
+
+def _check_version(request: ServiceRequest, expected_versions: Collection[int] | None) -> None:
+    """PreconditionFailed unless the locked request is at a version its editor read."""
+    check_version(
+        request.version,
+        expected_versions,
+        what=f"Request {request.id}",
+        current_etag=etag_of(request),
+    )
+
+
+def _held(
+    session: Session,
+    request_id: str,
+    by: Principal,
+    operation: str,
+    expected_versions: Collection[int] | None,
+) -> ServiceRequest:
+    """The request locked for a change, if ``by`` may make it (else as if it did not exist)
+    and it is at one of ``expected_versions`` (None: at any)."""
     request = get_request(session, request_id, for_update=True)
     POLICY.check_owner(operation, by, request, hidden_as=no_request(request_id))
+    _check_version(request, expected_versions)
     return request
 
 
@@ -535,10 +560,11 @@ def triage_request(
     priority: str | None = None,
     location: Location | None = None,
     resident_id: str | None = None,
+    expected_versions: Collection[int] | None = None,
 ) -> ServiceRequest:
     """Staff look a request over: its category, priority, place and resident, as they judge;
     once it names a resident at a household, dispatch routes it (again)."""
-    request = _held(session, request_id, triaged_by, TRIAGE)
+    request = _held(session, request_id, triaged_by, TRIAGE, expected_versions)
     _move(request, "triage")
     changed: dict[str, Any] = {}
     if category is not None and category != request.category:
@@ -588,10 +614,15 @@ def triage_request(
 
 
 def start_service(
-    session: Session, *, request_id: str, started_by: Principal, note: str | None = None
+    session: Session,
+    *,
+    request_id: str,
+    started_by: Principal,
+    note: str | None = None,
+    expected_versions: Collection[int] | None = None,
 ) -> ServiceRequest:
     """The volunteer (or staff for them) is at work on the request."""
-    request = _held(session, request_id, started_by, START)
+    request = _held(session, request_id, started_by, START, expected_versions)
     _change(
         session,
         request,
@@ -604,11 +635,16 @@ def start_service(
 
 
 def escalate_request(
-    session: Session, *, request_id: str, escalated_by: Principal, reason: str | None
+    session: Session,
+    *,
+    request_id: str,
+    escalated_by: Principal,
+    reason: str | None,
+    expected_versions: Collection[int] | None = None,
 ) -> ServiceRequest:
     """Staff raise a request to the people responsible for its place."""
     why = _reason(reason)
-    request = _held(session, request_id, escalated_by, ESCALATE)
+    request = _held(session, request_id, escalated_by, ESCALATE, expected_versions)
     at = _change(session, request, "escalate", escalated_by, f"Escalated: {why}", is_public=False)
     request.escalated_at = at
     return request
@@ -633,31 +669,47 @@ def _withdraw(
 
 
 def cancel_request(
-    session: Session, *, request_id: str, cancelled_by: Principal, reason: str | None
+    session: Session,
+    *,
+    request_id: str,
+    cancelled_by: Principal,
+    reason: str | None,
+    expected_versions: Collection[int] | None = None,
 ) -> ServiceRequest:
     """The resident (or staff, or the system that filed it) no longer needs the service."""
     why = _reason(reason)
-    request = _held(session, request_id, cancelled_by, CANCEL)
+    request = _held(session, request_id, cancelled_by, CANCEL, expected_versions)
     return _withdraw(session, request, "cancel", cancelled_by, f"Cancelled: {why}")
 
 
 def reject_request(
-    session: Session, *, request_id: str, rejected_by: Principal, reason: str | None
+    session: Session,
+    *,
+    request_id: str,
+    rejected_by: Principal,
+    reason: str | None,
+    expected_versions: Collection[int] | None = None,
 ) -> ServiceRequest:
     """Staff refuse a request the neighbourhood does not serve, saying why."""
     why = _reason(reason)
-    request = _held(session, request_id, rejected_by, REJECT)
+    request = _held(session, request_id, rejected_by, REJECT, expected_versions)
     return _withdraw(session, request, "reject", rejected_by, f"Rejected: {why}")
 
 
 def merge_request(
-    session: Session, *, request_id: str, into: str, merged_by: Principal, note: str | None = None
+    session: Session,
+    *,
+    request_id: str,
+    into: str,
+    merged_by: Principal,
+    note: str | None = None,
+    expected_versions: Collection[int] | None = None,
 ) -> ServiceRequest:
     """Staff close a duplicate into the request it repeats, so that one need earns one credit;
     each names the other."""
     if into == request_id:
         raise Invalid("A request cannot be merged into itself", field="into")
-    duplicate = _held(session, request_id, merged_by, MERGE)
+    duplicate = _held(session, request_id, merged_by, MERGE, expected_versions)
     original = get_request(session, into, for_update=True)
     if original.status in (CANCELLED, REJECTED) or original.duplicate_of is not None:
         raise IllegalTransition(
@@ -691,10 +743,11 @@ def reopen_request(
     reopened_by: Principal,
     reason: str | None,
     reopen_within: timedelta = REOPEN_WITHIN,
+    expected_versions: Collection[int] | None = None,
 ) -> ServiceRequest:
     """The need came back or the work did not hold: the request goes back to the same team."""
     why = _reason(reason)
-    request = _held(session, request_id, reopened_by, REOPEN)
+    request = _held(session, request_id, reopened_by, REOPEN, expected_versions)
     _move(request, "reopen")
     if request.completed_at is not None and utcnow() > request.completed_at + reopen_within:
         raise IllegalTransition(
@@ -736,6 +789,7 @@ def confirm_request(
     confirmed_by: Principal,
     note: str | None = None,
     rating: Rating | None = None,
+    expected_versions: Collection[int] | None = None,
 ) -> ServiceRequest:
     """The resident confirms the service was done (and may rate it); a member of their
     household or the leader of their place may do so for them, recorded as a proxy; staff do
@@ -748,6 +802,7 @@ def confirm_request(
             session, request=request, resident_id=confirmed_by.subject
         )
     check_may_confirm(request, confirmed_by, reason, as_proxy=relation is not None)
+    _check_version(request, expected_versions)
     if request.status == CONFIRMED:
         raise IllegalTransition(
             f"Request {request_id} is already confirmed", current_status=request.status
@@ -825,11 +880,18 @@ def close_unconfirmed(
 
 
 def add_note(
-    session: Session, *, request_id: str, text: str, written_by: Principal, is_public: bool
+    session: Session,
+    *,
+    request_id: str,
+    text: str,
+    written_by: Principal,
+    is_public: bool,
+    expected_versions: Collection[int] | None = None,
 ) -> TimelineEntry:
     """A note on the request's timeline: public (the resident sees it) or internal."""
     request = get_request(session, request_id, for_update=True, with_timeline=False)
     POLICY.check_owner(NOTE, written_by, request, hidden_as=no_request(request_id))
+    _check_version(request, expected_versions)
     if written_by.role == "resident" and not is_public:
         raise Invalid("A resident's notes are public", field="public")
     request.updated_at = utcnow()
@@ -856,9 +918,10 @@ def add_attachment(
     url: str,
     description: str = "",
     added_by: Principal,
+    expected_versions: Collection[int] | None = None,
 ) -> ServiceRequest:
     """A photo or document, by its URL, kept with the request."""
-    request = _held(session, request_id, added_by, ATTACH)
+    request = _held(session, request_id, added_by, ATTACH, expected_versions)
     now = utcnow()
     item = _attachment({"url": url, "description": description}, added_by, now)
     request.attachments = [*request.attachments, item]

@@ -1,9 +1,11 @@
 """What intake's HTTP API accepts and returns. Strict: unknown fields are rejected."""
 
+from collections.abc import Callable
 from typing import Any
 
-from marshmallow import RAISE, Schema, fields, post_dump, post_load, validate
+from marshmallow import RAISE, Schema, fields, missing, post_dump, post_load, validate
 
+from services.intake import clients
 from services.intake.catalogue import GROUPS, QUESTION_TYPES, SENSITIVITIES
 from services.intake.directory import LANGUAGES
 from services.intake.listing import COUNTED_BY, MAX_PAGE_SIZE, SORTS
@@ -18,6 +20,41 @@ CODE = validate.Regexp(CATEGORY_CODE)
 
 def _text(most: int, **kwargs: Any) -> fields.Str:
     return fields.Str(validate=validate.Length(min=1, max=most), **kwargs)
+
+
+class Computed(fields.Nested):
+    """A nested object (or list) worked out from the whole object dumped, then dumped by the
+    nested schema: documented as that schema, where a Method field would be documented as
+    nothing. ``nullable``: the value may be None, dumped as null."""
+
+    def __init__(
+        self,
+        nested: type[Schema],
+        value: Callable[[Any], Any],
+        *,
+        nullable: bool = False,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        # Nullable through the metadata rather than allow_none (which only matters to loading):
+        # for OpenAPI 3.0 apispec spells a nullable allow_none reference as anyOf with an empty
+        # object, which the client generators turn into a type of its own.
+        if nullable:
+            metadata = {"nullable": True, **(metadata or {})}
+        super().__init__(nested, dump_only=True, metadata=metadata, **kwargs)
+        self.value = value
+
+    def get_value(self, obj: Any, attr: str, accessor: Any = None, default: Any = missing) -> Any:
+        return self.value(obj)
+
+
+class Deadline(fields.AwareDateTime):
+    """A deadline column, null when none is pending (kept as FAR_FUTURE, which sorts last)."""
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
+        if value is not None and value >= FAR_FUTURE:
+            return None
+        return super()._serialize(value, attr, obj, **kwargs)
 
 
 class NamesSchema(StrictSchema):
@@ -119,19 +156,28 @@ class CategoryQuerySchema(StrictSchema):
     include_inactive = fields.Bool(load_default=False)
 
 
+class CategoryNamesSchema(Schema):
+    """A category's name in each language (the Chinese one may be empty)."""
+
+    zh_cn = fields.Str(required=True, attribute="name_zh", data_key="zh-CN")
+    en = fields.Str(required=True, attribute="name")
+
+
 class CategorySchema(Schema):
-    code = fields.Str()
-    names = fields.Function(lambda c: {"zh-CN": c.name_zh, "en": c.name})
-    description = fields.Str()
-    group = fields.Str()
-    keywords = fields.List(fields.Str())
-    default_priority = fields.Str()
-    deadlines = fields.Dict()
-    sensitivity = fields.Str()
-    is_private = fields.Function(lambda c: c.sensitivity != "none")
-    questions = fields.List(fields.Dict())
-    notice = fields.Dict(allow_none=True)
-    is_active = fields.Bool()
+    code = fields.Str(required=True)
+    names = Computed(CategoryNamesSchema, lambda category: category, required=True)
+    description = fields.Str(required=True)
+    group = fields.Str(required=True)
+    keywords = fields.List(fields.Str(), required=True)
+    default_priority = fields.Str(required=True)
+    deadlines = fields.Dict(required=True)
+    sensitivity = fields.Str(required=True)
+    is_private = fields.Function(
+        lambda c: c.sensitivity != "none", required=True, metadata={"type": "boolean"}
+    )
+    questions = fields.List(fields.Dict(), required=True)
+    notice = fields.Dict(allow_none=True, required=True)
+    is_active = fields.Bool(required=True)
 
 
 class ReporterSchema(StrictSchema):
@@ -271,95 +317,104 @@ class ConfirmationSchema(StrictSchema):
 
 
 class TimelineEntrySchema(Schema):
-    id = fields.Int()
-    status = fields.Str()
-    action = fields.Str()
-    actor = fields.Str()
-    public = fields.Bool(attribute="is_public")
-    note = fields.Str()
-    at = fields.DateTime()
+    id = fields.Int(required=True)
+    status = fields.Str(required=True)
+    action = fields.Str(required=True)
+    actor = fields.Str(required=True)
+    public = fields.Bool(required=True, attribute="is_public")
+    note = fields.Str(required=True)
+    at = fields.DateTime(required=True)
+
+
+# Parts of a request kept in its own columns, each dumped from the request itself.
 
 
 class AssigneeSchema(Schema):
-    type = fields.Str(attribute="assignee_type")
-    id = fields.Str(attribute="assignee_id")
-    name = fields.Str(attribute="assignee_name")
+    type = fields.Str(required=True, attribute="assignee_type")
+    id = fields.Str(required=True, attribute="assignee_id")
+    name = fields.Str(required=True, attribute="assignee_name")
 
 
-def _deadline(value: Any) -> Any:
-    return None if value is None or value >= FAR_FUTURE else value.isoformat()
+class RequestReporterSchema(Schema):
+    """Who reported it, when not a registered resident."""
+
+    name = fields.Str(required=True, attribute="reporter_name")
+    phone = fields.Str(required=True, attribute="reporter_phone", allow_none=True)
+
+
+def _placed(request: Any) -> Any:
+    return None if request.household is None else request
+
+
+def _assigned(request: Any) -> Any:
+    return None if getattr(request, "assignee_id", None) is None else request
+
+
+def _reported(request: Any) -> Any:
+    return None if request.reporter_name is None else request
+
+
+def _shown_timeline(request: Any) -> Any:
+    # A resident is shown only the public entries (set by the view as ``shown_timeline``).
+    entries = getattr(request, "shown_timeline", None)
+    return request.timeline if entries is None else entries
 
 
 class RequestSummarySchema(Schema):
-    id = fields.Str()
-    category = fields.Str()
-    priority = fields.Str()
-    status = fields.Str(metadata={"enum": list(STATUSES)})
-    location = fields.Method("_location")
-    assignee = fields.Method("_assignee")
-    due_at = fields.Function(
-        lambda r: _deadline(r.due_at), metadata={"description": "The deadline now pending, if any"}
+    id = fields.Str(required=True)
+    category = fields.Str(required=True)
+    priority = fields.Str(required=True)
+    status = fields.Str(required=True, metadata={"enum": list(STATUSES)})
+    location = Computed(LocationSchema, _placed, nullable=True, required=True)
+    assignee = Computed(AssigneeSchema, _assigned, nullable=True, required=True)
+    due_at = Deadline(
+        required=True,
+        allow_none=True,
+        dump_only=True,
+        metadata={"description": "The deadline now pending, if any"},
     )
-    updated_at = fields.DateTime()
-
-    def _location(self, request: Any) -> dict[str, str] | None:
-        if request.household is None:
-            return None
-        return {
-            key: getattr(request, key) for key in ("community", "building", "unit", "household")
-        }
-
-    def _assignee(self, request: Any) -> dict[str, str] | None:
-        if getattr(request, "assignee_id", None) is None:
-            return None
-        result: dict[str, str] = AssigneeSchema().dump(request)
-        return result
+    updated_at = fields.DateTime(required=True)
 
 
 class RequestSchema(RequestSummarySchema):
-    summary = fields.Str()
-    details = fields.Str()
-    channel = fields.Str()
-    external_ref = fields.Str(allow_none=True)
-    resident_id = fields.Str(allow_none=True)
+    summary = fields.Str(required=True)
+    details = fields.Str(required=True)
+    channel = fields.Str(required=True)
+    external_ref = fields.Str(required=True, allow_none=True)
+    resident_id = fields.Str(required=True, allow_none=True)
     on_behalf = fields.Bool(
-        attribute="is_on_behalf", metadata={"description": "Filed by staff or a system for them"}
+        required=True,
+        attribute="is_on_behalf",
+        metadata={"description": "Filed by staff or a system for them"},
     )
-    reporter = fields.Method("_reporter")
-    address = fields.Str(attribute="address_text", allow_none=True)
-    answers = fields.Dict()
-    attachments = fields.List(fields.Dict())
-    acknowledge_by = fields.DateTime(allow_none=True)
-    resolve_by = fields.DateTime(allow_none=True)
-    is_overdue = fields.Method("_is_overdue")
-    escalated_at = fields.DateTime(allow_none=True)
-    hours = fields.Decimal(as_string=True, allow_none=True)
-    confirmed_as = fields.Str(allow_none=True)
-    rating = fields.Int(allow_none=True)
-    rating_comment = fields.Str(allow_none=True)
-    possible_duplicate_of = fields.Str(allow_none=True)
-    duplicate_of = fields.Str(allow_none=True)
-    duplicates = fields.Function(lambda r: [d.id for d in r.duplicates])
-    created_at = fields.DateTime()
-    timeline = fields.Method("_timeline")
-
-    def _reporter(self, request: Any) -> dict[str, Any] | None:
-        if request.reporter_name is None:
-            return None
-        return {"name": request.reporter_name, "phone": request.reporter_phone}
+    reporter = Computed(RequestReporterSchema, _reported, nullable=True, required=True)
+    address = fields.Str(required=True, attribute="address_text", allow_none=True)
+    answers = fields.Dict(required=True)
+    attachments = fields.List(fields.Dict(), required=True)
+    acknowledge_by = fields.DateTime(required=True, allow_none=True)
+    resolve_by = fields.DateTime(required=True, allow_none=True)
+    is_overdue = fields.Method("_is_overdue", required=True, metadata={"type": "boolean"})
+    escalated_at = fields.DateTime(required=True, allow_none=True)
+    hours = fields.Decimal(required=True, as_string=True, allow_none=True)
+    confirmed_as = fields.Str(required=True, allow_none=True)
+    rating = fields.Int(required=True, allow_none=True)
+    rating_comment = fields.Str(required=True, allow_none=True)
+    possible_duplicate_of = fields.Str(required=True, allow_none=True)
+    duplicate_of = fields.Str(required=True, allow_none=True)
+    duplicates = fields.Pluck(
+        RequestSummarySchema,
+        "id",
+        many=True,
+        required=True,
+        metadata={"description": "The requests merged into this one"},
+    )
+    created_at = fields.DateTime(required=True)
+    timeline = Computed(TimelineEntrySchema, _shown_timeline, many=True, required=True)
 
     def _is_overdue(self, request: Any) -> bool:
         from shared.clock import utcnow
 
         return bool(request.due_at < utcnow())
-
-    def _timeline(self, request: Any) -> list[dict[str, Any]]:
-        # A resident is shown only the public entries (set by the view as ``shown_timeline``).
-        entries = getattr(request, "shown_timeline", None)
-        dumped: list[dict[str, Any]] = TimelineEntrySchema(many=True).dump(
-            request.timeline if entries is None else entries
-        )
-        return dumped
 
 
 class RequestQuerySchema(StrictSchema):
@@ -401,13 +456,13 @@ class CountQuerySchema(RequestQuerySchema):
 
 
 class CountSchema(Schema):
-    value = fields.Str(allow_none=True)
-    count = fields.Int()
+    value = fields.Str(required=True, allow_none=True)
+    count = fields.Int(required=True)
 
 
-class CountsSchema(Schema):
-    by = fields.Str()
-    counts = fields.List(fields.Nested(CountSchema))
+class RequestCountsSchema(Schema):
+    by = fields.Str(required=True)
+    counts = fields.List(fields.Nested(CountSchema), required=True)
 
 
 class ChangesQuerySchema(StrictSchema):
@@ -416,14 +471,16 @@ class ChangesQuerySchema(StrictSchema):
 
 
 class ChangeSchema(Schema):
-    cursor = fields.Str()
-    entry = fields.Nested(TimelineEntrySchema)
-    request = fields.Nested(RequestSummarySchema)
+    cursor = fields.Str(required=True)
+    entry = fields.Nested(TimelineEntrySchema, required=True)
+    request = fields.Nested(RequestSummarySchema, required=True)
 
 
-class ChangesSchema(Schema):
-    changes = fields.List(fields.Nested(ChangeSchema))
-    next_cursor = fields.Str(allow_none=True, metadata={"description": "Pass as after next time"})
+class RequestChangesSchema(Schema):
+    changes = fields.List(fields.Nested(ChangeSchema), required=True)
+    next_cursor = fields.Str(
+        required=True, allow_none=True, metadata={"description": "Pass as after next time"}
+    )
 
 
 class HouseholdRefSchema(LocationSchema):
@@ -471,28 +528,43 @@ class GridNodeQuerySchema(StrictSchema):
     kind = fields.Str(validate=validate.OneOf(NODE_KINDS))
 
 
-class GridNodeSchema(Schema):
-    id = fields.Str()
-    kind = fields.Str()
-    path = fields.Str()
-    parent_id = fields.Str(allow_none=True)
-    place = fields.Function(
-        lambda n: {
-            level: getattr(n, level) or None
-            for level in ("community", "building", "unit", "household")
-        }
+def _level(name: str) -> fields.Function:
+    # A level beneath the node's own is kept empty, and shown as null.
+    return fields.Function(
+        lambda node: getattr(node, name) or None,
+        required=True,
+        metadata={"type": "string", "nullable": True},
     )
-    name = fields.Str()
-    responsible = fields.Method("_responsible")
 
-    def _responsible(self, node: Any) -> dict[str, Any] | None:
-        if node.responsible_name is None:
-            return None
-        return {
-            "name": node.responsible_name,
-            "phone": node.responsible_phone,
-            "resident_id": node.responsible_resident_id,
-        }
+
+class GridPlaceSchema(Schema):
+    """Where a node is: the levels beneath its own are null."""
+
+    community = fields.Str(required=True)
+    building = _level("building")
+    unit = _level("unit")
+    household = _level("household")
+
+
+class GridResponsibleSchema(Schema):
+    name = fields.Str(required=True, attribute="responsible_name")
+    phone = fields.Str(required=True, attribute="responsible_phone", allow_none=True)
+    resident_id = fields.Str(required=True, attribute="responsible_resident_id", allow_none=True)
+
+
+class GridNodeSchema(Schema):
+    id = fields.Str(required=True)
+    kind = fields.Str(required=True)
+    path = fields.Str(required=True)
+    parent_id = fields.Str(required=True, allow_none=True)
+    place = Computed(GridPlaceSchema, lambda node: node, required=True)
+    name = fields.Str(required=True)
+    responsible = Computed(
+        GridResponsibleSchema,
+        lambda node: None if node.responsible_name is None else node,
+        nullable=True,
+        required=True,
+    )
 
 
 class ResidentFlagsSchema(StrictSchema):
@@ -527,24 +599,15 @@ class ResidentQuerySchema(StrictSchema):
 
 
 class ResidentSchema(Schema):
-    id = fields.Str()
-    name = fields.Str()
-    phone = fields.Str(allow_none=True)
-    language = fields.Str()
-    is_elderly = fields.Bool()
-    lives_alone = fields.Bool()
-    is_disabled = fields.Bool()
-    has_reduced_mobility = fields.Bool()
-    location = fields.Method("_location")
-
-    def _location(self, resident: object) -> dict[str, str]:
-        home = resident.household  # type: ignore[attr-defined]
-        return {
-            "community": home.community,
-            "building": home.building,
-            "unit": home.unit,
-            "household": home.household,
-        }
+    id = fields.Str(required=True)
+    name = fields.Str(required=True)
+    phone = fields.Str(required=True, allow_none=True)
+    language = fields.Str(required=True)
+    is_elderly = fields.Bool(required=True)
+    lives_alone = fields.Bool(required=True)
+    is_disabled = fields.Bool(required=True)
+    has_reduced_mobility = fields.Bool(required=True)
+    location = fields.Nested(LocationSchema, required=True, attribute="household")
 
 
 class HealthNoteCreateSchema(StrictSchema):
@@ -552,11 +615,11 @@ class HealthNoteCreateSchema(StrictSchema):
 
 
 class HealthNoteSchema(Schema):
-    id = fields.Int()
-    resident_id = fields.Str()
-    note = fields.Str()
-    written_by = fields.Str()
-    written_at = fields.DateTime()
+    id = fields.Int(required=True)
+    resident_id = fields.Str(required=True)
+    note = fields.Str(required=True)
+    written_by = fields.Str(required=True)
+    written_at = fields.DateTime(required=True)
 
 
 class WebhookFieldsSchema(StrictSchema):
@@ -599,38 +662,43 @@ class WebhookUpdateSchema(WebhookFieldsSchema):
 
 class WebhookChangeSchema(Schema):
     action = fields.Str(
-        metadata={"description": "created, changed, secret_rotated, paused or resumed"}
+        required=True,
+        metadata={"description": "created, changed, secret_rotated, paused or resumed"},
     )
-    note = fields.Str()
-    actor = fields.Str()
-    at = fields.DateTime()
+    note = fields.Str(required=True)
+    actor = fields.Str(required=True)
+    at = fields.DateTime(required=True)
 
 
 class WebhookSchema(Schema):
-    id = fields.Str()
-    owner = fields.Str()
-    url = fields.Str()
-    events = fields.List(fields.Str())
-    description = fields.Str()
-    status = fields.Str(metadata={"enum": ["active", "paused"]})
-    paused_at = fields.DateTime(allow_none=True)
+    id = fields.Str(required=True)
+    owner = fields.Str(required=True)
+    url = fields.Str(required=True)
+    events = fields.List(fields.Str(), required=True)
+    description = fields.Str(required=True)
+    status = fields.Str(required=True, metadata={"enum": ["active", "paused"]})
+    paused_at = fields.DateTime(required=True, allow_none=True)
     paused_reason = fields.Str(
-        allow_none=True, metadata={"description": "Why intake stopped sending to the receiver"}
+        required=True,
+        allow_none=True,
+        metadata={"description": "Why intake stopped sending to the receiver"},
     )
     consecutive_failures = fields.Int(
-        metadata={"description": "Failed attempts in a row, since failing_since"}
+        required=True, metadata={"description": "Failed attempts in a row, since failing_since"}
     )
-    failing_since = fields.DateTime(allow_none=True)
-    last_success_at = fields.DateTime(allow_none=True)
-    last_failure_at = fields.DateTime(allow_none=True)
+    failing_since = fields.DateTime(required=True, allow_none=True)
+    last_success_at = fields.DateTime(required=True, allow_none=True)
+    last_failure_at = fields.DateTime(required=True, allow_none=True)
     previous_secret_until = fields.DateTime(
+        required=True,
         allow_none=True,
         metadata={"description": "Until when the secret before the last rotation signs too"},
     )
-    created_at = fields.DateTime()
-    updated_at = fields.DateTime()
+    created_at = fields.DateTime(required=True)
+    updated_at = fields.DateTime(required=True)
     history = fields.List(
         fields.Nested(WebhookChangeSchema),
+        required=True,
         metadata={"description": f"What became of it, newest first (the last {HISTORY_SHOWN})"},
     )
 
@@ -642,10 +710,11 @@ class WebhookSchema(Schema):
 
 class WebhookCreatedSchema(WebhookSchema):
     secret = fields.Str(
+        required=True,
         metadata={
             "description": "Keys the HMAC-SHA256 of each delivery's Redvest-Signature; shown "
             "this once"
-        }
+        },
     )
 
 
@@ -664,33 +733,39 @@ class DeliveryQuerySchema(StrictSchema):
 
 
 class WebhookAttemptSchema(Schema):
-    number = fields.Int()
-    at = fields.DateTime()
-    status_code = fields.Int(allow_none=True)
-    latency_ms = fields.Int(allow_none=True)
-    error = fields.Str(allow_none=True)
-    response_excerpt = fields.Str(metadata={"description": "The start of the receiver's answer"})
+    number = fields.Int(required=True)
+    at = fields.DateTime(required=True)
+    status_code = fields.Int(required=True, allow_none=True)
+    latency_ms = fields.Int(required=True, allow_none=True)
+    error = fields.Str(required=True, allow_none=True)
+    response_excerpt = fields.Str(
+        required=True, metadata={"description": "The start of the receiver's answer"}
+    )
 
 
 class DeliverySchema(Schema):
-    id = fields.Str()
-    subscription_id = fields.Str()
-    request_id = fields.Str()
-    event_id = fields.Str(metadata={"description": "Also the entry's cursor in the change feed"})
-    event_type = fields.Str()
-    state = fields.Str(metadata={"enum": list(DELIVERY_STATES)})
-    attempts = fields.Int()
-    next_attempt_at = fields.DateTime(allow_none=True)
-    last_status_code = fields.Int(allow_none=True)
-    last_error = fields.Str(allow_none=True)
-    replay_of = fields.Str(allow_none=True)
-    created_at = fields.DateTime()
-    delivered_at = fields.DateTime(allow_none=True)
+    id = fields.Str(required=True)
+    subscription_id = fields.Str(required=True)
+    request_id = fields.Str(required=True)
+    event_id = fields.Str(
+        required=True, metadata={"description": "Also the entry's cursor in the change feed"}
+    )
+    event_type = fields.Str(required=True)
+    state = fields.Str(required=True, metadata={"enum": list(DELIVERY_STATES)})
+    attempts = fields.Int(required=True)
+    next_attempt_at = fields.DateTime(required=True, allow_none=True)
+    last_status_code = fields.Int(required=True, allow_none=True)
+    last_error = fields.Str(required=True, allow_none=True)
+    replay_of = fields.Str(required=True, allow_none=True)
+    created_at = fields.DateTime(required=True)
+    delivered_at = fields.DateTime(required=True, allow_none=True)
 
 
 class DeliveryDetailSchema(DeliverySchema):
-    payload = fields.Dict(metadata={"description": "The body sent, as JSON"})
-    attempt_log = fields.List(fields.Nested(WebhookAttemptSchema), data_key="attempt_log")
+    payload = fields.Dict(required=True, metadata={"description": "The body sent, as JSON"})
+    attempt_log = fields.List(
+        fields.Nested(WebhookAttemptSchema), required=True, data_key="attempt_log"
+    )
 
 
 class ReplaySchema(StrictSchema):
@@ -702,5 +777,74 @@ class ReplaySchema(StrictSchema):
 
 
 class ReplayedSchema(Schema):
-    replayed = fields.Int(metadata={"description": "How many deliveries were made again"})
-    deliveries = fields.List(fields.Nested(DeliverySchema))
+    replayed = fields.Int(
+        required=True, metadata={"description": "How many deliveries were made again"}
+    )
+    deliveries = fields.List(fields.Nested(DeliverySchema), required=True)
+
+
+# API keys (clients.py): issued, listed and revoked by admins.
+
+
+class ApiKeyCreateSchema(StrictSchema):
+    name = fields.Str(
+        required=True,
+        validate=validate.Regexp(clients.NAME),
+        metadata={"description": "The client's name, e.g. city-hotline: letters, digits, . _ -"},
+    )
+    role = fields.Str(
+        validate=validate.OneOf(clients.ROLES),
+        metadata={
+            "description": "system (another system), staff (a staff console) or admin; by "
+            "default admin for a key of the admin scope, else system"
+        },
+    )
+    scopes = fields.List(
+        fields.Str(validate=validate.OneOf(list(clients.SCOPES))),
+        validate=validate.Length(min=1, max=len(clients.SCOPES)),
+        metadata={
+            "description": "What the key may do, within its role; by default all its role "
+            "allows. "
+            + "; ".join(f"`{name}`: {meaning}" for name, meaning in clients.SCOPES.items())
+        },
+    )
+    rate_limit = fields.Str(
+        validate=validate.Length(min=1, max=40),
+        metadata={
+            "description": "Calls the key may make, e.g. 600/minute; by default the service's "
+            "API_KEY_RATE_LIMIT"
+        },
+    )
+
+
+class ApiKeyQuerySchema(StrictSchema):
+    after = fields.Str(
+        validate=validate.Length(min=1, max=100),
+        metadata={"description": "The next_cursor of the previous page"},
+    )
+    page_size = fields.Int(
+        load_default=50, validate=validate.Range(min=1, max=clients.MAX_PAGE_SIZE)
+    )
+    revoked = fields.Bool(metadata={"description": "Only revoked keys (true) or live ones"})
+
+
+class ApiKeySchema(Schema):
+    name = fields.Str(required=True)
+    role = fields.Str(required=True, metadata={"enum": list(clients.ROLES)})
+    scopes = fields.List(fields.Str(metadata={"enum": list(clients.SCOPES)}), required=True)
+    rate_limit = fields.Str(
+        required=True,
+        allow_none=True,
+        metadata={"description": "Its own limit; null: API_KEY_RATE_LIMIT"},
+    )
+    created_at = fields.DateTime(required=True)
+    last_used_at = fields.DateTime(
+        required=True,
+        allow_none=True,
+        metadata={"description": "When it was last used, to the minute"},
+    )
+    revoked_at = fields.DateTime(required=True, allow_none=True)
+
+
+class ApiKeyCreatedSchema(ApiKeySchema):
+    api_key = fields.Str(required=True, metadata={"description": "The key itself, shown this once"})

@@ -220,13 +220,17 @@ class TestConfirmation:
 
 
 # Every error status each operation can answer; 422 wherever it takes a body or a query.
-_ON_A_REQUEST = {"401", "403", "404", "409", "422"}
+_ON_A_REQUEST = {"401", "403", "404", "409", "412", "422"}
 ERRORS_EACH_OPERATION_DOCUMENTS = {
     ("get", "/v1/requests"): {"401", "403", "422"},
     ("post", "/v1/requests"): {"401", "403", "404", "409", "422"},
     ("get", "/v1/requests/changes"): {"401", "403", "422"},
     ("get", "/v1/requests/counts"): {"401", "403", "422"},
     ("get", "/v1/requests/{request_id}"): {"401", "403", "404"},
+    ("post", "/v1/api-keys"): {"401", "403", "409", "422", "429"},
+    ("get", "/v1/api-keys"): {"401", "403", "422", "429"},
+    ("get", "/v1/api-keys/{name}"): {"401", "403", "404", "429"},
+    ("delete", "/v1/api-keys/{name}"): {"401", "403", "404", "429"},
     **{
         ("post", f"/v1/requests/{{request_id}}/{action}"): _ON_A_REQUEST
         for action in (
@@ -240,8 +244,8 @@ ERRORS_EACH_OPERATION_DOCUMENTS = {
             "merge",
         )
     },
-    ("post", "/v1/requests/{request_id}/notes"): {"401", "403", "404", "422"},
-    ("post", "/v1/requests/{request_id}/attachments"): {"401", "403", "404", "422"},
+    ("post", "/v1/requests/{request_id}/notes"): {"401", "403", "404", "412", "422"},
+    ("post", "/v1/requests/{request_id}/attachments"): {"401", "403", "404", "412", "422"},
     ("get", "/v1/categories"): {"401", "422"},
     ("post", "/v1/categories"): {"401", "403", "409", "422"},
     ("get", "/v1/categories/{code}"): {"401", "404"},
@@ -298,7 +302,10 @@ class TestPlumbing:
 
     def test_every_operation_documents_the_errors_it_can_answer(self, client):
         spec = client.get("/openapi.json").json
-        assert_errors_documented(spec, ERRORS_EACH_OPERATION_DOCUMENTS)
+        # API keys are rate limited: every operation documents the 429 too.
+        assert_errors_documented(
+            spec, {key: codes | {"429"} for key, codes in ERRORS_EACH_OPERATION_DOCUMENTS.items()}
+        )
 
     def test_the_correlation_id_is_echoed_and_carried_into_the_outbox(
         self, client, api_key, resident_id
