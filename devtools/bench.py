@@ -10,6 +10,9 @@
 4. A killed worker's message: how long after the kill another worker gets it.
 5. points' ledger: transfers written a second, one a transaction and in batches, with every
    check a transfer meets in service.
+6. intake's staff lists: ``GET /v1/requests`` p50 and p95 for a building's open requests, its
+   overdue ones and a page 50 pages deep, with 10 thousand requests stored and with a million
+   (``services/intake/benchmark.py``), on a database of their own.
 
 A Markdown report with plots goes to ``var/bench/``. Everything runs on this machine against
 its own Redis namespace and its own SQLite files (or PostgreSQL databases with ``--postgres``).
@@ -33,6 +36,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +49,8 @@ from sqlalchemy import func, select
 from devtools.community import Databases, forget_namespace, migrate_all, seed_demo
 from devtools.processes import ROOT, ProcessGroup, venv_env, wait_until_ready
 from devtools.redis_server import EmbeddedRedis, free_port, is_reachable
+from services.intake.benchmark import LISTS, ListsTimed, bench_lists
+from services.intake.config import MIGRATIONS as INTAKE_MIGRATIONS
 from services.points.benchmark import bench_transfers
 from shared.broker import create_broker
 from shared.commit_publisher import CommitPublisher
@@ -52,6 +58,7 @@ from shared.consumers import declare
 from shared.database import Database
 from shared.events import Event
 from shared.logs import configure_logging
+from shared.migrations import upgrade
 from shared.settings import Settings
 from shared.topology import SERVICES, queue_of
 
@@ -556,15 +563,77 @@ def _delete_rabbitmq_queues(url: str, queue: str) -> None:
 
 def ledger_transfers(database_url: str, *, transfers: int) -> dict[str, float]:
     """points' ledger writing gifts between members: one transfer a transaction, then batches
-    of 100, on the bench's own (migrated) points database, with every check of the service."""
+    of 100 and of 1000, on the bench's own (migrated) points database, with every check of the
+    service."""
     db = Database(database_url)
     try:
         return {
             "one": bench_transfers(db, transfers, 1).per_second,
             "batched": bench_transfers(db, transfers, LEDGER_BATCH).per_second,
+            "batched_1000": bench_transfers(db, transfers, 10 * LEDGER_BATCH).per_second,
         }
     finally:
         db.dispose()
+
+
+def list_latency(
+    env: dict[str, str],
+    *,
+    sizes: list[int],
+    repeats: int,
+    postgres: str | None,
+    prefix: str,
+    work: Path,
+) -> list[ListsTimed]:
+    """intake's staff lists timed at each of ``sizes`` requests stored, on an intake database
+    of their own (on PostgreSQL, made on that server and dropped afterwards)."""
+    scratch = Databases(postgres, prefix) if postgres else None
+    url = scratch.url("intake") if scratch else f"sqlite:///{work / 'intake-lists.db'}"
+    database = "PostgreSQL" if scratch else "SQLite"
+    timed: list[ListsTimed] = []
+    if scratch:
+        scratch.create()
+    try:
+        upgrade(INTAKE_MIGRATIONS, url)
+        settings = Settings.from_env("intake", {**env, "INTAKE_DATABASE_URL": url})
+        for figures in bench_lists(settings, sizes, repeats=repeats):
+            timed.append(figures)
+            say(f"  {describe_lists(timed, database)} (filled in {figures.fill_seconds:.0f} s)")
+    finally:
+        if scratch:
+            scratch.drop()
+        # A million requests take over a gigabyte: the logs are kept, not they.
+        for path in work.glob("intake-lists.db*"):
+            path.unlink()
+    return timed
+
+
+def describe_lists(timed: list[ListsTimed], database: str) -> str:
+    """The last of ``timed`` as a line, with its p95s as ratios to the first's."""
+    figures, smallest = timed[-1], timed[0]
+    names = {
+        "first": "first page",
+        "overdue": "overdue page",
+        "deep": f"deep page ({figures.depth} in)",
+    }
+    p50 = {name: percentile(figures.seconds[name], 0.50) * 1000 for name in LISTS}
+    p95 = {name: percentile(figures.seconds[name], 0.95) * 1000 for name in LISTS}
+    line = f"intake list at {_count(figures.stored)} ({database}): " + "; ".join(
+        f"{names[name]} p50 {p50[name]:.1f} ms, p95 {p95[name]:.1f} ms" for name in LISTS
+    )
+    if figures is not smallest:
+        line += f"; p95 ratio {_count(figures.stored)}/{_count(smallest.stored)}: " + ", ".join(
+            f"{name} {p95[name] / (percentile(smallest.seconds[name], 0.95) * 1000):.1f}"
+            for name in LISTS
+        )
+    return line
+
+
+def _count(number: int) -> str:
+    for unit, size in (("M", 1_000_000), ("k", 1_000)):
+        if number >= size and number % size == 0:
+            return f"{number // size}{unit}"
+    return str(number)
 
 
 def say(line: str) -> None:
@@ -718,6 +787,17 @@ def main(argv: list[str] | None = None) -> int:
         metavar="URL",
         help="also time a killed worker's message on this RabbitMQ (amqp://...)",
     )
+    parser.add_argument(
+        "--list-sizes",
+        type=lambda given: sorted(int(size) for size in given.split(",")),
+        default=[10_000, 1_000_000],
+        metavar="N,N",
+        help="requests stored when intake's lists are timed (default 10000,1000000)",
+    )
+    parser.add_argument("--list-repeats", type=int, default=100, help="answers timed a list")
+    lists = parser.add_mutually_exclusive_group()
+    lists.add_argument("--skip-lists", action="store_true", help="do not time intake's lists")
+    lists.add_argument("--lists-only", action="store_true", help="time intake's lists alone")
     args = parser.parse_args(argv)
 
     load_average = "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
@@ -735,6 +815,23 @@ def main(argv: list[str] | None = None) -> int:
         "BROKER_NAMESPACE": f"redvest-bench-{run_id}",
     }
     env.setdefault("REDVEST_AUTH_SECRET", secrets.token_urlsafe(48))
+    database = "PostgreSQL" if args.postgres else "SQLite"
+    time_lists = partial(
+        list_latency,
+        env,
+        sizes=args.list_sizes,
+        repeats=args.list_repeats,
+        postgres=args.postgres,
+        prefix=f"redvest_bench_{run_id}_lists",
+        work=work,
+    )
+    if args.lists_only:
+        say(f"bench: intake's lists alone, {database}, load average {load_average}")
+        timed = time_lists()
+        say("")
+        for number in range(1, len(timed) + 1):
+            say(describe_lists(timed[:number], database))
+        return 0
     databases = Databases(args.postgres, f"redvest_bench_{run_id}") if args.postgres else None
     for service in SERVICES:
         url = databases.url(service) if databases else f"sqlite:///{work / service}.db"
@@ -745,7 +842,6 @@ def main(argv: list[str] | None = None) -> int:
         redis = EmbeddedRedis(work / "redis").start()
         env["BROKER_URL"] = redis.url
     broker_url = env.get("BROKER_URL") or env["REDIS_URL"]
-    database = "PostgreSQL" if databases else "SQLite"
     group = ProcessGroup(env, work / "logs")
     figures: dict[str, Any] = {}
     started = time.monotonic()
@@ -793,6 +889,10 @@ def main(argv: list[str] | None = None) -> int:
         say(f"Ledger transfers, {args.transfers} each way:")
         figures["ledger"] = ledger_transfers(env["POINTS_DATABASE_URL"], transfers=args.transfers)
         say(f"  {figures['ledger']}")
+        figures["lists"] = []
+        if not args.skip_lists:
+            say(f"intake's lists at {', '.join(map(_count, args.list_sizes))} requests:")
+            figures["lists"] = time_lists()
     finally:
         group.stop()
         if redis is not None:
@@ -814,11 +914,14 @@ def main(argv: list[str] | None = None) -> int:
     ]
     lines.append(
         f"ledger transfers per second: one at a time {figures['ledger']['one']:.0f}, "
-        f"in batches of {LEDGER_BATCH} {figures['ledger']['batched']:.0f}"
+        f"in batches of {LEDGER_BATCH} {figures['ledger']['batched']:.0f}, "
+        f"of {10 * LEDGER_BATCH} {figures['ledger']['batched_1000']:.0f}"
     )
     for broker, seconds in figures["killed"].items():
         suffix = "" if broker == "Redis" else f" ({broker})"
         lines.append(f"killed worker's message back after{suffix}: {seconds:.1f} s")
+    for number in range(1, len(figures["lists"]) + 1):
+        lines.append(describe_lists(figures["lists"][:number], database))
     report = write_report(
         database=database, load_average=load_average, figures=figures, lines=lines, env=env
     )

@@ -4,8 +4,9 @@ definitions, requests posted and read, and tokens, each as ``.json`` or ``.xml``
 It follows the specification (wiki.open311.org/GeoReport_v2 and its Service Discovery page)
 rather than the house conventions of ``/v1``, so it stays out of the OpenAPI document on purpose:
 its POST is form-encoded, its format is the path's suffix, errors are the specification's array
-of ``{code, description}`` (403 for a missing or wrong api_key, 404 for what does not exist, 400
-for the rest), and reads need no key. The specification is its contract.
+of ``{code, description}`` (403 for a missing or wrong api_key, 404 for what does not exist,
+any path under it included, 405 for a method a path does not take, 400 for the rest), and reads
+need no key. The specification is its contract.
 
 - Callers: the ``api_key`` of another system or a staff console (the keys of ``/v1``), sent as a
   form field or a query parameter (or as ``/v1``'s ``X-API-Key`` header). Posting needs one;
@@ -40,7 +41,7 @@ from marshmallow import (
     validates_schema,
 )
 from sqlalchemy.orm import Session
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
 from services.intake import georeport
 from services.intake.policy import OPEN311, PUBLIC
@@ -356,8 +357,8 @@ def _answer(
 
 def _errors(status: int, descriptions: list[str]) -> Response:
     # The specification's statuses: 404 for what does not exist, 403 for a missing or wrong
-    # api_key, 400 for anything else.
-    status = status if status in (403, 404) else 400
+    # api_key, 400 for anything else; and HTTP's 405, which names the methods allowed.
+    status = status if status in (403, 404, 405, 429) else 400
     body = [{"code": status, "description": description} for description in descriptions]
     return _answer(body, root="errors", status=status)
 
@@ -435,6 +436,26 @@ def _http_error(error: HTTPException) -> Response | HTTPException:
     if error.code is None or error.code < 400:
         return error
     return _errors(error.code, [error.description or error.name])
+
+
+@blp.before_app_request
+def _unrouted() -> Response | None:
+    """A path under ``/open311/v2`` that no view serves, or a method none takes there: the
+    specification's error array, in the format the path's suffix asks for. No blueprint is
+    known before routing succeeds, so the blueprint's own handlers never see these."""
+    error = request.routing_exception
+    prefix = str(blp.url_prefix)
+    if not isinstance(error, HTTPException) or request.url_rule is not None:
+        return None
+    if request.path != prefix and not request.path.startswith(prefix + "/"):
+        return None
+    g.open311_format = request.path.rpartition(".")[2] if "." in request.path else None
+    if isinstance(error, MethodNotAllowed):
+        allowed = sorted(error.valid_methods or ())
+        answer = _errors(405, [f"{request.method} is not allowed here: use {', '.join(allowed)}"])
+        answer.headers["Allow"] = ", ".join(allowed)
+        return answer
+    return _errors(error.code or 404, [f"Nothing at {request.path}: see discovery.json"])
 
 
 # --- the views -------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ from shared.errors import Invalid
 from shared.json_input import MAX_BODY_BYTES
 
 FORMATS = ("json", "xml")
+MIMES = {"json": "application/json", "xml": "text/xml"}
 COMMUNITY = "changshan-garden"
 KNIFE_QUESTIONS = [
     {
@@ -738,6 +739,62 @@ class TestTokensAndFormats:
         assert response.json() == [
             {"code": 404, "description": "No format 'csv' here: ask for .json or .xml"}
         ]
+
+    @pytest.mark.parametrize("format", FORMATS)
+    @pytest.mark.parametrize("path", ["nothing", "services/haircut/more", "requests/1234/notes"])
+    def test_a_path_no_view_serves_is_the_specifications_404_in_the_format_asked_for(
+        self, endpoint, household, format, path
+    ):
+        response = get(endpoint, f"{path}.{format}")
+
+        assert response.status_code == 404
+        assert response.headers["Content-Type"].startswith(MIMES[format])
+        assert read(response) == [
+            {
+                "code": "404",
+                "description": f"Nothing at /open311/v2/{path}.{format}: see discovery.json",
+            }
+        ]
+
+    def test_the_bare_endpoint_is_a_404_in_json_as_the_specification_says(self, endpoint):
+        response = http.get(endpoint, timeout=10)
+
+        assert response.status_code == 404
+        assert response.json() == [
+            {"code": 404, "description": "Nothing at /open311/v2: see discovery.json"}
+        ]
+
+    @pytest.mark.parametrize("format", FORMATS)
+    @pytest.mark.parametrize(
+        ("method", "path", "allowed"),
+        [
+            ("DELETE", "requests", "GET, HEAD, OPTIONS, POST"),
+            ("PUT", "services", "GET, HEAD, OPTIONS"),
+            ("POST", "requests/1234", "GET, HEAD, OPTIONS"),
+        ],
+    )
+    def test_a_method_the_path_does_not_take_is_a_405_naming_those_it_does(
+        self, endpoint, household, api_key, format, method, path, allowed
+    ):
+        response = http.request(
+            method, f"{endpoint}/{path}.{format}", data={"api_key": api_key}, timeout=10
+        )
+
+        assert response.status_code == 405
+        assert response.headers["Allow"] == allowed
+        assert response.headers["Content-Type"].startswith(MIMES[format])
+        assert read(response) == [
+            {"code": "405", "description": f"{method} is not allowed here: use {allowed}"}
+        ]
+        assert stored_requests() == 0
+
+    def test_a_path_outside_the_endpoint_keeps_v1s_problem(self, endpoint):
+        response = http.get(
+            endpoint.replace("/open311/v2", "/open311/v3/services.json"), timeout=10
+        )
+
+        assert response.status_code == 404
+        assert response.headers["Content-Type"] == "application/problem+json"
 
     def test_a_wrong_api_key_on_a_read_is_a_403_as_on_a_post(self, endpoint, household):
         response = get(endpoint, "services.xml", api_key="rv_wrong")
