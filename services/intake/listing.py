@@ -82,7 +82,9 @@ def _conditions(where: RequestFilter) -> list[ColumnElement[bool]]:
         conditions.append(r.due_at < now)
     elif where.overdue is False:
         conditions.append(r.due_at >= now)
-    if where.is_open is not None:
+    # Overdue requests are all open: saying so again would only mislead PostgreSQL's planner,
+    # which takes the two conditions as independent, into reading and sorting far more rows.
+    if where.is_open is not None and not (where.is_open and where.overdue is True):
         conditions.append(r.status.in_(OPEN) if where.is_open else r.status.not_in(OPEN))
     ranges: tuple[tuple[Any, datetime | None, bool], ...] = (
         (r.created_at, where.created_after, True),

@@ -163,6 +163,18 @@ def _issuance_and(held: dict[str, Account], volunteer_id: str) -> tuple[Account,
     return held[ISSUANCE_HOLDER], held[ledger.volunteer_holder(volunteer_id)]
 
 
+def _confirmed_first(session: Session, request_id: str, existing: Transfer | None) -> bool:
+    """Whether the request's confirmation came before its completion: it then minted nothing
+    (refused) or credited the hours at once, and there is nothing left to hold."""
+    if session.get(EarningRefusal, request_id) is not None:
+        log.info("points.completion_after_refusal", request_id=request_id)
+        return True
+    if existing is not None and not existing.is_pending:
+        log.info("points.completion_after_credit", transfer_id=existing.id)
+        return True
+    return False
+
+
 def open_pending_earn(
     session: Session,
     *,
@@ -213,13 +225,7 @@ def open_pending_earn(
     volunteer = held.get(ledger.volunteer_holder(volunteer_id))
     if volunteer is not None and volunteer_name is not None:
         ledger.name_holder(volunteer, volunteer_name)
-    if session.get(EarningRefusal, request_id) is not None:
-        # Its confirmation came first and minted nothing: there is nothing to hold.
-        log.info("points.completion_after_refusal", request_id=request_id)
-        return None
-    if existing is not None and not existing.is_pending:
-        # The confirmation came first and credited the hours: nothing is left to hold.
-        log.info("points.completion_after_credit", transfer_id=existing.id)
+    if _confirmed_first(session, request_id, existing):
         return existing
     # A pending earning is compared at the rate it was priced at: the rate may have changed.
     rate = existing.rate if existing is not None and existing.rate is not None else None
@@ -283,11 +289,7 @@ def _open_pending_set(
         account = held.get(holder)
         if account is not None and person.name is not None:
             ledger.name_holder(account, person.name)
-    if session.get(EarningRefusal, request_id) is not None:
-        log.info("points.completion_after_refusal", request_id=request_id)
-        return None
-    if existing is not None and not existing.is_pending:
-        log.info("points.completion_after_credit", transfer_id=existing.id)
+    if _confirmed_first(session, request_id, existing):
         return existing
     rate = existing.rate if existing is not None and existing.rate is not None else None
     rate = rate or ledger.rate_for(session, category).points_per_hour
