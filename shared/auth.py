@@ -26,7 +26,10 @@ from shared.people import address
 from shared.topology import SERVICES
 
 # Roles a bearer token may carry: other systems authenticate with API keys only.
-TOKEN_ROLES = ("staff", "volunteer", "resident", "health", "admin")
+TOKEN_ROLES = ("staff", "volunteer", "resident", "health", "admin", "grid_leader", "team_lead")
+# Roles that are a person's standing, not who they are: a grid leader is a resident and a team
+# lead a volunteer wherever other services name them.
+_ADDRESSED_AS = {"grid_leader": "resident", "team_lead": "volunteer"}
 STAFF_ROLES = ("system", "staff")
 # A token names the services it may be used at; by default, all of them.
 ALL_SERVICES = SERVICES
@@ -56,7 +59,7 @@ class Principal:
     @property
     def address(self) -> str:
         """How other services name this caller (``staff:duty-officer``, ``volunteer:42``)."""
-        return address(self.role, self.subject)
+        return address(_ADDRESSED_AS.get(self.role, self.role), self.subject)
 
 
 @dataclass(frozen=True)

@@ -15,18 +15,22 @@ One rule for refusals, in every service:
 - no credentials, or bad ones: 401;
 - a role the operation never admits: 403, before anything is read or validated;
 - a role admitted only to what is its own (a resident's requests, a volunteer's assignments,
-  a person's inbox, account or transfers) asking for someone else's: 404, word for word what a
-  thing that does not exist answers, so that no one learns whether another person's exists.
+  a person's inbox, account or transfers, what lies in the places a grid leader leads) asking
+  for someone else's: 404, word for word what a thing that does not exist answers, so that no
+  one learns whether another person's exists.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.auth import Principal
 from shared.errors import Forbidden, NotFound
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 SYSTEM = "system"
 STAFF = "staff"
@@ -36,6 +40,12 @@ RESIDENT = "resident"
 HEALTH = "health"
 # Issues and revokes API keys: a person's token of that role, or an API key of the admin scope.
 ADMIN = "admin"
+# A resident responsible for places of the grid (a unit, a building, the community): acts for
+# the residents there. The token's subject is their resident id.
+GRID_LEADER = "grid_leader"
+# A volunteer who leads a team: follows and steers the team's work. The token's subject is their
+# volunteer id.
+TEAM_LEAD = "team_lead"
 
 
 class Owner:
@@ -57,8 +67,9 @@ class Owner:
             # A subject that cannot be part of an address owns nothing addressed.
             return None
 
-    def owns(self, principal: Principal, resource: Any) -> bool:
-        """Whether ``resource`` (an object or a mapping) belongs to ``principal``."""
+    def owns(self, principal: Principal, resource: Any, *, session: Session | None = None) -> bool:
+        """Whether ``resource`` (an object or a mapping) belongs to ``principal``; its own fields
+        tell, so ``session`` is not needed."""
         name = self._name_of(principal)
         return name is not None and any(_read(resource, path) == name for path in self.fields)
 
@@ -68,6 +79,32 @@ class Owner:
         if len(self.fields) != 1 or name is None:
             raise ValueError(f"no single filter selects what {principal.role} owns")
         return {self.fields[0]: name}
+
+
+class QueriedOwner:
+    """How a resource is told to be someone's by a query rather than by a field of its own (a
+    place in the area a person leads): ``holds(session, principal, resource)`` answers for one
+    resource, in the session it was read in; a list is kept to theirs by the filter
+    ``{scope_field: subject}``, which the list's query must know how to apply."""
+
+    def __init__(
+        self, holds: Callable[[Session, Principal, Any], bool], *, scope_field: str
+    ) -> None:
+        self.holds = holds
+        self.scope_field = scope_field
+
+    def owns(self, principal: Principal, resource: Any, *, session: Session | None = None) -> bool:
+        """Whether ``resource`` belongs to ``principal``, asked in ``session``."""
+        if session is None:
+            raise ValueError("whose this is is told by a query: give the session it was read in")
+        return self.holds(session, principal, resource)
+
+    def scope(self, principal: Principal) -> dict[str, str]:
+        """The filter that keeps a list to ``principal``'s own."""
+        return {self.scope_field: principal.subject}
+
+
+Ownership = Owner | QueriedOwner
 
 
 def _read(resource: Any, path: str) -> Any:
@@ -81,7 +118,7 @@ class Rule:
     """Who may call one operation: ``anyone`` of some roles, others only on what they ``own``."""
 
     anyone: frozenset[str]
-    own: Mapping[str, Owner] = field(default_factory=dict)
+    own: Mapping[str, Ownership] = field(default_factory=dict)
     # The sentence a refused role is told, where the operation's roles need explaining.
     refusal: str | None = None
 
@@ -96,7 +133,9 @@ class Rule:
         return f"Role {role!r} may not do this; it needs one of {sorted(self.roles)}"
 
 
-def allow(*roles: str, own: Mapping[str, Owner] | None = None, refusal: str | None = None) -> Rule:
+def allow(
+    *roles: str, own: Mapping[str, Ownership] | None = None, refusal: str | None = None
+) -> Rule:
     """A rule admitting ``roles`` to anything and the roles of ``own`` to their own only."""
     both = set(roles) & set(own or {})
     if both:
@@ -130,12 +169,19 @@ class Policy:
             raise Forbidden(rule.refused(principal.role))
 
     def check_owner(
-        self, operation: str, principal: Principal, resource: Any, *, hidden_as: NotFound
+        self,
+        operation: str,
+        principal: Principal,
+        resource: Any,
+        *,
+        hidden_as: NotFound,
+        session: Session | None = None,
     ) -> None:
-        """Raise ``hidden_as`` (the resource's own 404) unless ``principal`` may touch it."""
+        """Raise ``hidden_as`` (the resource's own 404) unless ``principal`` may touch it;
+        ``session``, the one it was read in, for an owner told by a query."""
         self.check_role(operation, principal)
         owner = self.rule(operation).own.get(principal.role)
-        if owner is not None and not owner.owns(principal, resource):
+        if owner is not None and not owner.owns(principal, resource, session=session):
             raise hidden_as
 
     def scope(self, operation: str, principal: Principal) -> dict[str, str]:

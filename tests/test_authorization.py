@@ -37,7 +37,18 @@ from services.points.tests.builders import credit, rates
 from shared.admission import IncompletePolicy, enforce
 from shared.auth import Principal, issue_token
 from shared.errors import Forbidden
-from shared.policy import ADMIN, HEALTH, RESIDENT, STAFF, SYSTEM, VOLUNTEER, Policy, allow
+from shared.policy import (
+    ADMIN,
+    GRID_LEADER,
+    HEALTH,
+    RESIDENT,
+    STAFF,
+    SYSTEM,
+    TEAM_LEAD,
+    VOLUNTEER,
+    Policy,
+    allow,
+)
 
 PROBLEM = "application/problem+json"
 APPS: dict[str, tuple[Flask, Policy]] = {
@@ -48,8 +59,8 @@ APPS: dict[str, tuple[Flask, Policy]] = {
 }
 # Other systems reach intake with API keys; people reach every service with tokens.
 CALLERS = {
-    "intake": (SYSTEM, STAFF, VOLUNTEER, RESIDENT, HEALTH, ADMIN, None),
-    "dispatch": (STAFF, VOLUNTEER, RESIDENT, None),
+    "intake": (SYSTEM, STAFF, VOLUNTEER, RESIDENT, HEALTH, ADMIN, GRID_LEADER, None),
+    "dispatch": (STAFF, VOLUNTEER, RESIDENT, TEAM_LEAD, None),
     "points": (STAFF, VOLUNTEER, RESIDENT, None),
     "notify": (STAFF, VOLUNTEER, RESIDENT, None),
 }

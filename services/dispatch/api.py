@@ -18,6 +18,7 @@ from services.dispatch.schemas import (
     RoutingRuleSchema,
     TeamCreateSchema,
     TeamSchema,
+    TeamUpdateSchema,
     VolunteerCreateSchema,
     VolunteerQuerySchema,
     VolunteerSchema,
@@ -41,8 +42,12 @@ roster = Blueprint(
 )
 # The same words for the same failure on every endpoint; who may do what is in policy.py.
 STAFF_ONLY = "The caller is not staff"
-STAFF_OR_VOLUNTEER = "The caller is neither staff nor a volunteer"
-NO_ASSIGNMENT = "No such assignment, or a volunteer asked for someone else's"
+STAFF_OR_VOLUNTEER = "The caller is neither staff, nor a volunteer, nor a team lead"
+STAFF_OR_TEAM_LEAD = "The caller is neither staff nor a team lead"
+NO_ASSIGNMENT = (
+    "No such assignment, or a volunteer asked for someone else's, or a team lead for one "
+    "of a team they do not lead"
+)
 
 
 @blp.route("/assignments")
@@ -125,14 +130,31 @@ class Teams(MethodView):
             return routing.create_team(session, **data)
 
 
+@roster.route("/teams/<team_id>")
+class Team(MethodView):
+    @roster.arguments(TeamUpdateSchema)
+    @roster.response(200, TeamSchema)
+    @roster.alt_response(403, description=STAFF_ONLY)
+    @roster.alt_response(404, description="No such team")
+    @roster.alt_response(409, description="A team of that name already exists")
+    @roster.alt_response(
+        422, description="Invalid fields, or a lead who is not an active member of the team"
+    )
+    def patch(self, data: dict[str, Any], team_id: str) -> Any:
+        """Rename or describe a team, or name the volunteer who leads it"""
+        with current_service().db.transaction() as session:
+            return routing.update_team(session, team_id=team_id, **data)
+
+
 @roster.route("/volunteers")
 class Volunteers(MethodView):
     @roster.arguments(VolunteerQuerySchema, location="query")
     @roster.response(200, VolunteerSchema(many=True))
-    @roster.alt_response(403, description=STAFF_ONLY)
+    @roster.alt_response(403, description=STAFF_OR_TEAM_LEAD)
     @roster.paginate()
     def get(self, query: dict[str, Any], pagination_parameters: PaginationParameters) -> Any:
-        """List volunteers"""
+        """List volunteers; a team lead, those of the teams they lead"""
+        query.update(POLICY.scope(operation(), caller()))
         return paged(current_service().db, pagination_parameters, routing.list_volunteers, **query)
 
     @roster.arguments(VolunteerCreateSchema)

@@ -24,6 +24,8 @@ DEMO_VOLUNTEERS = (
     ("knife_sharpener", "Lao Zhang", "knife_sharpening"),
     ("electrician", "Wang Jun", "electrical_repair"),
 )
+# The volunteer who leads the demo team, by key.
+DEMO_LEAD = "knife_sharpener"
 
 
 def demo_id(kind: str, key: str) -> str:
@@ -68,13 +70,17 @@ def _seed_demo(runtime: ServiceRuntime, args: argparse.Namespace) -> int:
                 )
             _ensure_rule(session, category=category, volunteer=volunteer)
             volunteers[key] = {"id": volunteer.id, "name": volunteer.name}
-    print(json.dumps({"volunteers": volunteers}))
+        if team.lead_volunteer_id is None:
+            routing.update_team(
+                session, team_id=team.id, lead_volunteer_id=volunteers[DEMO_LEAD]["id"]
+            )
+    print(json.dumps({"volunteers": volunteers, "team": {"id": team.id, "lead": DEMO_LEAD}}))
     return 0
 
 
 EXTRA_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Command]] = {
     "seed-demo": (
-        "create the demo team, its volunteers and their routing rules",
+        "create the demo team, its volunteers, its lead and their routing rules",
         lambda parser: None,
         _seed_demo,
     ),

@@ -39,6 +39,9 @@ class Team(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     description: Mapped[str] = mapped_column(Text, default="")
+    # An active member of the team who follows and steers its work. A plain id rather than a
+    # foreign key (see migration 0005): naming a lead checks they are an active member.
+    lead_volunteer_id: Mapped[str | None] = mapped_column(String(64))
 
 
 class Volunteer(Base):
@@ -49,6 +52,13 @@ class Volunteer(Base):
     team_id: Mapped[str | None] = mapped_column(ForeignKey("teams.id"), index=True)
     phone: Mapped[str | None] = mapped_column(String(32))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    team: Mapped[Team | None] = relationship(foreign_keys=[team_id])
+
+    @property
+    def lead_volunteer_id(self) -> str | None:
+        """Who leads the volunteer's team, if they have a team and it has a lead."""
+        return None if self.team is None else self.team.lead_volunteer_id
 
 
 class RoutingRule(Base):
@@ -100,3 +110,8 @@ class Assignment(Base):
     participants: Mapped[list[dict[str, str]] | None] = mapped_column(JSON)
 
     volunteer: Mapped[Volunteer] = relationship(lazy="joined")
+
+    @property
+    def lead_volunteer_id(self) -> str | None:
+        """Who leads the team of the volunteer it is handed to."""
+        return self.volunteer.lead_volunteer_id

@@ -9,7 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import cast
 
-from sqlalchemy import Row, Table, bindparam, insert, select
+from sqlalchemy import Row, Select, Table, bindparam, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -19,10 +19,11 @@ from services.dispatch.policy import ACCEPT, COMPLETE, POLICY, no_assignment
 from shared import events, notifications
 from shared.auth import Principal
 from shared.clock import utcnow
-from shared.errors import Conflict, Invalid
+from shared.errors import Conflict, Invalid, NotFound
 from shared.fields import HOURS_MAX, HOURS_PLACES
 from shared.paging import fetch_page
 from shared.people import address
+from shared.policy import TEAM_LEAD
 
 ASSIGNED = "assigned"
 ACCEPTED = "accepted"
@@ -31,6 +32,13 @@ CONFIRMED = "confirmed"
 # The request was cancelled, rejected or merged away at intake before the work was done.
 WITHDRAWN = "withdrawn"
 STATUSES = (ASSIGNED, ACCEPTED, COMPLETED, CONFIRMED, WITHDRAWN)
+
+
+class Unchanged:
+    """A field an update leaves as it is (``None`` would clear it)."""
+
+
+UNCHANGED = Unchanged()
 
 
 def create_team(
@@ -49,6 +57,62 @@ def create_team(
     except IntegrityError:
         raise conflict from None
     return team
+
+
+def no_team(team_id: str) -> NotFound:
+    """The answer for a team that does not exist."""
+    return NotFound(f"No team {team_id}")
+
+
+def update_team(
+    session: Session,
+    *,
+    team_id: str,
+    name: str | None = None,
+    description: str | None = None,
+    lead_volunteer_id: str | Unchanged | None = UNCHANGED,
+) -> Team:
+    """Rename or describe a team, or name (``None``: no longer name) the volunteer who leads
+    it: an active member of the team."""
+    team = session.get(Team, team_id, with_for_update=True)
+    if team is None:
+        raise no_team(team_id)
+    if name is not None and name != team.name:
+        taken = session.scalars(select(Team.id).filter_by(name=name)).first()
+        if taken is not None:
+            raise Conflict(f"A team named {name!r} already exists", field="name")
+        team.name = name
+    if description is not None:
+        team.description = description
+    if not isinstance(lead_volunteer_id, Unchanged):
+        if lead_volunteer_id is not None:
+            _check_lead(session, team, lead_volunteer_id)
+        team.lead_volunteer_id = lead_volunteer_id
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:
+        raise Conflict(f"A team named {name!r} already exists", field="name") from None
+    return team
+
+
+def _check_lead(session: Session, team: Team, volunteer_id: str) -> None:
+    lead = session.get(Volunteer, volunteer_id)
+    if lead is None or lead.team_id != team.id or not lead.is_active:
+        named = f"Volunteer {volunteer_id}" + ("" if lead is None else f" ({lead.name})")
+        raise Invalid(
+            f"{named} is not an active member of team {team.name!r}, so cannot lead it",
+            field="lead_volunteer_id",
+        )
+
+
+def _led_by(lead_volunteer_id: str) -> Select[str]:
+    """The ids of the volunteers of the teams ``lead_volunteer_id`` leads."""
+    return (
+        select(Volunteer.id)
+        .join(Team, Volunteer.team_id == Team.id)
+        .where(Team.lead_volunteer_id == lead_volunteer_id)
+    )
 
 
 def list_teams(session: Session, *, offset: int = 0, limit: int = 50) -> tuple[list[Team], int]:
@@ -84,12 +148,19 @@ def register_volunteer(
 
 
 def list_volunteers(
-    session: Session, *, team_id: str | None = None, offset: int = 0, limit: int = 50
+    session: Session,
+    *,
+    team_id: str | None = None,
+    lead_volunteer_id: str | None = None,
+    offset: int = 0,
+    limit: int = 50,
 ) -> tuple[list[Volunteer], int]:
-    """Volunteers by name, optionally one team's."""
+    """Volunteers by name, optionally one team's, or those of the teams someone leads."""
     query = select(Volunteer).order_by(Volunteer.name, Volunteer.id)
     if team_id is not None:
         query = query.where(Volunteer.team_id == team_id)
+    if lead_volunteer_id is not None:
+        query = query.where(Volunteer.id.in_(_led_by(lead_volunteer_id)))
     return fetch_page(session, query, offset=offset, limit=limit)
 
 
@@ -264,17 +335,25 @@ def list_assignments(
     session: Session,
     *,
     volunteer_id: str | None = None,
+    lead_volunteer_id: str | None = None,
     status: str | None = None,
     offset: int = 0,
     limit: int = 50,
 ) -> tuple[list[Assignment], int]:
-    """Assignments, newest first."""
+    """Assignments, newest first; optionally those of the teams ``lead_volunteer_id`` leads."""
     query = select(Assignment).order_by(Assignment.assigned_at.desc(), Assignment.id)
     if volunteer_id is not None:
         query = query.where(Assignment.volunteer_id == volunteer_id)
+    if lead_volunteer_id is not None:
+        query = query.where(Assignment.volunteer_id.in_(_led_by(lead_volunteer_id)))
     if status is not None:
         query = query.where(Assignment.status == status)
     return fetch_page(session, query, offset=offset, limit=limit)
+
+
+def _address_of(actor: Principal) -> str:
+    # A team lead is a volunteer: steering their team's work, they are recorded as that person.
+    return address("volunteer", actor.subject) if actor.role == TEAM_LEAD else actor.address
 
 
 # Each action on an assignment, by the name of its operation in dispatch's policy.
@@ -310,8 +389,8 @@ def accept_assignment(
     now = utcnow()
     assignment.status = ACCEPTED
     assignment.accepted_at = now
-    # Staff acting for the volunteer are recorded as themselves, never as the volunteer.
-    assignment.accepted_by = accepted_by.address
+    # Staff or a team lead acting for the volunteer are recorded as themselves, never as them.
+    assignment.accepted_by = _address_of(accepted_by)
     messaging.stage(
         session,
         events.REQUEST_ACCEPTED,
@@ -434,7 +513,7 @@ def complete_assignment(
     assignment.hours = hours
     assignment.note = note
     assignment.completed_at = now
-    assignment.completed_by = completed_by.address
+    assignment.completed_by = _address_of(completed_by)
     assignment.participants = [
         {"volunteer_id": person.volunteer_id, "hours": f"{Decimal(person.hours):.2f}"}
         for person in named

@@ -17,10 +17,24 @@ class TeamCreateSchema(StrictSchema):
     description = fields.Str(load_default="", validate=validate.Length(max=2000))
 
 
+class TeamUpdateSchema(StrictSchema):
+    name = fields.Str(validate=validate.Length(min=1, max=100))
+    description = fields.Str(validate=validate.Length(max=2000))
+    lead_volunteer_id = fields.Str(
+        allow_none=True,
+        validate=validate.Length(min=1, max=64),
+        metadata={
+            "description": "The volunteer who leads the team, an active member of it; null: "
+            "the team has no lead"
+        },
+    )
+
+
 class TeamSchema(Schema):
     id = fields.Str()
     name = fields.Str()
     description = fields.Str()
+    lead_volunteer_id = fields.Str(allow_none=True)
 
 
 class VolunteerCreateSchema(StrictSchema):
@@ -73,7 +87,11 @@ class RoutingRuleSchema(Schema):
 
 class AssignmentQuerySchema(StrictSchema):
     status = fields.Str(validate=validate.OneOf(STATUSES))
-    volunteer_id = fields.Str(metadata={"description": "Staff only; volunteers see their own"})
+    volunteer_id = fields.Str(
+        metadata={
+            "description": "Staff and team leads; volunteers see their own, team leads their teams'"
+        }
+    )
 
 
 class AssignmentSchema(Schema):

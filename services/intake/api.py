@@ -11,6 +11,7 @@ from typing import Any
 import flask
 from flask import url_for
 from flask.views import MethodView
+from sqlalchemy.orm import Session
 
 from services.intake import catalogue, clients, directory, listing, requests, webhooks
 from services.intake.destinations import Destinations, destinations_for
@@ -65,6 +66,7 @@ from shared.conditional import versions_named
 from shared.idempotency import IDEMPOTENCY_HEADER_DOC, created_once
 from shared.openapi import CHANGED_HEADERS, ETAG_HEADER, Blueprint
 from shared.paging import paged
+from shared.policy import GRID_LEADER, RESIDENT
 from shared.service_app import current_service
 
 blp = Blueprint("requests", __name__, url_prefix="/v1", description="Requests through the one door")
@@ -89,7 +91,7 @@ PAGINATION_HEADER = {
 
 def _as_seen(request: requests.ServiceRequest) -> requests.ServiceRequest:
     """The request as the caller may see it: a resident, the public timeline only."""
-    if caller().role == "resident":
+    if caller().role in (RESIDENT, GRID_LEADER):
         request.shown_timeline = [entry for entry in request.timeline if entry.is_public]  # type: ignore[attr-defined]
     return request
 
@@ -142,17 +144,19 @@ class Requests(MethodView):
     @blp.doc(parameters=[IDEMPOTENCY_HEADER_DOC])
     def post(self, data: dict[str, Any]) -> Any:
         """Submit a request"""
-        principal = caller()
-        resident_id = data.get("resident_id")
-        POLICY.check_owner(operation(), principal, data, hidden_as=no_resident(str(resident_id)))
+        principal, name = caller(), operation()
+        hidden_as = no_resident(str(data.get("resident_id")))
+
+        def check(session: Session) -> requests.Submission:
+            POLICY.check_owner(name, principal, data, hidden_as=hidden_as, session=session)
+            return requests.check_submission(session, submitted_by=principal, **data)
+
         return created_once(
             current_service().db,
             current_service().messaging,
             principal,
             requests.record_submission,
-            check=lambda session: requests.check_submission(
-                session, submitted_by=principal, **data
-            ),
+            check=check,
             schema=REQUEST_SCHEMA,
             location=lambda created: url_for("requests.Request", request_id=created.id),
         )
@@ -217,7 +221,9 @@ class Request(MethodView):
         """Show a request with its timeline"""
         with current_service().db.read() as session:
             request = requests.get_request(session, request_id)
-            POLICY.check_owner(operation(), caller(), request, hidden_as=no_request(request_id))
+            POLICY.check_owner(
+                operation(), caller(), request, hidden_as=no_request(request_id), session=session
+            )
             return _as_seen(request), {"ETag": requests.etag_of(request)}
 
 

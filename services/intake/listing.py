@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from services.intake.directory import LEVELS, Place
 from services.intake.models import Category, ServiceRequest, TimelineEntry
+from services.intake.policy import in_area_of
 from services.intake.requests import OPEN
 from shared.clock import utcnow
 from shared.errors import Invalid
@@ -55,6 +56,8 @@ class RequestFilter:
     updated_before: datetime | None = None
     assignee_id: str | None = None
     resident_id: str | None = None
+    # The grid leader (a resident id) whose area the requests lie in.
+    area_of: str | None = None
     is_open: bool | None = None
 
 
@@ -99,6 +102,8 @@ def _conditions(where: RequestFilter) -> list[ColumnElement[bool]]:
         conditions.append(r.assignee_id == where.assignee_id)
     if where.resident_id is not None:
         conditions.append(r.resident_id == where.resident_id)
+    if where.area_of is not None:
+        conditions.append(in_area_of(where.area_of, {level: getattr(r, level) for level in LEVELS}))
     return conditions
 
 

@@ -3,13 +3,73 @@ operation, and who may confirm a request."""
 
 from __future__ import annotations
 
-from services.intake.models import ServiceRequest
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import ColumnElement, exists, or_, select
+from sqlalchemy.orm import Session, aliased
+
+from services.intake.models import NODE_KINDS, GridNode, Resident, ServiceRequest
 from shared.auth import Principal
 from shared.errors import Forbidden, Invalid, NotFound
-from shared.policy import ADMIN, HEALTH, RESIDENT, STAFF, SYSTEM, VOLUNTEER, Owner, Policy, allow
+from shared.people import address
+from shared.policy import (
+    ADMIN,
+    GRID_LEADER,
+    HEALTH,
+    RESIDENT,
+    STAFF,
+    SYSTEM,
+    VOLUNTEER,
+    Owner,
+    Policy,
+    QueriedOwner,
+    allow,
+)
+
+# A node's path names its levels by their kinds: a place's columns are named the same.
+LEVELS = NODE_KINDS
+
+
+def in_area_of(leader_id: str, place: Mapping[str, Any]) -> ColumnElement[bool]:
+    """Whether ``place`` (columns or values, by level) lies at or beneath a node of the grid
+    that resident ``leader_id`` is responsible for."""
+    node = aliased(GridNode)
+    # Below a node's own level its path is empty: there, any place of the level is beneath it.
+    return exists().where(
+        node.responsible_resident_id == leader_id,
+        node.community == place["community"],
+        *(
+            or_(getattr(node, level) == "", getattr(node, level) == place[level])
+            for level in LEVELS[1:]
+        ),
+    )
+
+
+def _request_in_their_area(session: Session, leader: Principal, request: Any) -> bool:
+    place = {level: getattr(request, level) for level in LEVELS}
+    return bool(session.scalar(select(in_area_of(leader.subject, place))))
+
+
+def _resident_in_their_area(session: Session, leader: Principal, submission: Any) -> bool:
+    home = aliased(GridNode)
+    found = session.scalar(
+        select(Resident.id)
+        .join(home, Resident.household_id == home.id)
+        .where(
+            Resident.id == submission.get("resident_id"),
+            in_area_of(leader.subject, {level: getattr(home, level) for level in LEVELS}),
+        )
+    )
+    return found is not None
+
 
 # A resident's own: the requests made for them, and their record.
 FOR_THEM = Owner("resident_id")
+# A grid leader's: the requests placed in their area, and the residents who live there. A list
+# is kept to their area by listing.RequestFilter.area_of.
+IN_THEIR_AREA = QueriedOwner(_request_in_their_area, scope_field="area_of")
+LIVES_IN_THEIR_AREA = QueriedOwner(_resident_in_their_area, scope_field="area_of")
 # A volunteer's own: the requests assigned to them.
 ASSIGNED_TO_THEM = Owner("assignee_id")
 CONFIRM = "requests.Confirmation.post"
@@ -26,22 +86,30 @@ ATTACH = "requests.Attachments.post"
 API_KEYS = "requests.ApiKeys"
 API_KEY = "requests.ApiKey"
 
+EVERYONE = (SYSTEM, STAFF, VOLUNTEER, RESIDENT, HEALTH, ADMIN, GRID_LEADER)
 # Who may do what at intake; other systems and staff consoles call with API keys (system or
 # staff), administration tools with admin keys, people with tokens.
 POLICY = Policy(
     "intake",
-    roles=(SYSTEM, STAFF, VOLUNTEER, RESIDENT, HEALTH, ADMIN),
+    roles=EVERYONE,
     rules={
-        # Requests, and what people do to them.
-        "requests.Requests.post": allow(SYSTEM, STAFF, own={RESIDENT: FOR_THEM}),
-        "requests.Requests.get": allow(SYSTEM, STAFF, own={RESIDENT: FOR_THEM}),
+        # Requests, and what people do to them; a grid leader acts for the residents of their
+        # area, on the requests placed there.
+        "requests.Requests.post": allow(
+            SYSTEM, STAFF, own={RESIDENT: FOR_THEM, GRID_LEADER: LIVES_IN_THEIR_AREA}
+        ),
+        "requests.Requests.get": allow(
+            SYSTEM, STAFF, own={RESIDENT: FOR_THEM, GRID_LEADER: IN_THEIR_AREA}
+        ),
         "requests.RequestChanges.get": allow(SYSTEM, STAFF),
         "requests.RequestCounts.get": allow(SYSTEM, STAFF),
-        "requests.Request.get": allow(SYSTEM, STAFF, own={RESIDENT: FOR_THEM}),
+        "requests.Request.get": allow(
+            SYSTEM, STAFF, own={RESIDENT: FOR_THEM, GRID_LEADER: IN_THEIR_AREA}
+        ),
         # Confirming mints the volunteer's points: see check_may_confirm for the rest of it.
         CONFIRM: allow(
             STAFF,
-            own={RESIDENT: FOR_THEM},
+            own={RESIDENT: FOR_THEM, GRID_LEADER: IN_THEIR_AREA},
             refusal="Only the resident who asked, or staff on their behalf, may confirm a request",
         ),
         TRIAGE: allow(STAFF),
@@ -51,12 +119,12 @@ POLICY = Policy(
         REJECT: allow(STAFF),
         REOPEN: allow(SYSTEM, STAFF, own={RESIDENT: FOR_THEM}),
         MERGE: allow(STAFF),
-        NOTE: allow(SYSTEM, STAFF, own={RESIDENT: FOR_THEM}),
+        NOTE: allow(SYSTEM, STAFF, own={RESIDENT: FOR_THEM, GRID_LEADER: IN_THEIR_AREA}),
         ATTACH: allow(SYSTEM, STAFF, own={RESIDENT: FOR_THEM}),
         # The catalogue: everyone reads it, staff keep it.
-        "requests.Categories.get": allow(SYSTEM, STAFF, VOLUNTEER, RESIDENT, HEALTH, ADMIN),
+        "requests.Categories.get": allow(*EVERYONE),
         "requests.Categories.post": allow(SYSTEM, STAFF),
-        "requests.Category.get": allow(SYSTEM, STAFF, VOLUNTEER, RESIDENT, HEALTH, ADMIN),
+        "requests.Category.get": allow(*EVERYONE),
         "requests.Category.patch": allow(SYSTEM, STAFF),
         # The grid and the people on it.
         "requests.GridNodes.get": allow(SYSTEM, STAFF),
@@ -199,11 +267,22 @@ class PartyToTheService(Forbidden):
     title = "A party to the service cannot confirm it"
 
 
+def actor_address(principal: Principal) -> str:
+    """How intake names who acted: a grid leader is a resident, recognised as that resident
+    wherever they appear (a timeline, a confirmation, the points it mints)."""
+    return address("system", principal.subject) if principal.is_system else principal.address
+
+
 def check_may_confirm(
-    request: ServiceRequest, confirmer: Principal, reason: str, *, as_proxy: bool = False
+    session: Session,
+    request: ServiceRequest,
+    confirmer: Principal,
+    reason: str,
+    *,
+    as_proxy: bool = False,
 ) -> None:
-    """Separation of duties: the resident (or a neighbour standing in for them), or staff who
-    took no part in it, with a reason."""
+    """Separation of duties: the resident (or a neighbour or the leader of their place standing
+    in for them), or staff who took no part in it, with a reason."""
     if confirmer.is_system:
         raise Forbidden(
             "Only the resident who asked, or staff on their behalf with their own token, may "
@@ -212,16 +291,24 @@ def check_may_confirm(
     if as_proxy:
         POLICY.check_role(CONFIRM, confirmer)
     else:
-        POLICY.check_owner(CONFIRM, confirmer, request, hidden_as=no_request(request.id))
+        POLICY.check_owner(
+            CONFIRM, confirmer, request, hidden_as=no_request(request.id), session=session
+        )
+        if confirmer.role == GRID_LEADER:
+            raise Forbidden(
+                "A grid leader confirms only as the proxy of a resident living in their place, "
+                f"and request {request.id} has no such resident"
+            )
     if confirmer.role == STAFF and not reason:
         raise Invalid(
             "Staff confirming on the resident's behalf must give the reason in note",
             field="note",
         )
     steps = {"accepted": request.accepted_by, "completed": request.completed_by}
-    took_part = [step for step, by in steps.items() if by == confirmer.address]
+    confirmer_address = actor_address(confirmer)
+    took_part = [step for step, by in steps.items() if by == confirmer_address]
     if took_part:
         raise PartyToTheService(
-            f"{confirmer.address} {' and '.join(took_part)} this service, so may not confirm "
+            f"{confirmer_address} {' and '.join(took_part)} this service, so may not confirm "
             "it: the resident, or staff who took no part in it, must"
         )

@@ -34,6 +34,7 @@ from services.intake.policy import (
     REOPEN,
     START,
     TRIAGE,
+    actor_address,
     check_may_confirm,
     no_request,
     no_resident,
@@ -46,6 +47,7 @@ from shared.conditional import check_version, version_etag
 from shared.errors import Conflict, Invalid
 from shared.events import PRIORITIES
 from shared.people import address
+from shared.policy import GRID_LEADER, RESIDENT
 
 SUBMITTED = "submitted"
 NEEDS_TRIAGE = "needs_triage"
@@ -405,7 +407,7 @@ def _announce(session: Session, request: ServiceRequest, at: datetime) -> bool:
 
 
 def _actor(principal: Principal) -> str:
-    return address("system" if principal.is_system else principal.role, principal.subject)
+    return actor_address(principal)
 
 
 def _attachment(item: Mapping[str, str], by: Principal, at: datetime) -> dict[str, str]:
@@ -508,7 +510,7 @@ def _held(
     """The request locked for a change, if ``by`` may make it (else as if it did not exist)
     and it is at one of ``expected_versions`` (None: at any)."""
     request = get_request(session, request_id, for_update=True)
-    POLICY.check_owner(operation, by, request, hidden_as=no_request(request_id))
+    POLICY.check_owner(operation, by, request, hidden_as=no_request(request_id), session=session)
     _check_version(request, expected_versions)
     return request
 
@@ -797,11 +799,13 @@ def confirm_request(
     reason = (note or "").strip()
     request = get_request(session, request_id, for_update=True)
     relation = None
-    if confirmed_by.role == "resident" and confirmed_by.subject != request.resident_id:
+    # A grid leader's token names them as the resident they are.
+    is_resident = confirmed_by.role in (RESIDENT, GRID_LEADER)
+    if is_resident and confirmed_by.subject != request.resident_id:
         relation = directory.proxy_relation(
             session, request=request, resident_id=confirmed_by.subject
         )
-    check_may_confirm(request, confirmed_by, reason, as_proxy=relation is not None)
+    check_may_confirm(session, request, confirmed_by, reason, as_proxy=relation is not None)
     _check_version(request, expected_versions)
     if request.status == CONFIRMED:
         raise IllegalTransition(
@@ -820,7 +824,7 @@ def confirm_request(
     else:
         entry = "Confirmed by the resident" + (f": {reason}" if reason else "")
         request.confirmed_as = "resident"
-    request.confirmed_by = confirmed_by.address
+    request.confirmed_by = actor_address(confirmed_by)
     if rating is not None:
         request.rating, request.rating_comment = rating.stars, rating.comment
     details: dict[str, Any] = {"confirmed_by": request.confirmed_by, "as": request.confirmed_as}
@@ -890,9 +894,9 @@ def add_note(
 ) -> TimelineEntry:
     """A note on the request's timeline: public (the resident sees it) or internal."""
     request = get_request(session, request_id, for_update=True, with_timeline=False)
-    POLICY.check_owner(NOTE, written_by, request, hidden_as=no_request(request_id))
+    POLICY.check_owner(NOTE, written_by, request, hidden_as=no_request(request_id), session=session)
     _check_version(request, expected_versions)
-    if written_by.role == "resident" and not is_public:
+    if written_by.role in (RESIDENT, GRID_LEADER) and not is_public:
         raise Invalid("A resident's notes are public", field="public")
     request.updated_at = utcnow()
     entry = TimelineEntry(

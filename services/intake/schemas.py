@@ -385,7 +385,7 @@ class RequestSchema(RequestSummarySchema):
     on_behalf = fields.Bool(
         required=True,
         attribute="is_on_behalf",
-        metadata={"description": "Filed by staff or a system for them"},
+        metadata={"description": "Filed by staff, a system or a grid leader for them"},
     )
     reporter = Computed(RequestReporterSchema, _reported, nullable=True, required=True)
     address = fields.Str(required=True, attribute="address_text", allow_none=True)

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from devtools.bench import wait_until_drained
 from devtools.community import seed_demo
 from devtools.processes import ProcessGroup, wait_until_ready
 from devtools.redis_server import free_port
@@ -24,6 +25,11 @@ class Stack:
 
     def seed(self) -> dict[str, Any]:
         return seed_demo(self.env, self.urls)
+
+    def settle(self, timeout: float = 60) -> None:
+        """Wait until what the test set going is done: every outbox published, every queue
+        empty, no message held by a worker; the tables are emptied only then."""
+        wait_until_drained(self.env, self.urls, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

@@ -73,9 +73,11 @@ def typescript_client(clients_dir: Path) -> Path:
 
 
 @pytest.fixture
-def demo(stack: Any) -> dict[str, Any]:
-    """The demo community and a console's API key (every test ends with empty tables)."""
-    return stack.seed()
+def demo(stack: Any) -> Iterator[dict[str, Any]]:
+    """The demo community and a console's API key; the requests a test posts are dispatched
+    by the running services, which must be done before the tables are emptied."""
+    yield stack.seed()
+    stack.settle()
 
 
 def test_the_generated_python_client_passes_mypy_strict(python_client: Path) -> None:

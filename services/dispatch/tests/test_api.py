@@ -336,6 +336,7 @@ ERRORS_EACH_OPERATION_DOCUMENTS = {
     ("post", "/v1/assignments/{assignment_id}/completion"): {"401", "403", "404", "409", "422"},
     ("get", "/v1/teams"): {"401", "403", "422"},
     ("post", "/v1/teams"): {"401", "403", "409", "422"},
+    ("patch", "/v1/teams/{team_id}"): {"401", "403", "404", "409", "422"},
     ("get", "/v1/volunteers"): {"401", "403", "422"},
     ("post", "/v1/volunteers"): {"401", "403", "422"},
     ("get", "/v1/routing-rules"): {"401", "403", "422"},

@@ -9,6 +9,7 @@ import pytest
 
 from services.dispatch.commands import EXTRA_COMMANDS
 from services.dispatch.config import runtime
+from services.dispatch.models import Team
 from services.dispatch.tests.builders import assigned, rules
 
 
@@ -38,3 +39,14 @@ def test_the_seeded_rules_route_knives_and_wiring_to_the_right_people(
 
     assert assigned(category="knife_sharpening").volunteer_id == volunteers["knife_sharpener"]["id"]
     assert assigned(category="electrical_repair").volunteer_id == volunteers["electrician"]["id"]
+
+
+def test_the_seeded_team_is_led_by_one_of_its_volunteers(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    seeded = seed_demo(capsys)
+
+    with runtime().db.read() as session:
+        team = session.get(Team, seeded["team"]["id"])
+        assert team is not None
+        assert team.lead_volunteer_id == seeded["volunteers"]["knife_sharpener"]["id"]
