@@ -24,7 +24,8 @@ from devtools.clients import PYTHON_PACKAGE, TYPESCRIPT_SOURCES, GenerationError
 from devtools.containers import is_ci
 from devtools.processes import ROOT
 
-pytestmark = pytest.mark.e2e
+# The document and its clients are the same whatever intake stores its requests in.
+pytestmark = [pytest.mark.e2e, pytest.mark.sqlite]
 
 STEP_TIMEOUT = 240
 
