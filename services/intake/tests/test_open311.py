@@ -68,7 +68,8 @@ KNIFE_QUESTIONS = [
 def endpoint() -> Iterator[str]:
     """intake's app served on a free port of 127.0.0.1: the Open311 endpoint's URL."""
     server = make_server("127.0.0.1", 0, create_app())
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # A short poll: shutting the server down waits for its next one.
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}/open311/v2"
     server.shutdown()
