@@ -8,6 +8,7 @@ afterwards: tests never touch databases or Redis keys they did not create.
 from __future__ import annotations
 
 import importlib
+import shutil
 from collections.abc import Iterator
 
 import pytest
@@ -15,7 +16,7 @@ import pytest
 from shared.logs import configure_logging
 from shared.runtime import ServiceRuntime
 from shared.topology import SERVICES
-from tests.environment import BACKEND, POSTGRES_URL, RUN_ID, TEST_ENV
+from tests.environment import BACKEND, POSTGRES_URL, RUN_ID, TEST_ENV, VAR_DIR
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -27,6 +28,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = kept
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The run's directory (its SQLite files among them) goes with it: in each process of a
+    run spread over several (pytest-xdist), the one that hands the tests out included."""
+    shutil.rmtree(VAR_DIR, ignore_errors=True)
 
 
 def _admin_execute(statement: str) -> None:

@@ -1,14 +1,14 @@
 """``make test``: every check, against real servers.
 
 Static checks (the deploy files by their own tools included), then pytest on SQLite and again on
-PostgreSQL with a real Redis broker (end-to-end tests included, running the services as real
-processes), then the broker tests on RabbitMQ, then a short chaos run on SQLite
-(``devtools/chaos.py``: processes killed, nothing lost or doubled); meanwhile, in the background,
-the container leg (the images built with podman, the compose file brought up, a request walked
-through it). Redis,
-PostgreSQL and RabbitMQ are used where they answer on 127.0.0.1; with no Redis the run starts one of
-its own. Without PostgreSQL, RabbitMQ or podman those legs are skipped, saying so, except under CI
-(``CI=true``), where a missing server fails the run and podman is installed.
+PostgreSQL with a real Redis broker, end-to-end tests included (the services as real processes),
+each leg spread over processes with pytest-xdist; then the broker tests on RabbitMQ, then a short
+chaos run on SQLite (``devtools/chaos.py``: processes killed, nothing lost or doubled); meanwhile,
+in the background, the container leg (the images built with podman, the compose file brought up,
+a request walked through it). Redis, PostgreSQL and RabbitMQ are used where they answer on
+127.0.0.1; with no Redis the run starts one of its own. Without PostgreSQL, RabbitMQ or podman
+those legs are skipped, saying so, except under CI (``CI=true``), where a missing server fails
+the run and podman is installed.
 """
 
 from __future__ import annotations
@@ -30,6 +30,9 @@ POSTGRES_URL = os.environ.get(
 )
 RABBITMQ_URL = os.environ.get("REDVEST_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 NO_TESTS = 5
+# Processes each database's leg runs its tests over (pytest-xdist): each has databases, a broker
+# namespace and a directory of its own (tests/environment.py).
+TEST_PROCESSES = os.environ.get("REDVEST_TEST_PROCESSES", str(min(4, max(2, os.cpu_count() or 1))))
 # devtools.containers' exit code when podman is missing and cannot be installed (never in CI).
 CONTAINERS_SKIPPED = 3
 
@@ -114,10 +117,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def legs(run: Run, broker: str, extra: list[str]) -> None:
     common = {"REDVEST_TEST_BROKER_URL": broker}
+    spread = ["--numprocesses", TEST_PROCESSES]
     pytest(
         run,
         "pytest (SQLite, Redis)",
         {**common, "REDVEST_TEST_DATABASE": "sqlite"},
+        *spread,
         "-m",
         "not rabbitmq",
         *extra,
@@ -131,6 +136,7 @@ def legs(run: Run, broker: str, extra: list[str]) -> None:
                 "REDVEST_TEST_DATABASE": "postgresql",
                 "REDVEST_TEST_POSTGRES_URL": POSTGRES_URL,
             },
+            *spread,
             "-m",
             "not rabbitmq",
             *extra,
