@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
@@ -13,9 +14,15 @@ from typing import Any
 
 from sqlalchemy import DateTime, Dialect, Engine, TypeDecorator, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError, InvalidatePoolError
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
+# A pooled server connection left idle this long is pinged before it is used again: a server
+# restart or a proxy's idle timeout may have closed it. One in steady use is not, which saves a
+# round trip a transaction.
+PING_AFTER_IDLE_S = 2.0
+_IDLE_SINCE = "redvest.idle_since"
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -48,7 +55,9 @@ def create_database_engine(url: str, *, immediate: bool = True, **kwargs: Any) -
     url = normalise_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, future=True, **kwargs)
+        server = create_engine(url, future=True, **kwargs)
+        _ping_when_idle(server)
+        return server
 
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -76,6 +85,29 @@ def create_database_engine(url: str, *, immediate: bool = True, **kwargs: Any) -
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """SQLAlchemy's ``pool_pre_ping``, for connections that sat idle: a dead one is replaced
+    before the transaction starts rather than failing it."""
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.pop(_IDLE_SINCE, None)
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as error:
+            # The pool throws this connection away and checks out another (a new one if need
+            # be); when the server went away, every connection made before goes with it.
+            gone = engine.dialect.is_disconnect(error, dbapi_connection, None)
+            reason = f"an idle connection no longer answers: {error}"
+            raise (InvalidatePoolError if gone else DisconnectionError)(reason) from error
 
 
 class SQLiteWriterLock:

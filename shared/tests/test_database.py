@@ -1,0 +1,66 @@
+"""Pooled server connections: pinged only after sitting idle, and replaced when dead."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
+
+from shared import database
+from shared.database import Database
+from tests.environment import POSTGRES_URL, TEST_ENV
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def db():
+    # The run's own database, through a pool of one connection of this test's own.
+    db = Database(TEST_ENV["INTAKE_DATABASE_URL"], pool_size=1, max_overflow=0)
+    yield db
+    db.dispose()
+
+
+def backend_of(db: Database) -> int:
+    with db.engine.connect() as connection:
+        return int(connection.execute(text("SELECT pg_backend_pid()")).scalar_one())
+
+
+def test_a_connection_is_pinged_only_once_it_sat_idle(db, monkeypatch):
+    pings = []
+    ping = db.engine.dialect.do_ping
+    monkeypatch.setattr(db.engine.dialect, "do_ping", lambda c: pings.append(1) or ping(c))
+    monkeypatch.setattr(database, "PING_AFTER_IDLE_S", 3600.0)
+    backends = {backend_of(db) for _ in range(3)}
+    assert pings == []
+    monkeypatch.setattr(database, "PING_AFTER_IDLE_S", 0.0)
+    backends.add(backend_of(db))
+    assert pings == [1]
+    assert len(backends) == 1
+
+
+def test_an_idle_connection_the_server_closed_is_replaced_before_the_transaction(db, monkeypatch):
+    first = backend_of(db)
+    with psycopg_admin() as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (first,))
+    monkeypatch.setattr(database, "PING_AFTER_IDLE_S", 0.0)
+    # Without the ping the transaction would fail on the dead connection.
+    second = backend_of(db)
+    assert second != first
+
+
+def test_without_the_ping_a_connection_the_server_closed_fails_the_transaction(db, monkeypatch):
+    """What the ping is for: a connection used again soon after is trusted as it is."""
+    first = backend_of(db)
+    with psycopg_admin() as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (first,))
+    monkeypatch.setattr(database, "PING_AFTER_IDLE_S", 3600.0)
+    with pytest.raises(OperationalError):
+        backend_of(db)
+    # The pool dropped it: the next transaction gets a new connection.
+    assert backend_of(db) != first
+
+
+def psycopg_admin() -> psycopg.Connection:
+    return psycopg.connect(POSTGRES_URL, autocommit=True)
