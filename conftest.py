@@ -68,6 +68,12 @@ def _service_runtimes() -> dict[str, ServiceRuntime]:
     }
 
 
+@pytest.fixture
+def database_url() -> str:
+    """A database of the run's own (intake's), for the tests of the database layer itself."""
+    return TEST_ENV["INTAKE_DATABASE_URL"]
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _databases() -> Iterator[None]:
     from shared.migrations import upgrade

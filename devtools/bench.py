@@ -24,7 +24,6 @@ import argparse
 import http.client
 import json
 import os
-import re
 import secrets
 import signal
 import subprocess
@@ -46,7 +45,13 @@ import requests
 from marshmallow import Schema, fields
 from sqlalchemy import func, select
 
-from devtools.community import Databases, forget_namespace, migrate_all, seed_demo
+from devtools.community import (
+    Databases,
+    forget_namespace,
+    migrate_all,
+    seed_demo,
+    wait_until_drained,
+)
 from devtools.processes import ROOT, ProcessGroup, venv_env, wait_until_ready
 from devtools.redis_server import EmbeddedRedis, free_port, is_reachable
 from services.intake.benchmark import LISTS, ListsTimed, bench_lists
@@ -60,7 +65,7 @@ from shared.events import Event
 from shared.logs import configure_logging
 from shared.migrations import upgrade
 from shared.settings import Settings
-from shared.topology import SERVICES, queue_of
+from shared.topology import SERVICES
 
 REPORT_DIR = ROOT / "var" / "bench"
 # Messages of the fabric hop timed one by one, sent at 100 a second.
@@ -216,30 +221,6 @@ def wait_for_port(port: int, timeout: float = 30) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"nothing listening on {port}")
         time.sleep(0.1)
-
-
-def wait_until_drained(env: dict[str, str], urls: dict[str, str], timeout: float = 600) -> float:
-    """Wait until every outbox is published and every queue is empty; returns the seconds."""
-    client = redis_client.Redis.from_url(env["BROKER_URL"])
-    namespace = env["BROKER_NAMESPACE"]
-    started = time.perf_counter()
-    try:
-        while time.perf_counter() - started < timeout:
-            queued = sum(client.llen(f"{namespace}:{queue_of(s)}") for s in SERVICES)
-            held = sum(client.scard(k) for k in client.scan_iter(f"{namespace}:__acks__.*"))
-            pending = 0.0
-            for service, url in urls.items():
-                metrics = requests.get(f"{url}/metrics", timeout=10).text
-                found = re.search(
-                    rf'redvest_outbox_pending{{service="{service}"}} ([0-9.]+)', metrics
-                )
-                pending += float(found.group(1)) if found else 0.0
-            if queued == 0 and held == 0 and pending == 0:
-                return time.perf_counter() - started
-            time.sleep(0.5)
-    finally:
-        client.close()
-    raise RuntimeError("the system did not drain its backlog in time")
 
 
 class _PingSchema(Schema):

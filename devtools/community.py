@@ -1,9 +1,12 @@
-"""Migrate every service's database, seed the demo community and write its credentials."""
+"""Migrate every service's database, seed the demo community, write its credentials and wait
+for its backlog to drain."""
 
 from __future__ import annotations
 
 import json
+import re
 import sys
+import time
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -11,11 +14,12 @@ from typing import Any
 
 import psycopg
 import redis as redis_client
+import requests
 
 from devtools.processes import run_command
 from shared.auth import issue_token
 from shared.settings import Settings
-from shared.topology import SERVICES
+from shared.topology import SERVICES, queue_of
 
 
 def migrate_all(env: Mapping[str, str]) -> None:
@@ -97,3 +101,27 @@ def forget_namespace(url: str, namespace: str) -> None:
     for key in client.scan_iter(match=f"{namespace}*", count=500):
         client.delete(key)
     client.close()
+
+
+def wait_until_drained(env: dict[str, str], urls: dict[str, str], timeout: float = 600) -> float:
+    """Wait until every outbox is published and every queue is empty; returns the seconds."""
+    client = redis_client.Redis.from_url(env["BROKER_URL"])
+    namespace = env["BROKER_NAMESPACE"]
+    started = time.perf_counter()
+    try:
+        while time.perf_counter() - started < timeout:
+            queued = sum(client.llen(f"{namespace}:{queue_of(s)}") for s in SERVICES)
+            held = sum(client.scard(k) for k in client.scan_iter(f"{namespace}:__acks__.*"))
+            pending = 0.0
+            for service, url in urls.items():
+                metrics = requests.get(f"{url}/metrics", timeout=10).text
+                found = re.search(
+                    rf'redvest_outbox_pending{{service="{service}"}} ([0-9.]+)', metrics
+                )
+                pending += float(found.group(1)) if found else 0.0
+            if queued == 0 and held == 0 and pending == 0:
+                return time.perf_counter() - started
+            time.sleep(0.5)
+    finally:
+        client.close()
+    raise RuntimeError("the system did not drain its backlog in time")

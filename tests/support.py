@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -100,6 +101,14 @@ def running_worker(broker: dramatiq.Broker, *queues: str) -> Iterator[dramatiq.W
         yield worker
     finally:
         worker.stop()
+
+
+_FLASK_PARAMETER = re.compile(r"<(?:[^<>:]+:)?([^<>]+)>")
+
+
+def openapi_path(rule: str) -> str:
+    """The OpenAPI path of a Flask rule: ``<name>`` and ``<converter:name>`` become ``{name}``."""
+    return _FLASK_PARAMETER.sub(r"{\1}", rule)
 
 
 PROBLEM_MIME = "application/problem+json"

@@ -49,6 +49,7 @@ from shared.policy import (
     Policy,
     allow,
 )
+from tests.support import openapi_path
 
 PROBLEM = "application/problem+json"
 APPS: dict[str, tuple[Flask, Policy]] = {
@@ -66,7 +67,6 @@ CALLERS = {
 }
 # Path parameters that must look like what they name to get past the door.
 PATH_SAMPLES = {"recipient": "resident:r-0", "holder": "volunteer:v-0", "key": "request.accepted"}
-_FLASK_PARAMETER = re.compile(r"<(?:[^<>:]+:)?([^<>]+)>")
 
 
 def spec_of(service: str) -> dict[str, Any]:
@@ -89,7 +89,7 @@ def operation_names(service: str) -> dict[tuple[str, str], str]:
     """Each view of ``service``'s app, by method and OpenAPI path, as its policy names it."""
     app, _ = APPS[service]
     return {
-        (method.lower(), _FLASK_PARAMETER.sub(r"{\1}", rule.rule)): f"{rule.endpoint}.{method}"
+        (method.lower(), openapi_path(rule.rule)): f"{rule.endpoint}.{method}"
         for rule in app.url_map.iter_rules()
         for method in (name.lower() for name in rule.methods or ())
         if method not in ("head", "options")

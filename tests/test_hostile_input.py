@@ -33,6 +33,7 @@ from shared.auth import issue_token
 from shared.json_input import MAX_BODY_BYTES, MAX_DEPTH, MAX_DIGITS, MAX_EXPONENT
 from shared.problems import PROBLEM_BASE, PROBLEM_MIME
 from shared.topology import SERVICES
+from tests.support import openapi_path
 
 HOSTILE = settings(
     max_examples=4,
@@ -75,8 +76,7 @@ def caller_of(service: str, method: str, template: str) -> str:
     endpoint = next(
         rule.endpoint
         for rule in app.url_map.iter_rules()
-        if re.sub(r"<(?:[^<>:]+:)?([^<>]+)>", r"{\1}", rule.rule) == template
-        and method.upper() in (rule.methods or ())
+        if openapi_path(rule.rule) == template and method.upper() in (rule.methods or ())
     )
     policy = importlib.import_module(f"services.{service}.policy").POLICY
     roles = policy.rule(f"{endpoint}.{method.lower()}").roles

@@ -9,15 +9,14 @@ from sqlalchemy.exc import OperationalError
 
 from shared import database
 from shared.database import Database
-from tests.environment import POSTGRES_URL, TEST_ENV
 
 pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
-def db():
+def db(database_url):
     # The run's own database, through a pool of one connection of this test's own.
-    db = Database(TEST_ENV["INTAKE_DATABASE_URL"], pool_size=1, max_overflow=0)
+    db = Database(database_url, pool_size=1, max_overflow=0)
     yield db
     db.dispose()
 
@@ -40,9 +39,11 @@ def test_a_connection_is_pinged_only_once_it_sat_idle(db, monkeypatch):
     assert len(backends) == 1
 
 
-def test_an_idle_connection_the_server_closed_is_replaced_before_the_transaction(db, monkeypatch):
+def test_an_idle_connection_the_server_closed_is_replaced_before_the_transaction(
+    db, database_url, monkeypatch
+):
     first = backend_of(db)
-    with psycopg_admin() as admin:
+    with psycopg_admin(database_url) as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", (first,))
     monkeypatch.setattr(database, "PING_AFTER_IDLE_S", 0.0)
     # Without the ping the transaction would fail on the dead connection.
@@ -50,10 +51,12 @@ def test_an_idle_connection_the_server_closed_is_replaced_before_the_transaction
     assert second != first
 
 
-def test_without_the_ping_a_connection_the_server_closed_fails_the_transaction(db, monkeypatch):
+def test_without_the_ping_a_connection_the_server_closed_fails_the_transaction(
+    db, database_url, monkeypatch
+):
     """What the ping is for: a connection used again soon after is trusted as it is."""
     first = backend_of(db)
-    with psycopg_admin() as admin:
+    with psycopg_admin(database_url) as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", (first,))
     monkeypatch.setattr(database, "PING_AFTER_IDLE_S", 3600.0)
     with pytest.raises(OperationalError):
@@ -62,5 +65,5 @@ def test_without_the_ping_a_connection_the_server_closed_fails_the_transaction(d
     assert backend_of(db) != first
 
 
-def psycopg_admin() -> psycopg.Connection:
-    return psycopg.connect(POSTGRES_URL, autocommit=True)
+def psycopg_admin(url: str) -> psycopg.Connection:
+    return psycopg.connect(url, autocommit=True)

@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 
-from devtools.bench import wait_until_drained
-from devtools.community import seed_demo
+from devtools.community import seed_demo, wait_until_drained
 from devtools.processes import ProcessGroup, wait_until_ready
 from devtools.redis_server import free_port
 from shared.topology import SERVICES
@@ -30,6 +29,16 @@ class Stack:
         """Wait until what the test set going is done: every outbox published, every queue
         empty, no message held by a worker; the tables are emptied only then."""
         wait_until_drained(self.env, self.urls, timeout=timeout)
+
+
+@pytest.fixture(autouse=True)
+def _settled(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After a test that ran the stack, wait until the services are done with what it set
+    going: set up after the root conftest's emptying of the tables, this is torn down before
+    it, so nothing the services still write meets a table being emptied."""
+    yield
+    if "stack" in request.fixturenames:
+        request.getfixturevalue("stack").settle()
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
 
 from services.dispatch import routing
 from services.dispatch.app import create_app
@@ -72,6 +73,24 @@ def two_teams() -> tuple[Crew, Assignment, Crew, Assignment]:
         assigned(category="appliance_repair"),
         legal,
         assigned(category="legal_advice"),
+    )
+
+
+def accept_and_report(
+    client: FlaskClient, lead: Volunteer, assignment: Assignment, *, participants: dict[str, int]
+) -> TestResponse:
+    """``lead`` accepts ``assignment``, then reports two hours of group work on it by
+    ``participants`` (each one's hours, by volunteer id); returns the answer to the report."""
+    client.post(f"/v1/assignments/{assignment.id}/acceptance", headers=as_lead(lead))
+    body = {
+        "hours": 2,
+        "participants": [
+            {"volunteer_id": volunteer_id, "hours": hours}
+            for volunteer_id, hours in participants.items()
+        ],
+    }
+    return client.post(
+        f"/v1/assignments/{assignment.id}/completion", json=body, headers=as_lead(lead)
     )
 
 
@@ -275,17 +294,9 @@ def test_a_team_lead_accepts_for_a_member_and_is_recorded_as_themselves(
 
 def test_a_team_lead_reports_group_work_of_their_team(client: FlaskClient) -> None:
     repairs, own, _, _ = two_teams()
-    client.post(f"/v1/assignments/{own.id}/acceptance", headers=as_lead(repairs.lead))
-    body = {
-        "hours": 2,
-        "participants": [
-            {"volunteer_id": repairs.worker.id, "hours": 2},
-            {"volunteer_id": repairs.lead.id, "hours": 1},
-        ],
-    }
 
-    response = client.post(
-        f"/v1/assignments/{own.id}/completion", json=body, headers=as_lead(repairs.lead)
+    response = accept_and_report(
+        client, repairs.lead, own, participants={repairs.worker.id: 2, repairs.lead.id: 1}
     )
 
     assert response.status_code == 200
@@ -308,17 +319,9 @@ def test_a_team_lead_cannot_credit_their_teams_work_to_another_team(
     client: FlaskClient,
 ) -> None:
     repairs, own, legal, _ = two_teams()
-    client.post(f"/v1/assignments/{own.id}/acceptance", headers=as_lead(repairs.lead))
-    body = {
-        "hours": 2,
-        "participants": [
-            {"volunteer_id": repairs.worker.id, "hours": 2},
-            {"volunteer_id": legal.worker.id, "hours": 2},
-        ],
-    }
 
-    response = client.post(
-        f"/v1/assignments/{own.id}/completion", json=body, headers=as_lead(repairs.lead)
+    response = accept_and_report(
+        client, repairs.lead, own, participants={repairs.worker.id: 2, legal.worker.id: 2}
     )
 
     assert response.status_code == 422
