@@ -3,6 +3,8 @@
 import os
 import sys
 
+from gunicorn import glogging
+
 # On PostgreSQL threads overlap their waits on the database: 2 workers x 4 threads. On SQLite a
 # request holds the one write lock while it runs and its process's other threads take the
 # interpreter from it meanwhile: there, processes of one thread each do better (WEB_THREADS=1,
@@ -29,6 +31,19 @@ loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 logconfig_dict = {"loggers": {"gunicorn.error": {"level": loglevel.upper(), "propagate": True}}}
 # Several services' servers share a host; a shared default control socket path would collide.
 control_socket_disable = True
+
+
+class _Logger(glogging.Logger):
+    """gunicorn's logger without its access log. A logging dictionary (above) turns that on
+    whatever ``accesslog`` says, and each request would pay for the line's fields."""
+
+    access_log_enabled = False
+
+    def access(self, resp, req, environ, request_time):
+        pass
+
+
+logger_class = _Logger
 
 
 def _service_of(server):

@@ -33,9 +33,11 @@ class CommitPublisher:
     refused it or the process died first, stays pending for the relay.
     """
 
-    # Marks wait this long to gather more rows: each is a write, and on SQLite a turn at the
-    # one write lock that the service's web, worker and relay processes share.
-    MARK_DELAY_S = 0.05
+    # Marks wait this long to gather more rows: each is a write transaction (on SQLite a turn at
+    # the one write lock the service's web, worker and relay processes share), so under load one
+    # mark serves dozens of events. Far below the relay's grace (RELAY_GRACE_S, 5 s): the relay
+    # never takes a row its publisher is about to mark.
+    MARK_DELAY_S = 0.5
 
     def __init__(
         self,

@@ -16,7 +16,7 @@ from typing import Any
 
 from flask import Response, request
 from marshmallow import Schema
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -130,7 +130,7 @@ def run_once(
         with db.transaction() as session:
             response = run(session)
             session.execute(
-                insert(messaging.idempotency_keys),
+                messaging.insert_idempotency_key,
                 {
                     "client": client,
                     "key": key,

@@ -111,7 +111,7 @@ class Messaging:
             Column("last_error", Text),
             Index("ix_outbox_pending", "published_at", "created_at"),
         )
-        # Built once: staging is on every request's path.
+        # Built once: staging and claiming are on every request's and message's path.
         self._insert_outbox = insert(self.outbox)
         self.inbox = Table(
             "inbox",
@@ -120,6 +120,13 @@ class Messaging:
             Column("message_id", String(64), primary_key=True),
             Column("processed_at", UtcDateTime, nullable=False),
         )
+        # A concurrent duplicate waits here for the first to commit, then inserts nothing.
+        self._claims = {
+            name: dialect.insert(self.inbox)
+            .on_conflict_do_nothing()
+            .returning(self.inbox.c.message_id)
+            for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+        }
         self.dead_letters = Table(
             "dead_letters",
             metadata,
@@ -144,6 +151,7 @@ class Messaging:
             Column("headers", JSON, nullable=False),
             Column("created_at", UtcDateTime, nullable=False),
         )
+        self.insert_idempotency_key = insert(self.idempotency_keys)
 
     def stage(
         self,
@@ -201,20 +209,9 @@ class Messaging:
     def claim(self, session: Session, *, consumer: str, message_id: str) -> bool:
         """Record that ``consumer`` handles ``message_id``; False when it already has."""
         values = {"consumer": consumer, "message_id": message_id, "processed_at": utcnow()}
-        dialect = session.get_bind().dialect.name
-        if dialect in ("postgresql", "sqlite"):
-            # A concurrent duplicate waits here for the first to commit, then inserts nothing.
-            statement = (
-                (
-                    postgresql.insert(self.inbox)
-                    if dialect == "postgresql"
-                    else sqlite.insert(self.inbox)
-                )
-                .values(**values)
-                .on_conflict_do_nothing()
-                .returning(self.inbox.c.message_id)
-            )
-            return session.execute(statement).first() is not None
+        claim = self._claims.get(session.get_bind().dialect.name)
+        if claim is not None:
+            return session.execute(claim, values).first() is not None
         seen = session.execute(
             select(self.inbox.c.message_id).where(
                 self.inbox.c.consumer == consumer, self.inbox.c.message_id == message_id
