@@ -26,6 +26,16 @@ def backend_of(db: Database) -> int:
         return int(connection.execute(text("SELECT pg_backend_pid()")).scalar_one())
 
 
+@pytest.fixture
+def closed_by_the_server(db, database_url) -> int:
+    """The server process of the pool's one connection, ended by the server while it sat in
+    the pool, as a restart or an idle timeout would."""
+    backend = backend_of(db)
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (backend,))
+    return backend
+
+
 def test_a_connection_is_pinged_only_once_it_sat_idle(db, monkeypatch):
     pings = []
     ping = db.engine.dialect.do_ping
@@ -40,11 +50,9 @@ def test_a_connection_is_pinged_only_once_it_sat_idle(db, monkeypatch):
 
 
 def test_an_idle_connection_the_server_closed_is_replaced_before_the_transaction(
-    db, database_url, monkeypatch
+    db, closed_by_the_server, monkeypatch
 ):
-    first = backend_of(db)
-    with psycopg_admin(database_url) as admin:
-        admin.execute("SELECT pg_terminate_backend(%s)", (first,))
+    first = closed_by_the_server
     monkeypatch.setattr(database, "PING_AFTER_IDLE_S", 0.0)
     # Without the ping the transaction would fail on the dead connection.
     second = backend_of(db)
@@ -52,18 +60,12 @@ def test_an_idle_connection_the_server_closed_is_replaced_before_the_transaction
 
 
 def test_without_the_ping_a_connection_the_server_closed_fails_the_transaction(
-    db, database_url, monkeypatch
+    db, closed_by_the_server, monkeypatch
 ):
     """What the ping is for: a connection used again soon after is trusted as it is."""
-    first = backend_of(db)
-    with psycopg_admin(database_url) as admin:
-        admin.execute("SELECT pg_terminate_backend(%s)", (first,))
+    first = closed_by_the_server
     monkeypatch.setattr(database, "PING_AFTER_IDLE_S", 3600.0)
     with pytest.raises(OperationalError):
         backend_of(db)
     # The pool dropped it: the next transaction gets a new connection.
     assert backend_of(db) != first
-
-
-def psycopg_admin(url: str) -> psycopg.Connection:
-    return psycopg.connect(url, autocommit=True)
