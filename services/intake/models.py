@@ -82,8 +82,9 @@ class GridNode(Base):
     name: Mapped[str] = mapped_column(String(100), default="")
     responsible_name: Mapped[str | None] = mapped_column(String(100))
     responsible_phone: Mapped[str | None] = mapped_column(String(32))
-    # A responsible person who is also a registered resident may confirm for a neighbour.
-    responsible_resident_id: Mapped[str | None] = mapped_column(String(64))
+    # A responsible person who is also a registered resident may confirm for a neighbour, and
+    # as a grid leader reads the requests of the places they lead (looked up by this column).
+    responsible_resident_id: Mapped[str | None] = mapped_column(String(64), index=True)
 
     @property
     def number(self) -> str:
