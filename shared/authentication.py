@@ -5,6 +5,12 @@ An API key is limited to so many calls a window (``API_KEY_RATE_LIMIT``, or the 
 limit), counted per key in the broker's Redis when the broker is Redis, so that every process of
 the service shares one count; with RabbitMQ each process counts on its own. Beyond it the
 caller gets 429 with ``Retry-After``. People's bearer tokens are not limited here.
+
+A key allowed many calls a window is counted a lease at a time: a process takes the next few
+numbers of the window's count in one Redis call and hands them out itself until they run out or
+the window ends. Numbers are never handed out twice, so no more calls than the limit pass; a
+lease cut short by the window's end lets a few fewer pass, and ``RateLimit-Remaining`` counts
+the numbers other processes hold as used.
 """
 
 from __future__ import annotations
@@ -13,8 +19,10 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Protocol, cast
 
+import redis
 import structlog
 from flask import Response, g, has_request_context, request
 from limits.storage import MemoryStorage, RedisStorage, Storage
@@ -35,6 +43,25 @@ log = structlog.get_logger(__name__)
 NOTE_USE_EVERY_S = 60.0
 # Redis answers within this or the call is counted in the process instead.
 RATE_STORAGE_TIMEOUT_S = 0.5
+# A lease is this share of a key's limit (at most MAX_LEASE numbers); a limit too small for a
+# lease of MIN_LEASE is counted one call at a time, exactly.
+LEASE_SHARE = 100
+MIN_LEASE, MAX_LEASE = 4, 20
+
+
+def lease_size(amount: int) -> int:
+    """How many numbers of the count a process takes at once for a limit of ``amount``."""
+    size = min(MAX_LEASE, amount // LEASE_SHARE)
+    return size if size >= MIN_LEASE else 1
+
+
+@dataclass
+class _Lease:
+    """Numbers of a window's count a process took and hands out: ``next`` to ``last``."""
+
+    next: int
+    last: int
+    window_ends_at: float  # time.time()
 
 
 class ApiKeyLookup(Protocol):
@@ -129,9 +156,42 @@ class KeyRates:
             else MemoryStorage()
         )
         self._fallback: MemoryStorage | None = None
+        self._leases: dict[str, _Lease] = {}
+        self._lock = threading.Lock()
 
-    def _count(self, key: str, expiry: int) -> tuple[Storage, int]:
+    def _leased(self, key: str) -> int | None:
+        """The next number of this process's lease on ``key``'s count, if it has one left."""
+        with self._lock:
+            lease = self._leases.get(key)
+            if lease is None or lease.next > lease.last or time.time() >= lease.window_ends_at:
+                return None
+            lease.next += 1
+            return lease.next - 1
+
+    def _lease(self, key: str, expiry: int, size: int) -> int:
+        """Take ``size`` numbers of the count at once; the first, the rest kept for later."""
+        storage = cast(RedisStorage, self._storage)
+        # Read before Redis is asked: the window ends no sooner than this says.
+        asked_at = time.time()
+        last = storage.incr(key, expiry, amount=size)
+        if last == size:
+            window_ends_at = asked_at + expiry  # this lease opened the window
+        else:
+            client = cast(redis.Redis, storage.get_connection())
+            remaining_ms = client.pttl(storage.prefixed_key(key))
+            window_ends_at = asked_at + max(0, remaining_ms) / 1000
+        with self._lock:
+            self._leases[key] = _Lease(last - size + 2, last, window_ends_at)
+        return last - size + 1
+
+    def _count(self, key: str, expiry: int, amount: int) -> tuple[Storage, int]:
+        """The number of this call in the key's window: counted in Redis, or leased."""
+        size = lease_size(amount) if self.is_shared else 1
+        if size > 1 and (number := self._leased(key)) is not None:
+            return self._storage, number
         try:
+            if size > 1:
+                return self._storage, self._lease(key, expiry, size)
             return self._storage, self._storage.incr(key, expiry)
         except self._storage.base_exceptions as error:
             # The door stays open when Redis does not answer: the count goes on in the process.
@@ -145,7 +205,7 @@ class KeyRates:
         limit_text = holder.rate_limit or self.default
         limit = parse_rate_limit(limit_text)
         key = limit.key_for(holder.key_hash)
-        storage, count = self._count(key, limit.get_expiry())
+        storage, count = self._count(key, limit.get_expiry(), limit.amount)
         headers = {
             "RateLimit-Limit": str(limit.amount),
             "RateLimit-Remaining": str(max(0, limit.amount - count)),

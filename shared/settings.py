@@ -223,7 +223,8 @@ VARIABLES = (
         "600/minute",
         "calls an API key may make in a window (`600/minute`, `20/second`) unless the key has "
         "a limit of its own; counted per key in the broker's Redis and shared by every web "
-        "process (with RabbitMQ each process counts alone); beyond it 429 with `Retry-After`",
+        "process (with RabbitMQ each process counts alone), limits of 400 or more a lease of "
+        "1 % (4 to 20 calls) at a time; beyond it 429 with `Retry-After`",
         services=("intake",),
     ),
     Variable(

@@ -4,6 +4,7 @@ admins through /v1/api-keys and by intake's commands."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -21,7 +22,7 @@ from services.intake.config import runtime
 from services.intake.models import ApiClient
 from services.intake.tests.builders import request_body
 from shared.auth import KeyHolder, Principal, issue_token
-from shared.authentication import KeyRates, RateLimited
+from shared.authentication import KeyRates, RateLimited, lease_size
 from shared.cli import run_cli
 from shared.clock import utcnow
 from shared.database import create_database_engine
@@ -409,6 +410,69 @@ def test_processes_sharing_the_redis_broker_share_one_count(prefix):
     assert one.is_shared
     with pytest.raises(RateLimited):
         one.hit(key)
+
+
+def test_small_limits_are_counted_call_by_call_large_ones_a_lease_at_a_time():
+    assert [lease_size(amount) for amount in (1, 60, 399)] == [1, 1, 1]
+    assert [lease_size(amount) for amount in (400, 600, 1000, 100_000)] == [4, 6, 10, 20]
+
+
+@needs_redis
+def test_leased_counts_let_exactly_the_limit_through_across_processes(prefix):
+    key = holder(rate_limit="1000/minute")
+    processes = [
+        KeyRates(runtime().settings.broker_url, default="1/minute", prefix=prefix) for _ in range(3)
+    ]
+    passed = 0
+
+    for call in range(1_200):
+        try:
+            processes[call % 3].hit(key)
+            passed += 1
+        except RateLimited:
+            pass
+
+    assert passed == 1000
+
+
+@needs_redis
+def test_a_lease_takes_many_numbers_of_the_count_in_one_call(prefix):
+    rates = KeyRates(runtime().settings.broker_url, default="1000/minute", prefix=prefix)
+    key = holder()
+    client = redis.Redis.from_url(runtime().settings.broker_url)
+
+    remaining = [int(rates.hit(key)["RateLimit-Remaining"]) for _ in range(25)]
+
+    # Three leases of ten: the shared count moved three times, not 25.
+    counted = [int(client.get(name)) for name in client.scan_iter(match=f"{prefix}:*")]
+    client.close()
+    assert counted == [30]
+    assert remaining == list(range(999, 974, -1))
+
+
+@needs_redis
+def test_another_process_s_lease_counts_as_used_in_what_is_left(prefix):
+    key = holder(rate_limit="1000/minute")
+    one = KeyRates(runtime().settings.broker_url, default="1/minute", prefix=prefix)
+    other = KeyRates(runtime().settings.broker_url, default="1/minute", prefix=prefix)
+
+    one.hit(key)
+
+    assert other.hit(key)["RateLimit-Remaining"] == "989"
+    assert one.hit(key)["RateLimit-Remaining"] == "998"
+
+
+@needs_redis
+def test_a_lease_ends_with_its_window(prefix):
+    rates = KeyRates(runtime().settings.broker_url, default="400/second", prefix=prefix)
+    key = holder()
+    assert rates.hit(key)["RateLimit-Remaining"] == "399"
+
+    # The one-second window passes with three numbers of the lease unused: they are not
+    # carried into the next window, whose count starts again.
+    time.sleep(1.05)
+
+    assert rates.hit(key)["RateLimit-Remaining"] == "399"
 
 
 def test_with_rabbitmq_each_process_counts_on_its_own():
