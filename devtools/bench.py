@@ -2,6 +2,8 @@
 
 1. intake's ``POST /v1/requests`` throughput against a bare Flask JSON echo under the same
    gunicorn settings, as a ratio: intake alone (its web and relay), then with every service up.
+   On SQLite also the floor's ratio (``devtools/floor.py``: the same reads and writes in plain
+   sqlite3 and redis-py, without the layers around them), the most a POST could keep here.
 2. The fabric hop (commit an outbox row, publish it at commit, an actor takes it and records it
    in its inbox) against raw Dramatiq no-op actors on the same broker, in messages per second.
 3. Post to volunteer notified: POSTs sent at a fixed arrival rate (open loop: each at its
@@ -52,6 +54,10 @@ from devtools.community import (
     seed_demo,
     wait_until_drained,
 )
+from devtools.floor import DATABASE as FLOOR_DATABASE
+from devtools.floor import NAMESPACE as FLOOR_NAMESPACE
+from devtools.floor import REDIS_URL as FLOOR_REDIS_URL
+from devtools.floor import copy_database
 from devtools.processes import ROOT, ProcessGroup, venv_env, wait_until_ready
 from devtools.redis_server import EmbeddedRedis, free_port, is_reachable
 from services.intake.benchmark import LISTS, ListsTimed, bench_lists
@@ -167,8 +173,10 @@ def throughput(
     requests_total: int,
     concurrency: int,
     log_dir: Path,
+    floor_of: Path | None = None,
 ) -> dict[str, dict[str, float]]:
-    """The echo, then intake alone (web and relay), then intake with every other process up."""
+    """The echo, then intake alone (web and relay), then intake with every other process up;
+    with ``floor_of`` (intake's SQLite file) the floor as well, on a copy of it."""
     body = request_body(credentials)
     intake_port = int(credentials["urls"]["intake"].rsplit(":", 1)[1])
     headers = {"X-API-Key": credentials["intake_api_key"]}
@@ -196,6 +204,26 @@ def throughput(
     finally:
         echo.terminate()
         echo.wait()
+    if floor_of is not None:
+        # The same reads and writes without the layers around them, on a copy of intake's
+        # database: how much of the echo a POST keeps at best here (devtools/floor.py).
+        copy_database(floor_of, floor_of.with_name("floor.db"))
+        floor_env = {
+            **env,
+            FLOOR_DATABASE: str(floor_of.with_name("floor.db")),
+            FLOOR_REDIS_URL: env["BROKER_URL"],
+            FLOOR_NAMESPACE: env["BROKER_NAMESPACE"],
+        }
+        floor_port = free_port(0)
+        floor = gunicorn(
+            "devtools.floor:create_app()", floor_port, floor_env, log_dir / "floor.log"
+        )
+        try:
+            wait_for_port(floor_port)
+            measure("floor", floor_port, "/v1/requests", headers)
+        finally:
+            floor.terminate()
+            floor.wait()
     group.start(["intake-web", "intake-relay"])
     wait_until_ready([credentials["urls"]["intake"]], group=group)
     measure("intake alone", intake_port, "/v1/requests", headers)
@@ -844,6 +872,9 @@ def main(argv: list[str] | None = None) -> int:
             requests_total=args.requests,
             concurrency=args.concurrency,
             log_dir=work / "logs",
+            floor_of=None
+            if databases or not broker_url.startswith("redis")
+            else work / "intake.db",
         )
         drained = wait_until_drained(env, urls)
         say(f"  backlog of the POSTs absorbed {drained:.0f} s after the last one")
@@ -888,6 +919,11 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         f"intake POST ratio to echo (intake alone): {posts['intake alone']['rps'] / echo_rps:.2f}",
         f"intake POST ratio to echo (all services): {posts['all services']['rps'] / echo_rps:.2f}",
+        *(
+            [f"floor POST ratio to echo (same reads and writes, no layers): {floor:.2f}"]
+            if (floor := posts.get("floor", {}).get("rps", 0) / echo_rps)
+            else []
+        ),
         f"fabric hop ratio to raw dramatiq: {figures['hop']['ratio']:.2f}",
         f"post to volunteer notified at {notified['rate']:.0f} req/s for "
         f"{notified['duration_s']:.0f} s: p50 {notified['p50_ms']:.0f} ms, "
