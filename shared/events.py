@@ -223,6 +223,14 @@ class NotificationRequestedSchema(Schema):
         return loaded
 
 
+@dataclass(frozen=True)
+class Outgoing:
+    """An event's payload as its contract checked it (``Event.outgoing``), ready to stage."""
+
+    event: Event
+    payload: dict[str, Any]
+
+
 @dataclass(frozen=True, eq=False)
 class Event(Contract):
     """One kind of fact: its name, version and fields."""
@@ -241,6 +249,11 @@ class Event(Contract):
     def validate_outgoing(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """Check a payload strictly and return its JSON-ready form."""
         return self.checked(data, strict=True)
+
+    def outgoing(self, data: Mapping[str, Any]) -> Outgoing:
+        """A payload checked now, to be staged later (``Messaging.stage_outgoing``): a hot path
+        checks it before its transaction, which then only writes it."""
+        return Outgoing(self, self.validate_outgoing(data))
 
     def read_incoming(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """Read the fields this version defines, ignoring any others."""

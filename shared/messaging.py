@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session, SessionTransaction
 from shared import context
 from shared.clock import utcnow
 from shared.database import UtcDateTime
-from shared.events import NOTIFICATION_REQUESTED, Event
+from shared.events import NOTIFICATION_REQUESTED, Event, Outgoing
 from shared.notifications import NotificationKind
 
 # PostgreSQL's channel a transaction that stages events notifies at commit (each service has its
@@ -162,13 +162,18 @@ class Messaging:
         message_id: str | None = None,
     ) -> str:
         """Write an event to the outbox in the caller's transaction, to be published at commit."""
-        payload = event.validate_outgoing(data)
+        return self.stage_outgoing(session, event.outgoing(data), message_id=message_id)
+
+    def stage_outgoing(
+        self, session: Session, outgoing: Outgoing, *, message_id: str | None = None
+    ) -> str:
+        """``stage`` for a payload its contract already checked (``Event.outgoing``)."""
         row_id = message_id or context.new_id()
         staged = StagedEvent(
             id=row_id,
-            event=event.name,
-            version=event.version,
-            payload=payload,
+            event=outgoing.event.name,
+            version=outgoing.event.version,
+            payload=outgoing.payload,
             correlation_id=context.correlation_id() or row_id,
             causation_id=context.causation_id(),
             created_at=utcnow(),

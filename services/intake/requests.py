@@ -252,10 +252,15 @@ def _place(
 
 @dataclass(frozen=True)
 class Submission:
-    """A request checked against the catalogue and the grid, its rows ready to be recorded."""
+    """A request checked against the catalogue and the grid, its rows ready to be recorded:
+    what can be made before the write transaction is (the request and its first entry as
+    objects, the announcement to dispatch checked), so that the transaction only writes."""
 
     row: dict[str, Any]
     first: dict[str, Any]
+    request: ServiceRequest
+    entry: TimelineEntry
+    announcement: events.Outgoing | None
 
 
 def submit_request(session: Session, **fields: Any) -> ServiceRequest:
@@ -346,25 +351,31 @@ def check_submission(
         "at": now,
         "recorded_at": now,
     }
-    return Submission(row=row, first=first)
+    return Submission(
+        row=row,
+        first=first,
+        request=ServiceRequest(**row),
+        entry=TimelineEntry(**first),
+        announcement=_announcement(row, at=now),
+    )
 
 
 def record_submission(session: Session, submission: Submission) -> ServiceRequest:
     """Store a checked request and, once it names a resident at a household, announce it to
     dispatch. The category, the resident's home and the duplicate it may repeat were read by
     the check, perhaps a moment earlier: the request is as if submitted then."""
-    row, first = submission.row, submission.first
+    request, entry = submission.request, submission.entry
     # Two plain INSERTs rather than the ORM's unit of work, which cost more than the rest of
     # the request; the rows are then put in the session as loaded, for callers that go on.
-    session.execute(_insert_request, row)
-    entry_id = session.execute(_insert_entry, first).scalar_one()
-    request = ServiceRequest(**row)
-    request.timeline = [TimelineEntry(id=entry_id, **first)]
+    session.execute(_insert_request, submission.row)
+    entry.id = session.execute(_insert_entry, submission.first).scalar_one()
+    request.timeline = [entry]
     set_committed_value(request, "duplicates", [])
-    make_transient_to_detached(request.timeline[0])
+    make_transient_to_detached(entry)
     make_transient_to_detached(request)
     session.add(request)
-    _announce(session, request, row["created_at"])
+    if submission.announcement is not None:
+        messaging.stage_outgoing(session, submission.announcement)
     return request
 
 
@@ -381,28 +392,45 @@ def _submission_note(by: Principal, channel: str, row: Mapping[str, Any]) -> str
     return note
 
 
+_ANNOUNCED_COLUMNS = (
+    "id",
+    "category",
+    "priority",
+    "summary",
+    "resident_id",
+    "community",
+    "building",
+    "unit",
+    "household",
+)
+
+
+def _announcement(request: Mapping[str, Any], *, at: datetime) -> events.Outgoing | None:
+    """What tells dispatch of a request (its columns), once it names a resident at a
+    household; None until then."""
+    if request["resident_id"] is None or request["household"] is None:
+        return None
+    return events.REQUEST_SUBMITTED.outgoing(
+        {
+            "request_id": request["id"],
+            "category": request["category"],
+            "priority": request["priority"],
+            "summary": request["summary"],
+            "resident_id": request["resident_id"],
+            "location": {level: request[level] for level in directory.LEVELS},
+            "submitted_at": at,
+        }
+    )
+
+
 def _announce(session: Session, request: ServiceRequest, at: datetime) -> bool:
     """Tell dispatch of a request once it names a resident at a household; False until then."""
-    if request.resident_id is None or request.household is None:
-        return False
-    messaging.stage(
-        session,
-        events.REQUEST_SUBMITTED,
-        {
-            "request_id": request.id,
-            "category": request.category,
-            "priority": request.priority,
-            "summary": request.summary,
-            "resident_id": request.resident_id,
-            "location": {
-                "community": request.community,
-                "building": request.building,
-                "unit": request.unit,
-                "household": request.household,
-            },
-            "submitted_at": at,
-        },
+    announcement = _announcement(
+        {name: getattr(request, name) for name in _ANNOUNCED_COLUMNS}, at=at
     )
+    if announcement is None:
+        return False
+    messaging.stage_outgoing(session, announcement)
     return True
 
 
