@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import dramatiq
+import psutil
 import redis as redis_client
 import requests
 from marshmallow import Schema, fields
@@ -174,17 +175,23 @@ def throughput(
     concurrency: int,
     log_dir: Path,
     floor_of: Path | None = None,
+    broker_pid: int | None = None,
 ) -> dict[str, dict[str, float]]:
     """The echo, then intake alone (web and relay), then intake with every other process up;
-    with ``floor_of`` (intake's SQLite file) the floor as well, on a copy of it."""
+    with ``floor_of`` (intake's SQLite file) the floor as well, on a copy of it. Each figure
+    has the CPU its server's processes spent a POST (with every service up: all of theirs, and
+    the broker's when ``broker_pid`` names it; a database server's is not counted)."""
     body = request_body(credentials)
     intake_port = int(credentials["urls"]["intake"].rsplit(":", 1)[1])
     headers = {"X-API-Key": credentials["intake_api_key"]}
     figures: dict[str, dict[str, float]] = {}
 
-    def measure(name: str, port: int, path: str, request_headers: dict[str, str]) -> None:
+    def measure(
+        name: str, port: int, path: str, request_headers: dict[str, str], pids: list[int]
+    ) -> None:
         # Warm up so no figure pays for imports and first connections.
         load(port, path, body, request_headers, requests_total=50, concurrency=5, expect=201)
+        spent = cpu_seconds(pids)
         figures[name] = load(
             port,
             path,
@@ -194,13 +201,18 @@ def throughput(
             concurrency=concurrency,
             expect=201,
         )
+        spent = cpu_seconds(pids) - spent
+        figures[name]["cpu_ms"] = spent * 1000 / max(1, figures[name]["requests"])
         say(f"  {name}: {describe(figures[name])}")
+
+    def running(*names: str) -> list[int]:
+        return [group.running[name].pid for name in names or list(group.running)]
 
     echo_port = free_port(0)
     echo = gunicorn("devtools.echo:create_app()", echo_port, env, log_dir / "echo.log")
     try:
         wait_for_port(echo_port)
-        measure("echo", echo_port, "/echo", {})
+        measure("echo", echo_port, "/echo", {}, [echo.pid])
     finally:
         echo.terminate()
         echo.wait()
@@ -220,18 +232,21 @@ def throughput(
         )
         try:
             wait_for_port(floor_port)
-            measure("floor", floor_port, "/v1/requests", headers)
+            measure("floor", floor_port, "/v1/requests", headers, [floor.pid])
         finally:
             floor.terminate()
             floor.wait()
     group.start(["intake-web", "intake-relay"])
     wait_until_ready([credentials["urls"]["intake"]], group=group)
-    measure("intake alone", intake_port, "/v1/requests", headers)
+    measure(
+        "intake alone", intake_port, "/v1/requests", headers, running("intake-web", "intake-relay")
+    )
     group.start([name for name in group.commands if name not in group.running])
     wait_until_ready(credentials["urls"].values(), group=group)
     # The first measurement's requests must not weigh on the second.
     wait_until_drained(env, credentials["urls"])
-    measure("all services", intake_port, "/v1/requests", headers)
+    everything = running() + ([broker_pid] if broker_pid else [])
+    measure("all services", intake_port, "/v1/requests", headers, everything)
     return figures
 
 
@@ -239,8 +254,22 @@ def describe(figures: dict[str, float]) -> str:
     return (
         f"{figures['rps']:.1f} req/s, p50 {figures['p50_ms']:.1f} ms, "
         f"p95 {figures['p95_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms, "
-        f"errors {figures['errors']:.0f}"
+        f"errors {figures['errors']:.0f}, server CPU {figures['cpu_ms']:.2f} ms a POST"
     )
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """The user and system CPU these processes and their children spent so far."""
+    spent = 0.0
+    for pid in pids:
+        try:
+            leader = psutil.Process(pid)
+            for process in (leader, *leader.children(recursive=True)):
+                times = process.cpu_times()
+                spent += times.user + times.system
+        except psutil.Error:
+            continue  # gone meanwhile: what it spent cannot be read any more
+    return spent
 
 
 def wait_for_port(port: int, timeout: float = 30) -> None:
@@ -717,7 +746,7 @@ def write_report(
     report = REPORT_DIR / f"report-{tag}.md"
     rows = "\n".join(
         f"| {name} | {f['rps']:.1f} | {f['p50_ms']:.1f} | {f['p95_ms']:.1f} | {f['p99_ms']:.1f} "
-        f"| {f['errors']:.0f} |"
+        f"| {f['errors']:.0f} | {f['cpu_ms']:.2f} |"
         for name, f in posts.items()
     )
     kill_rows = "\n".join(
@@ -736,10 +765,13 @@ WEB_THREADS={env["WEB_THREADS"]}; PUBLISH_AT_COMMIT={env.get("PUBLISH_AT_COMMIT"
 
 ## intake POST /v1/requests against a bare Flask JSON echo
 
-Closed loop, keep-alive connections from this machine.
+Closed loop, keep-alive connections from this machine. Server CPU: what the server's processes
+spent (user and system) over the run, a POST: the echo's or the floor's gunicorn; intake's web
+and relay; with every service up, every service's processes and the embedded Redis (a database
+server's own is not counted).
 
-| what | req/s | p50 ms | p95 ms | p99 ms | errors |
-|------|------:|-------:|-------:|-------:|-------:|
+| what | req/s | p50 ms | p95 ms | p99 ms | errors | server CPU ms a POST |
+|------|------:|-------:|-------:|-------:|-------:|--------------------:|
 {rows}
 
 ## The fabric hop
@@ -875,6 +907,7 @@ def main(argv: list[str] | None = None) -> int:
             floor_of=None
             if databases or not broker_url.startswith("redis")
             else work / "intake.db",
+            broker_pid=redis.process.pid if redis is not None and redis.process else None,
         )
         drained = wait_until_drained(env, urls)
         say(f"  backlog of the POSTs absorbed {drained:.0f} s after the last one")
@@ -919,6 +952,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         f"intake POST ratio to echo (intake alone): {posts['intake alone']['rps'] / echo_rps:.2f}",
         f"intake POST ratio to echo (all services): {posts['all services']['rps'] / echo_rps:.2f}",
+        "server CPU a POST: "
+        + ", ".join(f"{name} {figures['cpu_ms']:.2f} ms" for name, figures in posts.items()),
         *(
             [f"floor POST ratio to echo (same reads and writes, no layers): {floor:.2f}"]
             if (floor := posts.get("floor", {}).get("rps", 0) / echo_rps)
