@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 import redis
 import structlog
@@ -55,13 +55,24 @@ def lease_size(amount: int) -> int:
     return size if size >= MIN_LEASE else 1
 
 
+# Takes a lease in one step: the count moved, the window opened if it was not, and the time
+# left of the window that count belongs to (two calls could see the next window's).
+_LEASE_SCRIPT = """
+local count = redis.call("incrby", KEYS[1], ARGV[2])
+if count == tonumber(ARGV[2]) then
+    redis.call("expire", KEYS[1], ARGV[1])
+end
+return {count, redis.call("pttl", KEYS[1])}
+"""
+
+
 @dataclass
 class _Lease:
     """Numbers of a window's count a process took and hands out: ``next`` to ``last``."""
 
     next: int
     last: int
-    window_ends_at: float  # time.time()
+    window_ends_at: float  # time.monotonic()
 
 
 class ApiKeyLookup(Protocol):
@@ -156,33 +167,44 @@ class KeyRates:
             else MemoryStorage()
         )
         self._fallback: MemoryStorage | None = None
-        self._leases: dict[str, _Lease] = {}
+        # The leases of each key: threads that found none left may each take one at once, and
+        # every number taken is handed out before the window ends or is lost with it.
+        self._leases: dict[str, list[_Lease]] = {}
         self._lock = threading.Lock()
+        self._lease_script: Any = None
 
     def _leased(self, key: str) -> int | None:
-        """The next number of this process's lease on ``key``'s count, if it has one left."""
+        """The next number of this process's leases on ``key``'s count, if one has any left."""
+        now = time.monotonic()
         with self._lock:
-            lease = self._leases.get(key)
-            if lease is None or lease.next > lease.last or time.time() >= lease.window_ends_at:
-                return None
-            lease.next += 1
-            return lease.next - 1
+            leases = self._leases.get(key, [])
+            leases[:] = [lease for lease in leases if lease.next <= lease.last]
+            for lease in leases:
+                if now < lease.window_ends_at:
+                    lease.next += 1
+                    return lease.next - 1
+            leases.clear()  # all of a window that has ended
+            return None
 
     def _lease(self, key: str, expiry: int, size: int) -> int:
         """Take ``size`` numbers of the count at once; the first, the rest kept for later."""
         storage = cast(RedisStorage, self._storage)
-        # Read before Redis is asked: the window ends no sooner than this says.
-        asked_at = time.time()
-        last = storage.incr(key, expiry, amount=size)
-        if last == size:
-            window_ends_at = asked_at + expiry  # this lease opened the window
-        else:
+        if self._lease_script is None:
             client = cast(redis.Redis, storage.get_connection())
-            remaining_ms = client.pttl(storage.prefixed_key(key))
-            window_ends_at = asked_at + max(0, remaining_ms) / 1000
-        with self._lock:
-            self._leases[key] = _Lease(last - size + 2, last, window_ends_at)
-        return last - size + 1
+            self._lease_script = client.register_script(_LEASE_SCRIPT)
+        # Read before Redis is asked: the window ends no sooner than this says.
+        asked_at = time.monotonic()
+        last, remaining_ms = self._lease_script(
+            keys=[storage.prefixed_key(key)], args=[expiry, size]
+        )
+        window_ends_at = asked_at + max(0, int(remaining_ms)) / 1000
+        first = int(last) - size + 1
+        if size > 1:
+            with self._lock:
+                self._leases.setdefault(key, []).append(
+                    _Lease(first + 1, int(last), window_ends_at)
+                )
+        return first
 
     def _count(self, key: str, expiry: int, amount: int) -> tuple[Storage, int]:
         """The number of this call in the key's window: counted in Redis, or leased."""

@@ -254,7 +254,8 @@ def _place(
 class Submission:
     """A request checked against the catalogue and the grid, its rows ready to be recorded:
     what can be made before the write transaction is (the request and its first entry as
-    objects, the announcement to dispatch checked), so that the transaction only writes."""
+    objects, the announcement to dispatch checked), so that the transaction only writes.
+    It is recorded once: its objects become the session's (a retry checks again)."""
 
     row: dict[str, Any]
     first: dict[str, Any]

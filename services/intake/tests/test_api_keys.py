@@ -4,6 +4,7 @@ admins through /v1/api-keys and by intake's commands."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -473,6 +474,73 @@ def test_a_lease_ends_with_its_window(prefix):
     time.sleep(1.05)
 
     assert rates.hit(key)["RateLimit-Remaining"] == "399"
+
+
+@needs_redis
+def test_a_lease_taken_in_a_window_opened_elsewhere_ends_with_that_window(prefix):
+    key = holder(rate_limit="400/second")
+    opener = KeyRates(runtime().settings.broker_url, default="1/minute", prefix=prefix)
+    later = KeyRates(runtime().settings.broker_url, default="1/minute", prefix=prefix)
+    opener.hit(key)  # opens the one-second window with numbers 1 to 4
+    time.sleep(0.5)
+    assert later.hit(key)["RateLimit-Remaining"] == "395"  # numbers 5 to 8, half a second left
+
+    time.sleep(0.6)
+
+    # The window it leased from has ended: its three numbers left go with it.
+    assert later.hit(key)["RateLimit-Remaining"] == "399"
+
+
+@needs_redis
+def test_threads_of_a_process_lose_no_numbers_when_they_lease_at_once(prefix):
+    rates = KeyRates(runtime().settings.broker_url, default="1000/minute", prefix=prefix)
+    key = holder()
+    start = threading.Barrier(8)
+    refused: list[RateLimited] = []
+
+    def calls() -> None:
+        start.wait()
+        for _ in range(50):
+            try:
+                rates.hit(key)
+            except RateLimited as error:
+                refused.append(error)
+
+    threads = [threading.Thread(target=calls) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    client = redis.Redis.from_url(runtime().settings.broker_url)
+    counted = [int(client.get(name)) for name in client.scan_iter(match=f"{prefix}:*")]
+    client.close()
+    assert refused == []
+    # 400 calls: whatever was leased and not handed out is at most one lease a thread.
+    assert 400 <= counted[0] < 400 + 8 * 10
+
+
+@needs_redis
+def test_a_leased_number_past_the_limit_is_refused_with_the_seconds_to_wait(prefix):
+    rates = KeyRates(runtime().settings.broker_url, default="400/minute", prefix=prefix)
+    key = holder()
+    for _ in range(400):
+        rates.hit(key)
+
+    with pytest.raises(RateLimited) as refused:
+        rates.hit(key)  # number 401, of the lease 401 to 404
+
+    assert 1 <= refused.value.retry_after_s <= 60
+    assert refused.value.limit_headers["RateLimit-Remaining"] == "0"
+
+
+def test_when_redis_does_not_answer_a_leased_limit_is_counted_in_the_process():
+    rates = KeyRates("redis://127.0.0.1:1/0", default="1000/minute", prefix="unreachable")
+    key = holder()
+
+    answers = [rates.hit(key)["RateLimit-Remaining"] for _ in range(3)]
+
+    assert answers == ["999", "998", "997"]
 
 
 def test_with_rabbitmq_each_process_counts_on_its_own():
