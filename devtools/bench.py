@@ -51,8 +51,8 @@ from sqlalchemy import func, select
 from devtools.community import (
     Databases,
     forget_namespace,
-    migrate_all,
-    seed_demo,
+    place_services,
+    prepare_community,
     wait_until_drained,
 )
 from devtools.floor import DATABASE as FLOOR_DATABASE
@@ -60,7 +60,7 @@ from devtools.floor import NAMESPACE as FLOOR_NAMESPACE
 from devtools.floor import REDIS_URL as FLOOR_REDIS_URL
 from devtools.floor import copy_database
 from devtools.processes import ROOT, ProcessGroup, venv_env, wait_until_ready
-from devtools.redis_server import EmbeddedRedis, free_port, is_reachable
+from devtools.redis_server import free_port, is_reachable
 from services.intake.benchmark import LISTS, ListsTimed, bench_lists
 from services.intake.config import MIGRATIONS as INTAKE_MIGRATIONS
 from services.points.benchmark import bench_transfers
@@ -72,7 +72,6 @@ from shared.events import Event
 from shared.logs import configure_logging
 from shared.migrations import upgrade
 from shared.settings import Settings
-from shared.topology import SERVICES
 
 REPORT_DIR = ROOT / "var" / "bench"
 # Messages of the fabric hop timed one by one, sent at 100 a second.
@@ -874,24 +873,14 @@ def main(argv: list[str] | None = None) -> int:
             say(describe_lists(timed[:number], database))
         return 0
     databases = Databases(args.postgres, f"redvest_bench_{run_id}") if args.postgres else None
-    for service in SERVICES:
-        url = databases.url(service) if databases else f"sqlite:///{work / service}.db"
-        env[f"{service.upper()}_DATABASE_URL"] = url
-        env[f"{service.upper()}_PORT"] = str(free_port(0))
-    redis = None
-    if not (env.get("BROKER_URL") or env.get("REDIS_URL")):
-        redis = EmbeddedRedis(work / "redis").start()
-        env["BROKER_URL"] = redis.url
+    redis = place_services(env, work, databases)
     broker_url = env.get("BROKER_URL") or env["REDIS_URL"]
     group = ProcessGroup(env, work / "logs")
     figures: dict[str, Any] = {}
     started = time.monotonic()
     try:
-        if databases:
-            databases.create()
-        migrate_all(env)
-        urls = {s: f"http://127.0.0.1:{env[f'{s.upper()}_PORT']}" for s in SERVICES}
-        credentials = seed_demo(env, urls)
+        credentials = prepare_community(env, databases)
+        urls = credentials["urls"]
         say(
             f"bench: {os.cpu_count()} CPUs, load average {load_average}, {database}; logs in "
             f"{work / 'logs'}"

@@ -17,6 +17,7 @@ import redis as redis_client
 import requests
 
 from devtools.processes import run_command
+from devtools.redis_server import EmbeddedRedis, free_port
 from shared.auth import issue_token
 from shared.settings import Settings
 from shared.topology import SERVICES, queue_of
@@ -68,6 +69,33 @@ def write_credentials(path: Path, credentials: Mapping[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(credentials, indent=2) + "\n")
     path.chmod(0o600)
+
+
+def prepare_community(env: Mapping[str, str], databases: Databases | None) -> dict[str, Any]:
+    """Create the run's databases (on PostgreSQL), migrate every service's and seed the demo
+    community; its credentials (``seed_demo``), the services' URLs among them."""
+    if databases:
+        databases.create()
+    migrate_all(env)
+    urls = {s: f"http://127.0.0.1:{env[f'{s.upper()}_PORT']}" for s in SERVICES}
+    return seed_demo(env, urls)
+
+
+def place_services(
+    env: dict[str, str], work: Path, databases: Databases | None
+) -> EmbeddedRedis | None:
+    """Give each service in ``env`` its database (a SQLite file in ``work``, or its database
+    of ``databases``) and a free port, and the run a broker: the one ``env`` names, else an
+    embedded Redis started here in ``work`` (returned: the caller stops it)."""
+    for service in SERVICES:
+        url = databases.url(service) if databases else f"sqlite:///{work / service}.db"
+        env[f"{service.upper()}_DATABASE_URL"] = url
+        env[f"{service.upper()}_PORT"] = str(free_port(0))
+    if env.get("BROKER_URL") or env.get("REDIS_URL"):
+        return None
+    redis = EmbeddedRedis(work / "redis").start()
+    env["BROKER_URL"] = redis.url
+    return redis
 
 
 class Databases:

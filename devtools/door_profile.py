@@ -25,9 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from devtools.bench import request_body
-from devtools.community import Databases, forget_namespace, migrate_all, seed_demo
-from devtools.redis_server import EmbeddedRedis, free_port
-from shared.topology import SERVICES
+from devtools.community import (
+    Databases,
+    forget_namespace,
+    place_services,
+    prepare_community,
+)
 
 
 def _post_loop(client: Any, body: dict[str, Any], key: str) -> Any:
@@ -83,20 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         "REDVEST_AUTH_SECRET": os.environ.get("REDVEST_AUTH_SECRET", secrets.token_urlsafe(48)),
     }
     databases = Databases(args.postgres, f"redvest_door_{run_id}") if args.postgres else None
-    for service in SERVICES:
-        url = databases.url(service) if databases else f"sqlite:///{work / service}.db"
-        env[f"{service.upper()}_DATABASE_URL"] = url
-        env[f"{service.upper()}_PORT"] = str(free_port(0))
-    redis = None
-    if not (env.get("BROKER_URL") or env.get("REDIS_URL")):
-        redis = EmbeddedRedis(work / "redis").start()
-        env["BROKER_URL"] = redis.url
+    redis = place_services(env, work, databases)
     try:
-        if databases:
-            databases.create()
-        migrate_all(env)
-        urls = {s: f"http://127.0.0.1:{env[f'{s.upper()}_PORT']}" for s in SERVICES}
-        credentials = seed_demo(env, urls)
+        credentials = prepare_community(env, databases)
         os.environ.update(env)
         from services.intake.app import create_app
         from services.intake.config import runtime
