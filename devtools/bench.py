@@ -207,34 +207,32 @@ def throughput(
     def running(*names: str) -> list[int]:
         return [group.running[name].pid for name in names or list(group.running)]
 
-    echo_port = free_port(0)
-    echo = gunicorn("devtools.echo:create_app()", echo_port, env, log_dir / "echo.log")
-    try:
-        wait_for_port(echo_port)
-        measure("echo", echo_port, "/echo", {}, [echo.pid])
-    finally:
-        echo.terminate()
-        echo.wait()
+    def measure_alone(
+        name: str, app: str, app_env: dict[str, str], path: str, request_headers: dict[str, str]
+    ) -> None:
+        """One figure from a gunicorn of its own, stopped after it."""
+        port = free_port(0)
+        server = gunicorn(app, port, app_env, log_dir / f"{name}.log")
+        try:
+            wait_for_port(port)
+            measure(name, port, path, request_headers, [server.pid])
+        finally:
+            server.terminate()
+            server.wait()
+
+    measure_alone("echo", "devtools.echo:create_app()", env, "/echo", {})
     if floor_of is not None:
         # The same reads and writes without the layers around them, on a copy of intake's
         # database: how much of the echo a POST keeps at best here (devtools/floor.py).
-        copy_database(floor_of, floor_of.with_name("floor.db"))
+        floor_database = floor_of.with_name("floor.db")
+        copy_database(floor_of, floor_database)
         floor_env = {
             **env,
-            FLOOR_DATABASE: str(floor_of.with_name("floor.db")),
+            FLOOR_DATABASE: str(floor_database),
             FLOOR_REDIS_URL: env["BROKER_URL"],
             FLOOR_NAMESPACE: env["BROKER_NAMESPACE"],
         }
-        floor_port = free_port(0)
-        floor = gunicorn(
-            "devtools.floor:create_app()", floor_port, floor_env, log_dir / "floor.log"
-        )
-        try:
-            wait_for_port(floor_port)
-            measure("floor", floor_port, "/v1/requests", headers, [floor.pid])
-        finally:
-            floor.terminate()
-            floor.wait()
+        measure_alone("floor", "devtools.floor:create_app()", floor_env, "/v1/requests", headers)
     group.start(["intake-web", "intake-relay"])
     wait_until_ready([credentials["urls"]["intake"]], group=group)
     measure(

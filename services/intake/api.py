@@ -734,7 +734,11 @@ RATE_LIMIT_HEADERS = {
     for name, meaning in (
         ("Retry-After", "Seconds until the key may call again"),
         ("RateLimit-Limit", "Calls the key may make in a window"),
-        ("RateLimit-Remaining", "Calls left in this window"),
+        (
+            "RateLimit-Remaining",
+            "Calls left in this window, at most: with a limit of 400 or more, calls other web "
+            "processes took in advance count as made",
+        ),
         ("RateLimit-Reset", "Seconds until the window ends"),
     )
 }
