@@ -33,7 +33,7 @@ test: $(STAMP) ## lint, type-check, import contracts, deploy files, tests on SQL
 lint: $(STAMP) ## ruff, import-linter and mypy only
 	$(BIN)/python -m devtools.checks --only-static
 
-bench: $(STAMP) ## intake POST vs a Flask echo, fabric hop, post → notified at 100 req/s, killed worker, ledger
+bench: $(STAMP) ## intake POST vs a Flask echo and a floor, CPU a POST, fabric hop, post → notified at 100 req/s, killed worker, ledger
 	$(BIN)/python -m devtools.bench
 
 chaos: $(STAMP) ## 2,000 requests while every process is killed and Redis restarted; audit for loss
