@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 from uuid import uuid4
 
 import dramatiq
@@ -12,7 +12,7 @@ import redis
 import structlog
 from dramatiq.broker import Consumer, MessageProxy
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
-from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.errors import ConnectionClosed
 from dramatiq.middleware import CurrentMessage, Retries
 
@@ -35,12 +35,15 @@ class _WakingConsumer(Consumer):
     when the queue is empty waits on the queue's Redis list itself with ``BLMOVE list list LEFT
     LEFT``: it returns as soon as anything is pushed, and moving the head onto the head leaves
     the list as it was. When the prefetch is full it waits for an ack instead. Either wait ends
-    after ``idle_s`` at the latest, so the worker's heartbeat (any fetch) stays fresh.
+    after ``idle_s`` at the latest, so the worker's heartbeat (any fetch) stays fresh. A fetch
+    that brought fewer messages than it asked for left the queue empty: the next call waits
+    first and fetches after, which saves the fetch that would find nothing (one Redis script
+    a message when messages come one by one).
     """
 
     def __init__(
         self,
-        inner: Consumer,
+        inner: _RedisConsumer,
         *,
         broker: RedisBroker,
         client: redis.Redis,
@@ -55,6 +58,7 @@ class _WakingConsumer(Consumer):
         self.prefetch = prefetch
         self.idle_s = idle_s
         self.outstanding = 0
+        self._drained = False
         self._slot_freed = threading.Event()
 
     def _lost_connection(self) -> None:
@@ -67,6 +71,15 @@ class _WakingConsumer(Consumer):
         log.warning("broker.connection_lost", queue=self.key, new_consumer_id=self.broker.broker_id)
 
     def __next__(self) -> MessageProxy | None:
+        cache = self.inner.message_cache
+        if self._drained and not cache and self.outstanding < self.prefetch:
+            # The last fetch emptied the queue: a fetch now would most likely find nothing,
+            # so wait for a push first (at once if one came meanwhile), and fetch after it.
+            self._drained = False
+            self._wait_for_push()
+            return None
+        # With nothing cached the inner consumer fetches this many; fewer means none are left.
+        asked = 0 if cache else self.prefetch - self.inner.outstanding_message_count
         try:
             message = next(self.inner)
         except ConnectionClosed:
@@ -74,17 +87,22 @@ class _WakingConsumer(Consumer):
             raise
         if message is not None:
             self.outstanding += 1
+            self._drained = 0 < 1 + len(self.inner.message_cache) < asked
             return message
         if self.outstanding >= self.prefetch:
             self._slot_freed.clear()
             if self.outstanding >= self.prefetch:
                 self._slot_freed.wait(self.idle_s)
             return None
+        self._wait_for_push()
+        return None
+
+    def _wait_for_push(self) -> None:
+        """Until the queue's list holds a message, ``idle_s`` at most."""
         try:
             self.client.execute_command("BLMOVE", self.key, self.key, "LEFT", "LEFT", self.idle_s)
         except redis.ConnectionError as error:
             raise ConnectionClosed(error) from None
-        return None
 
     def _settled(self, count: int = 1) -> None:
         self.outstanding = max(0, self.outstanding - count)
@@ -129,7 +147,7 @@ class _RedisBroker(RedisBroker):
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Consumer:
         # The inner consumer never sleeps: the waking consumer waits instead.
         return _WakingConsumer(
-            super().consume(queue_name, prefetch, 0),
+            cast(_RedisConsumer, super().consume(queue_name, prefetch, 0)),
             broker=self,
             client=self.client,
             key=f"{self.namespace}:{queue_name}",

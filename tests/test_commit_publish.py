@@ -13,6 +13,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from functools import partial
 
 import dramatiq
 import pytest
@@ -230,6 +231,55 @@ def test_an_idle_worker_takes_a_message_as_it_arrives_not_at_its_next_poll():
         worker.stop()
         broker.client.connection_pool.disconnect()
     assert max(handled) < 0.5, handled
+
+
+def _reached(handled: list[int], count: int) -> bool:
+    return len(handled) == count
+
+
+def test_messages_arriving_one_by_one_cost_one_fetch_each_and_a_burst_is_all_handled():
+    """A fetch that emptied the queue is followed by a wait for the next push, not by a fetch
+    that would find nothing; a burst bigger than the prefetch still goes through whole."""
+    settings = dataclasses.replace(
+        load_settings(TEST_ENV), broker_idle_poll_ms=3_000, broker_heartbeat_timeout_ms=10_000
+    )
+    broker = build_runtime(settings).broker
+    assert isinstance(broker, RedisBroker)
+    queue = f"fetch-{uuid.uuid4().hex[:8]}"
+    handled: list[int] = []
+    fetches: list[int] = []
+    real_fetch = broker.do_fetch
+
+    def counted_fetch(*args: object) -> object:
+        found = real_fetch(*args)
+        fetches.append(len(found))
+        return found
+
+    @dramatiq.actor(broker=broker, queue_name=queue, actor_name=f"{queue}.note")
+    def note(number: int) -> None:
+        handled.append(number)
+
+    broker.do_fetch = counted_fetch  # type: ignore[attr-defined]
+    worker = dramatiq.Worker(broker, queues={queue}, worker_threads=2, worker_timeout=3_000)
+    worker.start()
+    try:
+        time.sleep(0.5)  # the consumer has found the queue empty and waits
+        before = len(fetches)
+        for number in range(1, 11):
+            note.send(number)
+            eventually(partial(_reached, handled, number), timeout=10, what=f"message {number}")
+        one_by_one = fetches[before:]
+        for number in range(11, 211):
+            note.send(number)
+        eventually(partial(_reached, handled, 210), timeout=30, what="the burst")
+    finally:
+        worker.stop()
+        del broker.do_fetch
+        broker.client.connection_pool.disconnect()
+    assert sorted(handled) == list(range(1, 211))
+    # One fetch a message, each finding it; none that found nothing (the wait ended each time
+    # because a message came, long before the 3 s idle limit).
+    assert one_by_one == [1] * 10, one_by_one
 
 
 def test_a_message_whose_fetch_was_cut_off_is_handed_out_again():
