@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import inspect
 
 from services.intake import directory, requests
 from services.intake.config import runtime
@@ -25,6 +26,7 @@ from services.intake.tests.test_api import bearer
 from shared import clock, events
 from shared.auth import Principal
 from shared.errors import Invalid, NotFound
+from tests.environment import BACKEND
 from tests.support import staged_messages
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -321,6 +323,21 @@ class TestDuplicates:
         assert third.possible_duplicate_of == second.id
         other = a_request(session, resident=resident, category="haircut")
         assert other.possible_duplicate_of is None
+
+    def test_only_merged_requests_are_in_the_index_that_finds_a_requests_merged_ones(self, session):
+        """Every submission looks for the household's latest request not merged: an index of
+        every request's ``duplicate_of`` offered PostgreSQL, before it had statistics of the
+        table, a way to that which read every request. It holds the merged ones only."""
+        found = {
+            index["name"]: index for index in inspect(session.connection()).get_indexes("requests")
+        }
+        where = found["ix_requests_duplicate_of"]["dialect_options"][f"{BACKEND}_where"]
+        assert " ".join(str(where).strip("()").split()).lower() == "duplicate_of is not null"
+        if BACKEND == "sqlite":
+            plan = session.connection().exec_driver_sql(
+                "EXPLAIN QUERY PLAN SELECT id FROM requests WHERE duplicate_of IN ('a', 'b')"
+            )
+            assert any("USING INDEX ix_requests_duplicate_of" in row[3] for row in plan)
 
     def test_staff_merge_a_duplicate_and_each_names_the_other(self, session):
         resident = a_resident(session)
