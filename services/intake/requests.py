@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, insert, select
+from sqlalchemy import Table, and_, bindparam, insert, select, update
 from sqlalchemy.orm import Session, lazyload, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -975,6 +975,16 @@ def add_attachment(
 # What dispatch tells: assignment, no route, acceptance, completion.
 
 
+def _news_outcome(current: str, status: str, note: str) -> tuple[bool, str]:
+    """Whether news of ``status`` moves a request that is ``current``, and the note it is put
+    on the timeline with (saying it was ignored when the request has ended)."""
+    if current in NEWS[status]:
+        return True, note
+    if current in (CANCELLED, REJECTED, CLOSED) and status != NEEDS_TRIAGE:
+        return False, f"Ignored news ({note}): the request is {current}"
+    return False, note
+
+
 def _news(
     session: Session,
     request: ServiceRequest,
@@ -984,7 +994,7 @@ def _news(
     details: Mapping[str, Any],
 ) -> bool:
     """Put dispatch's news on the timeline and move the request if the news moves it."""
-    moves = request.status in NEWS[status]
+    moves, note = _news_outcome(request.status, status, note)
     if moves:
         request.status = status
         if status == ACCEPTED:
@@ -992,8 +1002,6 @@ def _news(
         elif status == COMPLETED:
             request.due_at = FAR_FUTURE
             request.completed_at = utcnow()
-    elif request.status in (CANCELLED, REJECTED, CLOSED) and status != NEEDS_TRIAGE:
-        note = f"Ignored news ({note}): the request is {request.status}"
     request.updated_at = utcnow()
     _record(session, request, status, note, at=at, actor="system:dispatch", details=details)
     return moves
@@ -1008,11 +1016,27 @@ class Assignee:
     name: str
 
 
+# The assignment is the busiest news (one a request): its row is read and written with plain
+# statements, since the ORM's load and unit of work cost more than the rest of its handling.
+_assignment_news_of = (
+    select(
+        _requests.c.status,
+        _requests.c.assignment_id,
+        _requests.c.assignee_name,
+        _requests.c.version,
+    )
+    .where(_requests.c.id == bindparam("request_id"))
+    .with_for_update()
+)
+
+
 def record_assignment(
     session: Session, *, request_id: str, assignment_id: str, assignee: Assignee, at: datetime
 ) -> None:
     """Dispatch assigned the request to someone."""
-    request = get_request(session, request_id, for_update=True, with_timeline=False)
+    request = session.execute(_assignment_news_of, {"request_id": request_id}).first()
+    if request is None:
+        raise no_request(request_id)
     # The first assignment intake hears of is the one it follows; news of another is kept in
     # the timeline, saying so, but changes nothing.
     is_followed = request.assignment_id in (None, assignment_id)
@@ -1030,12 +1054,46 @@ def record_assignment(
         "assignee_id": assignee.id,
         "assignee_name": assignee.name,
     }
-    _news(session, request, ASSIGNED, note, at, details)
-    if is_followed and request.status not in (CONFIRMED, CLOSED, CANCELLED, REJECTED):
-        request.assignment_id = assignment_id
-        request.assignee_type = assignee.type
-        request.assignee_id = assignee.id
-        request.assignee_name = assignee.name
+    moves, note = _news_outcome(request.status, ASSIGNED, note)
+    now = utcnow()
+    changed: dict[str, Any] = {"updated_at": now, "version": request.version + 1}
+    if moves:
+        changed["status"] = ASSIGNED
+    if is_followed and (moves or request.status not in (CONFIRMED, CLOSED, CANCELLED, REJECTED)):
+        changed.update(
+            assignment_id=assignment_id,
+            assignee_type=assignee.type,
+            assignee_id=assignee.id,
+            assignee_name=assignee.name,
+        )
+    session.execute(update(_requests).where(_requests.c.id == request_id).values(changed))
+    entry = {
+        "request_id": request_id,
+        "status": ASSIGNED,
+        "action": ASSIGNED,
+        "actor": "system:dispatch",
+        "is_public": True,
+        "note": note,
+        "details": details,
+        "at": at,
+        "recorded_at": now,
+    }
+    entry_id = session.execute(_insert_entry, entry).scalar_one()
+    loaded = session.identity_map.get(session.identity_key(ServiceRequest, request_id))
+    if isinstance(loaded, ServiceRequest):
+        _as_written(session, loaded, changed, TimelineEntry(id=entry_id, **entry))
+
+
+def _as_written(
+    session: Session, request: ServiceRequest, changed: Mapping[str, Any], entry: TimelineEntry
+) -> None:
+    """A request this session had loaded, as the plain statements just wrote it."""
+    for name, value in changed.items():
+        set_committed_value(request, name, value)
+    if "timeline" in request.__dict__:
+        make_transient_to_detached(entry)
+        session.add(entry)
+        set_committed_value(request, "timeline", [*request.timeline, entry])
 
 
 def record_unrouted(session: Session, *, request_id: str, reason: str, at: datetime) -> None:
