@@ -205,12 +205,18 @@ def test_a_relay_on_postgresql_is_woken_by_the_commit_not_its_poll(queues):
     assert published_at(message_id) is not None
 
 
-def test_an_idle_worker_takes_a_message_as_it_arrives_not_at_its_next_poll():
+def _idle_polling_every_3_s() -> RedisBroker:
+    """A broker whose idle consumers look at their queue every 3 s, unless woken."""
     settings = dataclasses.replace(
         load_settings(TEST_ENV), broker_idle_poll_ms=3_000, broker_heartbeat_timeout_ms=10_000
     )
     broker = build_runtime(settings).broker
     assert isinstance(broker, RedisBroker)
+    return broker
+
+
+def test_an_idle_worker_takes_a_message_as_it_arrives_not_at_its_next_poll():
+    broker = _idle_polling_every_3_s()
     queue = f"wake-{uuid.uuid4().hex[:8]}"
     handled: list[float] = []
 
@@ -240,11 +246,7 @@ def _reached(handled: list[int], count: int) -> bool:
 def test_messages_arriving_one_by_one_cost_one_fetch_each_and_a_burst_is_all_handled():
     """A fetch that emptied the queue is followed by a wait for the next push, not by a fetch
     that would find nothing; a burst bigger than the prefetch still goes through whole."""
-    settings = dataclasses.replace(
-        load_settings(TEST_ENV), broker_idle_poll_ms=3_000, broker_heartbeat_timeout_ms=10_000
-    )
-    broker = build_runtime(settings).broker
-    assert isinstance(broker, RedisBroker)
+    broker = _idle_polling_every_3_s()
     queue = f"fetch-{uuid.uuid4().hex[:8]}"
     handled: list[int] = []
     fetches: list[int] = []
