@@ -122,6 +122,7 @@ DUPLICATE_WINDOW = timedelta(days=7)
 CONFIRM_WITHIN = timedelta(days=7)
 REOPEN_WITHIN = timedelta(days=14)
 INTAKE = "system:intake"
+DISPATCH = "system:dispatch"
 
 
 class IllegalTransition(Conflict):
@@ -341,17 +342,16 @@ def check_submission(
         **place,
         **_deadlines(found, priority, now),
     }
-    first: dict[str, Any] = {
-        "request_id": row["id"],
-        "status": SUBMITTED,
-        "action": "submitted",
-        "actor": _actor(submitted_by),
-        "is_public": True,
-        "note": _submission_note(submitted_by, channel, row),
-        "details": {"possible_duplicate_of": latest} if latest else {},
-        "at": now,
-        "recorded_at": now,
-    }
+    first = _timeline_row(
+        row["id"],
+        SUBMITTED,
+        _submission_note(submitted_by, channel, row),
+        at=now,
+        action="submitted",
+        actor=_actor(submitted_by),
+        details={"possible_duplicate_of": latest} if latest else {},
+        recorded_at=now,
+    )
     return Submission(
         row=row,
         first=first,
@@ -475,6 +475,32 @@ def get_request(
     return request
 
 
+def _timeline_row(
+    request_id: str,
+    status: str,
+    note: str,
+    *,
+    at: datetime,
+    action: str | None = None,
+    actor: str = "",
+    is_public: bool = True,
+    details: Mapping[str, Any] | None = None,
+    recorded_at: datetime | None = None,
+) -> dict[str, Any]:
+    """The columns of one timeline entry: what happened to the request, when, by whom."""
+    return {
+        "request_id": request_id,
+        "status": status,
+        "action": action or status,
+        "actor": actor,
+        "is_public": is_public,
+        "note": note,
+        "details": dict(details or {}),
+        "at": at,
+        "recorded_at": recorded_at or utcnow(),
+    }
+
+
 def _record(
     session: Session,
     request: ServiceRequest,
@@ -487,19 +513,17 @@ def _record(
     is_public: bool = True,
     details: Mapping[str, Any] | None = None,
 ) -> None:
-    session.add(
-        TimelineEntry(
-            request=request,
-            status=status,
-            action=action or status,
-            actor=actor,
-            is_public=is_public,
-            note=note,
-            details=dict(details or {}),
-            at=at,
-            recorded_at=utcnow(),
-        )
+    row = _timeline_row(
+        request.id,
+        status,
+        note,
+        at=at,
+        action=action,
+        actor=actor,
+        is_public=is_public,
+        details=details,
     )
+    session.add(TimelineEntry(request=request, **row))
 
 
 def _move(request: ServiceRequest, action: str) -> str:
@@ -1003,7 +1027,7 @@ def _news(
             request.due_at = FAR_FUTURE
             request.completed_at = utcnow()
     request.updated_at = utcnow()
-    _record(session, request, status, note, at=at, actor="system:dispatch", details=details)
+    _record(session, request, status, note, at=at, actor=DISPATCH, details=details)
     return moves
 
 
@@ -1067,17 +1091,9 @@ def record_assignment(
             assignee_name=assignee.name,
         )
     session.execute(update(_requests).where(_requests.c.id == request_id).values(changed))
-    entry = {
-        "request_id": request_id,
-        "status": ASSIGNED,
-        "action": ASSIGNED,
-        "actor": "system:dispatch",
-        "is_public": True,
-        "note": note,
-        "details": details,
-        "at": at,
-        "recorded_at": now,
-    }
+    entry = _timeline_row(
+        request_id, ASSIGNED, note, at=at, actor=DISPATCH, details=details, recorded_at=now
+    )
     entry_id = session.execute(_insert_entry, entry).scalar_one()
     loaded = session.identity_map.get(session.identity_key(ServiceRequest, request_id))
     if isinstance(loaded, ServiceRequest):
@@ -1184,7 +1200,7 @@ def record_completion(
     }
     if note is not None:
         request.updated_at = utcnow()
-        _record(session, request, COMPLETED, note, at=at, actor="system:dispatch", details=details)
+        _record(session, request, COMPLETED, note, at=at, actor=DISPATCH, details=details)
         return
     moved = _news(
         session,
