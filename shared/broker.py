@@ -87,7 +87,8 @@ class _WakingConsumer(Consumer):
             raise
         if message is not None:
             self.outstanding += 1
-            self._drained = 0 < 1 + len(self.inner.message_cache) < asked
+            if asked:
+                self._drained = 1 + len(self.inner.message_cache) < asked
             return message
         if self.outstanding >= self.prefetch:
             self._slot_freed.clear()

@@ -254,7 +254,8 @@ def test_messages_arriving_one_by_one_cost_one_fetch_each_and_a_burst_is_all_han
 
     def counted_fetch(*args: object) -> object:
         found = real_fetch(*args)
-        fetches.append(len(found))
+        if args[0] == queue:  # not the delay queue's fetches, which come on their own clock
+            fetches.append(len(found))
         return found
 
     @dramatiq.actor(broker=broker, queue_name=queue, actor_name=f"{queue}.note")
@@ -282,6 +283,46 @@ def test_messages_arriving_one_by_one_cost_one_fetch_each_and_a_burst_is_all_han
     # One fetch a message, each finding it; none that found nothing (the wait ended each time
     # because a message came, long before the 3 s idle limit).
     assert one_by_one == [1] * 10, one_by_one
+
+
+def test_after_a_fetch_that_emptied_the_queue_the_messages_it_brought_are_handed_out_then_a_wait():
+    """A fetch of three with room for five left the queue empty: the three are handed out from
+    the cache, and the next call waits for a push rather than fetching nothing."""
+    settings = dataclasses.replace(load_settings(TEST_ENV), broker_idle_poll_ms=200)
+    broker = build_runtime(settings).broker
+    assert isinstance(broker, RedisBroker)
+    queue = f"drained-{uuid.uuid4().hex[:8]}"
+    broker.declare_queue(queue)
+    for _ in range(3):
+        broker.enqueue(
+            dramatiq.Message(
+                queue_name=queue, actor_name=f"{queue}.noop", args=(), kwargs={}, options={}
+            )
+        )
+    fetches: list[int] = []
+    real_fetch = broker.do_fetch
+
+    def counted_fetch(*args: object) -> object:
+        found = real_fetch(*args)
+        fetches.append(len(found))
+        return found
+
+    broker.do_fetch = counted_fetch  # type: ignore[attr-defined]
+    consumer = broker.consume(queue, prefetch=5, timeout=200)
+    try:
+        taken = [next(consumer) for _ in range(3)]
+        started = time.monotonic()
+        assert next(consumer) is None
+        waited = time.monotonic() - started
+        for message in taken:
+            consumer.ack(message)
+    finally:
+        del broker.do_fetch
+        consumer.close()
+        broker.client.connection_pool.disconnect()
+    assert all(message is not None for message in taken)
+    assert fetches == [3], fetches
+    assert waited >= 0.15, waited  # it waited on the queue (up to the idle poll), nothing came
 
 
 def test_a_message_whose_fetch_was_cut_off_is_handed_out_again():
