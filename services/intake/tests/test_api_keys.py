@@ -3,6 +3,7 @@ admins through /v1/api-keys and by intake's commands."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -22,8 +23,13 @@ from services.intake.commands import EXTRA_COMMANDS
 from services.intake.config import runtime
 from services.intake.models import ApiClient
 from services.intake.tests.builders import request_body
-from shared.auth import KeyHolder, Principal, issue_token
-from shared.authentication import KeyRates, RateLimited, lease_size
+from shared.auth import KeyHolder, Principal, issue_token, parse_rate_limit
+from shared.authentication import (
+    _LEASE_SCRIPT,
+    KeyRates,
+    RateLimited,
+    lease_size,
+)
 from shared.cli import run_cli
 from shared.clock import utcnow
 from shared.database import create_database_engine
@@ -495,14 +501,28 @@ def test_a_lease_taken_in_a_window_opened_elsewhere_ends_with_that_window(prefix
 def test_threads_of_a_process_lose_no_numbers_when_they_lease_at_once(prefix):
     rates = KeyRates(runtime().settings.broker_url, default="1000/minute", prefix=prefix)
     key = holder()
+    client = redis.Redis.from_url(runtime().settings.broker_url)
+    lease = client.register_script(_LEASE_SCRIPT)
+    leased_together = threading.Barrier(8, timeout=10)
+    leases_taken = itertools.count()
+
+    def lease_at_once(**arguments: Any) -> Any:
+        taken = lease(**arguments)
+        if next(leases_taken) < 8:
+            # The first leases of all eight threads are taken before any of them is kept.
+            leased_together.wait()
+        return taken
+
+    rates._lease_script = lease_at_once
     start = threading.Barrier(8)
     refused: list[RateLimited] = []
+    remaining: list[str] = []
 
     def calls() -> None:
         start.wait()
         for _ in range(50):
             try:
-                rates.hit(key)
+                remaining.append(rates.hit(key)["RateLimit-Remaining"])
             except RateLimited as error:
                 refused.append(error)
 
@@ -512,12 +532,29 @@ def test_threads_of_a_process_lose_no_numbers_when_they_lease_at_once(prefix):
     for thread in threads:
         thread.join()
 
-    client = redis.Redis.from_url(runtime().settings.broker_url)
     counted = [int(client.get(name)) for name in client.scan_iter(match=f"{prefix}:*")]
     client.close()
+    unused = sum(
+        lease.last - lease.next + 1 for leases in rates._leases.values() for lease in leases
+    )
     assert refused == []
-    # 400 calls: whatever was leased and not handed out is at most one lease a thread.
-    assert 400 <= counted[0] < 400 + 8 * 10
+    # Every call had a number of its own, and every number leased is either handed out or
+    # still held for the next calls: none was lost.
+    assert len(set(remaining)) == 400
+    assert counted == [400 + unused]
+
+
+@needs_redis
+def test_every_lease_a_process_takes_is_kept_until_its_numbers_are_handed_out(prefix):
+    """Three threads that found no number left each lease ten at once: all thirty numbers are
+    handed out, none twice, before the process asks Redis again."""
+    rates = KeyRates(runtime().settings.broker_url, default="1000/minute", prefix=prefix)
+    limit = parse_rate_limit("1000/minute")
+    name = limit.key_for(holder().key_hash)
+    firsts = [rates._lease(name, limit.get_expiry(), 10) for _ in range(3)]
+    handed_out = [rates._leased(name) for _ in range(27)]
+    assert sorted([*firsts, *handed_out]) == list(range(1, 31))
+    assert rates._leased(name) is None
 
 
 @needs_redis
