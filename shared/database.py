@@ -10,12 +10,13 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import DateTime, Dialect, Engine, TypeDecorator, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError, InvalidatePoolError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 # A pooled server connection left idle this long is pinged before it is used again: a server
@@ -23,6 +24,7 @@ SQLITE_BUSY_TIMEOUT_MS = 15_000
 # round trip a transaction.
 PING_AFTER_IDLE_S = 2.0
 _IDLE_SINCE = "redvest.idle_since"
+T = TypeVar("T")
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -231,3 +233,14 @@ def _file_of(engine: Engine) -> str | None:
     if not database or database == ":memory:" or database.startswith("file::memory:"):
         return None
     return str(Path(database).resolve())
+
+
+def as_loaded(session: Session, instance: T, **attributes: Any) -> T:
+    """``instance``, whose row a plain INSERT just wrote, put in ``session`` as if loaded from
+    it: no INSERT at the next flush, and ``attributes`` (relationships, mostly) set as loaded
+    values, so that reading them neither queries nor writes."""
+    make_transient_to_detached(instance)
+    for name, value in attributes.items():
+        set_committed_value(instance, name, value)
+    session.add(instance)
+    return instance

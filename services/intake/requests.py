@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any, cast
 
 from sqlalchemy import Table, and_, bindparam, insert, select, update
-from sqlalchemy.orm import Session, lazyload, make_transient_to_detached
+from sqlalchemy.orm import Session, lazyload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from services.intake import catalogue, directory
@@ -44,6 +44,7 @@ from shared import events
 from shared.auth import Principal
 from shared.clock import utcnow
 from shared.conditional import check_version, version_etag
+from shared.database import as_loaded
 from shared.errors import Conflict, Invalid
 from shared.events import PRIORITIES
 from shared.people import address
@@ -370,11 +371,7 @@ def record_submission(session: Session, submission: Submission) -> ServiceReques
     # the request; the rows are then put in the session as loaded, for callers that go on.
     session.execute(_insert_request, submission.row)
     entry.id = session.execute(_insert_entry, submission.first).scalar_one()
-    request.timeline = [entry]
-    set_committed_value(request, "duplicates", [])
-    make_transient_to_detached(entry)
-    make_transient_to_detached(request)
-    session.add(request)
+    as_loaded(session, request, timeline=[as_loaded(session, entry)], duplicates=[])
     if submission.announcement is not None:
         messaging.stage_outgoing(session, submission.announcement)
     return request
@@ -393,17 +390,7 @@ def _submission_note(by: Principal, channel: str, row: Mapping[str, Any]) -> str
     return note
 
 
-_ANNOUNCED_COLUMNS = (
-    "id",
-    "category",
-    "priority",
-    "summary",
-    "resident_id",
-    "community",
-    "building",
-    "unit",
-    "household",
-)
+_ANNOUNCED_COLUMNS = ("id", "category", "priority", "summary", "resident_id", *directory.LEVELS)
 
 
 def _announcement(request: Mapping[str, Any], *, at: datetime) -> events.Outgoing | None:
@@ -1083,7 +1070,7 @@ def record_assignment(
     changed: dict[str, Any] = {"updated_at": now, "version": request.version + 1}
     if moves:
         changed["status"] = ASSIGNED
-    if is_followed and (moves or request.status not in (CONFIRMED, CLOSED, CANCELLED, REJECTED)):
+    if is_followed and request.status not in (CONFIRMED, CLOSED, CANCELLED, REJECTED):
         changed.update(
             assignment_id=assignment_id,
             assignee_type=assignee.type,
@@ -1107,9 +1094,7 @@ def _as_written(
     for name, value in changed.items():
         set_committed_value(request, name, value)
     if "timeline" in request.__dict__:
-        make_transient_to_detached(entry)
-        session.add(entry)
-        set_committed_value(request, "timeline", [*request.timeline, entry])
+        set_committed_value(request, "timeline", [*request.timeline, as_loaded(session, entry)])
 
 
 def record_unrouted(session: Session, *, request_id: str, reason: str, at: datetime) -> None:

@@ -49,7 +49,7 @@ import structlog
 from sqlalchemy import Select, Table, bindparam, delete, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from services.points.models import (
@@ -83,6 +83,7 @@ from services.points.models import (
 from services.points.policy import no_account, no_transfer
 from shared import events, notifications
 from shared.clock import utcnow
+from shared.database import as_loaded
 from shared.errors import Conflict, DomainError, Invalid, NotFound
 from shared.paging import fetch_page
 from shared.people import ADDRESS, address
@@ -662,11 +663,9 @@ def write_transfer(
         credit.credits_pending += order.amount
     else:
         _move(session, order.id, debit, credit, order.amount, at=now)
-    transfer = Transfer(**row)
-    make_transient_to_detached(transfer)
-    for name, value in (("debit_account", debit), ("credit_account", credit), ("resolution", None)):
-        set_committed_value(transfer, name, value)
-    session.add(transfer)
+    transfer = as_loaded(
+        session, Transfer(**row), debit_account=debit, credit_account=credit, resolution=None
+    )
     _written(session, order, at=now)
     session.flush()
     if order.kind == EARN and not order.is_pending:
