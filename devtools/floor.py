@@ -15,7 +15,6 @@ JSON object with the three fields 422, an unknown resident or category 404.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -31,9 +30,10 @@ from flask import Flask, Response, request
 from sqlalchemy import insert
 from sqlalchemy.dialects import sqlite
 
-from services.intake import catalogue
+from services.intake import catalogue, directory
 from services.intake.models import ServiceRequest, TimelineEntry, messaging
 from services.intake.requests import DUPLICATE_WINDOW, URGENCY, _category_and_home
+from shared.database import SQLiteWriterLock
 
 DATABASE = "FLOOR_DATABASE"
 REDIS_URL = "FLOOR_REDIS_URL"
@@ -81,19 +81,17 @@ _CHECK = _positional(_category_and_home)
 
 
 class _Connection(threading.local):
-    """A sqlite3 connection of this thread's own, and its descriptor of the writers' lock file
-    (each process opens its own: a descriptor shared across fork would not exclude)."""
+    """A sqlite3 connection of this thread's own (in this process: none crosses a fork)."""
 
     connection: sqlite3.Connection | None = None
-    lock = -1
     pid = 0
 
     def open(self, path: str) -> sqlite3.Connection:
         if self.connection is None or self.pid != os.getpid():
             self.connection = sqlite3.connect(path, isolation_level=None)
+            self.connection.row_factory = sqlite3.Row
             for pragma in ("busy_timeout=5000", "foreign_keys=ON", "synchronous=NORMAL"):
                 self.connection.execute(f"PRAGMA {pragma}")
-            self.lock = os.open(f"{path}.writer-lock", os.O_RDWR | os.O_CREAT, 0o600)
             self.pid = os.getpid()
         return self.connection
 
@@ -120,7 +118,8 @@ def create_app() -> Flask:
         }
     connection.close()
     here = _Connection()
-    threads = threading.Lock()
+    # The writers' queue intake's processes use (shared/database.py), on the floor's own file.
+    writer = SQLiteWriterLock(path)
     app = Flask("floor")
 
     def problem(status: int, title: str) -> Response:
@@ -152,12 +151,12 @@ def create_app() -> Flask:
                 "since": _when(now - DUPLICATE_WINDOW),
             },
         ).fetchone()
-        if found is None or found[0] is None:
+        if found is None or found["category_code"] is None:
             return problem(404, "Not found")
-        category = {"deadlines": json.loads(found[2]) if found[2] else None}
-        priority = found[1]
+        category = {"deadlines": json.loads(found["deadlines"]) if found["deadlines"] else None}
+        priority = found["default_priority"]
         acknowledge, resolve = catalogue.deadlines_of(category, priority)
-        place = dict(zip(("community", "building", "unit", "household"), found[5:9], strict=True))
+        place = {level: found[level] for level in directory.LEVELS}
         request_id = uuid.uuid4().hex
         at = _when(now)
         row = (
@@ -177,7 +176,7 @@ def create_app() -> Flask:
                 "resident_id": data["resident_id"],
                 "answers": "{}",
                 "attachments": "[]",
-                "possible_duplicate_of": found[9],
+                "possible_duplicate_of": found["latest"],
                 "acknowledge_by": _when(now + timedelta(minutes=acknowledge)),
                 "resolve_by": _when(now + timedelta(minutes=resolve)),
                 "due_at": _when(now + timedelta(minutes=acknowledge)),
@@ -210,49 +209,45 @@ def create_app() -> Flask:
         body = {
             key: row[key] for key in ("id", "category", "priority", "status", "summary", "details")
         } | {"location": place, "created_at": now.isoformat(), "timeline": []}
-        with threads:
-            fcntl.flock(here.lock, fcntl.LOCK_EX)
+        with writer:
+            connection.execute("BEGIN IMMEDIATE")
             try:
-                connection.execute("BEGIN IMMEDIATE")
-                try:
-                    _run(connection, _INSERT_REQUEST, row)
-                    entry_id = _run(connection, _INSERT_ENTRY, entry).fetchone()[0]
-                    body["timeline"] = [
-                        {"id": entry_id, "note": entry["note"], "at": body["created_at"]}
-                    ]
-                    text = json.dumps(body)
-                    _run(
-                        connection,
-                        _INSERT_OUTBOX,
-                        {
-                            "id": message_id,
-                            "event": "request.submitted",
-                            "version": 1,
-                            "payload": json.dumps(event),
-                            "correlation_id": message_id,
-                            "created_at": at,
-                            "attempts": 0,
-                        },
-                    )
-                    _run(
-                        connection,
-                        _INSERT_KEY,
-                        {
-                            "client": "client:floor",
-                            "key": request.headers.get("Idempotency-Key", request_id),
-                            "fingerprint": hashlib.sha256(raw).hexdigest(),
-                            "status_code": 201,
-                            "body": text,
-                            "headers": "{}",
-                            "created_at": at,
-                        },
-                    )
-                    connection.execute("COMMIT")
-                except BaseException:
-                    connection.execute("ROLLBACK")
-                    raise
-            finally:
-                fcntl.flock(here.lock, fcntl.LOCK_UN)
+                _run(connection, _INSERT_REQUEST, row)
+                entry_id = _run(connection, _INSERT_ENTRY, entry).fetchone()[0]
+                body["timeline"] = [
+                    {"id": entry_id, "note": entry["note"], "at": body["created_at"]}
+                ]
+                text = json.dumps(body)
+                _run(
+                    connection,
+                    _INSERT_OUTBOX,
+                    {
+                        "id": message_id,
+                        "event": "request.submitted",
+                        "version": 1,
+                        "payload": json.dumps(event),
+                        "correlation_id": message_id,
+                        "created_at": at,
+                        "attempts": 0,
+                    },
+                )
+                _run(
+                    connection,
+                    _INSERT_KEY,
+                    {
+                        "client": "client:floor",
+                        "key": request.headers.get("Idempotency-Key", request_id),
+                        "fingerprint": hashlib.sha256(raw).hexdigest(),
+                        "status_code": 201,
+                        "body": text,
+                        "headers": "{}",
+                        "created_at": at,
+                    },
+                )
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
         client.rpush(
             f"{namespace}:floor:published", json.dumps({"message_id": message_id, "kwargs": event})
         )
