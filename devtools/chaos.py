@@ -39,9 +39,9 @@ import requests
 import sqlalchemy
 from sqlalchemy import text
 
-from devtools.community import Databases, migrate_all, seed_demo
+from devtools.community import Databases, place_services, prepare_community
 from devtools.processes import kill_group, procfile_commands, venv_env, wait_until_ready
-from devtools.redis_server import EmbeddedRedis, free_port
+from devtools.redis_server import EmbeddedRedis
 from devtools.supervisor import Backoff, Supervisor
 from shared.topology import SERVICES, queue_of
 
@@ -627,14 +627,11 @@ def start_system(work: Path, *, run_id: str, databases: Databases | None) -> Sys
         "WORKER_PROCESSES": "1",
         "WORKER_THREADS": "4",
     }
-    env.pop("REDIS_URL", None)
-    for service in SERVICES:
-        url = databases.url(service) if databases else f"sqlite:///{work / service}.db"
-        env[f"{service.upper()}_DATABASE_URL"] = url
-        env[f"{service.upper()}_PORT"] = str(free_port(0))
     # Always a Redis of its own: the chaos restarts it.
-    redis = EmbeddedRedis(work / "redis").start()
-    env["BROKER_URL"] = redis.url
+    env.pop("REDIS_URL", None)
+    env.pop("BROKER_URL", None)
+    redis = place_services(env, work, databases)
+    assert redis is not None
     urls = {s: f"http://127.0.0.1:{env[f'{s.upper()}_PORT']}" for s in SERVICES}
     log = (work / "processes.log").open("a", buffering=1)
     supervisor = Supervisor(
@@ -710,13 +707,10 @@ def chaos(args: argparse.Namespace) -> int:
     run_id = uuid.uuid4().hex[:8]
     work = Path(tempfile.mkdtemp(prefix="redvest-chaos-"))
     databases = Databases(args.postgres, f"redvest_chaos_{run_id}") if args.postgres else None
-    if databases:
-        databases.create()
     system = start_system(work, run_id=run_id, databases=databases)
     is_ok = False
     try:
-        migrate_all(system.env)
-        credentials = seed_demo(system.env, system.urls)
+        credentials = prepare_community(system.env, databases)
         system.thread.start()
         wait_until_ready(system.urls.values(), timeout=120)
         names = list(procfile_commands())
