@@ -489,28 +489,10 @@ def _timeline_row(
 
 
 def _record(
-    session: Session,
-    request: ServiceRequest,
-    status: str,
-    note: str,
-    *,
-    at: datetime,
-    action: str | None = None,
-    actor: str = "",
-    is_public: bool = True,
-    details: Mapping[str, Any] | None = None,
+    session: Session, request: ServiceRequest, status: str, note: str, **entry: Any
 ) -> None:
-    row = _timeline_row(
-        request.id,
-        status,
-        note,
-        at=at,
-        action=action,
-        actor=actor,
-        is_public=is_public,
-        details=details,
-    )
-    session.add(TimelineEntry(request=request, **row))
+    """Put an entry on ``request``'s timeline (``entry``: ``_timeline_row``'s keywords)."""
+    session.add(TimelineEntry(request=request, **_timeline_row(request.id, status, note, **entry)))
 
 
 def _move(request: ServiceRequest, action: str) -> str:
