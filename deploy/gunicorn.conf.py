@@ -12,6 +12,12 @@ from gunicorn import glogging
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("WEB_THREADS", "4"))
 worker_class = "gthread"
+# A worker holds at most twice its threads in connections (gunicorn's default: 1,000). With no cap
+# the worker that reaches accept() first takes a burst of keep-alive connections and keeps them
+# while the others idle: on 2 CPUs, 16 clients left a third of the machine idle and one process
+# serving four POSTs in five. Past the cap new connections wait for the next free worker and a
+# finished one beyond the threads is closed (the client reconnects). Measured in the README.
+worker_connections = int(os.environ.get("WEB_CONNECTIONS") or 2 * threads)
 # A worker silent this long is killed and replaced.
 timeout = 30
 # On SIGTERM requests in flight get this long to finish; it stays under the 30 s an engine

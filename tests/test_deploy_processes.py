@@ -4,21 +4,24 @@ the message it holds, or leaves it to be handed out again, within its grace peri
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import subprocess
 import sys
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 import redis
 import requests
 from sqlalchemy import func, select
 
 from devtools.processes import ROOT, venv_env
-from devtools.redis_server import free_port
+from devtools.redis_server import free_port, is_reachable
 from services.dispatch.models import messaging
 from services.dispatch.tests.builders import submitted
 from shared import events
@@ -96,6 +99,58 @@ def test_gunicorn_itself_refuses_to_start_on_bad_settings_with_one_line_not_a_tr
     (line,) = finished.stderr.splitlines()
     assert line.startswith("cannot start: ")
     assert "REDVEST_ENV must be exactly one of" in line
+
+
+def test_a_web_worker_takes_at_most_twice_its_threads_in_connections_the_rest_go_to_another(
+    tmp_path,
+):
+    # Four connections open at once to two workers of one thread: each worker holds two. Without
+    # the cap the first worker to reach accept() may hold three or all four while the other idles.
+    port = free_port(0)
+    env = venv_env({**os.environ, "WEB_CONCURRENCY": "2", "WEB_THREADS": "1"})
+    env.pop("WEB_CONNECTIONS", None)
+    with (tmp_path / "gunicorn.log").open("wb") as log:
+        server = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "gunicorn", "--config", "deploy/gunicorn.conf.py"),
+                *("--bind", f"127.0.0.1:{port}", "tests.pid_app:app"),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    connections = [http.client.HTTPConnection("127.0.0.1", port, timeout=30) for _ in range(4)]
+    try:
+        workers = eventually(
+            lambda: len(children := psutil.Process(server.pid).children()) == 2 and children,
+            what="two workers",
+        )
+        eventually(lambda: is_reachable("127.0.0.1", port), what="gunicorn listening")
+        for connection in connections:
+            connection.connect()
+
+        def held() -> list[int]:
+            return sorted(
+                sum(
+                    1
+                    for held in worker.net_connections(kind="tcp")
+                    if held.laddr.port == port and held.status == psutil.CONN_ESTABLISHED
+                )
+                for worker in workers
+            )
+
+        eventually(lambda: held() == [2, 2], what="two connections a worker")
+        for connection in connections:
+            connection.request("GET", "/")
+        served_by = [connection.getresponse().read().decode() for connection in connections]
+    finally:
+        for connection in connections:
+            connection.close()
+        server.terminate()
+        server.wait(timeout=60)
+
+    assert sorted(Counter(served_by).values()) == [2, 2], served_by
 
 
 def test_migrate_gives_up_on_a_database_that_never_answers_naming_where_it_waited():
