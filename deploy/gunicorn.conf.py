@@ -5,19 +5,40 @@ import sys
 
 from gunicorn import glogging
 
+
+def _whole(name, given):
+    """A setting that counts something: a whole number of at least 1, or one line saying which
+    setting is wrong and exit 2 (gunicorn's own message would be a traceback)."""
+    try:
+        value = int(given)
+    except ValueError:
+        value = 0
+    if value < 1:
+        print(
+            f"cannot start: {name} must be a whole number of 1 or more, not {given!r}",
+            file=sys.stderr,
+            flush=True,
+        )
+        sys.exit(2)
+    return value
+
+
 # On PostgreSQL threads overlap their waits on the database: 2 workers x 4 threads. On SQLite a
 # request holds the one write lock while it runs and its process's other threads take the
 # interpreter from it meanwhile: there, processes of one thread each do better (WEB_THREADS=1,
 # WEB_CONCURRENCY twice the CPUs). `make bench` measured both (see the README).
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("WEB_THREADS", "4"))
+workers = _whole("WEB_CONCURRENCY", os.environ.get("WEB_CONCURRENCY", "2"))
+threads = _whole("WEB_THREADS", os.environ.get("WEB_THREADS", "4"))
 worker_class = "gthread"
-# A worker holds at most twice its threads in connections (gunicorn's default: 1,000). With no cap
-# the worker that reaches accept() first takes a burst of keep-alive connections and keeps them
-# while the others idle: on 2 CPUs, 16 clients left a third of the machine idle and one process
-# serving four POSTs in five. Past the cap new connections wait for the next free worker and a
-# finished one beyond the threads is closed (the client reconnects). Measured in the README.
-worker_connections = int(os.environ.get("WEB_CONNECTIONS") or 2 * threads)
+# The connections a worker holds at once; gunicorn's default of 1,000 unless WEB_CONNECTIONS says
+# otherwise. With that default the worker that reaches accept() first takes most of a burst of
+# keep-alive connections and keeps them while the others idle (`make bench`'s 16 clients on 2
+# CPUs: a third of the machine idle, one process serving four POSTs in five). A cap of twice the
+# threads spreads them, but then connections kept alive and idle fill a worker's slots and a new
+# connection waits for one to free, up to the keep-alive (5 s): set it only where few clients
+# hold connections open (see deploy/RUNBOOK.md). Equal to the threads: no keep-alive, every
+# connection goes to the next free worker.
+worker_connections = _whole("WEB_CONNECTIONS", os.environ.get("WEB_CONNECTIONS", "1000"))
 # A worker silent this long is killed and replaced.
 timeout = 30
 # On SIGTERM requests in flight get this long to finish; it stays under the 30 s an engine

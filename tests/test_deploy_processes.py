@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -101,15 +100,17 @@ def test_gunicorn_itself_refuses_to_start_on_bad_settings_with_one_line_not_a_tr
     assert "REDVEST_ENV must be exactly one of" in line
 
 
-def test_a_web_worker_takes_at_most_twice_its_threads_in_connections_the_rest_go_to_another(
+def test_with_web_connections_set_a_worker_holds_that_many_and_the_rest_wait_for_another(
     tmp_path,
 ):
-    # Four connections open at once to two workers of one thread: each worker holds two. Without
-    # the cap the first worker to reach accept() may hold three or all four while the other idles.
+    # Six connections open at once to two workers of one thread holding two each: four are
+    # taken, two a worker, and two wait. With gunicorn's default (1,000) all six are taken,
+    # most of them (often all) by the first worker to reach accept().
     port = free_port(0)
     env = venv_env({**os.environ, "WEB_CONCURRENCY": "2", "WEB_THREADS": "1"})
-    env.pop("WEB_CONNECTIONS", None)
-    with (tmp_path / "gunicorn.log").open("wb") as log:
+    env["WEB_CONNECTIONS"] = "2"
+    log = tmp_path / "gunicorn.log"
+    with log.open("wb") as output:
         server = subprocess.Popen(
             [
                 *(sys.executable, "-m", "gunicorn", "--config", "deploy/gunicorn.conf.py"),
@@ -117,10 +118,10 @@ def test_a_web_worker_takes_at_most_twice_its_threads_in_connections_the_rest_go
             ],
             cwd=ROOT,
             env=env,
-            stdout=log,
+            stdout=output,
             stderr=subprocess.STDOUT,
         )
-    connections = [http.client.HTTPConnection("127.0.0.1", port, timeout=30) for _ in range(4)]
+    connections = [http.client.HTTPConnection("127.0.0.1", port, timeout=30) for _ in range(6)]
     try:
         workers = eventually(
             lambda: len(children := psutil.Process(server.pid).children()) == 2 and children,
@@ -140,7 +141,11 @@ def test_a_web_worker_takes_at_most_twice_its_threads_in_connections_the_rest_go
                 for worker in workers
             )
 
-        eventually(lambda: held() == [2, 2], what="two connections a worker")
+        try:
+            eventually(lambda: held() == [2, 2], what="two connections a worker")
+        except AssertionError as error:
+            raise AssertionError(f"{error}: {held()}\n{log.read_text()[-2000:]}") from None
+        # Those waiting are served once a worker has a free slot.
         for connection in connections:
             connection.request("GET", "/")
         served_by = [connection.getresponse().read().decode() for connection in connections]
@@ -148,9 +153,43 @@ def test_a_web_worker_takes_at_most_twice_its_threads_in_connections_the_rest_go
         for connection in connections:
             connection.close()
         server.terminate()
-        server.wait(timeout=60)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
 
-    assert sorted(Counter(served_by).values()) == [2, 2], served_by
+    assert set(served_by) == {str(worker.pid) for worker in workers}
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        *(("WEB_THREADS", value) for value in ("0", "-1", "four")),
+        *(("WEB_CONNECTIONS", value) for value in ("0", "-1", "four")),
+        # gunicorn reads WEB_CONCURRENCY itself, first, and stops on one that is not a number.
+        ("WEB_CONCURRENCY", "0"),
+    ],
+)
+def test_a_web_server_given_a_count_that_is_not_one_says_which_in_one_line(setting, value):
+    env = venv_env({**os.environ, setting: value})
+
+    finished = subprocess.run(
+        [
+            *(sys.executable, "-m", "gunicorn", "--config", "deploy/gunicorn.conf.py"),
+            *("--bind", f"127.0.0.1:{free_port(0)}", "tests.pid_app:app"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert finished.returncode == 2
+    assert finished.stderr.splitlines() == [
+        f"cannot start: {setting} must be a whole number of 1 or more, not {value!r}"
+    ]
 
 
 def test_migrate_gives_up_on_a_database_that_never_answers_naming_where_it_waited():
