@@ -29,15 +29,11 @@ def _whole(name, given):
 # WEB_CONCURRENCY twice the CPUs). `make bench` measured both (see the README).
 workers = _whole("WEB_CONCURRENCY", os.environ.get("WEB_CONCURRENCY", "2"))
 threads = _whole("WEB_THREADS", os.environ.get("WEB_THREADS", "4"))
-worker_class = "gthread"
-# The connections a worker holds at once; gunicorn's default of 1,000 unless WEB_CONNECTIONS says
-# otherwise. With that default the worker that reaches accept() first takes most of a burst of
-# keep-alive connections and keeps them while the others idle (`make bench`'s 16 clients on 2
-# CPUs: a third of the machine idle, one process serving four POSTs in five). A cap of twice the
-# threads spreads them, but then connections kept alive and idle fill a worker's slots and a new
-# connection waits for one to free, up to the keep-alive (5 s): set it only where few clients
-# hold connections open (see deploy/RUNBOOK.md). Equal to the threads: no keep-alive, every
-# connection goes to the next free worker.
+# gthread's worker, taking a new connection only while one of its threads is free: a burst of
+# keep-alive connections is spread over the workers rather than held by the first to reach
+# accept() while the others idle (shared/web_worker.py; `make bench` measured it, see the README).
+worker_class = "shared.web_worker.FreeThreadWorker"
+# The connections a worker holds at once, idle kept-alive ones included (gunicorn's 1,000).
 worker_connections = _whole("WEB_CONNECTIONS", os.environ.get("WEB_CONNECTIONS", "1000"))
 # A worker silent this long is killed and replaced.
 timeout = 30
