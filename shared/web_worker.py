@@ -1,5 +1,6 @@
-"""The web servers' gunicorn worker: gthread's, taking a new connection only while it has a free
-thread (deploy/gunicorn.conf.py's ``worker_class``).
+"""The web servers' gunicorn worker: gthread's, taking a new connection while it has a free
+thread, and otherwise only once its queue has kept it from doing so for a while
+(deploy/gunicorn.conf.py's ``worker_class``).
 
 gthread's worker takes every connection that reaches it, up to ``worker_connections`` (1,000 by
 default), whether or not its threads are busy, and keeps each kept-alive connection to itself.
@@ -8,28 +9,56 @@ burst of keep-alive connections mostly lands on one process, which then serves t
 while the others idle. A small ``worker_connections`` spreads them, but idle kept-alive
 connections then fill a worker's slots and new connections wait up to the keep-alive for one.
 
-Here a worker stops accepting while all its threads are taken (handling a request, or waiting
-for a new connection's first bytes) and starts again as one frees: a connection that arrives
-meanwhile goes to another worker, or waits in the kernel's queue when every thread of every
-worker is busy. Connections kept alive and idle, and those waiting for their first bytes in the
-poller, take no thread and do not stop it; ``worker_connections`` still caps them all.
+Here a worker with every thread taken (handling a request, or waiting for a new connection's
+first bytes) leaves new connections to the others, or to the kernel's queue when every thread of
+every worker is busy. Connections kept alive and idle, and those waiting for their first bytes in
+the poller, take no thread and do not count. When the worker's own kept-alive clients keep its
+queue full, so that each freed thread goes straight to one of them, it takes a new connection
+after twice its threads' worth of such requests: a new client (a health probe, say) waits a few
+requests, not for the load to end. ``worker_connections`` still caps them all.
 """
 
 from __future__ import annotations
+
+from concurrent.futures import Future
+from typing import Any
 
 from gunicorn.workers.gthread import ThreadWorker
 
 
 class FreeThreadWorker(ThreadWorker):
-    """gthread's worker, accepting only while one of its threads is free."""
+    """gthread's worker, accepting while one of its threads is free (see the module)."""
 
-    # gthread's loop accepts while ``nr_conns < worker_connections`` (and sets the attribute
-    # from the configuration once, at start): here the bound counts the connections that take
-    # no thread (kept alive and idle, or waiting in the poller) plus one per thread.
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Counted here rather than read from gthread's ``nr_conns``, which a connection closed
+        # twice (an app failing after its headers were sent) decrements twice.
+        self._in_pool = 0  # connections handed to the threads, not yet finished
+        self._passed_over = 0  # threads freed and taken at once by a queued request since
+        self._configured_connections = 0
+        super().__init__(*args, **kwargs)
+
+    def enqueue_req(self, conn: Any) -> None:
+        super().enqueue_req(conn)
+        self._in_pool += 1
+
+    def finish_request(self, conn: Any, fs: Future[Any]) -> None:
+        self._in_pool -= 1
+        self._passed_over = self._passed_over + 1 if self._in_pool >= self.cfg.threads else 0
+        super().finish_request(conn, fs)
+
+    def accept(self, listener: Any) -> None:
+        self._passed_over = 0
+        super().accept(listener)
+
+    # gthread's loop accepts while ``nr_conns < worker_connections`` and sets the attribute from
+    # the configuration once, at start: the bound it reads is the configured one while the
+    # worker may accept, and ``nr_conns`` itself (so: no) while it may not.
     @property
     def worker_connections(self) -> int:
-        idle = len(self.keepalived_conns) + len(self.pending_conns)
-        return min(self._configured_connections, idle + self.cfg.threads)
+        threads = self.cfg.threads
+        if self._in_pool < threads or self._passed_over >= 2 * threads:
+            return self._configured_connections
+        return int(self.nr_conns)
 
     @worker_connections.setter
     def worker_connections(self, value: int) -> None:

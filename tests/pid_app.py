@@ -1,5 +1,6 @@
 """A WSGI app answering the pid of the process that serves it: which gunicorn worker took a
-connection (tests of deploy/gunicorn.conf.py). ``/slow`` answers after a second."""
+connection (tests of deploy/gunicorn.conf.py). ``/slow`` answers after a second,
+``/nap`` after 50 ms."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ from typing import Any
 
 
 def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-    if environ.get("PATH_INFO") == "/slow":
+    path = environ.get("PATH_INFO")
+    if path == "/slow":
         time.sleep(1)
+    elif path == "/nap":
+        time.sleep(0.05)
     body = str(os.getpid()).encode()
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]

@@ -9,6 +9,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -106,7 +108,8 @@ class PidServer:
     def __init__(self, tmp_path: Path, **settings: str) -> None:
         self.port = free_port(0)
         self.log = tmp_path / "gunicorn.log"
-        env = venv_env({**os.environ, "WEB_CONCURRENCY": "2", "WEB_THREADS": "1"} | settings)
+        env = {**os.environ, "WEB_CONCURRENCY": "2", "WEB_THREADS": "1"}
+        env.pop("GUNICORN_CMD_ARGS", None)
         with self.log.open("wb") as output:
             self.process = subprocess.Popen(
                 [
@@ -114,10 +117,13 @@ class PidServer:
                     *("--bind", f"127.0.0.1:{self.port}", "tests.pid_app:app"),
                 ],
                 cwd=ROOT,
-                env=env,
+                env=venv_env(env | settings),
                 stdout=output,
                 stderr=subprocess.STDOUT,
             )
+        self.workers: list[psutil.Process] = []
+
+    def wait_until_ready(self) -> None:
         self.workers = eventually(
             lambda: len(children := psutil.Process(self.process.pid).children()) == 2 and children,
             what="two workers",
@@ -156,6 +162,7 @@ def pid_server(tmp_path) -> Iterator[Callable[..., PidServer]]:
 
     def start(**settings: str) -> PidServer:
         started.append(PidServer(tmp_path, **settings))
+        started[-1].wait_until_ready()
         return started[-1]
 
     yield start
@@ -203,6 +210,43 @@ def test_connections_kept_alive_and_idle_do_not_keep_a_new_one_waiting(pid_serve
             connection.close()
 
     assert answered.status == 200
+
+
+def test_a_new_connection_is_taken_while_kept_alive_clients_keep_every_thread_busy(pid_server):
+    # Four clients send request after request on their kept-alive connections to two workers of
+    # one thread, so a freed thread always has one of theirs waiting: a new connection is still
+    # answered while they go on (after a few of their requests), not once they stop.
+    server = pid_server()
+    stop = threading.Event()
+    looped: list[int] = []
+
+    def loop() -> None:
+        connection = server.connection()
+        done = 0
+        try:
+            while not stop.is_set():
+                connection.request("GET", "/nap")
+                connection.getresponse().read()
+                done += 1
+        finally:
+            connection.close()
+            looped.append(done)
+
+    clients = [threading.Thread(target=loop) for _ in range(4)]
+    for client in clients:
+        client.start()
+    try:
+        eventually(lambda: all(client.is_alive() for client in clients), what="clients looping")
+        time.sleep(0.5)  # every worker's queue holds its clients' next requests
+        answered = server.get("/")
+        answered_while_looping = not stop.is_set() and all(c.is_alive() for c in clients)
+    finally:
+        stop.set()
+        for client in clients:
+            client.join(timeout=60)
+
+    assert answered in {str(worker.pid) for worker in server.workers}
+    assert answered_while_looping, looped
 
 
 @pytest.mark.parametrize(
