@@ -63,6 +63,28 @@ def entrypoint(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[s
     )
 
 
+def gunicorn_command(app: str, port: int) -> list[str]:
+    """gunicorn with the web servers' settings, serving ``app`` on ``port``."""
+    return [
+        *(sys.executable, "-m", "gunicorn", "--config", "deploy/gunicorn.conf.py"),
+        *("--bind", f"127.0.0.1:{port}", app),
+    ]
+
+
+def gunicorn_refusing(app: str, env: dict[str, str]) -> list[str]:
+    """The lines on stderr of a gunicorn that exits 2, refusing to start."""
+    finished = subprocess.run(
+        gunicorn_command(app, free_port(0)),
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert finished.returncode == 2, finished.stderr
+    return finished.stderr.splitlines()
+
+
 @pytest.mark.parametrize("process", PROCESSES)
 def test_a_process_that_cannot_start_exits_2_with_the_reason_on_one_line(process, tmp_path):
     env = entrypoint_env(
@@ -84,20 +106,8 @@ def test_a_process_that_cannot_start_exits_2_with_the_reason_on_one_line(process
 def test_gunicorn_itself_refuses_to_start_on_bad_settings_with_one_line_not_a_traceback():
     env = entrypoint_env(REDVEST_ENV="staging")
 
-    finished = subprocess.run(
-        [
-            *(sys.executable, "-m", "gunicorn", "--config", "deploy/gunicorn.conf.py"),
-            *("--bind", f"127.0.0.1:{free_port(0)}", "services.dispatch.app:create_app()"),
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    (line,) = gunicorn_refusing("services.dispatch.app:create_app()", env)
 
-    assert finished.returncode == 2
-    (line,) = finished.stderr.splitlines()
     assert line.startswith("cannot start: ")
     assert "REDVEST_ENV must be exactly one of" in line
 
@@ -112,10 +122,7 @@ class PidServer:
         env.pop("GUNICORN_CMD_ARGS", None)
         with self.log.open("wb") as output:
             self.process = subprocess.Popen(
-                [
-                    *(sys.executable, "-m", "gunicorn", "--config", "deploy/gunicorn.conf.py"),
-                    *("--bind", f"127.0.0.1:{self.port}", "tests.pid_app:app"),
-                ],
+                gunicorn_command("tests.pid_app:app", self.port),
                 cwd=ROOT,
                 env=venv_env(env | settings),
                 stdout=output,
@@ -261,20 +268,7 @@ def test_a_new_connection_is_taken_while_kept_alive_clients_keep_every_thread_bu
 def test_a_web_server_given_a_count_that_is_not_one_says_which_in_one_line(setting, value):
     env = venv_env({**os.environ, setting: value})
 
-    finished = subprocess.run(
-        [
-            *(sys.executable, "-m", "gunicorn", "--config", "deploy/gunicorn.conf.py"),
-            *("--bind", f"127.0.0.1:{free_port(0)}", "tests.pid_app:app"),
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-    assert finished.returncode == 2
-    assert finished.stderr.splitlines() == [
+    assert gunicorn_refusing("tests.pid_app:app", env) == [
         f"cannot start: {setting} must be a whole number of 1 or more, not {value!r}"
     ]
 
