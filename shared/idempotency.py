@@ -129,8 +129,8 @@ def run_once(
         checked = _checked_first(db, check)
         with db.transaction() as session:
             response = run(session)
-            session.execute(
-                messaging.insert_idempotency_key,
+            messaging.insert_idempotency_key.execute(
+                session,
                 {
                     "client": client,
                     "key": key,

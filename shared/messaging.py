@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session, SessionTransaction
 
 from shared import context
 from shared.clock import utcnow
-from shared.database import UtcDateTime
+from shared.database import DirectStatement, UtcDateTime
 from shared.events import NOTIFICATION_REQUESTED, Event, Outgoing
 from shared.notifications import NotificationKind
 
@@ -112,7 +112,7 @@ class Messaging:
             Index("ix_outbox_pending", "published_at", "created_at"),
         )
         # Built once: staging and claiming are on every request's and message's path.
-        self._insert_outbox = insert(self.outbox)
+        self._insert_outbox = DirectStatement(insert(self.outbox))
         self.inbox = Table(
             "inbox",
             metadata,
@@ -122,9 +122,11 @@ class Messaging:
         )
         # A concurrent duplicate waits here for the first to commit, then inserts nothing.
         self._claims = {
-            name: dialect.insert(self.inbox)
-            .on_conflict_do_nothing()
-            .returning(self.inbox.c.message_id)
+            name: DirectStatement(
+                dialect.insert(self.inbox)
+                .on_conflict_do_nothing()
+                .returning(self.inbox.c.message_id)
+            )
             for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
         }
         self.dead_letters = Table(
@@ -151,7 +153,7 @@ class Messaging:
             Column("headers", JSON, nullable=False),
             Column("created_at", UtcDateTime, nullable=False),
         )
-        self.insert_idempotency_key = insert(self.idempotency_keys)
+        self.insert_idempotency_key = DirectStatement(insert(self.idempotency_keys))
 
     def stage(
         self,
@@ -178,7 +180,7 @@ class Messaging:
             causation_id=context.causation_id(),
             created_at=utcnow(),
         )
-        session.execute(self._insert_outbox, {**vars(staged), "attempts": 0})
+        self._insert_outbox.execute(session, {**vars(staged), "attempts": 0})
         # Remembered with the (nested) transaction that wrote it: a savepoint rolled back
         # takes its rows with it, and only what the outermost commit keeps is published.
         transaction = session.get_nested_transaction() or session.get_transaction()
@@ -216,7 +218,7 @@ class Messaging:
         values = {"consumer": consumer, "message_id": message_id, "processed_at": utcnow()}
         claim = self._claims.get(session.get_bind().dialect.name)
         if claim is not None:
-            return session.execute(claim, values).first() is not None
+            return claim.first(session, values) is not None
         seen = session.execute(
             select(self.inbox.c.message_id).where(
                 self.inbox.c.consumer == consumer, self.inbox.c.message_id == message_id

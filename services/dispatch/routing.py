@@ -19,6 +19,7 @@ from services.dispatch.policy import ACCEPT, COMPLETE, POLICY, no_assignment
 from shared import events, notifications
 from shared.auth import Principal
 from shared.clock import utcnow
+from shared.database import DirectStatement
 from shared.errors import Conflict, Invalid, NotFound
 from shared.fields import HOURS_MAX, HOURS_PLACES
 from shared.paging import fetch_page
@@ -218,9 +219,11 @@ _assignments = cast(Table, Assignment.__table__)
 # Only the first assignment of a request is kept, whichever message about it comes first (a
 # re-submission, a replay under a new id, or a concurrent one, which waits for this one).
 _ASSIGN_ONCE = {
-    name: insert_.insert(_assignments)
-    .on_conflict_do_nothing(index_elements=[_assignments.c.request_id])
-    .returning(_assignments.c.id)
+    name: DirectStatement(
+        insert_.insert(_assignments)
+        .on_conflict_do_nothing(index_elements=[_assignments.c.request_id])
+        .returning(_assignments.c.id)
+    )
     for name, insert_ in (("postgresql", postgresql), ("sqlite", sqlite))
 }
 _route = (
@@ -292,7 +295,7 @@ def assign_request(
     }
     dialect = session.get_bind().dialect.name
     if dialect in _ASSIGN_ONCE:
-        if session.execute(_ASSIGN_ONCE[dialect], row).first() is None:
+        if _ASSIGN_ONCE[dialect].first(session, row) is None:
             return
     elif _is_assigned(session, request_id):
         return

@@ -8,6 +8,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any, cast
 
 from sqlalchemy import Table, and_, bindparam, insert, select, update
@@ -44,7 +45,7 @@ from shared import events
 from shared.auth import Principal
 from shared.clock import utcnow
 from shared.conditional import check_version, version_etag
-from shared.database import as_loaded
+from shared.database import DirectStatement, as_loaded
 from shared.errors import Conflict, Invalid
 from shared.events import PRIORITIES
 from shared.people import address
@@ -134,13 +135,21 @@ class IllegalTransition(Conflict):
 
 
 _requests = cast(Table, ServiceRequest.__table__)
-_insert_request = insert(_requests)
+_insert_request = DirectStatement(insert(_requests))
 _WITHOUT_TIMELINE = (lazyload(ServiceRequest.timeline), lazyload(ServiceRequest.duplicates))
 _timeline = cast(Table, TimelineEntry.__table__)
-_insert_entry = insert(_timeline).returning(_timeline.c.id)
+_insert_entry = DirectStatement(insert(_timeline).returning(_timeline.c.id))
 _categories = cast(Table, Category.__table__)
 _residents = cast(Table, Resident.__table__)
 _nodes = cast(Table, GridNode.__table__)
+
+
+def _entry_id(session: Session, entry: Mapping[str, Any]) -> int:
+    """Write a timeline entry (every column given); its id."""
+    written = _insert_entry.first(session, entry)
+    assert written is not None  # RETURNING answers the row an INSERT wrote
+    entry_id: int = written[0]
+    return entry_id
 
 
 @dataclass(frozen=True)
@@ -255,20 +264,22 @@ def _place(
 @dataclass(frozen=True)
 class Submission:
     """A request checked against the catalogue and the grid, its rows ready to be recorded:
-    what can be made before the write transaction is (the request and its first entry as
-    objects, the announcement to dispatch checked), so that the transaction only writes.
-    It is recorded once: its objects become the session's (a retry checks again)."""
+    what can be made before the write transaction is (the request's and its first entry's
+    columns, the announcement to dispatch checked), so that the transaction only writes."""
 
     row: dict[str, Any]
     first: dict[str, Any]
-    request: ServiceRequest
-    entry: TimelineEntry
     announcement: events.Outgoing | None
 
 
 def submit_request(session: Session, **fields: Any) -> ServiceRequest:
-    """Check a request (``check_submission``) and record it (``record_submission``)."""
-    return record_submission(session, check_submission(session, **fields))
+    """Check a request (``check_submission``) and record it: the request, in the session as
+    loaded, for callers that go on with it."""
+    submission = check_submission(session, **fields)
+    recorded = record_submission(session, submission)
+    entry = as_loaded(session, TimelineEntry(**vars(recorded.timeline[0])))
+    request = ServiceRequest(**submission.row)
+    return as_loaded(session, request, timeline=[entry], duplicates=[])
 
 
 def check_submission(
@@ -353,28 +364,23 @@ def check_submission(
         details={"possible_duplicate_of": latest} if latest else {},
         recorded_at=now,
     )
-    return Submission(
-        row=row,
-        first=first,
-        request=ServiceRequest(**row),
-        entry=TimelineEntry(**first),
-        announcement=_announcement(row, at=now),
-    )
+    return Submission(row=row, first=first, announcement=_announcement(row, at=now))
 
 
-def record_submission(session: Session, submission: Submission) -> ServiceRequest:
+def record_submission(session: Session, submission: Submission) -> SimpleNamespace:
     """Store a checked request and, once it names a resident at a household, announce it to
     dispatch. The category, the resident's home and the duplicate it may repeat were read by
-    the check, perhaps a moment earlier: the request is as if submitted then."""
-    request, entry = submission.request, submission.entry
-    # Two plain INSERTs rather than the ORM's unit of work, which cost more than the rest of
-    # the request; the rows are then put in the session as loaded, for callers that go on.
-    session.execute(_insert_request, submission.row)
-    entry.id = session.execute(_insert_entry, submission.first).scalar_one()
-    as_loaded(session, request, timeline=[as_loaded(session, entry)], duplicates=[])
+    the check, perhaps a moment earlier: the request is as if submitted then.
+
+    The request as written comes back as a plain record (its columns, ``timeline`` and
+    ``duplicates``), enough for ``RequestSchema``: two plain INSERTs rather than the ORM's unit
+    of work, and no ORM objects, which cost more than the rest of the request together.
+    """
+    _insert_request.execute(session, submission.row)
+    entry = SimpleNamespace(id=_entry_id(session, submission.first), **submission.first)
     if submission.announcement is not None:
         messaging.stage_outgoing(session, submission.announcement)
-    return request
+    return SimpleNamespace(**submission.row, timeline=[entry], duplicates=[])
 
 
 def _submission_note(by: Principal, channel: str, row: Mapping[str, Any]) -> str:
@@ -1063,7 +1069,7 @@ def record_assignment(
     entry = _timeline_row(
         request_id, ASSIGNED, note, at=at, actor=DISPATCH, details=details, recorded_at=now
     )
-    entry_id = session.execute(_insert_entry, entry).scalar_one()
+    entry_id = _entry_id(session, entry)
     loaded = session.identity_map.get(session.identity_key(ServiceRequest, request_id))
     if isinstance(loaded, ServiceRequest):
         _as_written(session, loaded, changed, TimelineEntry(id=entry_id, **entry))

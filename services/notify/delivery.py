@@ -23,6 +23,7 @@ from services.notify.models import Delivery, InboxMessage, Template
 from services.notify.policy import no_message
 from services.notify.sandbox import LimitedEnvironment, LimitExceeded, static_limit_problems
 from shared.clock import utcnow
+from shared.database import DirectStatement
 from shared.errors import Invalid, NotFound
 from shared.notifications import KINDS, NotificationKind
 from shared.paging import fetch_page
@@ -288,8 +289,8 @@ class Channel(Protocol):
 
 
 # Plain INSERTs: the ORM's unit of work cost a notification more than its rendering.
-_insert_inbox_message = insert(cast(Table, InboxMessage.__table__))
-_insert_delivery = insert(cast(Table, Delivery.__table__))
+_insert_inbox_message = DirectStatement(insert(cast(Table, InboxMessage.__table__)))
+_insert_delivery = DirectStatement(insert(cast(Table, Delivery.__table__)))
 
 
 def _deliver_to_inbox(
@@ -301,8 +302,8 @@ def _deliver_to_inbox(
     data: Mapping[str, Any],
     source_message_id: str,
 ) -> None:
-    session.execute(
-        _insert_inbox_message,
+    _insert_inbox_message.execute(
+        session,
         {
             "id": uuid.uuid4().hex,
             "recipient": recipient,
@@ -394,7 +395,7 @@ def send_notification(
         "source_message_id": source_message_id,
         "at": utcnow(),
     }
-    session.execute(_insert_delivery, logged)
+    _insert_delivery.execute(session, logged)
     return Delivery(**logged)
 
 
