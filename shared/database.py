@@ -262,14 +262,14 @@ class DirectStatement:
     result processing, events) costs several times what the driver does for a small statement,
     and on the busiest paths (intake's door) that was a fifth of a request's CPU.
 
-    SQLAlchemy still does all it does well: it renders the statement, and its types' bind
-    processors (dates, JSON, ``UtcDateTime``) turn the values into what the driver takes, so the
-    rows are those ``session.execute`` would write. A DBAPI error comes back as SQLAlchemy's
-    (``IntegrityError``...), a dropped connection invalidated. Whatever this cannot do as SQLAlchemy
-    would goes through ``session.execute`` unchanged: parameters the caller does not give (column
-    defaults, values computed at execution), lists expanded into ``IN``, result columns that need
-    processing, and any engine whose cursor events are listened to or that logs its statements,
-    so tracing, statement counts and ``echo`` see every statement.
+    SQLAlchemy still does all it does well: it renders the statement, and its types' bind and
+    result processors (dates, JSON, ``UtcDateTime``) turn values into what the driver takes and
+    back, so the rows written and read are those of ``session.execute``. A DBAPI error comes back
+    as SQLAlchemy's (``IntegrityError``...), a dropped connection invalidated. Whatever this
+    cannot do as SQLAlchemy would goes through ``session.execute`` unchanged: parameters the
+    caller does not give (column defaults, values computed at execution), lists expanded into
+    ``IN``, and any engine whose cursor events are listened to or that logs its statements, so
+    tracing, statement counts and ``echo`` see every statement.
     """
 
     def __init__(self, statement: Executable) -> None:
@@ -281,7 +281,8 @@ class DirectStatement:
         self._run(session, parameters, fetch=False)
 
     def first(self, session: Session, parameters: Mapping[str, Any]) -> tuple[Any, ...] | None:
-        """The first row the statement returns (RETURNING, or a query's), as a tuple."""
+        """The first row the statement returns (RETURNING, or a query's), as a tuple of the
+        values its columns' types make (``exported_columns``' order)."""
         row: tuple[Any, ...] | None = self._run(session, parameters, fetch=True)
         return row
 
@@ -320,10 +321,15 @@ class _Plan:
         sql: str,
         dialect: Dialect,
         binds: list[tuple[str, str | None, Any, Callable[[Any], Any] | None]],
+        columns: list[Any],
     ) -> None:
         self.sql = sql
         self.dialect = dialect
         self.binds = binds
+        self.columns = columns
+        # Each result column's processor (None: as the driver gives it); known once a cursor
+        # has described the columns, as SQLAlchemy asks for them.
+        self._results: list[Callable[[Any], Any] | None] | None = None
 
     @classmethod
     def of(cls, statement: Any, dialect: Dialect, parameters: Mapping[str, Any]) -> _Plan | None:
@@ -335,9 +341,6 @@ class _Plan:
             or compiled.update_prefetch
         ):
             return None
-        for column in getattr(statement, "exported_columns", ()):
-            if column.type.dialect_impl(dialect).result_processor(dialect, None) is not None:
-                return None
         names = compiled.positiontup if dialect.positional else list(compiled.bind_names.values())
         by_name = {name: bind for bind, name in compiled.bind_names.items()}
         escaped = compiled.escaped_bind_names or {}
@@ -349,7 +352,9 @@ class _Plan:
                 return None
             processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
             binds.append((escaped.get(name, name), given, bind.value, processor))
-        return cls(compiled.string, dialect, binds)
+        return cls(
+            compiled.string, dialect, binds, list(getattr(statement, "exported_columns", ()))
+        )
 
     def run(self, connection: Connection, parameters: Mapping[str, Any], *, fetch: bool) -> Any:
         values = []
@@ -365,7 +370,7 @@ class _Plan:
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(self.sql, arguments)
-            return cursor.fetchone() if fetch else None
+            return self._made(cursor, cursor.fetchone()) if fetch else None
         except self.dialect.loaded_dbapi.Error as error:
             gone = self.dialect.is_disconnect(error, dbapi_connection.dbapi_connection, cursor)
             wrapped = DBAPIError.instance(
@@ -381,3 +386,19 @@ class _Plan:
             raise wrapped from error
         finally:
             cursor.close()
+
+    def _made(self, cursor: Any, row: tuple[Any, ...] | None) -> tuple[Any, ...] | None:
+        if row is None:
+            return None
+        if self._results is None:
+            dialect = self.dialect
+            self._results = [
+                column.type.dialect_impl(dialect).result_processor(dialect, described[1])
+                for column, described in zip(self.columns, cursor.description, strict=True)
+            ]
+        if not any(self._results):
+            return tuple(row)
+        return tuple(
+            value if made is None else made(value)
+            for made, value in zip(self._results, row, strict=True)
+        )

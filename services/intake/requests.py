@@ -179,7 +179,10 @@ _latest_of_household = (
         _requests.c.household == _nodes.c.household,
         _requests.c.category == bindparam("category"),
         _requests.c.created_at >= bindparam("since"),
-        _requests.c.status.not_in((CANCELLED, REJECTED)),
+        # Not NOT IN: a list is expanded at each execution, which a DirectStatement leaves to
+        # SQLAlchemy's execution layer.
+        _requests.c.status != CANCELLED,
+        _requests.c.status != REJECTED,
         _requests.c.duplicate_of.is_(None),
     )
     .order_by(_requests.c.created_at.desc())
@@ -208,6 +211,8 @@ _category_and_home = (
     )
     .where(_residents.c.id == bindparam("resident_id"))
 )
+_read_category_and_home = DirectStatement(_category_and_home)
+_CATEGORY_AND_HOME = tuple(_category_and_home.selected_columns.keys())
 
 
 def _deadlines(
@@ -232,21 +237,22 @@ def _place(
 ) -> tuple[Mapping[str, Any], dict[str, Any], str | None]:
     """The category, where the request is (empty when not placed) and a possible duplicate."""
     if resident_id is not None:
-        found = session.execute(
-            _category_and_home,
+        row = _read_category_and_home.first(
+            session,
             {
                 "category": category,
                 "resident_id": resident_id,
                 "since": utcnow() - DUPLICATE_WINDOW,
             },
-        ).first()
-        if found is None:
+        )
+        if row is None:
             directory.active_category(session, category)
             raise no_resident(resident_id)
-        if found.category_code is None:
+        found = dict(zip(_CATEGORY_AND_HOME, row, strict=True))
+        if found["category_code"] is None:
             directory.active_category(session, category)
-        place = {key: found._mapping[key] for key in ("community", "building", "unit", "household")}
-        return dict(found._mapping), place, found.latest
+        place = {level: found[level] for level in directory.LEVELS}
+        return found, place, found["latest"]
     if not address_text:
         raise Invalid(
             "Give the resident_id of a registered resident, or the address where the service "

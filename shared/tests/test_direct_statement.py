@@ -20,6 +20,7 @@ from sqlalchemy import (
     Numeric,
     String,
     Table,
+    bindparam,
     event,
     insert,
     select,
@@ -181,11 +182,31 @@ def test_what_it_cannot_do_directly_goes_through_session_execute(db, table, monk
     assert len(through_session) == 2
     assert found == ("x",)
     assert rows_of(db, table)["defaulted"]["kind"] == "plain"
-    # A result column that needs processing (dates on SQLite, decimals): its value as
-    # SQLAlchemy makes it.
+
+
+def test_a_row_read_directly_is_the_row_session_execute_reads(db, table, monkeypatch):
     with db.transaction() as session:
-        at = DirectStatement(select(table.c.at).where(table.c.code == "x")).first(session, {})
-    assert at == (AT,)
+        DirectStatement(insert(table)).execute(session, a_row("full"))
+        DirectStatement(insert(table)).execute(
+            session, a_row("empty", amount=None, details=None, is_open=False)
+        )
+    query = select(
+        table.c.code, table.c.is_open, table.c.details, table.c.amount, table.c.at, table.c.id
+    ).where(table.c.code == bindparam("code"), table.c.kind == "given")
+    with db.read() as session:
+        expected = {
+            code: tuple(session.execute(query, {"code": code}).one()) for code in ("full", "empty")
+        }
+    through_session = executes(monkeypatch)
+    direct = DirectStatement(query)
+    with db.read() as session:
+        found = {code: direct.first(session, {"code": code}) for code in ("full", "empty")}
+        missing = direct.first(session, {"code": "none"})
+    assert through_session == []
+    assert found == expected
+    assert missing is None
+    assert found["full"][2:5] == ({"asked": ["knife", 2], "note": "ü"}, Decimal("12.50"), AT)
+    assert found["empty"][1:4] == (False, None, None)
 
 
 def test_statements_go_through_session_execute_while_cursor_events_are_listened_to(
