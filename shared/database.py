@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -90,11 +91,19 @@ def create_database_engine(url: str, *, immediate: bool = True, **kwargs: Any) -
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
+    begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
         # Writers take the lock up front: a deferred transaction that later writes can fail
-        # with SQLITE_BUSY without waiting, while an immediate one waits its turn.
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        # with SQLITE_BUSY without waiting, while an immediate one waits its turn. Sent on the
+        # driver's connection: every transaction begins here, and SQLAlchemy's execution of a
+        # statement costs several times SQLite's BEGIN (its error is still SQLAlchemy's).
+        driver = conn.connection.driver_connection
+        try:
+            driver.execute(begin)
+        except sqlite3.Error as error:
+            raise DBAPIError.instance(begin, (), error, sqlite3.Error) from error
 
     return engine
 

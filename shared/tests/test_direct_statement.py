@@ -3,6 +3,7 @@ are those of ``session.execute``, and what it cannot do as SQLAlchemy would goes
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -26,9 +27,11 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
+from shared import database
 from shared.database import Database, DirectStatement, UtcDateTime
 
 AT = datetime(2026, 11, 28, 9, 30, 15, 123456, tzinfo=timezone(timedelta(hours=8)))
@@ -257,3 +260,25 @@ def test_aware_times_are_stored_in_utc(db, table):
         ).scalar_one()
     as_text = stored if isinstance(stored, str) else stored.astimezone(UTC).isoformat(" ")
     assert as_text.startswith(AT.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"))
+
+
+@pytest.mark.sqlite
+def test_a_writer_that_cannot_begin_gets_sqlalchemys_error_and_the_next_one_begins(
+    database_url, table, monkeypatch
+):
+    # SQLite's BEGIN is sent on the driver's connection (shared/database.py): a lock held
+    # elsewhere past the busy timeout is still SQLAlchemy's OperationalError.
+    monkeypatch.setattr(database, "SQLITE_BUSY_TIMEOUT_MS", 50)
+    db = Database(database_url)
+    holder = sqlite3.connect(make_url(database_url).database, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        with pytest.raises(OperationalError, match="locked"), db.transaction() as session:
+            DirectStatement(insert(table)).execute(session, a_row("blocked"))
+        holder.execute("ROLLBACK")
+        with db.transaction() as session:
+            DirectStatement(insert(table)).execute(session, a_row("after"))
+        assert set(rows_of(db, table)) == {"after"}
+    finally:
+        holder.close()
+        db.dispose()
