@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import sqlite3
 import threading
@@ -273,17 +274,22 @@ class DirectStatement:
 
     SQLAlchemy still does all it does well: it renders the statement, and its types' bind and
     result processors (dates, JSON, ``UtcDateTime``) turn values into what the driver takes and
-    back, so the rows written and read are those of ``session.execute``. A DBAPI error comes back
-    as SQLAlchemy's (``IntegrityError``...), a dropped connection invalidated. Whatever this
-    cannot do as SQLAlchemy would goes through ``session.execute`` unchanged: parameters the
-    caller does not give (column defaults, values computed at execution), lists expanded into
-    ``IN``, and any engine whose cursor events are listened to or that logs its statements, so
-    tracing, statement counts and ``echo`` see every statement.
+    back, so the rows written and read are those of ``session.execute``. The session's pending
+    ORM changes are flushed first, as ``session.execute`` would. An error goes through
+    SQLAlchemy's own handling: its exceptions (``IntegrityError``; a value its type refuses, a
+    ``StatementError``), ``handle_error`` events, and on a lost server the connection and the
+    rest of the pool invalidated. Whatever this cannot do as SQLAlchemy would goes through
+    ``session.execute`` unchanged: parameters the caller does not give (column defaults, values
+    computed at execution), lists expanded into ``IN``, values held with ``.params()``, and any
+    engine whose cursor events are listened to or whose statements are logged, so tracing,
+    statement counts and ``echo`` see every statement.
     """
 
     def __init__(self, statement: Executable) -> None:
         self.statement = statement
         self._plans: dict[tuple[Dialect, frozenset[str]], _Plan | None] = {}
+        # Values given with .params() are merged in by SQLAlchemy's execution alone.
+        self._held_params = bool(getattr(statement, "_params", None))
 
     def execute(self, session: Session, parameters: Mapping[str, Any]) -> None:
         """Run the statement in ``session``'s transaction."""
@@ -296,6 +302,8 @@ class DirectStatement:
         return row
 
     def _run(self, session: Session, parameters: Mapping[str, Any], *, fetch: bool) -> Any:
+        if session.autoflush:
+            session.flush()
         connection = session.connection()
         plan = self._plan_for(connection, parameters)
         if plan is None:
@@ -305,7 +313,12 @@ class DirectStatement:
 
     def _plan_for(self, connection: Connection, parameters: Mapping[str, Any]) -> _Plan | None:
         engine = connection.engine
-        if engine.echo or _listened(engine) or _listened(connection):
+        if (
+            self._held_params
+            or engine.logger.isEnabledFor(logging.INFO)
+            or _listened(engine)
+            or _listened(connection)
+        ):
             return None
         key = (connection.dialect, frozenset(parameters))
         try:
@@ -366,35 +379,30 @@ class _Plan:
         )
 
     def run(self, connection: Connection, parameters: Mapping[str, Any], *, fetch: bool) -> Any:
-        values = []
-        for _, given, held, processor in self.binds:
-            value = parameters[given] if given is not None else held
-            values.append(value if processor is None else processor(value))
-        arguments: Any = (
-            tuple(values)
-            if self.dialect.positional
-            else {name: value for (name, *_), value in zip(self.binds, values, strict=True)}
-        )
-        dbapi_connection: Any = connection.connection
-        cursor = dbapi_connection.cursor()
+        arguments: Any = parameters
+        cursor = None
         try:
+            values = []
+            for _, given, held, processor in self.binds:
+                value = parameters[given] if given is not None else held
+                values.append(value if processor is None else processor(value))
+            arguments = (
+                tuple(values)
+                if self.dialect.positional
+                else {name: value for (name, *_), value in zip(self.binds, values, strict=True)}
+            )
+            cursor = connection.connection.cursor()
             cursor.execute(self.sql, arguments)
             return self._made(cursor, cursor.fetchone()) if fetch else None
-        except self.dialect.loaded_dbapi.Error as error:
-            gone = self.dialect.is_disconnect(error, dbapi_connection.dbapi_connection, cursor)
-            wrapped = DBAPIError.instance(
-                self.sql,
-                arguments,
-                error,
-                self.dialect.loaded_dbapi.Error,
-                connection_invalidated=gone,
-                dialect=self.dialect,
-            )
-            if gone:
-                connection.invalidate(error)
-            raise wrapped from error
+        except Exception as error:
+            # SQLAlchemy's own handling raises its exception (a StatementError for a value
+            # refused before the driver saw it), runs handle_error events, and on a lost server
+            # invalidates the connection and every other the pool made before.
+            connection._handle_dbapi_exception(error, self.sql, arguments, cursor, None)
+            raise  # not reached: the handling above raises
         finally:
-            cursor.close()
+            if cursor is not None:
+                cursor.close()
 
     def _made(self, cursor: Any, row: tuple[Any, ...] | None) -> tuple[Any, ...] | None:
         if row is None:
