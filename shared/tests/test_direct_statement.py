@@ -44,13 +44,11 @@ def db(database_url: str) -> Iterator[Database]:
     db.dispose()
 
 
-@pytest.fixture
-def table(db: Database) -> Iterator[Table]:
-    """A table of the test's own in the run's database, dropped afterwards."""
-    metadata = MetaData()
+def made_table(db: Database) -> Table:
+    """A table of the caller's own in ``db``, to be dropped with ``dropped``."""
     table = Table(
         f"direct_{uuid.uuid4().hex[:12]}",
-        metadata,
+        MetaData(),
         Column("id", Integer, primary_key=True),
         Column("code", String(20), nullable=False, unique=True),
         Column("kind", String(10), nullable=False, default="plain"),
@@ -59,9 +57,20 @@ def table(db: Database) -> Iterator[Table]:
         Column("amount", Numeric(10, 2)),
         Column("at", UtcDateTime, nullable=False),
     )
-    metadata.create_all(db.engine)
+    table.create(db.engine)
+    return table
+
+
+def dropped(db: Database, table: Table) -> None:
+    table.drop(db.engine)
+
+
+@pytest.fixture
+def table(db: Database) -> Iterator[Table]:
+    """A table of the test's own in the run's database, dropped afterwards."""
+    table = made_table(db)
     yield table
-    metadata.drop_all(db.engine)
+    dropped(db, table)
 
 
 def a_row(code: str, **overrides: Any) -> dict[str, Any]:

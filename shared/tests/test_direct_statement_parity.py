@@ -6,21 +6,12 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
-from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import psycopg
 import pytest
 from sqlalchemy import (
-    JSON,
-    Boolean,
-    Column,
-    Integer,
-    MetaData,
-    String,
-    Table,
     bindparam,
     insert,
     select,
@@ -29,48 +20,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError, StatementError
 from sqlalchemy.orm import registry
 
-from shared.database import Database, DirectStatement, UtcDateTime
+from shared.database import Database, DirectStatement
+from shared.tests.test_direct_statement import a_row, db, dropped, made_table, table
 
-
-@pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    db = Database(database_url, pool_size=1, max_overflow=0)
-    yield db
-    db.dispose()
-
-
-def _table(db: Database) -> tuple[MetaData, Table]:
-    metadata = MetaData()
-    table = Table(
-        f"parity_{uuid.uuid4().hex[:12]}",
-        metadata,
-        Column("id", Integer, primary_key=True),
-        Column("code", String(20), nullable=False, unique=True),
-        Column("kind", String(10)),
-        Column("is_open", Boolean),
-        Column("details", JSON),
-        Column("at", UtcDateTime),
-    )
-    metadata.create_all(db.engine)
-    return metadata, table
-
-
-@pytest.fixture
-def table(db: Database) -> Iterator[Table]:
-    metadata, table = _table(db)
-    yield table
-    metadata.drop_all(db.engine)
-
-
-def a_row(code: str, **overrides: Any) -> dict[str, Any]:
-    return {
-        "code": code,
-        "kind": "given",
-        "is_open": True,
-        "details": {"a": 1},
-        "at": datetime(2026, 11, 28, tzinfo=UTC),
-        **overrides,
-    }
+__all__ = ["db", "table"]  # fixtures of the tests beside these
 
 
 def _run(how: str, statement: Any, session: Any, parameters: dict[str, Any]) -> Any:
@@ -120,7 +73,7 @@ def test_a_claim_after_a_pending_orm_row_reports_the_duplicate(db, table, how):
 @pytest.mark.parametrize("how", ["session", "direct"])
 def test_after_a_lost_server_only_one_transaction_fails(database_url, how):
     db = Database(database_url, pool_size=2, max_overflow=0)
-    metadata, table = _table(db)
+    table = made_table(db)
     try:
         statement = insert(table).returning(table.c.id)
         # Two pooled connections, both just used.
@@ -138,7 +91,7 @@ def test_after_a_lost_server_only_one_transaction_fails(database_url, how):
             _run(how, statement, session, a_row("next"))
     finally:
         db.engine.dispose()
-        metadata.drop_all(db.engine)
+        dropped(db, table)
         db.dispose()
 
 
