@@ -420,28 +420,37 @@ def post_to_notified(
     connections = threading.local()
 
     def post(send_at: float) -> None:
-        connection = getattr(connections, "http", None)
-        if connection is None:
-            connection = connections.http = http.client.HTTPConnection(host, int(port), timeout=60)
-        try:
-            connection.request(
-                "POST",
-                "/v1/requests",
-                body=json.dumps(body),
-                headers={
-                    "X-API-Key": credentials["intake_api_key"],
-                    "Content-Type": "application/json",
-                    "Idempotency-Key": uuid.uuid4().hex,
-                },
-            )
-            response = connection.getresponse()
-            payload = response.read()
-            status = response.status
-        except (OSError, http.client.HTTPException):
-            connection.close()
-            connections.http = None
-            status = 0
-            payload = b"{}"
+        key = uuid.uuid4().hex
+        # A sender's kept-alive connection may have sat idle past the server's keep-alive and
+        # been closed: sent again once on a new one, as an HTTP client does, under the same
+        # Idempotency-Key.
+        for reused in (hasattr(connections, "http"), False):
+            connection = getattr(connections, "http", None)
+            if connection is None:
+                connection = http.client.HTTPConnection(host, int(port), timeout=60)
+                connections.http = connection
+            try:
+                connection.request(
+                    "POST",
+                    "/v1/requests",
+                    body=json.dumps(body),
+                    headers={
+                        "X-API-Key": credentials["intake_api_key"],
+                        "Content-Type": "application/json",
+                        "Idempotency-Key": key,
+                    },
+                )
+                response = connection.getresponse()
+                payload = response.read()
+                status = response.status
+                break
+            except (OSError, http.client.HTTPException):
+                connection.close()
+                del connections.http
+                status = 0
+                payload = b"{}"
+                if not reused:
+                    break
         done = time.time()
         with lock:
             answered.append((send_at, done, status))

@@ -31,6 +31,11 @@ from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
+# SQLite copies its write-ahead log back into the database file (a checkpoint) in the commit
+# that fills the log to this many pages. The relay checkpoints every service's log from its own
+# process long before (Database.checkpoint): a commit holding the write lock does not pay for
+# it. This is the backstop for a service whose relay is down (about 40 MB of log).
+SQLITE_AUTOCHECKPOINT_PAGES = 10_000
 # A pooled server connection left idle this long is pinged before it is used again: a server
 # restart or a proxy's idle timeout may have closed it. One in steady use is not, which saves a
 # round trip a transaction.
@@ -90,6 +95,7 @@ def create_database_engine(url: str, *, immediate: bool = True, **kwargs: Any) -
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA wal_autocheckpoint={SQLITE_AUTOCHECKPOINT_PAGES}")
         cursor.close()
 
     begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
@@ -235,6 +241,22 @@ class Database:
         """A session for reading only; on SQLite it does not take the write lock."""
         with self.readers.begin() as session:
             yield session
+
+    def checkpoint(self) -> tuple[int, int] | None:
+        """On SQLite, copy what the write-ahead log holds back into the database file without
+        waiting for, or holding up, any reader or writer (a PASSIVE checkpoint): the pages
+        left in the log and those copied. None on other databases."""
+        if not self.is_sqlite:
+            return None
+        # On the driver's connection: a checkpoint cannot run in a transaction, and one of
+        # SQLAlchemy's would begin with the statement.
+        connection = self.readers.kw["bind"].raw_connection()
+        try:
+            cursor = connection.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            _, logged, copied = cursor.fetchone()
+        finally:
+            connection.close()
+        return logged, copied
 
     def ping(self) -> None:
         with self.readers.kw["bind"].connect() as connection:

@@ -51,6 +51,16 @@ class StoredResponse:
     replayed: bool = False
 
 
+@dataclass(frozen=True)
+class Answered:
+    """What a create made, with its answer's body already made (``created_once`` dumps
+    anything else): a create can make the body before the write transaction, leaving only
+    what the writes alone know to fill in while other writers wait."""
+
+    made: Any
+    body: Any
+
+
 def fingerprint(payload: Any) -> str:
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -175,11 +185,14 @@ def created_once(
     """Answer 201 with what ``create(session)`` made, once per ``Idempotency-Key`` and client.
 
     With ``check``, ``create(session, check(session))``: the reads and checks come first (on
-    SQLite before the write lock is taken, see ``run_once``), then the writes.
+    SQLite before the write lock is taken, see ``run_once``), then the writes. A create that
+    returns ``Answered`` gives its answer's body itself.
     """
 
     def action(session: Session, *checked: Any) -> StoredResponse:
         created = create(session, *checked)
+        if isinstance(created, Answered):
+            return StoredResponse(201, created.body, {"Location": location(created.made)})
         return StoredResponse(201, schema.dump(created), {"Location": location(created)})
 
     return stored_response(

@@ -39,7 +39,14 @@ class Relay(StoppableLoop):
     them itself; the relay sweeps up every ``interval_s``. On PostgreSQL it also listens: a
     transaction of a process that does not publish at commit notifies the relay as it commits,
     and the relay publishes at once.
+
+    On SQLite the relay also checkpoints the service's write-ahead log every
+    ``checkpoint_interval_s`` (``Database.checkpoint``), so that no commit, holding the one
+    write lock, has to.
     """
+
+    # Under load a service's log grows by a few thousand pages a second.
+    CHECKPOINT_INTERVAL_S = 0.25
 
     def __init__(
         self,
@@ -61,6 +68,8 @@ class Relay(StoppableLoop):
         self.batch_size = batch_size
         self.grace = timedelta(seconds=grace_s)
         self.routes = routes
+        self.checkpoint_interval_s = self.CHECKPOINT_INTERVAL_S
+        self._checkpoint_due = 0.0
         super().__init__()
         # Whether the last batch stopped on a row the broker refused.
         self.last_failed = False
@@ -109,6 +118,31 @@ class Relay(StoppableLoop):
         self.last_failed = failed is not None
         return len(sent)
 
+    def checkpoint_when_due(self) -> None:
+        """Checkpoint the SQLite log once ``checkpoint_interval_s`` has passed since the last."""
+        now = time.monotonic()
+        if not self.db.is_sqlite or now < self._checkpoint_due:
+            return
+        self._checkpoint_due = now + self.checkpoint_interval_s
+        try:
+            checkpointed = self.db.checkpoint()
+        except Exception as error:
+            # The outbox matters more: it is published all the same (and SQLite's own
+            # checkpoint in the commits is the backstop).
+            log.warning("database.checkpoint_failed", error=repr(error))
+            return
+        if checkpointed is not None and checkpointed[1]:
+            log.debug("database.checkpointed", pages=checkpointed[1], in_log=checkpointed[0])
+
+    def _pause(self, seconds: float) -> None:
+        """Wait ``seconds``, or until stopped; on SQLite checkpoint the log meanwhile."""
+        deadline = time.monotonic() + seconds
+        while not self._stopping.is_set() and (left := deadline - time.monotonic()) > 0:
+            if self.db.is_sqlite:
+                self.checkpoint_when_due()
+                left = min(left, max(self._checkpoint_due - time.monotonic(), 0.01))
+            self._stopping.wait(left)
+
     def run(self) -> None:
         """Publish until stopped; back off while the broker or database is unavailable."""
         log.info("relay.started", service=self.service)
@@ -119,6 +153,7 @@ class Relay(StoppableLoop):
         try:
             while not self._stopping.is_set():
                 try:
+                    self.checkpoint_when_due()
                     count = self.publish_pending(at_once=at_once)
                     backoff = min(backoff * 2, 10.0) if self.last_failed else interval
                 except Exception:
@@ -130,7 +165,7 @@ class Relay(StoppableLoop):
                     if listener is not None and backoff == interval:
                         at_once = listener.wait(backoff, self._stopping)
                     else:
-                        self._stopping.wait(backoff)
+                        self._pause(backoff)
         finally:
             if listener is not None:
                 listener.close()

@@ -63,7 +63,7 @@ from services.intake.schemas import (
 )
 from shared.admission import caller, enforce, operation
 from shared.conditional import versions_named
-from shared.idempotency import IDEMPOTENCY_HEADER_DOC, created_once
+from shared.idempotency import IDEMPOTENCY_HEADER_DOC, Answered, created_once
 from shared.openapi import CHANGED_HEADERS, ETAG_HEADER, Blueprint
 from shared.paging import paged
 from shared.policy import GRID_LEADER, RESIDENT
@@ -147,15 +147,24 @@ class Requests(MethodView):
         principal, name = caller(), operation()
         hidden_as = no_resident(str(data.get("resident_id")))
 
-        def check(session: Session) -> requests.Submission:
+        def check(session: Session) -> tuple[requests.Submission, dict[str, Any]]:
             POLICY.check_owner(name, principal, data, hidden_as=hidden_as, session=session)
-            return requests.check_submission(session, submitted_by=principal, **data)
+            submission = requests.check_submission(session, submitted_by=principal, **data)
+            # The answer is made with the checks, on SQLite before the write lock is taken:
+            # only its first entry's id waits for the writes.
+            return submission, REQUEST_SCHEMA.dump(requests.as_recorded(submission, None))
+
+        def create(session: Session, checked: tuple[requests.Submission, Any]) -> Answered:
+            submission, answer = checked
+            recorded = requests.record_submission(session, submission)
+            answer["timeline"][0]["id"] = recorded.timeline[0].id
+            return Answered(recorded, answer)
 
         return created_once(
             current_service().db,
             current_service().messaging,
             principal,
-            requests.record_submission,
+            create,
             check=check,
             schema=REQUEST_SCHEMA,
             location=lambda created: url_for("requests.Request", request_id=created.id),

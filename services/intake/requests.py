@@ -383,9 +383,16 @@ def record_submission(session: Session, submission: Submission) -> SimpleNamespa
     of work, and no ORM objects, which cost more than the rest of the request together.
     """
     _insert_request.execute(session, submission.row)
-    entry = SimpleNamespace(id=_entry_id(session, submission.first), **submission.first)
+    entry_id = _entry_id(session, submission.first)
     if submission.announcement is not None:
         messaging.stage_outgoing(session, submission.announcement)
+    return as_recorded(submission, entry_id)
+
+
+def as_recorded(submission: Submission, entry_id: int | None) -> SimpleNamespace:
+    """A checked request as ``record_submission`` writes it, its first entry under
+    ``entry_id`` (None: not written yet)."""
+    entry = SimpleNamespace(id=entry_id, **submission.first)
     return SimpleNamespace(**submission.row, timeline=[entry], duplicates=[])
 
 

@@ -55,6 +55,30 @@ class TestTheCatalogueIsReadFresh:
         assert response.json["field"] == "category"
 
 
+class TestTheAnswer:
+    def test_the_answer_is_the_request_as_stored_its_first_entry_included(
+        self, client, api_key, resident_id
+    ):
+        # The answer is made before the request is written; its first entry's id only after.
+        created = post(client, api_key, request_body(resident_id), idempotency_key="hotline-9")
+        assert created.status_code == 201
+        read = client.get(created.headers["Location"], headers={"X-API-Key": api_key})
+        assert read.status_code == 200
+        assert created.json == read.json
+        with runtime().db.read() as session:
+            entry = session.scalars(select(TimelineEntry)).one()
+        assert created.json["timeline"][0]["id"] == entry.id
+        retry = post(client, api_key, request_body(resident_id), idempotency_key="hotline-9")
+        assert retry.json == created.json
+
+    def test_each_answer_names_its_own_first_entry(self, client, api_key, resident_id):
+        answers = [post(client, api_key, request_body(resident_id)).json for _ in range(3)]
+        entries = [answer["timeline"][0]["id"] for answer in answers]
+        with runtime().db.read() as session:
+            stored = session.scalars(select(TimelineEntry.id).order_by(TimelineEntry.id)).all()
+        assert entries == stored
+
+
 class TestARetryIsAnsweredAsTheFirstAttempt:
     def test_a_retry_after_the_category_was_deactivated_gets_the_first_answer(
         self, client, api_key, resident_id
