@@ -7,9 +7,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import cast
+from typing import NamedTuple, cast
 
-from sqlalchemy import Row, Select, Table, bindparam, insert, select
+from sqlalchemy import Select, Table, bindparam, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -226,7 +226,7 @@ _ASSIGN_ONCE = {
     )
     for name, insert_ in (("postgresql", postgresql), ("sqlite", sqlite))
 }
-_route = (
+_route = DirectStatement(
     select(RoutingRule.id, Volunteer.id.label("volunteer_id"), Volunteer.name)
     .join(RoutingRule.volunteer)
     .where(
@@ -239,10 +239,17 @@ _route = (
 )
 
 
-def find_route(session: Session, *, category: str) -> Row[str, str, str] | None:
+class Route(NamedTuple):
+    id: str
+    volunteer_id: str
+    name: str
+
+
+def find_route(session: Session, *, category: str) -> Route | None:
     """The active rule with the lowest precedence for ``category`` whose volunteer is active:
     its ``id``, and its volunteer's ``volunteer_id`` and ``name``."""
-    return session.execute(_route, {"category": category}).first()
+    found = _route.first(session, {"category": category})
+    return None if found is None else Route(*found)
 
 
 def _is_assigned(session: Session, request_id: str) -> bool:

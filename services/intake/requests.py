@@ -1030,7 +1030,7 @@ class Assignee:
 
 # The assignment is the busiest news (one a request): its row is read and written with plain
 # statements, since the ORM's load and unit of work cost more than the rest of its handling.
-_assignment_news_of = (
+_assignment_news_of = DirectStatement(
     select(
         _requests.c.status,
         _requests.c.assignment_id,
@@ -1040,15 +1040,20 @@ _assignment_news_of = (
     .where(_requests.c.id == bindparam("request_id"))
     .with_for_update()
 )
+# The columns to change are the parameters, the request's id ``where_id``.
+_update_request = DirectStatement(update(_requests).where(_requests.c.id == bindparam("where_id")))
 
 
 def record_assignment(
     session: Session, *, request_id: str, assignment_id: str, assignee: Assignee, at: datetime
 ) -> None:
     """Dispatch assigned the request to someone."""
-    request = session.execute(_assignment_news_of, {"request_id": request_id}).first()
-    if request is None:
+    read = _assignment_news_of.first(session, {"request_id": request_id})
+    if read is None:
         raise no_request(request_id)
+    request = SimpleNamespace(
+        status=read[0], assignment_id=read[1], assignee_name=read[2], version=read[3]
+    )
     # The first assignment intake hears of is the one it follows; news of another is kept in
     # the timeline, saying so, but changes nothing.
     is_followed = request.assignment_id in (None, assignment_id)
@@ -1078,7 +1083,7 @@ def record_assignment(
             assignee_id=assignee.id,
             assignee_name=assignee.name,
         )
-    session.execute(update(_requests).where(_requests.c.id == request_id).values(changed))
+    _update_request.execute(session, {**changed, "where_id": request_id})
     entry = _timeline_row(
         request_id, ASSIGNED, note, at=at, actor=DISPATCH, details=details, recorded_at=now
     )
