@@ -199,6 +199,8 @@ class StrictRequest(Request):
 
     _is_body_checked = False
     _refusal: JSONRefused | None = None
+    # The body as the strict reader read it to check it: get_json's answer, not read again.
+    _read: Any = None
 
     @overload
     def get_data(
@@ -224,12 +226,18 @@ class StrictRequest(Request):
             if not self._is_body_checked:
                 self._is_body_checked = True
                 try:
-                    read_json(data)
+                    self._read = read_json(data)
                 except JSONRefused as refusal:
                     self._refusal = refusal
             if self._refusal is not None:
                 raise self._refusal
         return data.decode(errors="replace") if as_text else data
+
+    def get_json(self, force: bool = False, silent: bool = False, cache: bool = True) -> Any:
+        if cache and self._is_body_checked and self._refusal is None:
+            # Read already (and the same for every caller, as Flask's cache would give it).
+            return self._read
+        return super().get_json(force=force, silent=silent, cache=cache)
 
     def on_json_loading_failed(self, e: ValueError | None) -> Any:
         if isinstance(e, JSONRefused):

@@ -27,6 +27,7 @@ from sqlalchemy import (
 )
 from structlog.testing import capture_logs
 
+from shared import json_input
 from shared.database import Database
 from shared.fields import StrictDecimal, hours_field
 from shared.json_input import MAX_BODY_BYTES, MAX_DEPTH, MAX_DIGITS, install
@@ -258,6 +259,15 @@ class TestAcceptedBodies:
 
         assert response.json == {"kind": "dict"}
         assert app.extensions["reached"] == [{"ratio": 2.5}]
+
+    def test_a_body_is_read_once_however_often_it_is_asked_for(self, app, monkeypatch):
+        reads = []
+        monkeypatch.setattr(json_input, "read_json", lambda data: reads.append(data) or {"a": 1})
+        with app.test_request_context("/raw", method="POST", json={"a": 1}):
+            request.get_data()
+            assert request.get_json() == {"a": 1}
+            assert request.get_json() is request.get_json()
+        assert len(reads) == 1
 
 
 class TestDatabaseRefusals:
