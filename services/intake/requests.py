@@ -1051,19 +1051,17 @@ def record_assignment(
     read = _assignment_news_of.first(session, {"request_id": request_id})
     if read is None:
         raise no_request(request_id)
-    request = SimpleNamespace(
-        status=read[0], assignment_id=read[1], assignee_name=read[2], version=read[3]
-    )
+    status, followed_id, followed_name, version = read
     # The first assignment intake hears of is the one it follows; news of another is kept in
     # the timeline, saying so, but changes nothing.
-    is_followed = request.assignment_id in (None, assignment_id)
+    is_followed = followed_id in (None, assignment_id)
     if is_followed:
         note = f"Assigned to {assignee.name}"
     else:
         note = (
             f"Ignored assignment {assignment_id} to {assignee.name}: "
-            f"the request stays with assignment {request.assignment_id}"
-            + (f" ({request.assignee_name})" if request.assignee_name else "")
+            f"the request stays with assignment {followed_id}"
+            + (f" ({followed_name})" if followed_name else "")
         )
     details = {
         "assignment_id": assignment_id,
@@ -1071,12 +1069,12 @@ def record_assignment(
         "assignee_id": assignee.id,
         "assignee_name": assignee.name,
     }
-    moves, note = _news_outcome(request.status, ASSIGNED, note)
+    moves, note = _news_outcome(status, ASSIGNED, note)
     now = utcnow()
-    changed: dict[str, Any] = {"updated_at": now, "version": request.version + 1}
+    changed: dict[str, Any] = {"updated_at": now, "version": version + 1}
     if moves:
         changed["status"] = ASSIGNED
-    if is_followed and request.status not in (CONFIRMED, CLOSED, CANCELLED, REJECTED):
+    if is_followed and status not in (CONFIRMED, CLOSED, CANCELLED, REJECTED):
         changed.update(
             assignment_id=assignment_id,
             assignee_type=assignee.type,
