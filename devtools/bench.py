@@ -40,6 +40,7 @@ from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import dramatiq
 import psutil
@@ -269,6 +270,68 @@ def cpu_seconds(pids: list[int]) -> float:
     return spent
 
 
+def server_pids(name: str) -> list[int]:
+    """The leaders of the processes of this machine named ``name`` (a server's main process,
+    whose children ``cpu_seconds`` counts with it)."""
+    leaders = []
+    for process in psutil.process_iter(["name", "ppid"]):
+        try:
+            if process.info["name"] != name:
+                continue
+            parent = psutil.Process(process.info["ppid"]) if process.info["ppid"] else None
+            if parent is None or parent.name() != name:
+                leaders.append(process.pid)
+        except psutil.Error:
+            continue  # gone meanwhile
+    return leaders
+
+
+class CpuMeter:
+    """What each part of a running system spent of the machine's CPU over a stretch of time, a
+    request: the processes each part names (their children with them) and this process, where
+    the load is made. Whether the machine can carry a rate at all follows: the milliseconds a
+    request times the rate, against its cores. A process that ended meanwhile is not counted."""
+
+    SENDER = "load sender (this process)"
+
+    def __init__(self, parts: dict[str, Callable[[], list[int]]]) -> None:
+        self.parts = parts
+        self._started: dict[str, float] = {}
+        self._pids: dict[str, list[int]] = {}
+        self._wall = 0.0
+
+    def start(self) -> None:
+        self._pids = {name: pids() for name, pids in self.parts.items()}
+        self._started = {name: cpu_seconds(pids) for name, pids in self._pids.items()}
+        self._started[self.SENDER] = time.process_time()
+        self._wall = time.perf_counter()
+
+    def stop(self, requests: int) -> dict[str, Any]:
+        """Milliseconds of CPU a request by part, in all, and the cores the whole kept busy."""
+        spent = {name: cpu_seconds(pids) for name, pids in self._pids.items()}
+        spent[self.SENDER] = time.process_time()
+        elapsed = time.perf_counter() - self._wall
+        per_request = {
+            name: (spent[name] - self._started[name]) * 1000 / max(1, requests) for name in spent
+        }
+        total = sum(per_request.values())
+        return {
+            "parts_ms": per_request,
+            "total_ms": total,
+            "cores_busy": total * max(1, requests) / 1000 / elapsed if elapsed > 0 else 0.0,
+            "elapsed_s": elapsed,
+        }
+
+
+def describe_cpu(cpu: dict[str, Any], rate: float) -> str:
+    parts = ", ".join(f"{name} {ms:.1f} ms" for name, ms in cpu["parts_ms"].items())
+    needed = cpu["total_ms"] * rate / 1000
+    return (
+        f"CPU a request at {rate:.0f} req/s: {parts}; {cpu['total_ms']:.1f} ms in all, "
+        f"{needed:.1f} of {os.cpu_count()} cores"
+    )
+
+
 def wait_for_port(port: int, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while not is_reachable("127.0.0.1", port):
@@ -406,10 +469,19 @@ def fabric_hop(env: dict[str, str], *, messages: int) -> dict[str, float]:
 
 
 def post_to_notified(
-    credentials: dict[str, Any], *, rate: float, duration_s: float, timeout_s: float = 240
+    credentials: dict[str, Any],
+    *,
+    rate: float,
+    duration_s: float,
+    timeout_s: float = 240,
+    settle: Callable[[], Any] | None = None,
+    meter: CpuMeter | None = None,
 ) -> dict[str, Any]:
     """Open loop: POST at ``rate`` a second for ``duration_s``, each at its planned time; then
-    each request's time from its planned send to the volunteer's inbox message about it."""
+    each request's time from its planned send to the volunteer's inbox message about it.
+
+    With ``settle`` (waits until the system has done all the POSTs caused) and ``meter``, also
+    the CPU each part spent a request, from the first send until settled."""
     body = request_body(credentials)
     intake = credentials["urls"]["intake"].split("://", 1)[1]
     host, port = intake.rsplit(":", 1)
@@ -457,6 +529,8 @@ def post_to_notified(
             if status == 201:
                 planned[json.loads(payload)["id"]] = send_at
 
+    if meter is not None:
+        meter.start()
     # Enough senders that a slow answer never delays the next planned send.
     with ThreadPoolExecutor(max_workers=128) as senders:
         start = time.time() + 0.5
@@ -467,6 +541,11 @@ def post_to_notified(
                 time.sleep(pause)
             senders.submit(post, send_at)
     say(f"  {total} POSTs sent in {time.time() - start:.1f} s; waiting for the notifications")
+    if settle is not None:
+        settle()
+    cpu = meter.stop(len(planned)) if meter is not None else None
+    if cpu is not None:
+        say(f"  {describe_cpu(cpu, rate)}")
 
     volunteer = credentials["volunteer"]
     recipient = f"volunteer:{volunteer['id']}"
@@ -512,6 +591,7 @@ def post_to_notified(
         "p50_ms": percentile(latencies, 0.50) if latencies else float("nan"),
         "p95_ms": percentile(latencies, 0.95) if latencies else float("nan"),
         "p99_ms": percentile(latencies, 0.99) if latencies else float("nan"),
+        "cpu": cpu,
     }
 
 
@@ -680,6 +760,12 @@ def _count(number: int) -> str:
     return str(number)
 
 
+def _on_this_machine(url: str) -> bool:
+    """Whether a database server's URL names this machine (its processes can be measured)."""
+    host = urlsplit(url).hostname
+    return host in (None, "", "localhost", "127.0.0.1", "::1")
+
+
 def say(line: str) -> None:
     print(line, flush=True)
 
@@ -799,6 +885,12 @@ each sent at its planned time; {notified["accepted"]} answered 201, {notified["e
 message's `created_at`: p50 {notified["p50_ms"]:.0f} ms, p95 {notified["p95_ms"]:.0f} ms, p99
 {notified["p99_ms"]:.0f} ms, max {max(latencies, default=float("nan")):.0f} ms.
 
+{describe_cpu(notified["cpu"], notified["rate"])}: the CPU (user and system) each part spent
+from the first POST until every queue and outbox was empty, a request, and the cores that makes
+at this rate. Parts: every service's processes; the broker's and the database server's when
+they run on this machine (a server's processes whoever they served); this process, which sends
+the POSTs. Near or above the machine's cores, requests queue and the latency grows with the run.
+
 ![latency]({latency_png.name})
 
 ![throughput]({throughput_png.name})
@@ -908,10 +1000,23 @@ def main(argv: list[str] | None = None) -> int:
         drained = wait_until_drained(env, urls)
         say(f"  backlog of the POSTs absorbed {drained:.0f} s after the last one")
         say(f"Post to volunteer notified, {args.rate:.0f} req/s open loop, {args.duration:.0f} s:")
+        parts: dict[str, Callable[[], list[int]]] = {
+            "services": lambda: [process.pid for process in group.running.values()]
+        }
+        if redis is not None and redis.process:
+            embedded = redis.process.pid
+            parts["broker"] = lambda: [embedded]
+        elif broker_url.startswith("redis") and _on_this_machine(broker_url):
+            parts["broker"] = lambda: server_pids("redis-server")
+        if databases and _on_this_machine(args.postgres):
+            parts["database server"] = lambda: server_pids("postgres")
         figures["notified"] = post_to_notified(
-            credentials, rate=args.rate, duration_s=args.duration
+            credentials,
+            rate=args.rate,
+            duration_s=args.duration,
+            settle=lambda: wait_until_drained(env, urls),
+            meter=CpuMeter(parts),
         )
-        wait_until_drained(env, urls)
         group.stop()
         say("Fabric hop against raw dramatiq:")
         figures["hop"] = fabric_hop(env, messages=args.hop_messages)
@@ -959,6 +1064,7 @@ def main(argv: list[str] | None = None) -> int:
         f"post to volunteer notified at {notified['rate']:.0f} req/s for "
         f"{notified['duration_s']:.0f} s: p50 {notified['p50_ms']:.0f} ms, "
         f"p95 {notified['p95_ms']:.0f} ms, p99 {notified['p99_ms']:.0f} ms",
+        describe_cpu(notified["cpu"], notified["rate"]),
     ]
     lines.append(
         f"ledger transfers per second: one at a time {figures['ledger']['one']:.0f}, "
