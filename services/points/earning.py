@@ -22,7 +22,8 @@ each priced at the category's rate for that participant's own hours. The set end
 one transaction: the confirmation posts every earning, each capped at the hours the resident
 confirmed (no one gave a service more time than it took; the cap posts part of an earning and
 releases the rest); a confirmation that mints nothing voids them all; and the set's own
-deadline (not each earning's) posts or voids them all as the policy says. A confirmation of
+deadline (not each earning's) posts them all, or voids them all as the policy says (then they
+read expired, as a single earning does at its deadline). A confirmation of
 more hours than any participant reported is refused, as for one volunteer. A report that
 arrives after its confirmation credited the assigned volunteer at once holds nothing for
 anyone.
@@ -396,11 +397,21 @@ def _post_set(
 
 
 def _void_set(
-    session: Session, members: Sequence[Transfer], *, reason: str, operator: str | None
+    session: Session,
+    members: Sequence[Transfer],
+    *,
+    reason: str,
+    operator: str | None,
+    at_deadline: bool = False,
 ) -> None:
-    """Void every pending earning of a set."""
+    """Void every pending earning of a set; at the set's deadline they expire, as a single
+    earning does at its own."""
     for member in members:
-        if member.status == PENDING:
+        if member.status != PENDING:
+            continue
+        if at_deadline:
+            ledger.expire_pending(session, transfer_id=member.id, reason=reason)
+        else:
             ledger.void_pending(session, transfer_id=member.id, reason=reason, operator=operator)
     timers.cancel(session, _deadline_key(members[0].request_id or ""))
 
@@ -416,7 +427,7 @@ def end_unconfirmed_set(session: Session, *, key: str, payload: dict[str, Any]) 
         _post_set(session, members, hours=None, operator=None, reason=reason)
     else:
         reason = "Not confirmed in time: voided, as the community's policy says"
-        _void_set(session, members, reason=reason, operator=None)
+        _void_set(session, members, reason=reason, operator=None, at_deadline=True)
 
 
 def credit_earned_points(

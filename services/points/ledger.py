@@ -1210,6 +1210,20 @@ def void_pending(
     return transfer
 
 
+def expire_pending(session: Session, *, transfer_id: str, reason: str) -> Transfer:
+    """End a pending transfer at a deadline that is not its own (that of the set of earnings it
+    belongs to) as its own timeout would void it: released, nothing moves, expired."""
+    _check_text(reason, "reason", is_required=True)
+    transfer = _pending_held(session, transfer_id)
+    resolution = transfer.resolution
+    if resolution is not None:
+        if resolution.outcome != EXPIRED:
+            raise _already_ended(transfer)
+        return transfer
+    _resolve(session, transfer, outcome=EXPIRED, amount=ZERO, operator=None, reason=reason)
+    return transfer
+
+
 @timers.handler(TIMEOUT)
 def time_out_pending(session: Session, *, key: str, payload: dict[str, Any]) -> None:
     """A pending transfer still unresolved at its timeout is posted or voided as it said."""

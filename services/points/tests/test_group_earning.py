@@ -154,7 +154,8 @@ def test_a_set_with_one_earning_voided_by_staff_posts_none_of_it() -> None:
     assert account("volunteer:v-7").balance == Decimal(0)
 
 
-def test_the_set_is_voided_together_at_the_communitys_deadline() -> None:
+def test_the_set_expires_together_at_the_communitys_deadline() -> None:
+    """As a single earning does at its deadline: expired, and a later confirmation says so."""
     rates(knife_sharpening=10)
     done = report_group_work()
 
@@ -162,10 +163,26 @@ def test_the_set_is_voided_together_at_the_communitys_deadline() -> None:
     fired = fire_due_timers()
 
     assert [(f.what, f.outcome) for f in fired] == [(earning.SET_DEADLINE, "fired")]
-    assert {t.status for t in set_of(done["request_id"]).values()} == {"voided"}
+    assert {t.status for t in set_of(done["request_id"]).values()} == {"expired"}
+    assert {a: account(a).credits_pending for a in ("volunteer:v-7", "volunteer:v-8")} == {
+        "volunteer:v-7": Decimal(0),
+        "volunteer:v-8": Decimal(0),
+    }
     assert confirm(done["request_id"]) is True
     assert account("volunteer:v-8").balance == Decimal(0)
+    (refused,) = staged_messages(runtime(), events.EARNING_REFUSED)
+    assert refused.kwargs["reason"].startswith("its pending points were expired on ")
     assert audit_findings() == []
+
+
+def test_a_set_member_ended_otherwise_is_not_expired_over_it() -> None:
+    rates(knife_sharpening=10)
+    done = report_group_work()
+    member = f"earn.2:{done['request_id']}"
+    with runtime().db.transaction() as session:
+        ledger.void_pending(session, transfer_id=member, reason="Was not there")
+        with pytest.raises(ledger.Refused, match="voided"):
+            ledger.expire_pending(session, transfer_id=member, reason="Deadline")
 
 
 def test_the_same_report_twice_holds_the_set_once() -> None:
