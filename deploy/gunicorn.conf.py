@@ -5,23 +5,7 @@ import sys
 
 from gunicorn import glogging
 
-
-def _whole(name, given):
-    """A setting that counts something: a whole number of at least 1, or one line saying which
-    setting is wrong and exit 2 (gunicorn's own message would be a traceback)."""
-    try:
-        value = int(given)
-    except ValueError:
-        value = 0
-    if value < 1:
-        print(
-            f"cannot start: {name} must be a whole number of 1 or more, not {given!r}",
-            file=sys.stderr,
-            flush=True,
-        )
-        sys.exit(2)
-    return value
-
+from shared.web_server import whole as _whole
 
 # On PostgreSQL threads overlap their waits on the database: 2 workers x 4 threads. On SQLite a
 # request holds the one write lock while it runs and its process's other threads take the

@@ -148,7 +148,10 @@ def load(
 def gunicorn(app: str, port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as output:
         return subprocess.Popen(
-            ["gunicorn", "--config", "deploy/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}", app],
+            [
+                *(sys.executable, "-m", "shared.web_server", "--config", "deploy/gunicorn.conf.py"),
+                *("--bind", f"127.0.0.1:{port}", app),
+            ],
             cwd=ROOT,
             env=venv_env(env),
             stdout=output,

@@ -40,7 +40,7 @@ def command(process: str, service: str, env: Mapping[str, str]) -> list[str]:
     if process == "web":
         port = env.get(f"{service.upper()}_PORT") or DEFAULT_PORTS[service]
         return [
-            *(python, "-m", "gunicorn", "--config", str(GUNICORN_CONF)),
+            *(python, "-m", "shared.web_server", "--config", str(GUNICORN_CONF)),
             *("--bind", f"0.0.0.0:{port}", f"{module}.app:create_app()"),
         ]
     if process == "worker":
