@@ -1197,30 +1197,33 @@ def void_pending(
     session: Session, *, transfer_id: str, reason: str, operator: str | None = None
 ) -> Transfer:
     """Void a pending transfer: what it held is released, nothing moves."""
-    _check_text(reason, "reason", is_required=True)
-    transfer = _pending_held(session, transfer_id)
-    resolution = transfer.resolution
-    if resolution is not None:
-        if resolution.outcome != VOIDED:
-            raise _already_ended(transfer)
-        if resolution.reason != reason:
-            raise TransferExists(transfer_id, "reason", resolution.reason, reason)
-        return transfer
-    _resolve(session, transfer, outcome=VOIDED, amount=ZERO, operator=operator, reason=reason)
-    return transfer
+    return _release_pending(
+        session, transfer_id=transfer_id, reason=reason, outcome=VOIDED, operator=operator
+    )
 
 
 def expire_pending(session: Session, *, transfer_id: str, reason: str) -> Transfer:
     """End a pending transfer at a deadline that is not its own (that of the set of earnings it
     belongs to) as its own timeout would void it: released, nothing moves, expired."""
+    return _release_pending(
+        session, transfer_id=transfer_id, reason=reason, outcome=EXPIRED, operator=None
+    )
+
+
+def _release_pending(
+    session: Session, *, transfer_id: str, reason: str, outcome: str, operator: str | None
+) -> Transfer:
+    """End a pending transfer with nothing moved; ended so already, with this reason: as it is."""
     _check_text(reason, "reason", is_required=True)
     transfer = _pending_held(session, transfer_id)
     resolution = transfer.resolution
     if resolution is not None:
-        if resolution.outcome != EXPIRED:
+        if resolution.outcome != outcome:
             raise _already_ended(transfer)
+        if resolution.reason != reason:
+            raise TransferExists(transfer_id, "reason", resolution.reason, reason)
         return transfer
-    _resolve(session, transfer, outcome=EXPIRED, amount=ZERO, operator=None, reason=reason)
+    _resolve(session, transfer, outcome=outcome, amount=ZERO, operator=operator, reason=reason)
     return transfer
 
 
