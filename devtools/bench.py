@@ -301,29 +301,20 @@ class CpuMeter:
         self.parts = parts
         self._started: dict[str, float] = {}
         self._pids: dict[str, list[int]] = {}
-        self._wall = 0.0
 
     def start(self) -> None:
         self._pids = {name: pids() for name, pids in self.parts.items()}
         self._started = {name: cpu_seconds(pids) for name, pids in self._pids.items()}
         self._started[self.SENDER] = time.process_time()
-        self._wall = time.perf_counter()
 
     def stop(self, requests: int) -> dict[str, Any]:
-        """Milliseconds of CPU a request by part, in all, and the cores the whole kept busy."""
+        """Milliseconds of CPU a request by part, and in all."""
         spent = {name: cpu_seconds(pids) for name, pids in self._pids.items()}
         spent[self.SENDER] = time.process_time()
-        elapsed = time.perf_counter() - self._wall
         per_request = {
             name: (spent[name] - self._started[name]) * 1000 / max(1, requests) for name in spent
         }
-        total = sum(per_request.values())
-        return {
-            "parts_ms": per_request,
-            "total_ms": total,
-            "cores_busy": total * max(1, requests) / 1000 / elapsed if elapsed > 0 else 0.0,
-            "elapsed_s": elapsed,
-        }
+        return {"parts_ms": per_request, "total_ms": sum(per_request.values())}
 
 
 def describe_cpu(cpu: dict[str, Any], rate: float) -> str:
@@ -764,7 +755,7 @@ def _count(number: int) -> str:
 
 
 def _on_this_machine(url: str) -> bool:
-    """Whether a database server's URL names this machine (its processes can be measured)."""
+    """Whether a server's URL names this machine (its processes can be measured)."""
     host = urlsplit(url).hostname
     return host in (None, "", "localhost", "127.0.0.1", "::1")
 

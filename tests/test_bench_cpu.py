@@ -84,7 +84,6 @@ def test_each_part_is_charged_what_its_processes_and_their_children_spent(burner
     assert parts["busy"] >= 250
     assert parts["idle"] < 50
     assert cpu["total_ms"] == pytest.approx(sum(parts.values()))
-    assert cpu["cores_busy"] > 0
 
 
 def test_a_part_that_names_no_process_spent_nothing() -> None:
