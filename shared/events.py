@@ -106,6 +106,28 @@ class ParticipantSchema(Schema):
     volunteer_name = fields.Str(allow_none=True, validate=validate.Length(min=1, max=100))
 
 
+def _participants(description: str) -> fields.List:
+    return fields.List(
+        fields.Nested(ParticipantSchema),
+        validate=validate.Length(min=1, max=MAX_PARTICIPANTS),
+        metadata={"description": description},
+    )
+
+
+def _named_once_with_the_volunteer(data: Mapping[str, Any]) -> None:
+    """Each participant named once, the volunteer the request was assigned to among them."""
+    named = [person["volunteer_id"] for person in data.get("participants") or ()]
+    if not named:
+        return
+    if len(set(named)) < len(named):
+        raise ValidationError("A volunteer is named twice", field_name="participants")
+    if data.get("volunteer_id") not in named:
+        raise ValidationError(
+            "The volunteer the request was assigned to is not among them",
+            field_name="participants",
+        )
+
+
 class RequestCompletedSchema(Schema):
     request_id = Identifier(required=True)
     assignment_id = Identifier(required=True)
@@ -123,24 +145,11 @@ class RequestCompletedSchema(Schema):
     # Everyone who did the work, each with their own hours, the assigned volunteer among them.
     # Optional (an addition to version 1): a message without it was done by the volunteer
     # alone, for the request's hours.
-    participants = fields.List(
-        fields.Nested(ParticipantSchema),
-        validate=validate.Length(min=1, max=MAX_PARTICIPANTS),
-        metadata={"description": "Who did the work and their hours; the volunteer alone if absent"},
-    )
+    participants = _participants("Who did the work and their hours; the volunteer alone if absent")
 
     @validates_schema
     def _check_participants(self, data: dict[str, Any], **_: Any) -> None:
-        named = [person["volunteer_id"] for person in data.get("participants") or ()]
-        if not named:
-            return
-        if len(set(named)) < len(named):
-            raise ValidationError("A volunteer is named twice", field_name="participants")
-        if data.get("volunteer_id") not in named:
-            raise ValidationError(
-                "The volunteer the request was assigned to is not among them",
-                field_name="participants",
-            )
+        _named_once_with_the_volunteer(data)
 
     @post_load
     def _alone_unless_told(self, loaded: dict[str, Any], **_: Any) -> dict[str, Any]:
@@ -166,6 +175,14 @@ class RequestConfirmedSchema(Schema):
     accepted_by = _person(allow_none=True)
     completed_by = _person(allow_none=True)
     confirmed_at = fields.AwareDateTime(required=True)
+    # Group work's participants as the completion named them, so that a confirmation reaching
+    # points before the completion credits each of them. Optional (an addition to version 1):
+    # absent, the volunteer did the work alone, or intake heard no more.
+    participants = _participants("Who did the work and their hours, when more than one did")
+
+    @validates_schema
+    def _check_participants(self, data: dict[str, Any], **_: Any) -> None:
+        _named_once_with_the_volunteer(data)
 
 
 # The statuses a request is withdrawn from service in: cancelled (no longer needed), rejected

@@ -73,7 +73,7 @@ def on_request_completed(
     volunteer_name: str | None = None,
     team_id: str | None = None,
     community: str | None = None,
-    # Who else did the work is points' to credit; intake records the request's hours.
+    # Kept for the confirmation to carry: points credits each participant.
     participants: list[dict[str, Any]] | None = None,
 ) -> None:
     requests.record_completion(
@@ -84,6 +84,7 @@ def on_request_completed(
         hours=hours,
         completed_by=completed_by,
         at=completed_at,
+        participants=participants or (),
     )
 
 

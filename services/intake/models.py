@@ -223,6 +223,9 @@ class ServiceRequest(Base):
     assignee_id: Mapped[str | None] = mapped_column(String(64), index=True)
     assignee_name: Mapped[str | None] = mapped_column(String(100))
     hours: Mapped[Decimal | None] = mapped_column(Numeric(6, 2))
+    # Group work: everyone who took part and their hours, as the completion named them (each
+    # {"volunteer_id", "hours", "volunteer_name"}); None when the volunteer worked alone.
+    participants: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     # Who did each step, as addresses: no one who accepted or completed it may confirm it.
     accepted_by: Mapped[str | None] = mapped_column(String(150))
     completed_by: Mapped[str | None] = mapped_column(String(150))

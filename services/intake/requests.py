@@ -805,6 +805,7 @@ def reopen_request(
     request.due_at = deadlines["due_at"]
     request.accepted_by = request.completed_by = request.confirmed_by = None
     request.confirmed_as = None
+    request.participants = None
     messaging.stage(
         session,
         events.REQUEST_REOPENED,
@@ -872,21 +873,20 @@ def confirm_request(
     if rating is not None:
         details["rating"] = rating.stars
     now = _change(session, request, "confirm", confirmed_by, entry, details=details)
-    messaging.stage(
-        session,
-        events.REQUEST_CONFIRMED,
-        {
-            "request_id": request.id,
-            "category": request.category,
-            "resident_id": request.resident_id,
-            "volunteer_id": request.assignee_id,
-            "hours": request.hours,
-            "confirmed_by": request.confirmed_by,
-            "accepted_by": request.accepted_by,
-            "completed_by": request.completed_by,
-            "confirmed_at": now,
-        },
-    )
+    confirmed: dict[str, Any] = {
+        "request_id": request.id,
+        "category": request.category,
+        "resident_id": request.resident_id,
+        "volunteer_id": request.assignee_id,
+        "hours": request.hours,
+        "confirmed_by": request.confirmed_by,
+        "accepted_by": request.accepted_by,
+        "completed_by": request.completed_by,
+        "confirmed_at": now,
+    }
+    if request.participants:
+        confirmed["participants"] = request.participants
+    messaging.stage(session, events.REQUEST_CONFIRMED, confirmed)
     return request
 
 
@@ -1162,8 +1162,10 @@ def record_completion(
     hours: Decimal,
     completed_by: str,
     at: datetime,
+    participants: Sequence[Mapping[str, Any]] = (),
 ) -> None:
-    """The volunteer (or staff for them) finished the work, taking ``hours``."""
+    """The volunteer (or staff for them) finished the work, taking ``hours``; group work's
+    ``participants`` (each with their own hours) are kept for the confirmation to carry."""
     request = get_request(session, request_id, for_update=True, with_timeline=False)
     # As with assignments: news of an assignment other than the one followed, or of any work
     # once the resident has confirmed (the points are then settled), is kept in the timeline,
@@ -1206,6 +1208,21 @@ def record_completion(
     request.assignee_type = request.assignee_type or "volunteer"
     request.hours = hours
     request.completed_by = completed_by
+    request.participants = _group(participants)
+
+
+def _group(participants: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]] | None:
+    """Group work's participants as the confirmation carries them; None for one alone."""
+    if len(participants) < 2:
+        return None
+    return [
+        {
+            "volunteer_id": person["volunteer_id"],
+            "hours": str(person["hours"]),
+            "volunteer_name": person.get("volunteer_name"),
+        }
+        for person in participants
+    ]
 
 
 def record_earning_refused(session: Session, *, request_id: str, reason: str, at: datetime) -> None:

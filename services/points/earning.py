@@ -24,9 +24,11 @@ confirmed (no one gave a service more time than it took; the cap posts part of a
 releases the rest); a confirmation that mints nothing voids them all; and the set's own
 deadline (not each earning's) posts them all, or voids them all as the policy says (then they
 read expired, as a single earning does at its deadline). A confirmation of
-more hours than any participant reported is refused, as for one volunteer. A report that
-arrives after its confirmation credited the assigned volunteer at once holds nothing for
-anyone.
+more hours than any participant reported is refused, as for one volunteer. A confirmation
+names the participants its completion named (intake keeps them): one that reaches points
+before its completion holds the set as the completion would have, then ends it; the
+completion arriving after holds nothing. A report that arrives after its earning ended
+(posted, voided, expired, or credited at once) holds nothing.
 """
 
 from __future__ import annotations
@@ -165,12 +167,14 @@ def _issuance_and(held: dict[str, Account], volunteer_id: str) -> tuple[Account,
 
 
 def _confirmed_first(session: Session, request_id: str, existing: Transfer | None) -> bool:
-    """Whether the request's confirmation came before its completion: it then minted nothing
-    (refused) or credited the hours at once, and there is nothing left to hold."""
+    """Whether the request's earning was settled before this completion came: its
+    confirmation minted nothing (refused), credited the hours at once or held and posted
+    group work's set; or the earning was posted, voided or expired since. Nothing is left to
+    hold then."""
     if session.get(EarningRefusal, request_id) is not None:
         log.info("points.completion_after_refusal", request_id=request_id)
         return True
-    if existing is not None and not existing.is_pending:
+    if existing is not None and (not existing.is_pending or existing.status != PENDING):
         log.info("points.completion_after_credit", transfer_id=existing.id)
         return True
     return False
@@ -272,7 +276,7 @@ def _open_pending_set(
     request_id: str,
     participants: list[Participant],
     category: str | None,
-    completed_by: str,
+    completed_by: str | None,
     policy: EarningPolicy,
     team_id: str | None,
     community: str | None,
@@ -562,9 +566,13 @@ def credit_confirmed_service(
     category: str,
     hours: Decimal,
     parties: Parties,
+    participants: Sequence[Participant] = (),
+    policy: EarningPolicy | None = None,
 ) -> Transfer | None:
     """A confirmed service earns its volunteer points, unless one person stands on both sides
-    or its pending points were voided; then nothing is minted and the request is told why."""
+    or its pending points were voided; then nothing is minted and the request is told why.
+    Group work's ``participants``, which the confirmation names as the completion did, are
+    held as the completion would have held them when it has not arrived yet, then credited."""
     ledger.check_identifier(request_id, "request_id")
     ledger.check_identifier(volunteer_id, "volunteer_id")
     held, existing = ledger.hold_for(
@@ -573,6 +581,21 @@ def credit_confirmed_service(
         ISSUANCE_HOLDER,
         ledger.volunteer_holder(volunteer_id),
     )
+    if existing is None and len(participants) > 1:
+        # The completion is still on its way (points' worker was behind, or its message is
+        # being delivered again): without the set it holds, only the assigned volunteer would
+        # be credited, and the completion arriving after would hold nothing for the others.
+        log.info("points.confirmation_before_completion", request_id=request_id)
+        existing = _open_pending_set(
+            session,
+            request_id=request_id,
+            participants=_lead_first(volunteer_id, participants),
+            category=category,
+            completed_by=parties.completed_by,
+            policy=policy or EarningPolicy(),
+            team_id=None,
+            community=None,
+        )
     if existing is not None and _is_in_set(existing):
         return _credit_confirmed_set(
             session,

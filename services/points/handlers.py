@@ -41,15 +41,19 @@ def on_request_completed(
         volunteer_name=volunteer_name,
         team_id=team_id,
         community=community,
-        participants=[
-            earning.Participant(
-                volunteer_id=person["volunteer_id"],
-                hours=person["hours"],
-                name=person.get("volunteer_name"),
-            )
-            for person in participants
-        ],
+        participants=_participants(participants),
     )
+
+
+def _participants(named: Sequence[Mapping[str, Any]]) -> list[earning.Participant]:
+    return [
+        earning.Participant(
+            volunteer_id=person["volunteer_id"],
+            hours=person["hours"],
+            name=person.get("volunteer_name"),
+        )
+        for person in named
+    ]
 
 
 def on_request_confirmed(
@@ -65,6 +69,7 @@ def on_request_confirmed(
     accepted_by: str | None,
     completed_by: str | None,
     confirmed_at: datetime,
+    participants: Sequence[Mapping[str, Any]] = (),
 ) -> None:
     earning.credit_confirmed_service(
         session,
@@ -75,4 +80,6 @@ def on_request_confirmed(
         parties=earning.Parties(
             confirmed_by=confirmed_by, accepted_by=accepted_by, completed_by=completed_by
         ),
+        participants=_participants(participants),
+        policy=earning_policy(),
     )

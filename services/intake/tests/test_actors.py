@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
-from services.intake import actors
+from services.intake import actors, requests
 from services.intake.config import runtime
 from services.intake.models import ServiceRequest, TimelineEntry
-from services.intake.tests.builders import a_request
+from services.intake.tests.builders import a_request, resident_of
 from shared import events
 from shared.consumers import PermanentError
-from tests.support import deliver_to, eventually, message_for, running_worker
+from tests.support import deliver_to, eventually, message_for, running_worker, staged_messages
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 
@@ -113,3 +114,75 @@ def test_a_real_worker_follows_the_request_through_the_broker():
             lambda: request_state(request_id) == ("completed", 4),
             what="the request to be completed with one timeline entry per event",
         )
+
+
+# Group work: the confirmation carries who took part
+
+
+TEAM = [
+    {"volunteer_id": "v1", "hours": "1.50", "volunteer_name": "Lao Zhang"},
+    {"volunteer_id": "v2", "hours": "1.00", "volunteer_name": None},
+]
+
+
+def completed_and_confirmed(request_id: str, **completion: Any) -> dict[str, Any]:
+    """Deliver the request's assignment, acceptance and ``completion``, confirm it as its
+    resident; the confirmation as points gets it."""
+    news = payloads(request_id)
+    for kind in ("assigned", "accepted"):
+        _, event, payload, _ = news[kind]
+        deliver_to(actors.CONSUMERS, message_for(event, payload, to="intake"))
+    _, event, payload, _ = news["completed"]
+    done = message_for(event, {**payload, **completion}, to="intake")
+    assert deliver_to(actors.CONSUMERS, done) is True
+    with runtime().db.transaction() as session:
+        request = requests.get_request(session, request_id)
+        requests.confirm_request(session, request_id=request_id, confirmed_by=resident_of(request))
+    return confirmation_of(request_id)
+
+
+def confirmation_of(request_id: str) -> dict[str, Any]:
+    """The confirmation of the request staged for points."""
+    staged = staged_messages(runtime(), events.REQUEST_CONFIRMED, to="points")
+    (confirmed,) = [m.kwargs for m in staged if m.kwargs["request_id"] == request_id]
+    return confirmed
+
+
+def test_the_confirmation_of_group_work_names_its_participants_and_their_hours():
+    confirmed = completed_and_confirmed(new_request_id(), participants=TEAM)
+
+    assert confirmed["participants"] == TEAM
+    assert (confirmed["volunteer_id"], confirmed["hours"]) == ("v1", "1.50")
+
+
+def test_the_confirmation_of_work_done_alone_names_no_participants():
+    alone = [{"volunteer_id": "v1", "hours": "1.50"}]
+
+    assert "participants" not in completed_and_confirmed(new_request_id())
+    assert "participants" not in completed_and_confirmed(new_request_id(), participants=alone)
+
+
+def test_a_reopened_request_forgets_who_took_part_until_it_is_completed_again():
+    request_id = new_request_id()
+    news = payloads(request_id)
+    for kind in ("assigned", "accepted"):
+        _, event, payload, _ = news[kind]
+        deliver_to(actors.CONSUMERS, message_for(event, payload, to="intake"))
+    _, event, payload, _ = news["completed"]
+    group = message_for(event, {**payload, "participants": TEAM}, to="intake")
+    deliver_to(actors.CONSUMERS, group)
+    with runtime().db.transaction() as session:
+        request = requests.get_request(session, request_id)
+        requests.reopen_request(
+            session, request_id=request_id, reopened_by=resident_of(request), reason="Dull again"
+        )
+        assert request.participants is None
+    deliver_to(
+        actors.CONSUMERS, message_for(events.REQUEST_ACCEPTED, news["accepted"][2], to="intake")
+    )
+    deliver_to(actors.CONSUMERS, message_for(event, payload, to="intake"))
+    with runtime().db.transaction() as session:
+        request = requests.get_request(session, request_id)
+        requests.confirm_request(session, request_id=request_id, confirmed_by=resident_of(request))
+
+    assert "participants" not in confirmation_of(request_id)

@@ -43,6 +43,10 @@ def raw_message(
     )
 
 
+def _person(volunteer_id: str, hours: str = "1.00") -> dict[str, str]:
+    return {"volunteer_id": volunteer_id, "hours": hours}
+
+
 def row_count(table: Any) -> int:
     with runtime().db.read() as session:
         return int(session.scalar(select(func.count()).select_from(table)) or 0)
@@ -234,6 +238,15 @@ def test_a_bad_completion_is_dead_lettered_and_changes_nothing(change: dict[str,
         pytest.param({"confirmed_at": "yesterday"}, id="garbage time"),
         pytest.param({"confirmed_at": "2026-11-26T10:00:00"}, id="time without a zone"),
         pytest.param({"volunteer_id": "v 7"}, id="volunteer id that names no account"),
+        pytest.param(
+            {"participants": [_person("v-9"), _person("v-8")]}, id="participants without v-7"
+        ),
+        pytest.param({"participants": [_person("v-7"), _person("v-7")]}, id="one named twice"),
+        pytest.param(
+            {"participants": [_person("v-7"), _person("v-9", hours="lots")]},
+            id="participant's hours not a number",
+        ),
+        pytest.param({"participants": "everyone"}, id="participants not a list"),
     ],
 )
 def test_a_bad_payload_is_dead_lettered_and_changes_nothing(change: dict[str, Any]) -> None:

@@ -264,3 +264,97 @@ def test_the_honour_roll_and_statements_show_each_participants_own_entry() -> No
     assert [(line.transfer_id, line.amount) for line in own.lines] == [
         (f"earn.3:{done['request_id']}", Decimal("15.00"))
     ]
+
+
+# A confirmation that reaches points before its completion
+
+
+def test_a_confirmation_before_its_completion_credits_every_participant() -> None:
+    rates(knife_sharpening=10)
+    request_id = uuid.uuid4().hex
+
+    assert confirm(request_id, participants=TEAM) is True
+
+    held = set_of(request_id)
+    assert {holder: (t.status, t.posted_amount) for holder, t in held.items()} == {
+        "volunteer:v-7": ("posted", Decimal("20.00")),
+        "volunteer:v-8": ("posted", Decimal("20.00")),
+        "volunteer:v-9": ("posted", Decimal("15.00")),
+    }
+    assert account("volunteer:v-9").name == "Wang Jun"
+    told = [
+        m.kwargs["recipient"]
+        for m in staged_messages(runtime(), events.NOTIFICATION_REQUESTED)
+        if m.kwargs["template"] == "points.credited"
+    ]
+    assert sorted(told) == ["volunteer:v-7", "volunteer:v-8", "volunteer:v-9"]
+    assert audit_findings() == []
+
+
+def test_the_completion_after_its_confirmation_holds_nothing_more() -> None:
+    rates(knife_sharpening=10)
+    request_id = uuid.uuid4().hex
+    confirm(request_id, participants=TEAM)
+
+    report_group_work(request_id=request_id)
+
+    assert len(transfers()) == 3
+    assert {t.status for t in set_of(request_id).values()} == {"posted"}
+    assert [account(f"volunteer:{v}").balance for v in ("v-7", "v-8", "v-9")] == [
+        Decimal(20),
+        Decimal(20),
+        Decimal(15),
+    ]
+    assert account("volunteer:v-7").credits_pending == Decimal(0)
+    # The set's deadline went with its confirmation: nothing is left to fire.
+    with clock.freeze(T0 + timedelta(days=8)):
+        assert fire_due_timers() == []
+    assert audit_findings() == []
+
+
+def test_the_same_early_confirmation_twice_credits_each_participant_once() -> None:
+    rates(knife_sharpening=10)
+    request_id = uuid.uuid4().hex
+    payload = confirmed(request_id=request_id, hours="2.00", participants=TEAM)
+
+    for message_id in ("m-1", "m-2"):
+        message = message_for(events.REQUEST_CONFIRMED, payload, to="points", message_id=message_id)
+        assert deliver_to(actors.CONSUMERS, message) is True
+
+    assert len(transfers()) == 3
+    assert account("volunteer:v-9").balance == Decimal(15)
+
+
+def test_an_early_confirmation_by_a_participant_voids_the_set_and_says_why() -> None:
+    rates(knife_sharpening=10)
+    request_id = uuid.uuid4().hex
+
+    confirm(request_id, participants=TEAM, confirmed_by="volunteer:v-9")
+    report_group_work(request_id=request_id)
+
+    assert {t.status for t in set_of(request_id).values()} == {"voided"}
+    (refusal,) = staged_messages(runtime(), events.EARNING_REFUSED)
+    assert "volunteer:v-9" in refusal.kwargs["reason"]
+    assert [balance(f"volunteer:{v}") for v in ("v-7", "v-8", "v-9")] == [Decimal(0)] * 3
+    assert audit_findings() == []
+
+
+def test_an_early_confirmation_of_more_hours_than_anyone_reported_writes_nothing() -> None:
+    rates(knife_sharpening=10)
+    request_id = uuid.uuid4().hex
+
+    with pytest.raises(PermanentError, match="more than any of its participants"):
+        confirm(request_id, participants=TEAM, hours="2.50")
+
+    assert transfers() == []
+
+
+def test_an_early_confirmation_without_participants_credits_the_volunteer_alone() -> None:
+    rates(knife_sharpening=10)
+    request_id = uuid.uuid4().hex
+
+    confirm(request_id, hours="2.00")
+    report_group_work(request_id=request_id)
+
+    assert [t.credit for t in transfers()] == ["volunteer:v-7"]
+    assert balance("volunteer:v-9") is None
