@@ -330,16 +330,21 @@ def list_residents(
 
 def proxy_relation(session: Session, *, request: ServiceRequest, resident_id: str) -> str | None:
     """How ``resident_id`` stands to the resident of ``request`` when confirming for them: a
-    member of their household, or the person responsible for their unit, building or
-    community; None when neither."""
+    member of their household, or the person responsible for their household, unit, building
+    or community (the nearest gives the title); None when neither."""
     if request.resident_id is None or request.community is None:
         return None
     home = session.get(Resident, request.resident_id)
     caller = session.get(Resident, resident_id)
     if home is not None and caller is not None and caller.household_id == home.household_id:
         return "household member"
-    place = (request.community, request.building, request.unit)
-    for depth, title in ((3, "unit leader"), (2, "building leader"), (1, "duty officer")):
+    place = (request.community, request.building, request.unit, request.household)
+    for depth, title in (
+        (4, "responsible for the household"),
+        (3, "unit leader"),
+        (2, "building leader"),
+        (1, "duty officer"),
+    ):
         node = _find(session, tuple(part or "" for part in place[:depth]))
         if node is not None and node.responsible_resident_id == resident_id:
             return title

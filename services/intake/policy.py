@@ -4,6 +4,7 @@ operation, and who may confirm a request."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import ColumnElement, exists, or_, select
@@ -288,6 +289,10 @@ def check_may_confirm(
             "Only the resident who asked, or staff on their behalf with their own token, may "
             "confirm a request; a system or console known by an API key may not"
         )
+    if confirmer.role == GRID_LEADER and confirmer.subject == request.resident_id:
+        # Their own request: a grid leader confirms it as the resident they are, wherever
+        # their area lies.
+        confirmer = replace(confirmer, role=RESIDENT)
     if as_proxy:
         POLICY.check_role(CONFIRM, confirmer)
     else:

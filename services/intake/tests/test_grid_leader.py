@@ -169,6 +169,45 @@ class TestConfirmingAsAProxy:
 
         assert confirmed.json["confirmed_as"] == "proxy: unit leader"
 
+    def test_the_one_responsible_for_a_single_household_confirms_for_it(self, client):
+        with runtime().db.transaction() as session:
+            request = a_request(session, resident=a_resident(session, number="601"))
+            carer = a_resident(session, building="5", number="101", name="Sun Hua")
+            lead(session, Place("changshan-garden", "3", "2", "601"), carer.id)
+            walk_to_completed(session, request)
+
+        confirmed = client.post(
+            f"/v1/requests/{request.id}/confirmation", headers=bearer(carer.id, GRID_LEADER)
+        )
+
+        assert confirmed.status_code == 200, confirmed.json
+        assert confirmed.json["confirmed_as"] == "proxy: responsible for the household"
+
+    def test_a_grid_leader_confirms_their_own_request_as_the_resident(self, client):
+        with runtime().db.transaction() as session:
+            leader = a_resident(session, number="502", name="Zhao Ming")
+            own = a_request(session, resident=leader)
+            lead(session, Place("changshan-garden", "3", "2", "502"), leader.id)
+            walk_to_completed(session, own)
+
+        confirmed = client.post(
+            f"/v1/requests/{own.id}/confirmation", headers=bearer(leader.id, GRID_LEADER)
+        )
+
+        assert confirmed.status_code == 200, confirmed.json
+        assert confirmed.json["confirmed_as"] == "resident"
+
+    def test_a_grid_leader_whose_home_lies_outside_their_area_confirms_their_own_request(
+        self, client, grid
+    ):
+        confirmed = client.post(
+            f"/v1/requests/{grid.elsewhere}/confirmation",
+            headers=bearer(grid.resident_elsewhere, GRID_LEADER),
+        )
+
+        assert confirmed.status_code == 200, confirmed.json
+        assert confirmed.json["confirmed_as"] == "resident"
+
     def test_a_grid_leader_cannot_confirm_outside_their_area_nor_learn_it_exists(
         self, client, grid
     ):
