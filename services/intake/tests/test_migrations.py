@@ -123,3 +123,36 @@ def test_households_residents_and_requests_of_an_older_database_are_carried_over
             assert connection.execute(text("SELECT count(*) FROM households")).scalar_one() == 2
     finally:
         engine.dispose()
+
+
+def _requests_schema(url: str) -> list[tuple[str, str]]:
+    """How the database defines the requests table and its indexes, as it states them."""
+    engine = create_database_engine(url)
+    try:
+        with engine.connect() as connection:
+            if engine.dialect.name == "sqlite":
+                query = "SELECT name, sql FROM sqlite_master WHERE tbl_name = 'requests'"
+            else:
+                query = (
+                    "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'requests' "
+                    "UNION ALL SELECT column_name, data_type FROM information_schema.columns "
+                    "WHERE table_name = 'requests'"
+                )
+            return sorted(
+                (name, " ".join((sql or "").split()))
+                for name, sql in connection.execute(text(query))
+            )
+    finally:
+        engine.dispose()
+
+
+def test_undoing_the_participants_leaves_the_requests_table_as_it_was(scratch_url):
+    migrations = runtime().migrations
+    upgrade(migrations, scratch_url, "0013")
+    before = _requests_schema(scratch_url)
+
+    upgrade(migrations, scratch_url, "0014")
+    assert "participants" in str(_requests_schema(scratch_url))
+    downgrade(migrations, scratch_url, "0013")
+
+    assert _requests_schema(scratch_url) == before

@@ -16,11 +16,13 @@ branch_labels = None
 depends_on = None
 
 
+# Plain ALTER TABLE, also on SQLite (3.35 and later drop a column in place): a batch copy of
+# the table would lose what SQLite's reflection does not see of its indexes (a DESC column).
+
+
 def upgrade() -> None:
-    with op.batch_alter_table("requests") as batch:
-        batch.add_column(sa.Column("participants", sa.JSON()))
+    op.add_column("requests", sa.Column("participants", sa.JSON()))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("requests") as batch:
-        batch.drop_column("participants")
+    op.drop_column("requests", "participants")
