@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -48,6 +49,8 @@ def on_request_confirmed(
     accepted_by: str | None,
     completed_by: str | None,
     confirmed_at: datetime,
+    # The assignment's own record says who took part: the confirmation only closes it.
+    participants: Sequence[Mapping[str, Any]] = (),
 ) -> None:
     routing.record_confirmation(session, request_id=request_id, at=confirmed_at)
 

@@ -62,6 +62,15 @@ def set_of(request_id: str) -> dict[str, Any]:
     return {t.credit: t for t in transfers() if t.request_id == request_id}
 
 
+def told_of_credit() -> list[str]:
+    """Who is to be told their points were credited."""
+    return sorted(
+        m.kwargs["recipient"]
+        for m in staged_messages(runtime(), events.NOTIFICATION_REQUESTED)
+        if m.kwargs["template"] == "points.credited"
+    )
+
+
 def test_group_work_is_held_as_one_earning_per_participant_at_the_categorys_rate() -> None:
     rates(knife_sharpening=10)
 
@@ -92,12 +101,7 @@ def test_the_confirmation_posts_every_participants_earning_and_tells_each_of_the
         Decimal(20),
         Decimal(15),
     ]
-    told = [
-        m.kwargs["recipient"]
-        for m in staged_messages(runtime(), events.NOTIFICATION_REQUESTED)
-        if m.kwargs["template"] == "points.credited"
-    ]
-    assert sorted(told) == ["volunteer:v-7", "volunteer:v-8", "volunteer:v-9"]
+    assert told_of_credit() == ["volunteer:v-7", "volunteer:v-8", "volunteer:v-9"]
     assert audit_findings() == []
 
 
@@ -282,12 +286,7 @@ def test_a_confirmation_before_its_completion_credits_every_participant() -> Non
         "volunteer:v-9": ("posted", Decimal("15.00")),
     }
     assert account("volunteer:v-9").name == "Wang Jun"
-    told = [
-        m.kwargs["recipient"]
-        for m in staged_messages(runtime(), events.NOTIFICATION_REQUESTED)
-        if m.kwargs["template"] == "points.credited"
-    ]
-    assert sorted(told) == ["volunteer:v-7", "volunteer:v-8", "volunteer:v-9"]
+    assert told_of_credit() == ["volunteer:v-7", "volunteer:v-8", "volunteer:v-9"]
     assert audit_findings() == []
 
 
