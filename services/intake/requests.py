@@ -1183,21 +1183,25 @@ def record_completion(
         )
     else:
         note = None
-    details = {
+    group = _group(participants)
+    details: dict[str, Any] = {
         "assignment_id": assignment_id,
         "volunteer_id": volunteer_id,
         "hours": str(hours),
         "completed_by": completed_by,
     }
+    if group is not None:
+        details["participants"] = group
     if note is not None:
         request.updated_at = utcnow()
         _record(session, request, COMPLETED, note, at=at, actor=DISPATCH, details=details)
         return
+    together = f", {len(group)} volunteers taking part" if group is not None else ""
     moved = _news(
         session,
         request,
         COMPLETED,
-        f"Completed in {hours} hour(s)" + _on_behalf(completed_by, volunteer_id),
+        f"Completed in {hours} hour(s)" + _on_behalf(completed_by, volunteer_id) + together,
         at,
         details,
     )
@@ -1208,7 +1212,7 @@ def record_completion(
     request.assignee_type = request.assignee_type or "volunteer"
     request.hours = hours
     request.completed_by = completed_by
-    request.participants = _group(participants)
+    request.participants = group
 
 
 def _group(participants: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]] | None:

@@ -155,6 +155,18 @@ def test_the_confirmation_of_group_work_names_its_participants_and_their_hours()
     assert (confirmed["volunteer_id"], confirmed["hours"]) == ("v1", "1.50")
 
 
+def test_the_timeline_says_who_took_part_in_group_work():
+    request_id = new_request_id()
+    completed_and_confirmed(request_id, participants=TEAM)
+
+    with runtime().db.read() as session:
+        (entry,) = [
+            e for e in requests.get_request(session, request_id).timeline if e.status == "completed"
+        ]
+    assert entry.note == "Completed in 1.50 hour(s), 2 volunteers taking part"
+    assert entry.details["participants"] == TEAM
+
+
 def test_the_confirmation_of_work_done_alone_names_no_participants():
     alone = [{"volunteer_id": "v1", "hours": "1.50"}]
 
