@@ -174,8 +174,8 @@ def _confirmed_first(session: Session, request_id: str, existing: Transfer | Non
     if session.get(EarningRefusal, request_id) is not None:
         log.info("points.completion_after_refusal", request_id=request_id)
         return True
-    if existing is not None and (not existing.is_pending or existing.status != PENDING):
-        log.info("points.completion_after_credit", transfer_id=existing.id)
+    if existing is not None and existing.status != PENDING:
+        log.info("points.completion_after_settled", transfer_id=existing.id, status=existing.status)
         return True
     return False
 

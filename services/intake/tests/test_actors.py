@@ -125,20 +125,28 @@ TEAM = [
 ]
 
 
-def completed_and_confirmed(request_id: str, **completion: Any) -> dict[str, Any]:
-    """Deliver the request's assignment, acceptance and ``completion``, confirm it as its
-    resident; the confirmation as points gets it."""
+def hear(request_id: str, *kinds: str, **completion: Any) -> None:
+    """Deliver dispatch's news of the request, ``completion`` changing the completion's."""
     news = payloads(request_id)
-    for kind in ("assigned", "accepted"):
+    for kind in kinds:
         _, event, payload, _ = news[kind]
-        deliver_to(actors.CONSUMERS, message_for(event, payload, to="intake"))
-    _, event, payload, _ = news["completed"]
-    done = message_for(event, {**payload, **completion}, to="intake")
-    assert deliver_to(actors.CONSUMERS, done) is True
+        changes = completion if kind == "completed" else {}
+        assert deliver_to(actors.CONSUMERS, message_for(event, {**payload, **changes}, to="intake"))
+
+
+def confirm(request_id: str) -> dict[str, Any]:
+    """Confirm the request as its resident; the confirmation as points gets it."""
     with runtime().db.transaction() as session:
         request = requests.get_request(session, request_id)
         requests.confirm_request(session, request_id=request_id, confirmed_by=resident_of(request))
     return confirmation_of(request_id)
+
+
+def completed_and_confirmed(request_id: str, **completion: Any) -> dict[str, Any]:
+    """Deliver the request's assignment, acceptance and ``completion``, confirm it as its
+    resident; the confirmation as points gets it."""
+    hear(request_id, "assigned", "accepted", "completed", **completion)
+    return confirm(request_id)
 
 
 def confirmation_of(request_id: str) -> dict[str, Any]:
@@ -176,25 +184,13 @@ def test_the_confirmation_of_work_done_alone_names_no_participants():
 
 def test_a_reopened_request_forgets_who_took_part_until_it_is_completed_again():
     request_id = new_request_id()
-    news = payloads(request_id)
-    for kind in ("assigned", "accepted"):
-        _, event, payload, _ = news[kind]
-        deliver_to(actors.CONSUMERS, message_for(event, payload, to="intake"))
-    _, event, payload, _ = news["completed"]
-    group = message_for(event, {**payload, "participants": TEAM}, to="intake")
-    deliver_to(actors.CONSUMERS, group)
+    hear(request_id, "assigned", "accepted", "completed", participants=TEAM)
     with runtime().db.transaction() as session:
         request = requests.get_request(session, request_id)
         requests.reopen_request(
             session, request_id=request_id, reopened_by=resident_of(request), reason="Dull again"
         )
         assert request.participants is None
-    deliver_to(
-        actors.CONSUMERS, message_for(events.REQUEST_ACCEPTED, news["accepted"][2], to="intake")
-    )
-    deliver_to(actors.CONSUMERS, message_for(event, payload, to="intake"))
-    with runtime().db.transaction() as session:
-        request = requests.get_request(session, request_id)
-        requests.confirm_request(session, request_id=request_id, confirmed_by=resident_of(request))
+    hear(request_id, "accepted", "completed")
 
-    assert "participants" not in confirmation_of(request_id)
+    assert "participants" not in confirm(request_id)
