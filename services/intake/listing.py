@@ -56,7 +56,7 @@ class RequestFilter:
     updated_before: datetime | None = None
     assignee_id: str | None = None
     resident_id: str | None = None
-    # The grid leader (a resident id) whose area the requests lie in.
+    # The grid leader (a resident id) whose area the requests lie in, or who asked for them.
     area_of: str | None = None
     is_open: bool | None = None
 
@@ -103,7 +103,8 @@ def _conditions(where: RequestFilter) -> list[ColumnElement[bool]]:
     if where.resident_id is not None:
         conditions.append(r.resident_id == where.resident_id)
     if where.area_of is not None:
-        conditions.append(in_area_of(where.area_of, {level: getattr(r, level) for level in LEVELS}))
+        place = {level: getattr(r, level) for level in LEVELS}
+        conditions.append(or_(r.resident_id == where.area_of, in_area_of(where.area_of, place)))
     return conditions
 
 

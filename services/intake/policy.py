@@ -48,6 +48,8 @@ def in_area_of(leader_id: str, place: Mapping[str, Any]) -> ColumnElement[bool]:
 
 
 def _request_in_their_area(session: Session, leader: Principal, request: Any) -> bool:
+    if request.resident_id == leader.subject:
+        return True
     place = {level: getattr(request, level) for level in LEVELS}
     return bool(session.scalar(select(in_area_of(leader.subject, place))))
 
@@ -67,8 +69,8 @@ def _resident_in_their_area(session: Session, leader: Principal, submission: Any
 
 # A resident's own: the requests made for them, and their record.
 FOR_THEM = Owner("resident_id")
-# A grid leader's: the requests placed in their area, and the residents who live there. A list
-# is kept to their area by listing.RequestFilter.area_of.
+# A grid leader's: the requests placed in their area and their own wherever they live, and the
+# residents who live in their area. A list is kept to these by listing.RequestFilter.area_of.
 IN_THEIR_AREA = QueriedOwner(_request_in_their_area, scope_field="area_of")
 LIVES_IN_THEIR_AREA = QueriedOwner(_resident_in_their_area, scope_field="area_of")
 # A volunteer's own: the requests assigned to them.

@@ -91,11 +91,28 @@ class TestReading:
 
         assert [request["id"] for request in listed.json] == [grid.in_unit_1]
 
-    def test_a_grid_leader_who_leads_no_place_lists_nothing(self, client, grid):
+    def test_a_grid_leader_who_leads_no_place_lists_only_their_own_requests(self, client, grid):
         listed = client.get("/v1/requests", headers=bearer(grid.resident_elsewhere, GRID_LEADER))
+        nobodys = client.get("/v1/requests", headers=bearer(grid.leader, GRID_LEADER))
 
         assert listed.status_code == 200
-        assert listed.json == []
+        assert [request["id"] for request in listed.json] == [grid.elsewhere]
+        assert grid.elsewhere not in [request["id"] for request in nobodys.json]
+
+    def test_a_grid_leader_reads_and_lists_their_own_request_outside_their_area(self, client, grid):
+        with runtime().db.transaction() as session:
+            lead(session, Place("changshan-garden", "3", "1"), grid.resident_elsewhere)
+        as_them = bearer(grid.resident_elsewhere, GRID_LEADER)
+
+        listed = client.get("/v1/requests?sort=oldest", headers=as_them)
+        shown = client.get(f"/v1/requests/{grid.elsewhere}", headers=as_them)
+        others = client.get(f"/v1/requests/{grid.in_unit_2}", headers=as_them)
+
+        assert [request["id"] for request in listed.json] == [grid.in_unit_1, grid.elsewhere]
+        assert listed.headers["X-Pagination"] and '"total": 2' in listed.headers["X-Pagination"]
+        assert shown.status_code == 200
+        assert shown.json["resident_id"] == grid.resident_elsewhere
+        assert others.status_code == 404
 
     def test_a_grid_leader_reads_a_request_in_their_area_but_one_elsewhere_is_as_if_missing(
         self, client, grid
