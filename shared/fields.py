@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
+from datetime import UTC, datetime
 from decimal import Decimal, localcontext
 from typing import Any
 
@@ -118,3 +120,106 @@ def hours_field(**kwargs: Any) -> StrictDecimal:
         maximum=HOURS_MAX,
         **kwargs,
     )
+
+
+# Characters that reorder or hide text around them: a name holding one reads differently from
+# what it is (Trojan Source), so text that people read refuses them.
+BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+# What prose may hold beyond printable text: line breaks and tabs.
+PROSE_CONTROLS = frozenset("\n\r\t")
+
+
+def _refuse_unreadable(text: str, *, allowed: frozenset[str]) -> None:
+    for character in text:
+        if character in allowed:
+            continue
+        if character in BIDI_CONTROLS:
+            raise ValidationError(
+                f"Must not contain the bidirectional control U+{ord(character):04X}."
+            )
+        if unicodedata.category(character) in ("Cc", "Cs", "Zl", "Zp"):
+            raise ValidationError(f"Must not contain the control character U+{ord(character):04X}.")
+
+
+class Line(fields.Str):
+    """One line of text that people read (a name, a summary, a phone, a reason): no line
+    breaks, control characters or bidirectional controls, and not blank when required to hold
+    at least one character."""
+
+    def __init__(self, *, most: int, least: int = 1, **kwargs: Any) -> None:
+        extra = kwargs.pop("validate", None) or []
+        extra = [extra] if callable(extra) else list(extra)
+        super().__init__(validate=[validate.Length(min=least, max=most), *extra], **kwargs)
+        self.least = least
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        _refuse_unreadable(text, allowed=frozenset())
+        if self.least and not text.strip():
+            raise ValidationError("Must not be blank.")
+        return text
+
+
+class Prose(Line):
+    """Text of several lines (details, notes, descriptions): line breaks and tabs allowed,
+    other control characters and bidirectional controls refused; empty unless ``least``."""
+
+    def __init__(self, *, most: int, least: int = 0, **kwargs: Any) -> None:
+        super().__init__(most=most, least=least, **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        text = fields.Str._deserialize(self, value, attr, data, **kwargs)
+        _refuse_unreadable(text, allowed=PROSE_CONTROLS)
+        if self.least and not text.strip():
+            raise ValidationError("Must not be blank.")
+        return text
+
+
+class Instant(fields.AwareDateTime):
+    """A timezone-aware ISO 8601 moment that exists in UTC: ``9999-12-31T23:59:59-14:00``
+    is past the last representable UTC moment, so it is refused rather than overflowing
+    where it is stored or compared."""
+
+    default_error_messages = {
+        "range": "Must fall between 0001-01-01 and 9999-12-31 once converted to UTC.",
+    }
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            moment.astimezone(UTC)
+        except OverflowError as error:
+            raise self.make_error("range") from error
+        return moment
+
+
+class Flag(fields.Boolean):
+    """A boolean: JSON true or false, or in a query string one of true, false, 1 and 0;
+    "yes", "on" and the like are refused rather than guessed at."""
+
+    truthy = {True, "true", "1"}
+    falsy = {False, "false", "0"}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if isinstance(value, int) and not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class WholeNumber(fields.Integer):
+    """An integer: a JSON integer, or in a query string ASCII digits with an optional minus
+    sign, no spaces, other scripts' digits, signs or underscores."""
+
+    _written = re.compile(r"-?[0-9]{1,18}")
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(strict=True, **kwargs)
+
+    def _validated(self, value: Any) -> int:
+        if isinstance(value, str):
+            if not self._written.fullmatch(value):
+                raise self.make_error("invalid", input=value)
+            return int(value)
+        return super()._validated(value)
