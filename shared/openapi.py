@@ -18,8 +18,8 @@ import flask_smorest
 import structlog
 from apispec import BasePlugin
 from apispec.ext.marshmallow import MarshmallowPlugin
-from flask import Response, current_app, request
-from flask_smorest import Api
+from flask import Flask, Response, current_app, request
+from flask_smorest import Api, abort
 from flask_smorest.utils import prepare_response
 from marshmallow import fields, validate
 from werkzeug.exceptions import HTTPException
@@ -173,6 +173,72 @@ class AuthenticatedOperations(BasePlugin):
             responses.setdefault("401", http.HTTPStatus.UNAUTHORIZED.name)
             if self.rate_limited:
                 responses.setdefault("429", http.HTTPStatus.TOO_MANY_REQUESTS.name)
+
+
+def _schema_of(parameters: dict[str, Any]) -> Any:
+    schema = parameters["schema"]
+    return schema() if isinstance(schema, type) else schema
+
+
+def _query_parameters(view: Any) -> dict[str, bool] | None:
+    """The query parameters ``view`` reads (its query arguments and pagination), each with
+    whether it may be given more than once; None when the view declares no query."""
+    docs = getattr(view, "_apidoc", None) or {}
+    schemas = [
+        _schema_of(parameters)
+        for parameters in docs.get("arguments", {}).get("parameters", [])
+        if parameters.get("in", parameters.get("location")) in ("query", "querystring")
+    ]
+    if "pagination" in docs:
+        schemas.append(_schema_of(docs["pagination"]["parameters"]))
+    if not schemas:
+        return None
+    return {
+        field.data_key or name: isinstance(field, fields.List | fields.Tuple)
+        for schema in schemas
+        for name, field in schema.fields.items()
+        if not field.dump_only
+    }
+
+
+def _view_for_request(app: Flask) -> Any:
+    view = app.view_functions.get(request.endpoint or "")
+    view_class = getattr(view, "view_class", None)
+    if view_class is None:
+        return view
+    method = request.method.lower()
+    handler = getattr(view_class, method, None)
+    if handler is None and method == "head":
+        handler = getattr(view_class, "get", None)
+    return handler
+
+
+def refuse_unknown_query(app: Flask) -> None:
+    """Refuse (422, naming each) a query parameter the operation does not read, and one given
+    twice that is not a list: a misspelt filter otherwise answers as if it were not given.
+    Only operations that declare a query are checked; what they declare is read once."""
+    declared: dict[tuple[str, str], dict[str, bool] | None] = {}
+
+    def check() -> None:
+        if not request.args or request.endpoint is None:
+            return
+        key = (request.endpoint, request.method)
+        if key not in declared:
+            declared[key] = _query_parameters(_view_for_request(app))
+        accepted = declared[key]
+        if accepted is None:
+            return
+        errors: dict[str, list[str]] = {}
+        for name, values in request.args.lists():
+            if name not in accepted:
+                known = ", ".join(sorted(accepted)) or "none"
+                errors[name] = [f"Unknown query parameter; this operation reads {known}."]
+            elif len(values) > 1 and not accepted[name]:
+                errors[name] = ["Given more than once: give it once."]
+        if errors:
+            abort(422, messages={"query": errors})
+
+    app.before_request(check)
 
 
 class ProblemApi(Api):

@@ -13,13 +13,18 @@ from flask import Flask
 from flask.views import MethodView
 from marshmallow import Schema, fields, validate
 
-from shared.openapi import Blueprint, ProblemApi
+from shared.openapi import Blueprint, ProblemApi, refuse_unknown_query
 from shared.paging import MAX_PAGE
 from shared.problems import PROBLEM_MIME
 
 
 class PriceSchema(Schema):
     amount = fields.Decimal(as_string=True)
+
+
+class PriceQuerySchema(Schema):
+    currency = fields.Str()
+    tags = fields.List(fields.Str())
 
 
 class PriceUpdateSchema(Schema):
@@ -48,15 +53,21 @@ def app() -> Flask:
             """Set the price"""
             return data
 
+        @blp.arguments(PriceQuerySchema, location="query")
         @blp.response(200, PriceSchema(many=True))
         @blp.paginate()
-        def get(self, pagination_parameters: Any) -> Any:
+        def get(self, query: dict[str, Any], pagination_parameters: Any) -> Any:
             """List prices"""
             pagination_parameters.item_count = 0
             return []
 
+    @blp.route("/prices/latest")
+    def latest() -> Any:
+        return {"amount": "1.00"}
+
     api = ProblemApi(app)
     api.register_blueprint(blp)
+    refuse_unknown_query(app)
     return app
 
 
@@ -105,3 +116,29 @@ def test_an_unknown_route_is_answered_as_a_problem(app: Flask) -> None:
     assert response.status_code == 404
     assert response.mimetype == PROBLEM_MIME
     assert response.json["status"] == 404
+
+
+def test_query_parameters_the_operation_reads_are_accepted(app: Flask) -> None:
+    response = app.test_client().get("/v1/prices?currency=CNY&tags=a&tags=b&page=1&page_size=5")
+
+    assert response.status_code == 200
+
+
+def test_an_unknown_query_parameter_is_refused_by_name(app: Flask) -> None:
+    response = app.test_client().get("/v1/prices?curency=CNY&page=1")
+
+    assert response.status_code == 422
+    assert response.mimetype == PROBLEM_MIME
+    assert list(response.json["errors"]) == ["curency"]
+    assert "currency" in response.json["errors"]["curency"][0]
+
+
+def test_a_single_valued_query_parameter_given_twice_is_refused(app: Flask) -> None:
+    response = app.test_client().get("/v1/prices?currency=CNY&currency=EUR")
+
+    assert response.status_code == 422
+    assert response.json["errors"] == {"currency": ["Given more than once: give it once."]}
+
+
+def test_an_operation_that_declares_no_query_is_not_checked(app: Flask) -> None:
+    assert app.test_client().get("/v1/prices/latest?cache=no").status_code == 200
