@@ -222,6 +222,10 @@ class StrictRequest(Request):
         self, cache: bool = True, as_text: bool = False, parse_form_data: bool = False
     ) -> bytes | str:
         data = super().get_data(cache=cache, as_text=False, parse_form_data=parse_form_data)
+        if len(data) > MAX_BODY_BYTES:
+            # A body without a length (chunked) is read up to one byte past the limit: whole
+            # if it fits, refused if it does not, never cut to the limit and read as if whole.
+            raise RequestEntityTooLarge()
         if self.is_json and data:
             if not self._is_body_checked:
                 self._is_body_checked = True
@@ -311,7 +315,9 @@ def install(app: Flask) -> None:
     """Read every JSON body of ``app`` strictly, bound its size, and answer refusals as problems."""
     app.json = StrictJSONProvider(app)
     app.request_class = StrictRequest
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    # One byte past the limit, so that a body without a Content-Length that is too long can
+    # be told from one that fits exactly (see StrictRequest.get_data).
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES + 1
     app.register_error_handler(JSONRefused, _refused_body)
     app.register_error_handler(RequestEntityTooLarge, _too_large)
     app.register_error_handler(IntegrityError, _database_refused)

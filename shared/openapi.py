@@ -180,17 +180,22 @@ def _schema_of(parameters: dict[str, Any]) -> Any:
     return schema() if isinstance(schema, type) else schema
 
 
+def _arguments(view: Any) -> list[dict[str, Any]]:
+    docs = getattr(view, "_apidoc", None) or {}
+    return list(docs.get("arguments", {}).get("parameters", []))
+
+
 def _query_parameters(view: Any) -> dict[str, bool] | None:
     """The query parameters ``view`` reads (its query arguments and pagination), each with
     whether it may be given more than once; None when the view declares no query."""
-    docs = getattr(view, "_apidoc", None) or {}
     schemas = [
         _schema_of(parameters)
-        for parameters in docs.get("arguments", {}).get("parameters", [])
+        for parameters in _arguments(view)
         if parameters.get("in", parameters.get("location")) in ("query", "querystring")
     ]
-    if "pagination" in docs:
-        schemas.append(_schema_of(docs["pagination"]["parameters"]))
+    pagination = (getattr(view, "_apidoc", None) or {}).get("pagination")
+    if pagination:
+        schemas.append(_schema_of(pagination["parameters"]))
     if not schemas:
         return None
     return {
@@ -199,6 +204,13 @@ def _query_parameters(view: Any) -> dict[str, bool] | None:
         for name, field in schema.fields.items()
         if not field.dump_only
     }
+
+
+def _reads_json_body(view: Any) -> bool:
+    return any(
+        parameters.get("in", parameters.get("location")) == "json"
+        for parameters in _arguments(view)
+    )
 
 
 def _view_for_request(app: Flask) -> Any:
@@ -213,20 +225,31 @@ def _view_for_request(app: Flask) -> Any:
     return handler
 
 
-def refuse_unknown_query(app: Flask) -> None:
-    """Refuse (422, naming each) a query parameter the operation does not read, and one given
-    twice that is not a list: a misspelt filter otherwise answers as if it were not given.
-    Only operations that declare a query are checked; what they declare is read once."""
-    declared: dict[tuple[str, str], dict[str, bool] | None] = {}
+def _has_body() -> bool:
+    return bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "")
+
+
+def refuse_unread_input(app: Flask) -> None:
+    """Refuse input the operation would not read, rather than answer as if it were not sent:
+    a query parameter it does not declare, or a single-valued one given twice (422, naming
+    each; operations that declare no query are not checked), and a body of another media type
+    sent to an operation that reads JSON (415). What each operation declares is read once."""
+    declared: dict[tuple[str, str], tuple[dict[str, bool] | None, bool]] = {}
 
     def check() -> None:
-        if not request.args or request.endpoint is None:
+        if request.endpoint is None:
             return
         key = (request.endpoint, request.method)
         if key not in declared:
-            declared[key] = _query_parameters(_view_for_request(app))
-        accepted = declared[key]
-        if accepted is None:
+            view = _view_for_request(app)
+            declared[key] = (_query_parameters(view), _reads_json_body(view))
+        accepted, reads_json = declared[key]
+        if reads_json and not request.is_json and _has_body():
+            abort(
+                415,
+                message=f"The body must be application/json, not {request.mimetype or 'untyped'}.",
+            )
+        if accepted is None or not request.args:
             return
         errors: dict[str, list[str]] = {}
         for name, values in request.args.lists():

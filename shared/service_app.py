@@ -35,7 +35,7 @@ from shared.health import broker_pinger, readiness
 from shared.json_input import install as install_strict_input
 from shared.logs import configure_logging
 from shared.messaging import Messaging
-from shared.openapi import ProblemApi, refuse_unknown_query
+from shared.openapi import ProblemApi, refuse_unread_input
 from shared.problems import problem
 from shared.runtime import ServiceRuntime
 from shared.settings import Settings
@@ -264,7 +264,7 @@ def create_service_app(
     for blueprint in blueprints:
         api.register_blueprint(blueprint)
     app.before_request(_begin)
-    refuse_unknown_query(app)
+    refuse_unread_input(app)
     app.after_request(_finish)
     if service.api_key_lookup is not None:
         app.after_request(add_rate_limit_headers)

@@ -16,14 +16,55 @@ the poller, take no thread and do not count. When the worker's own kept-alive cl
 queue full, so that each freed thread goes straight to one of them, it takes a new connection
 after twice its threads' worth of such requests: a new client (a health probe, say) waits a few
 requests, not for the load to end. ``worker_connections`` still caps them all.
+
+A request gunicorn refuses before the app sees it (a request line or headers too long, a
+malformed request) is answered as every other error is, as application/problem+json, not as
+gunicorn's HTML page (``write_problem``).
 """
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import Future
 from typing import Any
 
+from gunicorn import util
 from gunicorn.workers.gthread import ThreadWorker
+
+from shared.problems import PROBLEM_BASE, PROBLEM_MIME
+
+# What a person reads about each refusal; gunicorn's own message may quote the request back.
+_DETAILS = {
+    400: "The request is not valid HTTP/1.1.",
+    403: "The request is forbidden here.",
+    414: "The request line is longer than this server reads: shorten the URL.",
+    417: "The request's Expect header asks for what this server does not do.",
+    431: "The request's header fields are more or longer than this server reads.",
+    500: "The server failed to handle the request; it has been logged.",
+    501: "The request's transfer coding is not one this server reads.",
+}
+
+
+def write_problem(sock: Any, status_int: int, reason: str, mesg: str) -> None:
+    """gunicorn's ``util.write_error`` (the answer to a request it refuses or fails), written
+    as a problem; like gunicorn's own, it closes the connection."""
+    body = json.dumps(
+        {
+            "type": PROBLEM_BASE + reason.lower().replace(" ", "-"),
+            "title": reason,
+            "status": status_int,
+            "detail": _DETAILS.get(status_int, reason + "."),
+        }
+    ).encode()
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+        f"Content-Type: {PROBLEM_MIME}\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
+# gunicorn's worker writes these answers through the module function: there is no other hook.
+util.write_error = write_problem
 
 
 class FreeThreadWorker(ThreadWorker):

@@ -5,8 +5,10 @@ the message it holds, or leaves it to be handed out again, within its grace peri
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -254,6 +256,34 @@ def test_a_new_connection_is_taken_while_kept_alive_clients_keep_every_thread_bu
 
     assert answered in {str(worker.pid) for worker in server.workers}
     assert still_looping, looped
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 9000 + b"\r\n\r\n", 431),
+        (b"NOT HTTP AT ALL\r\n\r\n", 400),
+    ],
+    ids=["url too long", "header too long", "not http"],
+)
+def test_a_request_gunicorn_refuses_is_answered_as_a_problem(pid_server, request_bytes, status):
+    server = pid_server()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as client:
+        client.sendall(request_bytes)
+        answer = b""
+        while chunk := client.recv(65536):
+            answer += chunk
+
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    assert lines[0].startswith(f"HTTP/1.1 {status} "), answer[:300]
+    assert "Content-Type: application/problem+json" in lines
+    assert "Connection: close" in lines
+    problem = json.loads(body)
+    assert problem["status"] == status
+    assert problem["type"].startswith("https://redvest.dev/problems/")
+    assert b"aaaa" not in body and b"bbbb" not in body
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sqlite3
 from collections.abc import Iterator
@@ -221,6 +222,35 @@ class TestRefusedBodies:
         body = json.dumps({"name": "x" * MAX_BODY_BYTES})
 
         assert_refused(post(client, body), app, status=413)
+
+    @pytest.mark.parametrize("extra", [1, 2, 100_000])
+    def test_a_body_without_a_length_past_the_limit_is_a_413_not_cut_short(
+        self, client, app, extra
+    ):
+        # As a server that reads chunked bodies hands them on: a stream with no length.
+        name = "x" * (MAX_BODY_BYTES - len('{"name": ""}') + extra)
+        response = client.post(
+            "/visits",
+            input_stream=io.BytesIO(json.dumps({"name": name}).encode()),
+            content_type="application/json",
+            headers={"Transfer-Encoding": "chunked"},
+            environ_overrides={"wsgi.input_terminated": True},
+        )
+
+        assert_refused(response, app, status=413)
+
+    def test_a_body_without_a_length_exactly_at_the_limit_is_read_whole(self, client, app):
+        name = "x" * (MAX_BODY_BYTES - len('{"name": ""}'))
+        response = client.post(
+            "/visits",
+            input_stream=io.BytesIO(json.dumps({"name": name}).encode()),
+            content_type="application/json",
+            headers={"Transfer-Encoding": "chunked"},
+            environ_overrides={"wsgi.input_terminated": True},
+        )
+
+        assert response.status_code == 200
+        assert len(response.json["name"]) == len(name)
 
     @pytest.mark.parametrize(
         "text", ['{"name": "a"', b'{"name": "\xff"}', "{'name': 'a'}"], ids=str

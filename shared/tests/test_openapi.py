@@ -13,7 +13,7 @@ from flask import Flask
 from flask.views import MethodView
 from marshmallow import Schema, fields, validate
 
-from shared.openapi import Blueprint, ProblemApi, refuse_unknown_query
+from shared.openapi import Blueprint, ProblemApi, refuse_unread_input
 from shared.paging import MAX_PAGE
 from shared.problems import PROBLEM_MIME
 
@@ -67,7 +67,7 @@ def app() -> Flask:
 
     api = ProblemApi(app)
     api.register_blueprint(blp)
-    refuse_unknown_query(app)
+    refuse_unread_input(app)
     return app
 
 
@@ -142,3 +142,20 @@ def test_a_single_valued_query_parameter_given_twice_is_refused(app: Flask) -> N
 
 def test_an_operation_that_declares_no_query_is_not_checked(app: Flask) -> None:
     assert app.test_client().get("/v1/prices/latest?cache=no").status_code == 200
+
+
+def test_a_body_of_another_media_type_is_refused_as_unsupported(app: Flask) -> None:
+    response = app.test_client().put("/v1/prices", data="amount=2", content_type="text/plain")
+
+    assert response.status_code == 415
+    assert response.mimetype == PROBLEM_MIME
+    assert response.json["detail"] == "The body must be application/json, not text/plain."
+
+
+def test_a_json_body_is_read_whatever_its_charset_parameter(app: Flask) -> None:
+    response = app.test_client().put(
+        "/v1/prices", data='{"amount": 2}', content_type="application/json; charset=utf-8"
+    )
+
+    assert response.status_code == 200
+    assert response.json == {"amount": "2.00"}
