@@ -17,7 +17,7 @@ from werkzeug.http import parse_etags
 
 from shared.errors import DomainError
 
-_VERSION_TAG = re.compile(r"v([0-9]{1,18})(?:-[a-z]+)*")
+_VERSION_TAG = re.compile(r"v(0|[1-9][0-9]{0,17})(?:-[a-z]+)*")
 
 
 class PreconditionFailed(DomainError):
