@@ -126,10 +126,37 @@ def verify_token(secret: str, token: str, *, service: str) -> Principal:
             options={"require": ["sub", "role", "iss", "exp", "aud"]},
         )
     except jwt.PyJWTError as error:
-        raise AuthenticationError(f"invalid token: {error}") from error
-    if claims["role"] not in TOKEN_ROLES:
-        raise AuthenticationError(f"invalid token: role {claims['role']!r} is not for tokens")
-    return Principal(subject=str(claims["sub"]), role=str(claims["role"]))
+        raise AuthenticationError(_why_refused(error, service)) from error
+    role, subject = claims["role"], claims["sub"]
+    if not isinstance(role, str) or role not in TOKEN_ROLES:
+        raise AuthenticationError(
+            f"The token's role is not for tokens: a token holds one of {list(TOKEN_ROLES)}."
+        )
+    if not isinstance(subject, str) or not subject.strip():
+        raise AuthenticationError("The token's subject (sub) must be a person's id, as text.")
+    return Principal(subject=subject, role=role)
+
+
+def _why_refused(error: jwt.PyJWTError, service: str) -> str:
+    """A sentence saying why a token was refused, for the caller to act on; never the
+    library's own wording, which quotes the decoder."""
+    if isinstance(error, jwt.ExpiredSignatureError):
+        return "The token has expired: get a new one."
+    if isinstance(error, jwt.ImmatureSignatureError):
+        return "The token is not valid yet (its iat or nbf is in the future)."
+    if isinstance(error, jwt.InvalidAudienceError):
+        return f"The token is not meant for {service}: its audience (aud) does not name it."
+    if isinstance(error, jwt.InvalidIssuerError):
+        return f"The token was not issued by {TOKEN_ISSUER}."
+    if isinstance(error, jwt.MissingRequiredClaimError):
+        return f"The token has no {error.claim} claim; every token has sub, role, iss, exp, aud."
+    if isinstance(error, jwt.InvalidSignatureError):
+        return "The token's signature does not match: it was not signed for this deployment."
+    if isinstance(error, jwt.exceptions.InvalidSubjectError):
+        return "The token's subject (sub) must be a person's id, as text."
+    if isinstance(error, jwt.InvalidAlgorithmError):
+        return "The token is not signed with HS256, the only algorithm accepted."
+    return "The bearer credentials are not a token this service can read (a signed JWT)."
 
 
 Known = TypeVar("Known")

@@ -58,7 +58,7 @@ def test_a_token_cannot_claim_the_system_role_of_api_clients():
         "aud": ["points"],
         "exp": datetime.now(UTC) + timedelta(hours=1),
     }
-    with pytest.raises(AuthenticationError, match="not for tokens"):
+    with pytest.raises(AuthenticationError, match="role is not for tokens"):
         verify_token(SECRET, jwt.encode(claims, SECRET, algorithm="HS256"), service="points")
     with pytest.raises(ValueError):
         issue_token(SECRET, subject="x", role="system")
@@ -83,6 +83,52 @@ def test_a_token_signed_with_another_key_or_algorithm_is_refused():
     )
     with pytest.raises(AuthenticationError):
         verify_token(SECRET, unsigned, service="points")
+
+
+def claims(**changes):
+    return {
+        "sub": "v1",
+        "role": "staff",
+        "iss": TOKEN_ISSUER,
+        "aud": ["points"],
+        "exp": datetime.now(UTC) + timedelta(hours=1),
+        **changes,
+    }
+
+
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        ("not-a-token", "The bearer credentials are not a token this service can read"),
+        ("a.b.c", "The bearer credentials are not a token this service can read"),
+        (jwt.encode(claims(iss="elsewhere"), SECRET, algorithm="HS256"), "not issued by"),
+        (jwt.encode(claims(role=["staff"]), SECRET, algorithm="HS256"), "role is not for"),
+        (jwt.encode(claims(role={"a": 1}), SECRET, algorithm="HS256"), "role is not for"),
+        (jwt.encode(claims(sub=""), SECRET, algorithm="HS256"), "subject"),
+        (jwt.encode(claims(sub={"id": 1}), SECRET, algorithm="HS256"), "subject"),
+        (jwt.encode(claims(), SECRET * 2, algorithm="HS512"), "only algorithm"),
+        (jwt.encode(claims(), SECRET + "x", algorithm="HS256"), "signature does not match"),
+    ],
+    ids=[
+        "garbage",
+        "three parts",
+        "issuer",
+        "role list",
+        "role object",
+        "blank subject",
+        "subject object",
+        "algorithm",
+        "signature",
+    ],
+)
+def test_a_refused_token_is_told_why_in_a_plain_sentence(token, reason):
+    with pytest.raises(AuthenticationError) as refused:
+        verify_token(SECRET, token, service="points")
+
+    message = str(refused.value)
+    assert reason in message
+    assert message[0].isupper() and message.endswith(".")
+    assert "Invalid" not in message and "decode" not in message.lower()
 
 
 def test_a_known_api_key_is_remembered_until_its_time_is_up(monkeypatch):
