@@ -142,6 +142,12 @@ def _begin() -> Response | None:
 
 
 def _finish(response: Response) -> Response:
+    if request.method == "OPTIONS" and response.status_code == 200 and not response.get_data():
+        # Flask's answer to OPTIONS (and so to a CORS preflight): the methods in Allow, no body,
+        # which it labels text/html.
+        response.status_code = 204
+        del response.headers["Content-Type"]
+        del response.headers["Content-Length"]
     response.headers["X-Correlation-ID"] = getattr(g, "correlation_id", "")
     endpoint = request.url_rule.rule if request.url_rule else "unmatched"
     if endpoint not in _QUIET_ENDPOINTS:

@@ -89,7 +89,7 @@ def test_a_preflight_from_a_configured_origin_is_allowed_what_a_console_sends(ap
         "Authorization, Content-Type, If-Match, If-None-Match, Idempotency-Key, X-API-Key",
     )
 
-    assert answer.status_code == 200
+    assert answer.status_code == 204
     assert answer.headers["Access-Control-Allow-Origin"] == CONSOLE
     assert {"get", "post", "patch", "delete"} <= listed(
         answer.headers["Access-Control-Allow-Methods"]
@@ -107,7 +107,16 @@ def test_a_preflight_from_a_configured_origin_is_allowed_what_a_console_sends(ap
 
 
 def test_a_preflight_needs_no_credentials(app: Flask) -> None:
-    assert preflight(app, LOCAL_CONSOLE, "GET", "Authorization").status_code == 200
+    assert preflight(app, LOCAL_CONSOLE, "GET", "Authorization").status_code == 204
+
+
+def test_options_names_the_methods_allowed_with_no_content(app: Flask) -> None:
+    answer = app.test_client().options("/v1/things")
+
+    assert answer.status_code == 204
+    assert set(answer.headers["Allow"].split(", ")) == {"GET", "HEAD", "OPTIONS", "POST"}
+    assert "Content-Type" not in answer.headers
+    assert answer.get_data() == b""
 
 
 def test_a_header_a_console_has_no_use_for_is_not_allowed(app: Flask) -> None:
