@@ -385,17 +385,25 @@ def _held_for_action(
     return assignment
 
 
+def _past(assignment: Assignment, change: str) -> Conflict:
+    """The refusal of a change an assignment is past: withdrawn, or already done."""
+    if assignment.status == WITHDRAWN:
+        return Conflict(f"Assignment {assignment.id} was withdrawn: {assignment.note}")
+    if assignment.status == CONFIRMED:
+        return Conflict(
+            f"Assignment {assignment.id} is completed and confirmed by the resident: it cannot "
+            f"be {change} again"
+        )
+    return Conflict(f"Assignment {assignment.id} was already {assignment.status}")
+
+
 def accept_assignment(
     session: Session, *, assignment_id: str, accepted_by: Principal
 ) -> Assignment:
     """The volunteer takes the job on; the resident is told who is coming."""
     assignment = _held_for_action(session, assignment_id, accepted_by, "accept")
-    if assignment.status == WITHDRAWN:
-        raise Conflict(f"Assignment {assignment_id} was withdrawn: {assignment.note}")
-    if assignment.status == ACCEPTED:
-        raise Conflict(f"Assignment {assignment_id} was already accepted")
-    if assignment.status == COMPLETED:
-        raise Conflict(f"Assignment {assignment_id} is already completed")
+    if assignment.status != ASSIGNED:
+        raise _past(assignment, "accepted")
     now = utcnow()
     assignment.status = ACCEPTED
     assignment.accepted_at = now
@@ -510,12 +518,10 @@ def complete_assignment(
     volunteer of the team who took part, with their own hours."""
     _check_hours(hours, "hours")
     assignment = _held_for_action(session, assignment_id, completed_by, "complete")
-    if assignment.status == COMPLETED:
-        raise Conflict(f"Assignment {assignment_id} was already completed")
+    if assignment.status == ASSIGNED:
+        raise Conflict(f"Assignment {assignment_id} is assigned; accept it before completing it")
     if assignment.status != ACCEPTED:
-        raise Conflict(
-            f"Assignment {assignment_id} is {assignment.status}; accept it before completing it"
-        )
+        raise _past(assignment, "completed")
     named = participants or [Participant(volunteer_id=assignment.volunteer_id, hours=hours)]
     volunteers = _participants(session, assignment, named)
     now = utcnow()

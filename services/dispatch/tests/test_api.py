@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 from flask.testing import FlaskClient
 
+from services.dispatch import routing
 from services.dispatch.app import create_app
 from services.dispatch.config import runtime
 from services.dispatch.tests.builders import assigned, bearer, rules, staff, volunteer
@@ -192,6 +194,49 @@ def test_completing_before_accepting_or_twice_is_a_409(client: FlaskClient) -> N
     assert "accept it before completing" in early.json["detail"]
     assert "already completed" in twice.json["detail"]
     assert len(staged_messages(runtime(), events.REQUEST_COMPLETED, to="intake")) == 1
+
+
+def test_a_confirmed_assignment_is_neither_accepted_nor_completed_again(
+    client: FlaskClient,
+) -> None:
+    sharpener = volunteer("Lao Zhang", routed_for="knife_sharpening")
+    assignment = assigned()
+    holder = as_holder(sharpener.id)
+    client.post(f"/v1/assignments/{assignment.id}/acceptance", headers=holder)
+    client.post(f"/v1/assignments/{assignment.id}/completion", json={"hours": 2}, headers=holder)
+    with runtime().db.transaction() as session:
+        routing.record_confirmation(session, request_id=assignment.request_id, at=datetime.now(UTC))
+    told = len(staged_messages(runtime(), events.NOTIFICATION_REQUESTED))
+
+    accepted = client.post(f"/v1/assignments/{assignment.id}/acceptance", headers=holder)
+    completed = client.post(
+        f"/v1/assignments/{assignment.id}/completion", json={"hours": 5}, headers=holder
+    )
+
+    assert (accepted.status_code, completed.status_code) == (409, 409)
+    assert "confirmed by the resident" in accepted.json["detail"]
+    assert "confirmed by the resident" in completed.json["detail"]
+    now = client.get(f"/v1/assignments/{assignment.id}", headers=staff()).json
+    assert (now["status"], now["hours"]) == ("confirmed", "2.00")
+    assert len(staged_messages(runtime(), events.NOTIFICATION_REQUESTED)) == told
+
+
+def test_completing_a_withdrawn_assignment_says_it_was_withdrawn(client: FlaskClient) -> None:
+    sharpener = volunteer("Lao Zhang", routed_for="knife_sharpening")
+    assignment = assigned()
+    with runtime().db.transaction() as session:
+        routing.withdraw_assignment(
+            session, request_id=assignment.request_id, reason="cancelled", at=datetime.now(UTC)
+        )
+
+    completed = client.post(
+        f"/v1/assignments/{assignment.id}/completion",
+        json={"hours": 1},
+        headers=as_holder(sharpener.id),
+    )
+
+    assert completed.status_code == 409
+    assert completed.json["detail"] == f"Assignment {assignment.id} was withdrawn: cancelled"
 
 
 @pytest.mark.parametrize(
