@@ -311,6 +311,7 @@ class TransferPosting(MethodView):
     def post(self, data: dict[str, Any], transfer_id: str) -> Any:
         """Post a pending transfer, in whole or in part"""
         with current_service().db.transaction() as session:
+            catalogue.refuse_if_owned(session, transfer_id)
             return ledger.post_pending(
                 session, transfer_id=transfer_id, operator=caller().address, **data
             )
@@ -326,6 +327,7 @@ class TransferVoiding(MethodView):
     def post(self, data: dict[str, Any], transfer_id: str) -> Any:
         """Void a pending transfer: what it holds is released"""
         with current_service().db.transaction() as session:
+            catalogue.refuse_if_owned(session, transfer_id)
             return ledger.void_pending(
                 session, transfer_id=transfer_id, operator=caller().address, **data
             )

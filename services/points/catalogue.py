@@ -183,6 +183,9 @@ def _had_already(session: Session, item: CatalogueItem, holder: str, now: dateti
 def _same_redemption(
     existing: Redemption, *, item_id: str, holder: str, quantity: int
 ) -> Redemption:
+    if existing.holder != holder:
+        # Another member's: say nothing of what they took.
+        raise Refused("id_taken", f"Id {existing.id!r} is taken: redeem with a new one")
     for field, stored, given in (
         ("item_id", existing.item_id, item_id),
         ("holder", existing.holder, holder),
@@ -317,6 +320,21 @@ def _held_redemption(session: Session, redemption_id: str) -> Redemption:
     _locked_item(session, found.item_id)
     session.refresh(found)
     return found
+
+
+def refuse_if_owned(session: Session, transfer_id: str) -> None:
+    """Refuse to resolve by hand a transfer that holds a redemption's points: posting or
+    voiding it alone would leave the redemption reserved, or hand the item over for a part
+    of its price. The redemption's own fulfilment and cancellation resolve it."""
+    owner = session.scalars(select(Redemption.id).where(Redemption.transfer_id == transfer_id))
+    redemption_id = owner.first()
+    if redemption_id is not None:
+        raise Refused(
+            "owned_by_redemption",
+            f"Transfer {transfer_id!r} holds the points of redemption {redemption_id!r}: "
+            f"fulfil or cancel the redemption (/v1/redemptions/{redemption_id}/fulfilment or "
+            "/cancellation) rather than the transfer",
+        )
 
 
 def fulfil(session: Session, *, redemption_id: str, operator: str | None = None) -> Redemption:

@@ -1169,12 +1169,13 @@ def post_pending(
         check_points(amount, "amount", maximum=MAX_AMOUNT)
     _check_text(reason, "reason")
     transfer = _pending_held(session, transfer_id)
+    posted = transfer.amount if amount is None else amount.quantize(CENT)
     if transfer.resolution is not None:
-        if transfer.status == POSTED and amount in (None, transfer.resolution.amount):
+        # Only the same posting again is answered with it: "all" after a part is not it.
+        if transfer.status == POSTED and posted == transfer.resolution.amount:
             log.info("points.already_posted", transfer_id=transfer_id)
             return transfer
         raise _already_ended(transfer)
-    posted = transfer.amount if amount is None else amount.quantize(CENT)
     if posted > transfer.amount:
         raise Refused(
             "exceeds_pending_amount",

@@ -426,3 +426,44 @@ def test_staff_cancel_a_redemption_with_a_reason(client: FlaskClient) -> None:
     assert without.status_code == 422
     assert (cancelled.status_code, cancelled.json["status"]) == (200, "cancelled")
     assert stock() == 3
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [("posting", {"amount": "1.00"}), ("posting", {}), ("voiding", {"reason": "by hand"})],
+    ids=["post a part", "post all", "void"],
+)
+def test_a_redemptions_transfer_is_resolved_only_through_the_redemption(
+    client: FlaskClient, path: str, body: dict[str, Any]
+) -> None:
+    item()
+    funded("volunteer:v-7", 50)
+    redeem()
+
+    by_hand = client.post(f"/v1/transfers/redeem:r-1/{path}", json=body, headers=STAFF)
+    handed = client.post("/v1/redemptions/r-1/fulfilment", headers=STAFF)
+
+    assert by_hand.status_code == 409
+    assert by_hand.json["type"].endswith("/owned-by-redemption")
+    assert "/v1/redemptions/r-1/fulfilment" in by_hand.json["detail"]
+    assert (handed.status_code, handed.json["status"]) == (200, "fulfilled")
+    # The whole price was taken, once.
+    assert points_of() == (Decimal(30), Decimal(30))
+
+
+def test_another_members_redemption_id_is_taken_and_nothing_of_it_is_told(
+    client: FlaskClient,
+) -> None:
+    item()
+    item("oil-1l", name="Cooking oil, 1 l")
+    funded("volunteer:v-7", 50)
+    funded("volunteer:v-8", 50)
+    redeem("r-1", holder="volunteer:v-8", operator="volunteer:v-8")
+    body = {"id": "r-1", "item_id": "oil-1l", "holder": "volunteer:v-7"}
+
+    response = client.post("/v1/redemptions", json=body, headers=VOLUNTEER)
+
+    assert response.status_code == 409
+    assert response.json["type"].endswith("/id-taken")
+    assert response.json["detail"] == "Id 'r-1' is taken: redeem with a new one"
+    assert "v-8" not in response.text and "rice" not in response.text.lower()

@@ -320,9 +320,12 @@ def test_posting_again_as_before_changes_nothing_and_otherwise_is_refused() -> N
         lambda: in_transaction(ledger.post_pending, transfer_id=pending.id, amount=Decimal(3))
     )
     void = refused(lambda: in_transaction(ledger.void_pending, transfer_id=pending.id, reason="No"))
+    # Posting all of it is not what was done: 2 of 6 were posted.
+    whole = refused(lambda: in_transaction(ledger.post_pending, transfer_id=pending.id))
 
     assert again.posted_amount == Decimal(2)
     assert isinstance(other, Refused) and other.result == "pending_transfer_already_posted"
+    assert isinstance(whole, Refused) and whole.result == "pending_transfer_already_posted"
     assert isinstance(void, Refused) and void.result == "pending_transfer_already_posted"
     assert held("volunteer:v-7") == (Decimal(8), Decimal(0), Decimal(0))
 
