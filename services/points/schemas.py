@@ -7,7 +7,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from marshmallow import Schema, fields, post_load, validate
+from marshmallow import Schema, ValidationError, fields, post_load, validate
 
 from services.points.catalogue import MAX_PERIOD_DAYS, MAX_QUANTITY, MAX_STOCK
 from services.points.giving import MAX_RELATION
@@ -34,6 +34,21 @@ from shared.schemas import StrictSchema
 # redemptions from their own operations.
 WRITTEN_BY_HAND = (ADJUST, DONATE, GIFT, EXPIRY)
 TRANSFER_ID = r"^[A-Za-z0-9._:-]{1,80}$"
+# The ids the service gives the transfers it writes itself: one written by hand under one of
+# them would later stand in the way of the real one (an earning, a redemption, a reversal).
+RESERVED_PREFIXES = ("earn:", "reversal:", "redeem:", "donate:", "gift:", "expiry:")
+
+
+def _not_reserved(transfer_id: str) -> None:
+    lowered = transfer_id.lower()
+    for prefix in RESERVED_PREFIXES:
+        if lowered.startswith(prefix):
+            raise ValidationError(
+                f"Ids starting {prefix!r} are given by the service to the transfers it writes; "
+                f"name a transfer written by hand otherwise (reserved: {list(RESERVED_PREFIXES)})"
+            )
+
+
 IDENTIFIER = r"^[A-Za-z0-9._:-]{1,64}$"
 HOLDER = r"^[A-Za-z0-9._:-]{1,100}$"
 
@@ -149,10 +164,11 @@ class TransferQuerySchema(StrictSchema):
 class TransferCreateSchema(StrictSchema):
     id = fields.Str(
         required=True,
-        validate=validate.Regexp(TRANSFER_ID),
+        validate=[validate.Regexp(TRANSFER_ID), _not_reserved],
         metadata={
             "description": "Names the fact behind the transfer; asking again with the same id "
-            "and fields finds it, with other fields is refused (409)",
+            "and fields finds it, with other fields is refused (409). Ids starting earn:, "
+            "reversal:, redeem:, donate:, gift: or expiry: are the service's own",
             "example": "adjust:2026-11-30:volunteer-42",
         },
     )

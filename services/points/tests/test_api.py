@@ -158,6 +158,29 @@ def test_a_transfer_between_others_is_not_found_by_a_volunteer(client: FlaskClie
     assert hidden.json["detail"] == "No transfer 'earn:req-1'"
 
 
+@pytest.mark.parametrize(
+    "transfer_id", ["earn:req-1", "reversal:x", "redeem:r-1", "donate:d", "gift:g", "EXPIRY:1:2"]
+)
+def test_a_transfer_written_by_hand_may_not_take_an_id_the_service_gives(
+    client: FlaskClient, transfer_id: str
+) -> None:
+    body = {
+        "id": transfer_id,
+        "kind": "adjust",
+        "debit": "bank:issuance",
+        "credit": "volunteer:v-7",
+        "amount": "12.50",
+        "reason": "Taking the id before the earning",
+    }
+
+    response = client.post("/v1/transfers", json=body, headers=STAFF)
+
+    assert response.status_code == 422
+    assert list(response.json["errors"]) == ["id"]
+    assert "given by the service" in response.json["errors"]["id"][0]
+    assert client.get(f"/v1/transfers/{transfer_id}", headers=STAFF).status_code == 404
+
+
 def test_staff_write_an_adjustment_and_asking_again_finds_it(client: FlaskClient) -> None:
     body = {
         "id": "adjust:paper-records:v-7",
