@@ -209,16 +209,18 @@ class Flag(fields.Boolean):
 
 
 class WholeNumber(fields.Integer):
-    """An integer: a JSON integer, or in a query string ASCII digits with an optional minus
-    sign, no spaces, other scripts' digits, signs or underscores."""
+    """An integer: a JSON integer (never a float, a boolean or a string); with ``text``, as a
+    query string gives it, ASCII digits with an optional minus sign, and no spaces, other
+    scripts' digits, signs or underscores."""
 
     _written = re.compile(r"-?[0-9]{1,18}")
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, text: bool = False, **kwargs: Any) -> None:
         super().__init__(strict=True, **kwargs)
+        self.text = text
 
     def _validated(self, value: Any) -> int:
-        if isinstance(value, str):
+        if self.text and isinstance(value, str):
             if not self._written.fullmatch(value):
                 raise self.make_error("invalid", input=value)
             return int(value)

@@ -387,6 +387,7 @@ class Rate(MethodView):
 @blp.route("/rates/<category>/history")
 class RateHistory(MethodView):
     @blp.response(200, RateChangeSchema(many=True))
+    @blp.alt_response(422, description="A category that is not a catalogue code")
     @blp.paginate()
     def get(self, category: str, pagination_parameters: PaginationParameters) -> Any:
         """List the rates a category was given, newest first"""

@@ -203,12 +203,16 @@ def points_for(hours: Decimal, rate: Decimal) -> Decimal:
 # Earning rates
 
 
+def _check_category(category: str) -> None:
+    if not _CATEGORY.match(category):
+        raise Invalid(f"Category {category!r} is not a catalogue code", field="category")
+
+
 def set_rate(
     session: Session, *, category: str, points_per_hour: Decimal, set_by: str | None = None
 ) -> EarningRate:
     """Set how many points an hour of service in ``category`` earns from now on."""
-    if not _CATEGORY.match(category):
-        raise Invalid(f"Category {category!r} is not a catalogue code", field="category")
+    _check_category(category)
     check_points(points_per_hour, "points_per_hour", maximum=MAX_RATE)
     points_per_hour = points_per_hour.quantize(CENT)
     now = utcnow()
@@ -238,6 +242,7 @@ def list_rate_changes(
     session: Session, *, category: str, offset: int, limit: int
 ) -> tuple[list[EarningRateChange], int]:
     """A page of the rates a category was given, newest first, and how many in all."""
+    _check_category(category)
     query = (
         select(EarningRateChange)
         .where(EarningRateChange.category == category)

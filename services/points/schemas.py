@@ -27,7 +27,7 @@ from services.points.models import (
 from services.points.periods import ZONE_NAME
 from services.points.recognition import MAX_ROLL
 from shared.events import CATEGORY_CODE
-from shared.fields import StrictDecimal, hours_field
+from shared.fields import Flag, Instant, Line, Prose, StrictDecimal, WholeNumber, hours_field
 from shared.schemas import StrictSchema
 
 # What staff may write by hand: earnings come from confirmed service, reversals and
@@ -59,8 +59,8 @@ def _points(**kwargs: Any) -> StrictDecimal:
     )
 
 
-def _text(**kwargs: Any) -> fields.Str:
-    return fields.Str(validate=validate.Length(min=1, max=MAX_TEXT), **kwargs)
+def _text(**kwargs: Any) -> Prose:
+    return Prose(least=1, most=MAX_TEXT, **kwargs)
 
 
 class RateUpdateSchema(StrictSchema):
@@ -176,11 +176,10 @@ class TransferCreateSchema(StrictSchema):
     debit = fields.Str(required=True, validate=validate.Regexp(HOLDER))
     credit = fields.Str(required=True, validate=validate.Regexp(HOLDER))
     amount = _points(required=True, metadata={"example": "10.00"})
-    pending = fields.Bool(
+    pending = Flag(
         load_default=False, metadata={"description": "Hold the points until posted or voided"}
     )
-    timeout_seconds = fields.Int(
-        strict=True,
+    timeout_seconds = WholeNumber(
         validate=validate.Range(min=1, max=int(MAX_TIMEOUT.total_seconds())),
         metadata={"description": "A pending transfer still unresolved this long after is ended"},
     )
@@ -220,27 +219,25 @@ class ReversalSchema(StrictSchema):
 
 
 class CatalogueItemUpdateSchema(StrictSchema):
-    name = fields.Str(required=True, validate=validate.Length(min=1, max=100))
+    name = Line(required=True, most=100)
     kind = fields.Str(required=True, validate=validate.OneOf(ITEM_KINDS))
     price = _points(required=True, metadata={"example": "8.00"})
-    stock = fields.Int(
-        strict=True,
+    stock = WholeNumber(
         allow_none=True,
         validate=validate.Range(min=0, max=MAX_STOCK),
         metadata={"description": "How many are left; none when it is not counted"},
     )
-    limit_per_person = fields.Int(
-        strict=True,
+    limit_per_person = WholeNumber(
         allow_none=True,
         validate=validate.Range(min=1, max=MAX_QUANTITY),
         metadata={"description": "At most this many per person (in each period, if one)"},
     )
-    limit_period_days = fields.Int(
-        strict=True, allow_none=True, validate=validate.Range(min=1, max=MAX_PERIOD_DAYS)
+    limit_period_days = WholeNumber(
+        allow_none=True, validate=validate.Range(min=1, max=MAX_PERIOD_DAYS)
     )
-    available_from = fields.AwareDateTime(allow_none=True)
-    available_until = fields.AwareDateTime(allow_none=True)
-    is_active = fields.Bool(load_default=True)
+    available_from = Instant(allow_none=True)
+    available_until = Instant(allow_none=True)
+    is_active = Flag(load_default=True)
 
 
 class CatalogueItemSchema(Schema):
@@ -276,9 +273,7 @@ class RedemptionCreateSchema(StrictSchema):
         validate=validate.Regexp(HOLDER),
         metadata={"description": "Whose points pay: a volunteer's own, or any member's for staff"},
     )
-    quantity = fields.Int(
-        strict=True, load_default=1, validate=validate.Range(min=1, max=MAX_QUANTITY)
-    )
+    quantity = WholeNumber(load_default=1, validate=validate.Range(min=1, max=MAX_QUANTITY))
 
 
 class RedemptionSchema(Schema):
@@ -352,7 +347,7 @@ class HonourRollQuerySchema(PeriodQuerySchema):
         validate=validate.Regexp(IDENTIFIER),
         metadata={"description": "Only the hours served for this team"},
     )
-    limit = fields.Int(strict=False, load_default=10, validate=validate.Range(min=1, max=MAX_ROLL))
+    limit = WholeNumber(text=True, load_default=10, validate=validate.Range(min=1, max=MAX_ROLL))
 
 
 class _PeriodSchema(Schema):

@@ -14,7 +14,8 @@ class Input(Schema):
     details = Prose(most=50)
     at = Instant()
     flag = Flag()
-    count = WholeNumber()
+    count = WholeNumber(text=True)
+    body_count = WholeNumber()
 
 
 def refusal(body: dict) -> list[str]:
@@ -45,6 +46,7 @@ def refusal(body: dict) -> list[str]:
         ({"count": 5.0}, "Not a valid integer."),
         ({"count": True}, "Not a valid integer."),
         ({"count": "9" * 19}, "Not a valid integer."),
+        ({"body_count": "5"}, "Not a valid integer."),
     ],
 )
 def test_unreadable_or_ambiguous_input_is_refused(body: dict, message: str) -> None:

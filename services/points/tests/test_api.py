@@ -439,6 +439,49 @@ def test_a_rate_for_something_that_is_not_a_catalogue_code_is_refused(client: Fl
 
     assert response.status_code == 422
     assert response.json["field"] == "category"
+    history = client.get("/v1/rates/Not%20a%20code/history", headers=STAFF)
+    assert (history.status_code, history.json["field"]) == (422, "category")
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/catalogue/rice", {"available_from": "0001-01-01T00:00:00+14:00"}, "available_from"),
+        ("/v1/catalogue/rice", {"available_until": "9999-12-31T23:59:59-14:00"}, "available_until"),
+        ("/v1/catalogue/rice", {"name": "   "}, "name"),
+        ("/v1/catalogue/rice", {"name": "Rice\u202e gk 5"}, "name"),
+        ("/v1/catalogue/rice", {"is_active": "yes"}, "is_active"),
+        ("/v1/catalogue/rice", {"stock": "5"}, "stock"),
+        ("/v1/catalogue/rice", {"stock": True}, "stock"),
+    ],
+)
+def test_unreadable_catalogue_input_is_a_422_naming_the_field(
+    client: FlaskClient, path: str, body: dict[str, Any], field: str
+) -> None:
+    item = {"name": "Rice, 5 kg", "kind": "goods", "price": "8.00", **body}
+
+    response = client.put(path, json=item, headers=STAFF)
+
+    assert response.status_code == 422, response.json
+    assert list(response.json["errors"]) == [field]
+    assert client.get(path, headers=STAFF).status_code == 404
+
+
+@pytest.mark.parametrize("reason", ["  ", "\x07bell", "by \u2066hand\u2069"])
+def test_a_reason_that_cannot_be_read_is_refused(client: FlaskClient, reason: str) -> None:
+    body = {
+        "id": "adjust:paper-records:v-7",
+        "kind": "adjust",
+        "debit": "bank:issuance",
+        "credit": "volunteer:v-7",
+        "amount": "12.50",
+        "reason": reason,
+    }
+
+    response = client.post("/v1/transfers", json=body, headers=STAFF)
+
+    assert response.status_code == 422
+    assert list(response.json["errors"]) == ["reason"]
 
 
 def test_the_openapi_document_describes_the_ledger(client: FlaskClient) -> None:
