@@ -137,6 +137,17 @@ def post(client: FlaskClient, text: str | bytes, path: str = "/visits") -> Any:
     return client.post(path, data=text, content_type="application/json")
 
 
+def post_chunked(client: FlaskClient, body: Any) -> Any:
+    """POST ``body`` as a server reading a chunked request hands it on: a stream, no length."""
+    return client.post(
+        "/visits",
+        input_stream=io.BytesIO(json.dumps(body).encode()),
+        content_type="application/json",
+        headers={"Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+
+
 def assert_refused(response: Any, app: Flask, *, status: int = 422, field: str | None = None):
     assert response.status_code == status, response.get_data(as_text=True)
     assert response.mimetype == PROBLEM
@@ -227,27 +238,14 @@ class TestRefusedBodies:
     def test_a_body_without_a_length_past_the_limit_is_a_413_not_cut_short(
         self, client, app, extra
     ):
-        # As a server that reads chunked bodies hands them on: a stream with no length.
         name = "x" * (MAX_BODY_BYTES - len('{"name": ""}') + extra)
-        response = client.post(
-            "/visits",
-            input_stream=io.BytesIO(json.dumps({"name": name}).encode()),
-            content_type="application/json",
-            headers={"Transfer-Encoding": "chunked"},
-            environ_overrides={"wsgi.input_terminated": True},
-        )
+        response = post_chunked(client, {"name": name})
 
         assert_refused(response, app, status=413)
 
     def test_a_body_without_a_length_exactly_at_the_limit_is_read_whole(self, client, app):
         name = "x" * (MAX_BODY_BYTES - len('{"name": ""}'))
-        response = client.post(
-            "/visits",
-            input_stream=io.BytesIO(json.dumps({"name": name}).encode()),
-            content_type="application/json",
-            headers={"Transfer-Encoding": "chunked"},
-            environ_overrides={"wsgi.input_terminated": True},
-        )
+        response = post_chunked(client, {"name": name})
 
         assert response.status_code == 200
         assert len(response.json["name"]) == len(name)

@@ -158,20 +158,26 @@ def test_a_transfer_between_others_is_not_found_by_a_volunteer(client: FlaskClie
     assert hidden.json["detail"] == "No transfer 'earn:req-1'"
 
 
+def adjustment(**changes: str) -> dict[str, str]:
+    """The body of an adjustment staff write by hand, with ``changes``."""
+    return {
+        "id": "adjust:paper-records:v-7",
+        "kind": "adjust",
+        "debit": "bank:issuance",
+        "credit": "volunteer:v-7",
+        "amount": "12.50",
+        "reason": "Hours kept on paper before the ledger",
+        **changes,
+    }
+
+
 @pytest.mark.parametrize(
     "transfer_id", ["earn:req-1", "reversal:x", "redeem:r-1", "donate:d", "gift:g", "EXPIRY:1:2"]
 )
 def test_a_transfer_written_by_hand_may_not_take_an_id_the_service_gives(
     client: FlaskClient, transfer_id: str
 ) -> None:
-    body = {
-        "id": transfer_id,
-        "kind": "adjust",
-        "debit": "bank:issuance",
-        "credit": "volunteer:v-7",
-        "amount": "12.50",
-        "reason": "Taking the id before the earning",
-    }
+    body = adjustment(id=transfer_id, reason="Taking the id before the earning")
 
     response = client.post("/v1/transfers", json=body, headers=STAFF)
 
@@ -182,14 +188,7 @@ def test_a_transfer_written_by_hand_may_not_take_an_id_the_service_gives(
 
 
 def test_staff_write_an_adjustment_and_asking_again_finds_it(client: FlaskClient) -> None:
-    body = {
-        "id": "adjust:paper-records:v-7",
-        "kind": "adjust",
-        "debit": "bank:issuance",
-        "credit": "volunteer:v-7",
-        "amount": "12.50",
-        "reason": "Hours kept on paper before the ledger",
-    }
+    body = adjustment()
 
     first = client.post("/v1/transfers", json=body, headers=STAFF)
     again = client.post("/v1/transfers", json=body, headers=STAFF)
@@ -207,14 +206,7 @@ def test_staff_write_an_adjustment_and_asking_again_finds_it(client: FlaskClient
 
 def test_the_same_id_with_another_amount_is_a_409_naming_the_field(client: FlaskClient) -> None:
     transfer(id="adjust-1", amount="10", operator="staff:s-1")
-    body = {
-        "id": "adjust-1",
-        "kind": "adjust",
-        "debit": "bank:issuance",
-        "credit": "volunteer:v-7",
-        "amount": "11",
-        "reason": "Opening balance",
-    }
+    body = adjustment(id="adjust-1", amount="11", reason="Opening balance")
 
     response = client.post("/v1/transfers", json=body, headers=STAFF)
 
@@ -469,16 +461,7 @@ def test_unreadable_catalogue_input_is_a_422_naming_the_field(
 
 @pytest.mark.parametrize("reason", ["  ", "\x07bell", "by \u2066hand\u2069"])
 def test_a_reason_that_cannot_be_read_is_refused(client: FlaskClient, reason: str) -> None:
-    body = {
-        "id": "adjust:paper-records:v-7",
-        "kind": "adjust",
-        "debit": "bank:issuance",
-        "credit": "volunteer:v-7",
-        "amount": "12.50",
-        "reason": reason,
-    }
-
-    response = client.post("/v1/transfers", json=body, headers=STAFF)
+    response = client.post("/v1/transfers", json=adjustment(reason=reason), headers=STAFF)
 
     assert response.status_code == 422
     assert list(response.json["errors"]) == ["reason"]
