@@ -45,6 +45,8 @@ DEFAULT_DEADLINES: dict[str, dict[str, int]] = {
 }
 # How long an answer of each free-text type may be.
 ANSWER_LENGTH = {"string": 200, "text": 5000}
+# A number question asks for a count or an age: a whole number from 0 to this.
+MAX_NUMBER_ANSWER = 1_000_000
 DEMO_CATALOGUE = Path(__file__).parent / "data" / "catalogue.json"
 
 
@@ -245,6 +247,15 @@ def _bad_answer(code: str, message: str) -> Invalid:
     )
 
 
+def _whole_number(code: str, value: Any) -> int:
+    """A number question's answer: a whole number from 0 to MAX_NUMBER_ANSWER (2.0 is 2)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        raise _bad_answer(code, "must be a number")
+    if not (0 <= value <= MAX_NUMBER_ANSWER) or value != int(value):
+        raise _bad_answer(code, f"must be a whole number from 0 to {MAX_NUMBER_ANSWER:,}")
+    return int(value)
+
+
 def _answer(question: Mapping[str, Any], value: Any) -> Any:
     """``value`` as stored for ``question``, or the reason it does not answer it."""
     kind, code = question["type"], question["code"]
@@ -255,9 +266,7 @@ def _answer(question: Mapping[str, Any], value: Any) -> Any:
             raise _bad_answer(code, f"must be at most {ANSWER_LENGTH[kind]} characters")
         return value
     if kind == "number":
-        if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
-            raise _bad_answer(code, "must be a number")
-        return value
+        return _whole_number(code, value)
     if kind == "datetime":
         try:
             moment = datetime.fromisoformat(value) if isinstance(value, str) else None

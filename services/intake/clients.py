@@ -7,6 +7,9 @@ own; its last use is written down (once a minute at most); and it is revoked, ne
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -147,6 +150,31 @@ def get_api_client(session: Session, name: str) -> ApiClient:
     return client
 
 
+def _cursor(name: str, is_revoked: bool | None) -> str:
+    """The cursor of a page ending at client ``name``, for the list filtered by ``is_revoked``."""
+    carried = json.dumps([name, is_revoked]).encode()
+    return base64.urlsafe_b64encode(carried).decode().rstrip("=")
+
+
+def _after(cursor: str, is_revoked: bool | None) -> str:
+    """The name a cursor of this list (this filter) was given after; Invalid for anything
+    else, made by hand or given for the list with another filter."""
+    try:
+        carried = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not isinstance(carried, list) or len(carried) != 2:
+            raise ValueError("wrong length")
+        name, filtered = carried
+        if not isinstance(name, str) or not NAME.fullmatch(name) or filtered != is_revoked:
+            raise ValueError("another list's")
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise Invalid(
+            "Not a cursor of this list of API clients: pass back the next_cursor given, with "
+            "the same filter",
+            field="after",
+        ) from None
+    return name
+
+
 @dataclass(frozen=True)
 class ClientPage:
     items: list[ApiClient]
@@ -161,7 +189,7 @@ def list_api_clients(
     page_size: int = 50,
     is_revoked: bool | None = None,
 ) -> ClientPage:
-    """Clients by name, a page at a time: ``after`` is the last name of the page before."""
+    """Clients by name, a page at a time: ``after`` is the cursor the page before gave."""
     query = select(ApiClient)
     if is_revoked is not None:
         query = query.where(
@@ -169,11 +197,12 @@ def list_api_clients(
         )
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     if after is not None:
-        query = query.where(ApiClient.name > after)
+        query = query.where(ApiClient.name > _after(after, is_revoked))
     found = list(session.scalars(query.order_by(ApiClient.name).limit(page_size + 1)))
     items = found[:page_size]
     more = len(found) > page_size
-    return ClientPage(items=items, total=total, next_cursor=items[-1].name if more else None)
+    following = _cursor(items[-1].name, is_revoked) if more else None
+    return ClientPage(items=items, total=total, next_cursor=following)
 
 
 def revoke_api_client(session: Session, *, name: str) -> ApiClient:

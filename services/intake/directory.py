@@ -90,11 +90,24 @@ def _find(session: Session, parts: tuple[str, ...]) -> GridNode | None:
     return session.scalars(select(GridNode).filter_by(**_path(parts))).first()
 
 
+def _check_level_name(level: str, name: str) -> None:
+    """Invalid unless ``name`` may name a level of a place: a path joins the levels with "/",
+    so a name holding one would be another place's path ("3/4": unit 4 of building 3); a
+    blank or unreadable one names nothing anyone can find."""
+    if "/" in name or not name.strip() or not name.isprintable():
+        raise Invalid(
+            f"A {level} is named by printable text, not blank, without '/': got {name!r}",
+            field=level,
+        )
+
+
 def ensure_node(session: Session, place: Place) -> GridNode:
     """The node at ``place``, put on the grid with every level above it that is missing."""
     parts = place.parts
     if not parts:
         raise Invalid("A place on the grid names at least its community", field="community")
+    for level, name in zip(LEVELS, parts, strict=False):
+        _check_level_name(level, name)
     parent: GridNode | None = None
     for depth in range(1, len(parts) + 1):
         node = _find(session, parts[:depth])

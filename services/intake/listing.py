@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
+import hashlib
 import json
+import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, func, literal, or_, select
@@ -16,7 +19,7 @@ from sqlalchemy.orm import Session, selectinload
 from services.intake.directory import LEVELS, Place
 from services.intake.models import Category, ServiceRequest, TimelineEntry
 from services.intake.policy import in_area_of
-from services.intake.requests import OPEN
+from services.intake.requests import OPEN, URGENCY
 from shared.clock import utcnow
 from shared.errors import Invalid
 
@@ -38,6 +41,12 @@ TOTAL_CAP = 10_000
 # change feed serves only entries older than this, by which time any such one has committed.
 FEED_SETTLE = timedelta(seconds=2)
 COUNTED_BY = ("category", "group", "building", "status")
+# The largest id a timeline entry can have (an INTEGER column, 32 bits on PostgreSQL): a feed
+# cursor past it names no entry there can be.
+MAX_ENTRY_ID = 2**31 - 1
+_ENTRY_ID = re.compile(r"[0-9]{1,10}")
+# How long a request's id may be (its column's length).
+MAX_REQUEST_ID = 64
 
 
 @dataclass(frozen=True)
@@ -108,25 +117,72 @@ def _conditions(where: RequestFilter) -> list[ColumnElement[bool]]:
     return conditions
 
 
-def _encode(values: list[Any]) -> str:
+def _fingerprint(sort: str, where: RequestFilter) -> str:
+    """The sort and filters of a list, in a few characters: a cursor carries them so that it
+    is taken back only by the list it was given for, where the row it names lies in the same
+    order among the same rows."""
+    described: dict[str, Any] = {"sort": sort}
+    for item in dataclasses.fields(where):
+        value = getattr(where, item.name)
+        if isinstance(value, Place):
+            value = [getattr(value, level) for level in LEVELS]
+        elif isinstance(value, tuple):
+            value = sorted(value)
+        elif isinstance(value, datetime):
+            value = value.astimezone(UTC).isoformat()
+        described[item.name] = value
+    text = json.dumps(described, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _encode(sort: str, where: RequestFilter, values: list[Any]) -> str:
     plain = [value.isoformat() if isinstance(value, datetime) else value for value in values]
-    return base64.urlsafe_b64encode(json.dumps(plain).encode()).decode().rstrip("=")
+    carried = [_fingerprint(sort, where), *plain]
+    return base64.urlsafe_b64encode(json.dumps(carried).encode()).decode().rstrip("=")
 
 
-def _decode(cursor: str, sort: str) -> list[Any]:
+def _moment(value: Any) -> datetime:
+    """A cursor's date: ISO 8601 with its offset, a moment that exists in UTC."""
+    if not isinstance(value, str):
+        raise ValueError("not a date")
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        raise ValueError("no offset")
+    moment.astimezone(UTC)  # OverflowError past the ends of UTC's calendar
+    return moment
+
+
+def _key(name: str, value: Any) -> Any:
+    """A cursor's value of the sort key ``name``, as its column holds one; ValueError else."""
+    if name.endswith("_at"):
+        return _moment(value)
+    if name == "id":
+        if not isinstance(value, str) or not 1 <= len(value) <= MAX_REQUEST_ID:
+            raise ValueError("not a request id")
+        return value
+    if name == "urgency":
+        if type(value) is not int or value not in URGENCY.values():
+            raise ValueError("not an urgency")
+        return value
+    raise ValueError(f"no key {name}")
+
+
+def _decode(cursor: str, sort: str, where: RequestFilter) -> list[Any]:
+    """The sort key values of the row a cursor of this list (this sort, these filters) was
+    given after; Invalid for anything else, made by hand or given for another list."""
     keys = SORTS[sort]
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        values = json.loads(raw)
-        if not isinstance(values, list) or len(values) != len(keys):
+        carried = json.loads(raw)
+        if not isinstance(carried, list) or len(carried) != len(keys) + 1:
             raise ValueError("wrong length")
-        return [
-            datetime.fromisoformat(value) if name.endswith("_at") else value
-            for (name, _), value in zip(keys, values, strict=True)
-        ]
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        if carried[0] != _fingerprint(sort, where):
+            raise ValueError("another list's")
+        return [_key(name, value) for (name, _), value in zip(keys, carried[1:], strict=True)]
+    except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise Invalid(
-            f"Not a cursor of this list sorted by {sort}: pass back the next_cursor given",
+            f"Not a cursor of this list sorted by {sort} with these filters: pass back the "
+            "next_cursor given, with the same sort and filters",
             field="after",
         ) from None
 
@@ -188,7 +244,7 @@ def list_requests(
     counted = int(session.scalar(select(func.count()).select_from(matching)) or 0)
     query: Select[Any] = select(ServiceRequest).where(*conditions)
     if after:
-        query = query.where(_after(sort, _decode(after, sort)))
+        query = query.where(_after(sort, _decode(after, sort, where)))
     for name, ascending in SORTS[sort]:
         column = getattr(ServiceRequest, name)
         query = query.order_by(column.asc() if ascending else column.desc())
@@ -199,7 +255,7 @@ def list_requests(
     if len(rows) > page_size:
         rows = rows[:page_size]
         last = rows[-1]
-        following = _encode([getattr(last, name) for name, _ in SORTS[sort]])
+        following = _encode(sort, where, [getattr(last, name) for name, _ in SORTS[sort]])
     return Page(
         rows,
         min(counted, TOTAL_CAP),
@@ -233,10 +289,13 @@ def changes(
         settle = timedelta(0) if session.get_bind().dialect.name == "sqlite" else FEED_SETTLE
     start = 0
     if after:
-        try:
-            start = int(after)
-        except ValueError:
-            raise Invalid("Not a cursor of the change feed", field="after") from None
+        if not _ENTRY_ID.fullmatch(after) or int(after) > MAX_ENTRY_ID:
+            raise Invalid(
+                "Not a cursor of the change feed: pass back a cursor it gave (a number from 0 "
+                f"to {MAX_ENTRY_ID})",
+                field="after",
+            )
+        start = int(after)
     entries = list(
         session.scalars(
             select(TimelineEntry)

@@ -50,6 +50,7 @@ from shared.auth import Principal
 from shared.authentication import AuthProblem, current_principal
 from shared.errors import DomainError, Forbidden, NotFound
 from shared.events import CATEGORY_CODE
+from shared.fields import Instant
 from shared.idempotency import StoredResponse, run_once
 from shared.schemas import StrictSchema
 from shared.service_app import current_service
@@ -125,8 +126,8 @@ class Open311Schema(StrictSchema):
 class RequestsQuerySchema(Open311Schema):
     service_request_id = CommaList(validate=validate.Length(max=georeport.MAX_REQUESTS))
     service_code = CommaList(validate=validate.Length(max=100))
-    start_date = fields.AwareDateTime()
-    end_date = fields.AwareDateTime()
+    start_date = Instant()
+    end_date = Instant()
     status = CommaList(validate=validate.ContainsOnly(("open", "closed")))
 
     @post_load

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 from sqlalchemy import Table, and_, bindparam, insert, select, update
 from sqlalchemy.orm import Session, lazyload
@@ -82,6 +83,10 @@ STATUSES = (
 # Someone still has to act: the deadlines run, and the lists call these open.
 OPEN = (SUBMITTED, NEEDS_TRIAGE, TRIAGED, ASSIGNED, ACCEPTED, IN_SERVICE, REOPENED, ESCALATED)
 WAITING_FOR_SOMEONE = frozenset((SUBMITTED, NEEDS_TRIAGE, TRIAGED, REOPENED, ESCALATED))
+# Withdrawn, refused or closed: nothing more is added to it.
+ENDED = frozenset((CANCELLED, REJECTED, CLOSED))
+# The most photos and documents a request keeps.
+MAX_ATTACHMENTS = 10
 
 # What people do to a request, and the statuses each may be done from.
 TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
@@ -158,6 +163,17 @@ class Location:
     building: str
     unit: str
     household: str
+
+
+def _check_lives_at(resident_id: str, home: Location, location: Location) -> None:
+    """Invalid unless ``location`` is the resident's home: a request for a resident is placed
+    where they live, which is where those who may confirm for them are found."""
+    if location != home:
+        raise Invalid(
+            f"Resident {resident_id} lives at {home.community}/{home.building}-{home.unit}-"
+            f"{home.household}, not at the location given",
+            field="location",
+        )
 
 
 @dataclass(frozen=True)
@@ -319,13 +335,7 @@ def check_submission(
     catalogue.check_submission(found)
     checked_answers = catalogue.check_answers(found["questions"] or (), answers or {})
     if location is not None and resident_id is not None:
-        home = (place["community"], place["building"], place["unit"], place["household"])
-        if (location.community, location.building, location.unit, location.household) != home:
-            raise Invalid(
-                f"Resident {resident_id} lives at {home[0]}/{home[1]}-{home[2]}-{home[3]}, "
-                "not at the location given",
-                field="location",
-            )
+        _check_lives_at(resident_id, Location(**place), location)
     elif location is not None:
         node = directory.find_node(session, directory.Place(**vars(location)))
         place = {level: getattr(node, level) for level in directory.LEVELS}
@@ -445,9 +455,38 @@ def _actor(principal: Principal) -> str:
     return actor_address(principal)
 
 
-def _attachment(item: Mapping[str, str], by: Principal, at: datetime) -> dict[str, str]:
-    if not item["url"].startswith(("https://", "http://")) or any(c.isspace() for c in item["url"]):
-        raise Invalid(f"Not an http or https URL: {item['url'][:100]!r}", field="attachments")
+def _attachment_url_refusal(url: str) -> str | None:
+    """Why ``url`` is not an attachment's: it must be http or https (in any case), name a
+    host, and hold no spaces, control characters or credentials, as it is shown to whoever
+    reads the request; None when it is one."""
+    if any(character.isspace() or not character.isprintable() for character in url):
+        return "a URL has no spaces or control characters"
+    try:
+        parts = urlsplit(url)
+        # Raises ValueError for a port that is not a number or is out of range.
+        if parts.port == 0:
+            return "port 0 is no port"
+    except ValueError:
+        return "not a URL"
+    if parts.scheme.lower() not in ("http", "https"):
+        return "only http and https URLs are kept"
+    if "@" in parts.netloc:
+        return "credentials do not belong in a URL others will read"
+    if not parts.hostname:
+        return "it names no host"
+    return None
+
+
+def _check_attachment_url(url: str, *, field: str) -> None:
+    why = _attachment_url_refusal(url)
+    if why is not None:
+        raise Invalid(f"Not an http or https URL to attach ({why}): {url[:100]!r}", field=field)
+
+
+def _attachment(
+    item: Mapping[str, str], by: Principal, at: datetime, *, field: str = "attachments"
+) -> dict[str, str]:
+    _check_attachment_url(item["url"], field=field)
     return {
         "url": item["url"],
         "description": item.get("description", ""),
@@ -619,14 +658,20 @@ def triage_request(
         request.priority = priority
         request.urgency = URGENCY[priority]
     if resident_id is not None:
-        resident = session.get(Resident, resident_id)
-        if resident is None:
+        if session.get(Resident, resident_id) is None:
             raise no_resident(resident_id)
         request.resident_id = resident_id
         changed["resident_id"] = resident_id
-        if location is None:
-            home = resident.household
-            location = Location(home.community, home.building, home.unit, home.household)
+    if request.resident_id is not None and (resident_id is not None or location is not None):
+        # As at submission: the request of a resident is placed at their home.
+        resident = session.get_one(Resident, request.resident_id)
+        household = resident.household
+        home = Location(
+            household.community, household.building, household.unit, household.household
+        )
+        if location is not None:
+            _check_lives_at(request.resident_id, home, location)
+        location = home
     if location is not None:
         node = directory.find_node(session, directory.Place(**vars(location)))
         if node.kind != "household":
@@ -791,6 +836,14 @@ def reopen_request(
     """The need came back or the work did not hold: the request goes back to the same team."""
     why = _reason(reason)
     request = _held(session, request_id, reopened_by, REOPEN, expected_versions)
+    if request.duplicate_of is not None:
+        # Its need is carried by the request it repeats: reopening it would count it twice.
+        raise IllegalTransition(
+            f"Request {request_id} was merged into {request.duplicate_of}: reopen that one, "
+            "which carries the need",
+            current_status=request.status,
+            duplicate_of=request.duplicate_of,
+        )
     _move(request, "reopen")
     if request.completed_at is not None and utcnow() > request.completed_at + reopen_within:
         raise IllegalTransition(
@@ -822,7 +875,9 @@ def reopen_request(
 
 @dataclass(frozen=True)
 class Rating:
-    stars: int
+    """What the resident thought of the service: stars from 1 to 5, a comment, or both."""
+
+    stars: int | None
     comment: str | None = None
 
 
@@ -870,7 +925,7 @@ def confirm_request(
     if rating is not None:
         request.rating, request.rating_comment = rating.stars, rating.comment
     details: dict[str, Any] = {"confirmed_by": request.confirmed_by, "as": request.confirmed_as}
-    if rating is not None:
+    if rating is not None and rating.stars is not None:
         details["rating"] = rating.stars
     now = _change(session, request, "confirm", confirmed_by, entry, details=details)
     confirmed: dict[str, Any] = {
@@ -965,10 +1020,22 @@ def add_attachment(
     added_by: Principal,
     expected_versions: Collection[int] | None = None,
 ) -> ServiceRequest:
-    """A photo or document, by its URL, kept with the request."""
+    """A photo or document, by its URL, kept with the request while it is not withdrawn or
+    closed, up to MAX_ATTACHMENTS of them, as at submission."""
     request = _held(session, request_id, added_by, ATTACH, expected_versions)
+    if request.status in ENDED:
+        raise IllegalTransition(
+            f"Request {request_id} is {request.status}: nothing more is attached to it",
+            current_status=request.status,
+        )
+    if len(request.attachments) >= MAX_ATTACHMENTS:
+        raise Conflict(
+            f"Request {request_id} has {len(request.attachments)} attachments, the most a "
+            f"request may have ({MAX_ATTACHMENTS})",
+            field="url",
+        )
     now = utcnow()
-    item = _attachment({"url": url, "description": description}, added_by, now)
+    item = _attachment({"url": url, "description": description}, added_by, now, field="url")
     request.attachments = [*request.attachments, item]
     request.updated_at = now
     _record(

@@ -6,20 +6,46 @@ from typing import Any
 from marshmallow import RAISE, Schema, fields, missing, post_dump, post_load, validate
 
 from services.intake import clients
-from services.intake.catalogue import GROUPS, QUESTION_TYPES, SENSITIVITIES
+from services.intake.catalogue import GROUPS, MAX_NUMBER_ANSWER, QUESTION_TYPES, SENSITIVITIES
 from services.intake.directory import LANGUAGES
 from services.intake.listing import COUNTED_BY, MAX_PAGE_SIZE, SORTS
 from services.intake.models import NODE_KINDS
-from services.intake.requests import CHANNELS, FAR_FUTURE, STATUSES, Location, Rating, Reporter
+from services.intake.requests import (
+    CHANNELS,
+    FAR_FUTURE,
+    MAX_ATTACHMENTS,
+    STATUSES,
+    Location,
+    Rating,
+    Reporter,
+)
 from services.intake.webhooks import DELIVERY_STATES, EVENTS, HISTORY_SHOWN, MAX_OVERLAP
 from shared.events import CATEGORY_CODE, PRIORITIES, LocationSchema
+from shared.fields import Flag, Instant, Line, Prose, WholeNumber
 from shared.schemas import StrictSchema
 
 CODE = validate.Regexp(CATEGORY_CODE)
 
 
-def _text(most: int, **kwargs: Any) -> fields.Str:
-    return fields.Str(validate=validate.Length(min=1, max=most), **kwargs)
+def _text(most: int, **kwargs: Any) -> Line:
+    """One readable line of 1 to ``most`` characters, not blank."""
+    return Line(most=most, **kwargs)
+
+
+def _prose(most: int, **kwargs: Any) -> Prose:
+    """Text of 1 to ``most`` characters, lines allowed, not blank."""
+    return Prose(most=most, least=1, **kwargs)
+
+
+# A level of a place on the grid: its path joins the levels with "/", so a name holding one
+# would make another place's path ("3/4" as a building is unit 4 of building 3).
+NO_SLASH = validate.Regexp(
+    r"^[^/]*$", error="Must not contain '/': it separates the levels of a place's path."
+)
+
+
+def _level_name(most: int, **kwargs: Any) -> Line:
+    return Line(most=most, validate=NO_SLASH, **kwargs)
 
 
 class Computed(fields.Nested):
@@ -60,8 +86,8 @@ class Deadline(fields.AwareDateTime):
 class NamesSchema(StrictSchema):
     """A name in each language the neighbourhood reads."""
 
-    zh_cn = fields.Str(required=True, data_key="zh-CN", validate=validate.Length(min=1, max=100))
-    en = fields.Str(required=True, validate=validate.Length(min=1, max=100))
+    zh_cn = Line(required=True, data_key="zh-CN", most=100)
+    en = Line(required=True, most=100)
 
     @post_load
     def _as_languages(self, data: dict[str, Any], **_: Any) -> dict[str, str]:
@@ -69,12 +95,12 @@ class NamesSchema(StrictSchema):
 
 
 class LabelsSchema(NamesSchema):
-    zh_cn = fields.Str(required=True, data_key="zh-CN", validate=validate.Length(min=1, max=300))
-    en = fields.Str(required=True, validate=validate.Length(min=1, max=300))
+    zh_cn = Line(required=True, data_key="zh-CN", most=300)
+    en = Line(required=True, most=300)
 
 
 class OptionSchema(StrictSchema):
-    value = fields.Str(required=True, validate=validate.Length(min=1, max=64))
+    value = Line(required=True, most=64)
     labels = fields.Nested(LabelsSchema, required=True)
 
 
@@ -83,9 +109,16 @@ class QuestionSchema(StrictSchema):
 
     code = fields.Str(required=True, validate=CODE)
     labels = fields.Nested(LabelsSchema, required=True)
-    type = fields.Str(required=True, validate=validate.OneOf(QUESTION_TYPES))
-    required = fields.Bool(load_default=False)
-    order = fields.Int(strict=True, validate=validate.Range(min=0, max=1000))
+    type = fields.Str(
+        required=True,
+        validate=validate.OneOf(QUESTION_TYPES),
+        metadata={
+            "description": "How it is answered: number is a whole number from 0 to "
+            f"{MAX_NUMBER_ANSWER:,} (a count, an age); datetime is ISO 8601 with its offset"
+        },
+    )
+    required = Flag(load_default=False)
+    order = WholeNumber(validate=validate.Range(min=0, max=1000))
     options = fields.List(
         fields.Nested(OptionSchema),
         validate=validate.Length(max=50),
@@ -96,12 +129,8 @@ class QuestionSchema(StrictSchema):
 class MinutesSchema(StrictSchema):
     """0 means at once: such a request is overdue from the moment it is made."""
 
-    acknowledge_minutes = fields.Int(
-        required=True, strict=True, validate=validate.Range(min=0, max=525_600)
-    )
-    resolve_minutes = fields.Int(
-        required=True, strict=True, validate=validate.Range(min=0, max=525_600)
-    )
+    acknowledge_minutes = WholeNumber(required=True, validate=validate.Range(min=0, max=525_600))
+    resolve_minutes = WholeNumber(required=True, validate=validate.Range(min=0, max=525_600))
 
 
 class DeadlinesSchema(StrictSchema):
@@ -119,16 +148,14 @@ class NoticeSchema(StrictSchema):
     empty object) it removes the category's notice."""
 
     text = fields.Nested(LabelsSchema)
-    blocks_submission = fields.Bool(load_default=False)
-    emergency_number = fields.Str(validate=validate.Regexp(r"^[0-9+\- ]{1,20}$"))
+    blocks_submission = Flag(load_default=False)
+    emergency_number = Line(most=20, validate=validate.Regexp(r"^[0-9+\- ]{1,20}$"))
 
 
 class CategoryFields(StrictSchema):
-    description = fields.Str(validate=validate.Length(max=2000))
+    description = Prose(most=2000)
     group = fields.Str(validate=validate.OneOf(GROUPS))
-    keywords = fields.List(
-        fields.Str(validate=validate.Length(min=1, max=50)), validate=validate.Length(max=50)
-    )
+    keywords = fields.List(Line(most=50), validate=validate.Length(max=50))
     default_priority = fields.Str(validate=validate.OneOf(PRIORITIES))
     deadlines = fields.Nested(DeadlinesSchema)
     sensitivity = fields.Str(
@@ -146,14 +173,14 @@ class CategoryCreateSchema(CategoryFields):
 
 class CategoryUpdateSchema(CategoryFields):
     names = fields.Nested(NamesSchema)
-    is_active = fields.Bool(metadata={"description": "false withdraws it from new requests"})
+    is_active = Flag(metadata={"description": "false withdraws it from new requests"})
 
 
 class CategoryQuerySchema(StrictSchema):
     group = fields.Str(validate=validate.OneOf(GROUPS))
     sensitivity = fields.Str(validate=validate.OneOf(SENSITIVITIES))
     q = _text(100, metadata={"description": "Part of a code, a name or a keyword"})
-    include_inactive = fields.Bool(load_default=False)
+    include_inactive = Flag(load_default=False)
 
 
 class CategoryNamesSchema(Schema):
@@ -181,8 +208,8 @@ class CategorySchema(Schema):
 
 
 class ReporterSchema(StrictSchema):
-    name = fields.Str(required=True, validate=validate.Length(min=1, max=100))
-    phone = fields.Str(validate=validate.Length(min=1, max=32))
+    name = Line(required=True, most=100)
+    phone = Line(most=32)
 
     @post_load
     def _make(self, data: dict[str, Any], **_: Any) -> Reporter:
@@ -190,12 +217,12 @@ class ReporterSchema(StrictSchema):
 
 
 class AttachmentSchema(StrictSchema):
-    url = fields.Str(
+    url = Line(
         required=True,
-        validate=validate.Length(min=1, max=2000),
-        metadata={"description": "An http or https URL"},
+        most=2000,
+        metadata={"description": "An http or https URL naming a host, without credentials"},
     )
-    description = fields.Str(validate=validate.Length(max=300))
+    description = Line(most=300, least=0)
 
 
 class RequestCreateSchema(StrictSchema):
@@ -204,25 +231,24 @@ class RequestCreateSchema(StrictSchema):
         validate=validate.Length(min=1, max=64),
         metadata={"description": "A code from the service catalogue"},
     )
-    summary = fields.Str(required=True, validate=validate.Length(min=1, max=200))
-    details = fields.Str(load_default="", validate=validate.Length(max=5000))
-    resident_id = fields.Str(
-        validate=validate.Length(min=1, max=64),
-        metadata={"description": "The registered resident it is for; else give address"},
+    summary = Line(required=True, most=200)
+    details = Prose(load_default="", most=5000)
+    resident_id = Line(
+        most=64, metadata={"description": "The registered resident it is for; else give address"}
     )
     location = fields.Nested(
         LocationSchema,
         metadata={"description": "Where the service is needed; if given, the resident's household"},
     )
-    address = fields.Str(
-        validate=validate.Length(min=1, max=200),
+    address = Line(
+        most=200,
         metadata={
             "description": "Where, as the reporter gave it (3-2-501, Building 3, Unit 2, "
             "Household 501, 3栋2单元501): matched against the grid, else kept for staff to place"
         },
     )
-    community = fields.Str(
-        validate=validate.Length(min=1, max=64),
+    community = Line(
+        most=64,
         metadata={"description": "The community the address is in, where there are several"},
     )
     reporter = fields.Nested(
@@ -233,18 +259,17 @@ class RequestCreateSchema(StrictSchema):
         metadata={"description": "Defaults to the category's priority"},
     )
     channel = fields.Str(load_default="api", validate=validate.OneOf(CHANNELS))
-    external_ref = fields.Str(
-        validate=validate.Length(max=100),
-        metadata={"description": "The posting system's own reference"},
-    )
+    external_ref = Line(most=100, metadata={"description": "The posting system's own reference"})
     answers = fields.Dict(
-        keys=fields.Str(validate=validate.Length(min=1, max=64)),
+        keys=Line(most=64),
         # Each answer's type is its question's: checked against the category, not here.
         values=fields.Raw(metadata={"description": "A string, number, or list of options"}),
         validate=validate.Length(max=30),
         metadata={"description": "Answers to the category's questions, by question code"},
     )
-    attachments = fields.List(fields.Nested(AttachmentSchema), validate=validate.Length(max=10))
+    attachments = fields.List(
+        fields.Nested(AttachmentSchema), validate=validate.Length(max=MAX_ATTACHMENTS)
+    )
 
     @post_load
     def _locate(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
@@ -254,19 +279,19 @@ class RequestCreateSchema(StrictSchema):
 
 
 class ReasonSchema(StrictSchema):
-    reason = fields.Str(required=True, validate=validate.Length(min=1, max=1000))
+    reason = _prose(1000, required=True)
 
 
 class NoteOnlySchema(StrictSchema):
-    note = fields.Str(validate=validate.Length(min=1, max=1000))
+    note = _prose(1000)
 
 
 class TriageSchema(StrictSchema):
-    note = fields.Str(validate=validate.Length(min=1, max=1000))
+    note = _prose(1000)
     category = fields.Str(validate=CODE)
     priority = fields.Str(validate=validate.OneOf(PRIORITIES))
     location = fields.Nested(LocationSchema, metadata={"description": "Place it at a household"})
-    resident_id = fields.Str(validate=validate.Length(min=1, max=64))
+    resident_id = Line(most=64)
 
     @post_load
     def _locate(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
@@ -276,42 +301,41 @@ class TriageSchema(StrictSchema):
 
 
 class MergeSchema(StrictSchema):
-    into = fields.Str(
-        required=True,
-        validate=validate.Length(min=1, max=64),
-        metadata={"description": "The request this one repeats"},
-    )
-    note = fields.Str(validate=validate.Length(min=1, max=1000))
+    into = Line(required=True, most=64, metadata={"description": "The request this one repeats"})
+    note = _prose(1000)
 
 
 class NoteSchema(StrictSchema):
-    text = fields.Str(required=True, validate=validate.Length(min=1, max=5000))
-    public = fields.Bool(
+    text = _prose(5000, required=True)
+    public = Flag(
         load_default=False,
         metadata={"description": "Shown to the resident (residents' own notes always are)"},
     )
 
 
 class ConfirmationSchema(StrictSchema):
-    note = fields.Str(
-        validate=validate.Length(min=1, max=500),
+    note = _prose(
+        500,
         metadata={
             "description": "Why staff confirm on the resident's behalf (required for staff); "
             "residents may leave it out, or send no body at all"
         },
     )
-    rating = fields.Int(
-        strict=True,
+    rating = WholeNumber(
         validate=validate.Range(min=1, max=5),
         metadata={"description": "How well it was done, 1 to 5 stars"},
     )
-    comment = fields.Str(validate=validate.Length(min=1, max=1000))
+    comment = _prose(
+        1000,
+        metadata={"description": "What the resident thought of it, with or without a rating"},
+    )
 
     @post_load
     def _rate(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        # A comment is kept whether or not stars come with it.
         stars = data.pop("rating", None)
         comment = data.pop("comment", None)
-        if stars is not None:
+        if stars is not None or comment is not None:
             data["rating"] = Rating(stars, comment)
         return data
 
@@ -423,8 +447,8 @@ class RequestQuerySchema(StrictSchema):
         load_default=list,
         metadata={"description": "Repeat to match any of several statuses"},
     )
-    open = fields.Bool(metadata={"description": "Only open requests (true) or only the others"})
-    category = fields.List(fields.Str(validate=validate.Length(min=1, max=64)), load_default=list)
+    open = Flag(metadata={"description": "Only open requests (true) or only the others"})
+    category = fields.List(Line(most=64), load_default=list)
     group = fields.Str(validate=validate.OneOf(GROUPS))
     community = _text(64)
     building = _text(32, metadata={"description": "With community: the building and all in it"})
@@ -432,11 +456,11 @@ class RequestQuerySchema(StrictSchema):
     household = _text(32)
     priority = fields.List(fields.Str(validate=validate.OneOf(PRIORITIES)), load_default=list)
     channel = fields.List(fields.Str(validate=validate.OneOf(CHANNELS)), load_default=list)
-    overdue = fields.Bool(metadata={"description": "Past the deadline now pending (true)"})
-    created_after = fields.AwareDateTime()
-    created_before = fields.AwareDateTime()
-    updated_after = fields.AwareDateTime()
-    updated_before = fields.AwareDateTime()
+    overdue = Flag(metadata={"description": "Past the deadline now pending (true)"})
+    created_after = Instant()
+    created_before = Instant()
+    updated_after = Instant()
+    updated_before = Instant()
     assignee_id = _text(64)
     resident_id = _text(64)
 
@@ -491,10 +515,10 @@ class HouseholdRefSchema(LocationSchema):
 class ResponsibleSchema(StrictSchema):
     """Who answers for a place; without a name (an empty object), no one is named."""
 
-    name = fields.Str(validate=validate.Length(min=1, max=100))
-    phone = fields.Str(validate=validate.Length(min=1, max=32))
-    resident_id = fields.Str(
-        validate=validate.Length(min=1, max=64),
+    name = Line(most=100)
+    phone = Line(most=32)
+    resident_id = Line(
+        most=64,
         metadata={
             "description": "When they are a registered resident (they may then confirm "
             "for a neighbour)"
@@ -503,20 +527,22 @@ class ResponsibleSchema(StrictSchema):
 
 
 class PlaceSchema(StrictSchema):
-    community = fields.Str(required=True, validate=validate.Length(min=1, max=64))
-    building = _text(32)
-    unit = _text(32)
-    household = _text(32)
+    """A place of the grid by its levels: each one readable line, without "/"."""
+
+    community = _level_name(64, required=True)
+    building = _level_name(32)
+    unit = _level_name(32)
+    household = _level_name(32)
 
 
 class GridNodeCreateSchema(StrictSchema):
     place = fields.Nested(PlaceSchema, required=True)
-    name = fields.Str(validate=validate.Length(max=100))
+    name = Line(most=100, least=0)
     responsible = fields.Nested(ResponsibleSchema)
 
 
 class GridNodeUpdateSchema(StrictSchema):
-    name = fields.Str(validate=validate.Length(max=100))
+    name = Line(most=100, least=0)
     responsible = fields.Nested(ResponsibleSchema)
 
 
@@ -568,21 +594,21 @@ class GridNodeSchema(Schema):
 
 
 class ResidentFlagsSchema(StrictSchema):
-    phone = fields.Str(validate=validate.Length(max=32))
+    phone = Line(most=32, allow_none=True, metadata={"description": "null: none on record"})
     language = fields.Str(validate=validate.OneOf(LANGUAGES))
-    is_elderly = fields.Bool()
-    lives_alone = fields.Bool()
-    is_disabled = fields.Bool()
-    has_reduced_mobility = fields.Bool()
+    is_elderly = Flag()
+    lives_alone = Flag()
+    is_disabled = Flag()
+    has_reduced_mobility = Flag()
 
 
 class ResidentCreateSchema(ResidentFlagsSchema):
-    name = fields.Str(required=True, validate=validate.Length(min=1, max=100))
+    name = Line(required=True, most=100)
     location = fields.Nested(HouseholdRefSchema, required=True)
 
 
 class ResidentUpdateSchema(ResidentFlagsSchema):
-    name = fields.Str(validate=validate.Length(min=1, max=100))
+    name = Line(most=100)
     location = fields.Nested(HouseholdRefSchema, metadata={"description": "Move them here"})
 
 
@@ -592,10 +618,10 @@ class ResidentQuerySchema(StrictSchema):
     unit = _text(32)
     household = _text(32)
     name = _text(100)
-    is_elderly = fields.Bool()
-    lives_alone = fields.Bool()
-    is_disabled = fields.Bool()
-    has_reduced_mobility = fields.Bool()
+    is_elderly = Flag()
+    lives_alone = Flag()
+    is_disabled = Flag()
+    has_reduced_mobility = Flag()
 
 
 class ResidentSchema(Schema):
@@ -611,7 +637,7 @@ class ResidentSchema(Schema):
 
 
 class HealthNoteCreateSchema(StrictSchema):
-    note = fields.Str(required=True, validate=validate.Length(min=1, max=5000))
+    note = _prose(5000, required=True)
 
 
 class HealthNoteSchema(Schema):
@@ -623,8 +649,8 @@ class HealthNoteSchema(Schema):
 
 
 class WebhookFieldsSchema(StrictSchema):
-    url = fields.Str(
-        validate=validate.Length(min=1, max=2000),
+    url = Line(
+        most=2000,
         metadata={
             "description": "The receiver: https (plain http only to hosts the deployment "
             "trusts, or in development); never a link-local, metadata or (in production) "
@@ -636,19 +662,19 @@ class WebhookFieldsSchema(StrictSchema):
         validate=validate.Length(min=1, max=len(EVENTS)),
         metadata={"description": "The kinds of event to send; all of them if left out"},
     )
-    description = fields.Str(validate=validate.Length(max=200))
+    description = Line(most=200, least=0)
 
 
 class WebhookCreateSchema(WebhookFieldsSchema):
-    url = fields.Str(
+    url = Line(
         required=True,
-        validate=validate.Length(min=1, max=2000),
+        most=2000,
         metadata={
             "description": WebhookFieldsSchema._declared_fields["url"].metadata["description"]
         },
     )
-    owner = fields.Str(
-        validate=validate.Length(min=1, max=110),
+    owner = Line(
+        most=110,
         metadata={
             "description": "The API client (client:<name>) whose requests it follows: staff "
             "name it; a system registers for itself and leaves it out"
@@ -719,9 +745,8 @@ class WebhookCreatedSchema(WebhookSchema):
 
 
 class SecretRotationSchema(StrictSchema):
-    overlap_minutes = fields.Int(
+    overlap_minutes = WholeNumber(
         load_default=24 * 60,
-        strict=True,
         validate=validate.Range(min=0, max=int(MAX_OVERLAP.total_seconds() // 60)),
         metadata={"description": "How long the old secret signs too, beside the new one"},
     )
@@ -769,9 +794,9 @@ class DeliveryDetailSchema(DeliverySchema):
 
 
 class ReplaySchema(StrictSchema):
-    since = fields.AwareDateTime(required=True)
-    until = fields.AwareDateTime(metadata={"description": "Now, if left out"})
-    only_failed = fields.Bool(
+    since = Instant(required=True)
+    until = Instant(metadata={"description": "Now, if left out"})
+    only_failed = Flag(
         load_default=False, metadata={"description": "Only the deliveries given up on"}
     )
 
@@ -808,8 +833,8 @@ class ApiKeyCreateSchema(StrictSchema):
             + "; ".join(f"`{name}`: {meaning}" for name, meaning in clients.SCOPES.items())
         },
     )
-    rate_limit = fields.Str(
-        validate=validate.Length(min=1, max=40),
+    rate_limit = Line(
+        most=40,
         metadata={
             "description": "Calls the key may make, e.g. 600/minute; by default the service's "
             "API_KEY_RATE_LIMIT"
@@ -818,14 +843,14 @@ class ApiKeyCreateSchema(StrictSchema):
 
 
 class ApiKeyQuerySchema(StrictSchema):
-    after = fields.Str(
-        validate=validate.Length(min=1, max=100),
+    after = Line(
+        most=300,
         metadata={"description": "The next_cursor of the previous page"},
     )
     page_size = fields.Int(
         load_default=50, validate=validate.Range(min=1, max=clients.MAX_PAGE_SIZE)
     )
-    revoked = fields.Bool(metadata={"description": "Only revoked keys (true) or live ones"})
+    revoked = Flag(metadata={"description": "Only revoked keys (true) or live ones"})
 
 
 class ApiKeySchema(Schema):
