@@ -452,10 +452,11 @@ def _check_hours(hours: Decimal, field: str) -> None:
 
 
 def _participants(
-    session: Session, assignment: Assignment, named: Sequence[Participant]
+    session: Session, assignment: Assignment, named: Sequence[Participant], hours: Decimal
 ) -> list[Volunteer]:
     """The volunteers ``named`` as having done ``assignment``'s work, each checked: named
-    once, the assigned volunteer among them, every other an active member of their team."""
+    once, the assigned volunteer among them, every other an active member of their team, and
+    none giving the service more time than it took (``hours``)."""
     holder = assignment.volunteer
     seen: set[str] = set()
     for person in named:
@@ -466,6 +467,13 @@ def _participants(
             )
         seen.add(person.volunteer_id)
         _check_hours(person.hours, "participants")
+        if Decimal(person.hours) > Decimal(hours):
+            raise Invalid(
+                f"Volunteer {person.volunteer_id} is given {Decimal(person.hours):.2f} hours, "
+                f"more than the {Decimal(hours):.2f} the service took: no one gives it more "
+                "time than it took",
+                field="participants",
+            )
     if len(named) > events.MAX_PARTICIPANTS:
         raise Invalid(
             f"At most {events.MAX_PARTICIPANTS} volunteers take part in one request",
@@ -523,7 +531,7 @@ def complete_assignment(
     if assignment.status != ACCEPTED:
         raise _past(assignment, "completed")
     named = participants or [Participant(volunteer_id=assignment.volunteer_id, hours=hours)]
-    volunteers = _participants(session, assignment, named)
+    volunteers = _participants(session, assignment, named, hours)
     now = utcnow()
     assignment.status = COMPLETED
     assignment.hours = hours

@@ -192,6 +192,19 @@ def test_a_list_of_participants_against_the_rules_is_a_422_naming_whom(
     assert subject in problem["detail"]
 
 
+def test_no_participant_gives_the_service_more_time_than_it_took(client: FlaskClient) -> None:
+    lead, second, _ = repair_team()
+
+    problem = refused(
+        client,
+        lead,
+        [{"volunteer_id": lead.id, "hours": 2}, {"volunteer_id": second.id, "hours": "2.50"}],
+    )
+
+    assert problem["field"] == "participants"
+    assert f"Volunteer {second.id} is given 2.50 hours, more than the 2.00" in problem["detail"]
+
+
 def test_a_volunteer_without_a_team_works_alone(client: FlaskClient) -> None:
     loner = member("Lao Zhang", None, routed_for="appliance_repair")
     other = member("Wang Jun", None)
