@@ -133,6 +133,8 @@ def check_url(url: str, destinations: Destinations) -> Target:
         port = parts.port
     except ValueError as error:
         raise _refused(url, f"not a URL ({error})") from None
+    if port == 0:
+        raise _refused(url, "port 0 is no port a receiver listens on")
     scheme = parts.scheme.lower()
     if scheme not in ("https", "http"):
         raise _refused(url, "receivers are reached over https")

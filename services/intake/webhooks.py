@@ -557,7 +557,9 @@ def replay_deliveries(
     not given), or only those of them given up on."""
     until = until or utcnow()
     if until <= since:
-        raise Invalid("until is after since", field="until")
+        raise Invalid(
+            "until must be after since: the span replayed runs from since to until", field="until"
+        )
     subscription = _held(session, subscription_id, by)
     query = select(WebhookDelivery).where(
         WebhookDelivery.subscription_id == subscription.id,
