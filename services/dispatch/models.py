@@ -15,6 +15,8 @@ from sqlalchemy import (
     Numeric,
     String,
     Text,
+    func,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -35,6 +37,8 @@ class Team(Base):
     """One of the red-vest volunteer teams (legal aid, mediation, household service ...)."""
 
     __tablename__ = "teams"
+    # Unique ignoring case, as the database folds it (migration 0006).
+    __table_args__ = (Index("uq_teams_name_folded", func.lower(text("name")), unique=True),)
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)

@@ -9,7 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import NamedTuple, cast
 
-from sqlalchemy import Select, Table, bindparam, insert, select
+from sqlalchemy import Select, Table, bindparam, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -42,12 +42,17 @@ class Unchanged:
 UNCHANGED = Unchanged()
 
 
+def _team_named(session: Session, name: str) -> str | None:
+    """The id of the team whose name is ``name`` ignoring case, as the database folds it."""
+    return session.scalars(select(Team.id).where(func.lower(Team.name) == func.lower(name))).first()
+
+
 def create_team(
     session: Session, *, name: str, description: str = "", team_id: str | None = None
 ) -> Team:
     """Register a volunteer team; team names are unique."""
     conflict = Conflict(f"A team named {name!r} already exists", field="name")
-    if session.scalars(select(Team).filter_by(name=name)).first() is not None:
+    if _team_named(session, name) is not None:
         raise conflict
     team = Team(id=team_id or uuid.uuid4().hex, name=name, description=description)
     try:
@@ -79,8 +84,7 @@ def update_team(
     if team is None:
         raise no_team(team_id)
     if name is not None and name != team.name:
-        taken = session.scalars(select(Team.id).filter_by(name=name)).first()
-        if taken is not None:
+        if _team_named(session, name) not in (None, team.id):
             raise Conflict(f"A team named {name!r} already exists", field="name")
         team.name = name
     if description is not None:

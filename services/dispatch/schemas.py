@@ -6,20 +6,22 @@ from marshmallow import Schema, fields, post_load, validate
 
 from services.dispatch.routing import STATUSES, Participant
 from shared.events import CATEGORY_CODE, MAX_PARTICIPANTS
-from shared.fields import hours_field
+from shared.fields import Line, Prose, WholeNumber, hours_field
 from shared.schemas import StrictSchema
 
 CATEGORY = validate.Regexp(CATEGORY_CODE, error="Not a category code.")
+# Digits, spaces, and the marks people write numbers with: +86 138-0000-0000, (010) 6543 2100.
+PHONE = r"^\+?[0-9][0-9 ()-]{0,31}$"
 
 
 class TeamCreateSchema(StrictSchema):
-    name = fields.Str(required=True, validate=validate.Length(min=1, max=100))
-    description = fields.Str(load_default="", validate=validate.Length(max=2000))
+    name = Line(required=True, most=100)
+    description = Prose(load_default="", most=2000)
 
 
 class TeamUpdateSchema(StrictSchema):
-    name = fields.Str(validate=validate.Length(min=1, max=100))
-    description = fields.Str(validate=validate.Length(max=2000))
+    name = Line(most=100)
+    description = Prose(most=2000)
     lead_volunteer_id = fields.Str(
         allow_none=True,
         validate=validate.Length(min=1, max=64),
@@ -38,9 +40,9 @@ class TeamSchema(Schema):
 
 
 class VolunteerCreateSchema(StrictSchema):
-    name = fields.Str(required=True, validate=validate.Length(min=1, max=100))
+    name = Line(required=True, most=100)
     team_id = fields.Str(validate=validate.Length(min=1, max=64))
-    phone = fields.Str(validate=validate.Length(max=32))
+    phone = Line(most=32, validate=validate.Regexp(PHONE, error="Not a phone number."))
 
 
 class VolunteerQuerySchema(StrictSchema):
@@ -62,9 +64,7 @@ class RoutingRuleCreateSchema(StrictSchema):
         metadata={"description": "A code from intake's service catalogue"},
     )
     volunteer_id = fields.Str(required=True, validate=validate.Length(min=1, max=64))
-    precedence = fields.Int(
-        # A JSON integer only: int() would also read " 10", "1_0" and Arabic-Indic digits.
-        strict=True,
+    precedence = WholeNumber(
         load_default=100,
         validate=validate.Range(min=0, max=10_000),
         metadata={"description": "Among matching rules the lowest wins"},
@@ -72,7 +72,7 @@ class RoutingRuleCreateSchema(StrictSchema):
 
 
 class RoutingRuleQuerySchema(StrictSchema):
-    category = fields.Str()
+    category = fields.Str(validate=CATEGORY)
 
 
 class RoutingRuleSchema(Schema):
@@ -133,7 +133,7 @@ class ParticipantSchema(StrictSchema):
 
 class CompletionSchema(StrictSchema):
     hours = hours_field(required=True, as_string=False, metadata={"description": HOURS})
-    note = fields.Str(load_default="", validate=validate.Length(max=2000))
+    note = Prose(load_default="", most=2000)
     participants = fields.List(
         fields.Nested(ParticipantSchema),
         validate=validate.Length(min=1, max=MAX_PARTICIPANTS),

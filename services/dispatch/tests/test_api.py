@@ -325,6 +325,18 @@ def test_a_rule_for_an_unknown_volunteer_is_a_422_naming_the_field(client: Flask
             {"category": "haircut", "volunteer_id": "v", "precedence": "first"},
             "precedence",
         ),
+        (
+            "/v1/routing-rules",
+            {"category": "haircut", "volunteer_id": "v", "precedence": " 5"},
+            "precedence",
+        ),
+        ("/v1/teams", {"name": "   "}, "name"),
+        ("/v1/teams", {"name": "Repair\u202e"}, "name"),
+        ("/v1/teams", {"name": "Repair", "description": "ring \x07"}, "description"),
+        ("/v1/volunteers", {"name": ""}, "name"),
+        ("/v1/volunteers", {"name": "Lao\nZhang"}, "name"),
+        ("/v1/volunteers", {"name": "Lao Zhang", "phone": "call me"}, "phone"),
+        ("/v1/volunteers", {"name": "Lao Zhang", "phone": "138\u20660000"}, "phone"),
     ],
 )
 def test_bad_roster_bodies_are_422s_naming_the_field(
@@ -358,6 +370,23 @@ def test_a_second_team_of_the_same_name_is_a_409_naming_the_field(client: FlaskC
     assert response.status_code == 409
     assert response.content_type == PROBLEM
     assert response.json["field"] == "name"
+
+
+def test_team_names_are_one_name_whatever_their_case(client: FlaskClient) -> None:
+    legal = client.post("/v1/teams", json={"name": "Legal aid team"}, headers=staff()).json
+    repair = client.post("/v1/teams", json={"name": "Repair team"}, headers=staff()).json
+
+    created = client.post("/v1/teams", json={"name": "LEGAL AID TEAM"}, headers=staff())
+    renamed = client.patch(
+        f"/v1/teams/{repair['id']}", json={"name": "legal Aid Team"}, headers=staff()
+    )
+    recased = client.patch(
+        f"/v1/teams/{legal['id']}", json={"name": "Legal Aid Team"}, headers=staff()
+    )
+
+    assert (created.status_code, created.json["field"]) == (409, "name")
+    assert (renamed.status_code, renamed.json["field"]) == (409, "name")
+    assert (recased.status_code, recased.json["name"]) == (200, "Legal Aid Team")
 
 
 def test_a_nul_character_is_refused_before_it_reaches_the_database(client: FlaskClient) -> None:
