@@ -149,6 +149,13 @@ def check_template_source(part: str, source: str) -> None:
             field=part,
             errors={part: [f"{error.message} (line {error.lineno})"]},
         ) from error
+    except LimitExceeded as error:
+        # Nested too deep to parse safely: refused before any tree is built or walked.
+        raise TemplateError(
+            f"The template {part} is too costly to render: {error}",
+            field=part,
+            errors={part: [str(error)]},
+        ) from error
     private = _private_names(tree)
     if private:
         message = f"access to {', '.join(map(repr, private))} is not allowed in a template"

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+from shared.auth import TOKEN_ROLES
 from shared.errors import NotFound
-from shared.policy import RESIDENT, STAFF, VOLUNTEER, Owner, Policy, allow
+from shared.policy import STAFF, Owner, Policy, allow
 
 # An inbox is a person's own when it is addressed to them (the same id under another role is
-# another person).
+# another person). A grid leader's is the resident's they are and a team lead's the
+# volunteer's (``Principal.address``); a role no notification is addressed to owns no inbox.
 ADDRESSED_TO = Owner("recipient", by_address=True)
+# Every person a token names reads their own inbox, whatever their role; staff read any.
+INBOX_OWNERS = {role: ADDRESSED_TO for role in TOKEN_ROLES if role != STAFF}
 
 POLICY = Policy(
     "notify",
     # People only: other systems go through intake, so no API key is known here.
-    roles=(STAFF, VOLUNTEER, RESIDENT),
+    roles=TOKEN_ROLES,
     rules={
-        "notify.Inbox.get": allow(STAFF, own={VOLUNTEER: ADDRESSED_TO, RESIDENT: ADDRESSED_TO}),
-        "notify.MessageRead.post": allow(
-            STAFF, own={VOLUNTEER: ADDRESSED_TO, RESIDENT: ADDRESSED_TO}
-        ),
+        "notify.Inbox.get": allow(STAFF, own=INBOX_OWNERS),
+        "notify.MessageRead.post": allow(STAFF, own=INBOX_OWNERS),
         "notify.Templates.get": allow(STAFF),
         "notify.Template.get": allow(STAFF),
         "notify.Template.put": allow(STAFF),

@@ -4,6 +4,7 @@ Jinja's sandbox keeps a template away from Python's internals, but not from loop
 or building a gigabyte string. Staff edit the templates and the consumer renders them, so
 every rendering here runs on a budget: ``range()`` is short, loop iterations and calls are
 counted, every value a template builds is size-checked, and the output stops at a length.
+Templates nest only so deep, so that no parse, compilation or rendering exhausts the stack.
 """
 
 from __future__ import annotations
@@ -17,6 +18,15 @@ from typing import Any
 
 from jinja2 import nodes
 from jinja2.exceptions import SecurityError
+from jinja2.lexer import (
+    TOKEN_LBRACE,
+    TOKEN_LBRACKET,
+    TOKEN_LPAREN,
+    TOKEN_RBRACE,
+    TOKEN_RBRACKET,
+    TOKEN_RPAREN,
+    Token,
+)
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.visitor import NodeTransformer
@@ -25,6 +35,13 @@ MAX_RANGE = 1_000  # items one range() may hold
 MAX_STEPS = 10_000  # loop iterations plus calls in one rendering
 MAX_SIZE = 10_000  # characters (or items) of any value a template builds
 MAX_INT_BITS = 256  # a product of integers; notifications count points and hours
+# How deep a template may nest: blocks, expressions and brackets inside one another, and calls
+# (macros calling macros) while it renders. Parsing, compiling and rendering recurse once or
+# more a level, so without a bound a few hundred characters exhaust Python's stack.
+MAX_DEPTH = 20
+TOO_DEEP = f"it nests blocks, expressions or brackets more than {MAX_DEPTH} levels deep"
+_OPENING = frozenset({TOKEN_LPAREN, TOKEN_LBRACKET, TOKEN_LBRACE})
+_CLOSING = frozenset({TOKEN_RPAREN, TOKEN_RBRACKET, TOKEN_RBRACE})
 
 # Methods and filters whose integer arguments say how long a string to build.
 _WIDTH_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
@@ -40,11 +57,23 @@ class LimitExceeded(SecurityError):
 class _Budget:
     def __init__(self) -> None:
         self.steps = MAX_STEPS
+        self.calls = 0
 
     def spend(self) -> None:
         self.steps -= 1
         if self.steps < 0:
             raise LimitExceeded(f"it takes more than {MAX_STEPS} loop iterations and calls")
+
+    def enter(self) -> None:
+        """A call starts inside the calls under way."""
+        self.calls += 1
+        if self.calls > MAX_DEPTH:
+            raise LimitExceeded(
+                f"it nests calls more than {MAX_DEPTH} deep (a macro calling itself?)"
+            )
+
+    def leave(self) -> None:
+        self.calls -= 1
 
 
 # One budget per rendering; unset while a template compiles, when nothing runs in a loop.
@@ -124,6 +153,30 @@ def _limited_filter(name: str, function: Callable[..., Any]) -> Callable[..., An
     return limited
 
 
+def _check_brackets(tokens: Iterable[Token]) -> None:
+    """Refuse brackets nested too deep: the parser recurses a dozen times a level, and a
+    parenthesis leaves no node behind for ``_check_depth`` to see."""
+    depth = 0
+    for token in tokens:
+        if token.type in _OPENING:
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise LimitExceeded(TOO_DEEP)
+        elif token.type in _CLOSING:
+            depth -= 1
+
+
+def _check_depth(tree: nodes.Node) -> None:
+    """Refuse a tree deeper than ``MAX_DEPTH``, walked without recursing: compiling and
+    every later walk of the tree recurse once or more a level."""
+    stack = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise LimitExceeded(TOO_DEEP)
+        stack.extend((child, depth + 1) for child in node.iter_child_nodes())
+
+
 def _filter(node: nodes.Node | None, name: str) -> nodes.Filter:
     return nodes.Filter(node, name, [], [], None, None)
 
@@ -159,7 +212,15 @@ class LimitedEnvironment(ImmutableSandboxedEnvironment):
         self.filters["bounded"] = _bounded
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
-        tree = super()._parse(source, name, filename)
+        """Parse ``source`` if it nests no deeper than ``MAX_DEPTH``, or raise LimitExceeded,
+        wherever it is parsed: when staff save it, and when a worker compiles it."""
+        _check_brackets(self._tokenize(source, name, filename))
+        try:
+            tree = super()._parse(source, name, filename)
+        except RecursionError:
+            # Nested so deep (blocks, operators) that the parser ran out of stack first.
+            raise LimitExceeded(TOO_DEEP) from None
+        _check_depth(tree)
         metered = _Metered().visit(tree)
         assert isinstance(metered, nodes.Template)
         return metered
@@ -175,7 +236,8 @@ class LimitedEnvironment(ImmutableSandboxedEnvironment):
         return _bounded(super().call_binop(context, operator, left, right))
 
     def call(self, context: Context, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
-        """Count the call, refuse widths too large to build, and bound what it returns."""
+        """Count the call, refuse widths too large to build and calls nested too deep, and
+        bound what it returns."""
         _spend()
         # The sandbox hands out str.format wrapped; the string is on the wrapped method.
         text = getattr(getattr(obj, "__wrapped__", obj), "__self__", None)
@@ -185,7 +247,14 @@ class LimitedEnvironment(ImmutableSandboxedEnvironment):
                     _check_width(width)
             if obj.__name__ in ("format", "format_map"):
                 _check_format(text)
-        return _bounded(super().call(context, obj, *args, **kwargs))
+        budget = _budget.get()
+        if budget is None:
+            return _bounded(super().call(context, obj, *args, **kwargs))
+        budget.enter()
+        try:
+            return _bounded(super().call(context, obj, *args, **kwargs))
+        finally:
+            budget.leave()
 
     def render_limited(self, source: str, data: Mapping[str, Any], *, max_length: int) -> str:
         """Render ``source`` on a fresh budget, stopping once it passes ``max_length``."""

@@ -3,11 +3,12 @@
 from marshmallow import Schema, fields, validate
 
 from services.notify.delivery import DELIVERY_STATUSES
+from shared.fields import Flag, Line, Prose
 from shared.schemas import StrictSchema
 
 
 class InboxQuerySchema(StrictSchema):
-    unread = fields.Bool(load_default=False, metadata={"description": "Only messages not yet read"})
+    unread = Flag(load_default=False, metadata={"description": "Only messages not yet read"})
 
 
 class InboxMessageSchema(Schema):
@@ -23,14 +24,17 @@ class InboxMessageSchema(Schema):
 
 
 class TemplateUpdateSchema(StrictSchema):
-    subject = fields.Str(
+    # Text people read once rendered: the subject one line, neither blank nor holding control
+    # or bidirectional characters, which rendering would pass on to every recipient.
+    subject = Line(
         required=True,
-        validate=validate.Length(min=1, max=500),
-        metadata={"description": "Jinja text, rendered with the message's data"},
+        most=500,
+        metadata={"description": "Jinja text of one line, rendered with the message's data"},
     )
-    body = fields.Str(
+    body = Prose(
         required=True,
-        validate=validate.Length(min=1, max=20_000),
+        most=20_000,
+        least=1,
         metadata={"description": "Jinja text, rendered with the message's data"},
     )
 
@@ -44,7 +48,7 @@ class TemplateSchema(Schema):
 
 
 class DeliveryQuerySchema(StrictSchema):
-    recipient = fields.Str(validate=validate.Length(min=1, max=150))
+    recipient = Line(most=150)
     status = fields.Str(validate=validate.OneOf(DELIVERY_STATUSES))
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from services.notify import delivery
 from services.notify.config import runtime
 from services.notify.models import Delivery, InboxMessage, Template
-from services.notify.sandbox import MAX_STEPS
+from services.notify.sandbox import MAX_DEPTH, MAX_STEPS
 from shared.auth import issue_token
 from shared.clock import utcnow
 from shared.context import new_id
@@ -124,6 +124,25 @@ COSTLY_TEMPLATES = {
         "subject",
         "renders more than 200 characters",
     ),
+    **{
+        f"{what} nested 80 deep": BadTemplate(
+            REQUEST_ACCEPTED, "Hi", body, "body", f"more than {MAX_DEPTH} levels deep"
+        )
+        for what, body in (
+            ("blocks", "{% if category %}" * 80 + "x" + "{% endif %}" * 80),
+            ("parentheses", "{{ " + "(" * 80 + "category" + ")" * 80 + " }}"),
+            ("lists", "{{ " + "[" * 80 + "]" * 80 + " }}"),
+            ("operators", "{{ 1" + " + 1" * 2000 + " }}"),
+            ("attributes", "{{ category" + ".x" * 2000 + " }}"),
+        )
+    },
+    "a macro calling itself": BadTemplate(
+        REQUEST_ACCEPTED,
+        "Hi",
+        "{% macro again() %}{{ again() }}{% endmacro %}{{ again() }}",
+        "body",
+        f"it nests calls more than {MAX_DEPTH} deep",
+    ),
 }
 
 # Templates that render the sample of their kind within the limits, so saving accepts them,
@@ -203,6 +222,18 @@ STATICALLY_COSTLY = {
         "Hi",
         "subject",
         "its text alone is 300 characters, more than 200",
+    ),
+    "blocks nested 80 deep": (
+        "Hi",
+        "{% if points %}" * 80 + "x" + "{% endif %}" * 80,
+        "body",
+        f"it nests blocks, expressions or brackets more than {MAX_DEPTH} levels deep",
+    ),
+    "parentheses nested 80 deep": (
+        "{{ " + "(" * 80 + "points" + ")" * 80 + " }}",
+        "Hi",
+        "subject",
+        f"it nests blocks, expressions or brackets more than {MAX_DEPTH} levels deep",
     ),
 }
 

@@ -62,6 +62,54 @@ def test_another_persons_inbox_is_not_found(client: FlaskClient) -> None:
     assert response.json["type"].endswith("/not-found")
 
 
+@pytest.mark.parametrize(
+    ("role", "inbox"),
+    [("team_lead", VOLUNTEER), ("grid_leader", RESIDENT)],
+    ids=["a team lead, a volunteer", "a grid leader, a resident"],
+)
+def test_a_person_of_any_role_reads_their_own_inbox_and_marks_it_read(
+    client: FlaskClient, role: str, inbox: str
+) -> None:
+    notify(inbox)
+    (message,) = inbox_of(inbox)
+    token = bearer(role, inbox.split(":", 1)[1])
+
+    listed = client.get(f"/v1/inbox/{inbox}", headers=token)
+    read = client.post(f"/v1/inbox/{inbox}/messages/{message.id}/read", headers=token)
+
+    assert listed.status_code == 200
+    assert [m["id"] for m in listed.json] == [message.id]
+    assert (read.status_code, read.json["is_read"]) == (200, True)
+
+
+@pytest.mark.parametrize("role", ["team_lead", "grid_leader", "health", "admin"])
+def test_a_person_of_any_role_may_not_read_someone_elses_inbox(
+    client: FlaskClient, role: str
+) -> None:
+    notify(VOLUNTEER)
+    notify(RESIDENT)
+    (message,) = inbox_of(RESIDENT)
+    token = bearer(role, "someone-else")
+
+    listed = [client.get(f"/v1/inbox/{inbox}", headers=token) for inbox in (VOLUNTEER, RESIDENT)]
+    read = client.post(f"/v1/inbox/{RESIDENT}/messages/{message.id}/read", headers=token)
+
+    assert [response.status_code for response in listed] == [404, 404]
+    assert all(response.json["type"].endswith("/not-found") for response in listed)
+    assert read.status_code == 404
+    assert inbox_of(RESIDENT)[0].read_at is None
+
+
+def test_a_team_lead_does_not_read_the_inbox_of_the_resident_of_the_same_id(
+    client: FlaskClient,
+) -> None:
+    notify(RESIDENT)
+
+    response = client.get(f"/v1/inbox/{RESIDENT}", headers=bearer("team_lead", "r-501"))
+
+    assert response.status_code == 404
+
+
 def test_staff_read_any_inbox(client: FlaskClient) -> None:
     notify(VOLUNTEER)
 
@@ -105,6 +153,26 @@ def test_an_inbox_can_show_only_unread_messages(client: FlaskClient) -> None:
     response = client.get(f"/v1/inbox/{RESIDENT}?unread=true", headers=RESIDENT_TOKEN)
 
     assert [m["id"] for m in response.json] == [inbox_of(RESIDENT)[1].id]
+
+
+@pytest.mark.parametrize("unread", ["yes", "on", "2", "True ", ""])
+def test_unread_is_true_or_false_and_nothing_else(client: FlaskClient, unread: str) -> None:
+    response = client.get(f"/v1/inbox/{RESIDENT}?unread={unread}", headers=RESIDENT_TOKEN)
+
+    assert response.status_code == 422
+    assert list(response.json["errors"]) == ["unread"]
+
+
+@pytest.mark.parametrize(("unread", "count"), [("1", 1), ("0", 2), ("false", 2)])
+def test_unread_reads_one_and_zero_too(client: FlaskClient, unread: str, count: int) -> None:
+    notify(RESIDENT)
+    notify(RESIDENT)
+    read = inbox_of(RESIDENT)[0]
+    client.post(f"/v1/inbox/{RESIDENT}/messages/{read.id}/read", headers=RESIDENT_TOKEN)
+
+    response = client.get(f"/v1/inbox/{RESIDENT}?unread={unread}", headers=RESIDENT_TOKEN)
+
+    assert len(response.json) == count
 
 
 def test_marking_a_message_read_twice_answers_the_same(client: FlaskClient) -> None:
@@ -296,6 +364,42 @@ def test_every_endpoint_documents_its_errors_as_problems(client: FlaskClient) ->
     assert_errors_documented(client.get("/openapi.json").json, expected)
 
 
+@pytest.mark.parametrize(
+    ("subject", "body", "field"),
+    [
+        ("   ", "Hi", "subject"),
+        ("Good\nnews", "Hi", "subject"),
+        ("Good news\u202e", "Hi", "subject"),
+        ("Hi", " \n ", "body"),
+        ("Hi", "{{ volunteer_name }}\x1b[2J is on the way", "body"),
+        ("Hi", "{{ volunteer_name }} \u2066is on the way", "body"),
+    ],
+)
+def test_template_text_is_readable_text_and_never_blank(
+    client: FlaskClient, subject: str, body: str, field: str
+) -> None:
+    response = client.put(
+        "/v1/templates/request.accepted",
+        headers=STAFF_TOKEN,
+        json={"subject": subject, "body": body},
+    )
+
+    assert response.status_code == 422
+    assert list(response.json["errors"]) == [field]
+    assert_unchanged(client, "request.accepted")
+
+
+def test_a_template_body_keeps_its_lines_and_tabs(client: FlaskClient) -> None:
+    response = client.put(
+        "/v1/templates/request.accepted",
+        headers=STAFF_TOKEN,
+        json={"subject": "Good news", "body": "{{ volunteer_name }}\r\n\tis on the way."},
+    )
+
+    assert response.status_code == 200
+    assert response.json["body"] == "{{ volunteer_name }}\r\n\tis on the way."
+
+
 def test_a_template_with_unknown_fields_is_refused(client: FlaskClient) -> None:
     response = client.put(
         "/v1/templates/request.accepted",
@@ -322,6 +426,13 @@ def test_staff_page_through_the_delivery_log_newest_first(client: FlaskClient) -
     assert (entry["recipient"], entry["status"]) == (VOLUNTEER, "delivered")
     assert entry["source_message_id"] == newest
     assert json.loads(response.headers["X-Pagination"])["total"] == 2
+
+
+def test_the_delivery_log_refuses_an_unreadable_recipient(client: FlaskClient) -> None:
+    response = client.get("/v1/deliveries?recipient=resident:r%0a1", headers=STAFF_TOKEN)
+
+    assert response.status_code == 422
+    assert list(response.json["errors"]) == ["recipient"]
 
 
 def test_the_delivery_log_is_for_staff_only(client: FlaskClient) -> None:

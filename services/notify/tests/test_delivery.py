@@ -14,6 +14,7 @@ from services.notify.commands import EXTRA_COMMANDS
 from services.notify.config import runtime
 from services.notify.models import Template
 from services.notify.policy import POLICY, no_inbox
+from services.notify.sandbox import MAX_DEPTH
 from services.notify.tests.builders import (
     COSTLY_TEMPLATES,
     COSTLY_WITH_SOME_DATA,
@@ -325,6 +326,25 @@ def test_loops_numbers_and_formatting_within_the_limits_render() -> None:
     notify(RESIDENT, POINTS_CREDITED, category="knife_sharpening", balance=1234567, hours="1.25")
 
     assert inbox_of(RESIDENT)[0].body == "1/2 knife; 2/2 sharpening; 1,234,567 1.2 ---------- 42"
+
+
+def test_templates_nested_as_deep_as_the_sandbox_allows_render() -> None:
+    blocks = MAX_DEPTH // 2
+    body = (
+        "{% if category %}" * blocks
+        + "{{ "
+        + "(" * MAX_DEPTH
+        + "points"
+        + ")" * MAX_DEPTH
+        + " }}"
+        + "{% endif %}" * blocks
+    )
+    with runtime().db.transaction() as session:
+        delivery.save_template(session, key="points.credited", subject="Hi", body=body)
+
+    notify(RESIDENT, POINTS_CREDITED, points="15")
+
+    assert inbox_of(RESIDENT)[0].body == "15"
 
 
 # Staff editing templates
