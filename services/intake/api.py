@@ -4,13 +4,16 @@ admins issue them."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import flask
 from flask import url_for
 from flask.views import MethodView
+from marshmallow import Schema
 from sqlalchemy.orm import Session
 
 from services.intake import catalogue, clients, directory, listing, requests, webhooks
@@ -62,7 +65,8 @@ from services.intake.schemas import (
     WebhookUpdateSchema,
 )
 from shared.admission import caller, enforce, operation
-from shared.conditional import versions_named
+from shared.conditional import PreconditionFailed, versions_named
+from shared.errors import Invalid
 from shared.idempotency import IDEMPOTENCY_HEADER_DOC, Answered, created_once
 from shared.openapi import CHANGED_HEADERS, ETAG_HEADER, Blueprint
 from shared.paging import paged
@@ -96,6 +100,17 @@ def _as_seen(request: requests.ServiceRequest) -> requests.ServiceRequest:
     return request
 
 
+def _check_names_a_resident(principal: Any, data: dict[str, Any]) -> None:
+    """A resident files their own requests and a grid leader those of their area's residents:
+    a request of theirs names the resident it is for."""
+    if principal.role in (RESIDENT, GRID_LEADER) and data.get("resident_id") is None:
+        raise Invalid(
+            "Name the resident the request is for in resident_id: a resident files their own "
+            "requests, a grid leader those of the residents of their area",
+            field="resident_id",
+        )
+
+
 def _filter(query: dict[str, Any]) -> listing.RequestFilter:
     place = directory.Place.of(query)
     for level in directory.LEVELS:
@@ -109,6 +124,40 @@ def _filter(query: dict[str, Any]) -> listing.RequestFilter:
 def _expected_versions() -> frozenset[int] | None:
     """The versions the caller's If-Match allows a change to; None: any."""
     return versions_named(flask.request.headers.get("If-Match"))
+
+
+# Records that keep no version (categories, grid nodes, residents, webhooks) are tagged by what
+# they show: the same representation, the same tag.
+CATEGORY_SCHEMA = CategorySchema()
+GRID_NODE_SCHEMA = GridNodeSchema()
+RESIDENT_SCHEMA = ResidentSchema()
+WEBHOOK_SCHEMA = WebhookSchema()
+
+
+def _shown_etag(schema: Schema, record: Any) -> str:
+    """The strong ETag of a record that keeps no version: a hash of its representation."""
+    shown = json.dumps(schema.dump(record), sort_keys=True, default=str, separators=(",", ":"))
+    return '"' + hashlib.sha256(shown.encode()).hexdigest()[:32] + '"'
+
+
+def _etagged(schema: Schema, record: Any) -> tuple[Any, dict[str, str]]:
+    return record, {"ETag": _shown_etag(schema, record)}
+
+
+def _check_if_match(schema: Schema, locked: Callable[[], Any], *, what: str) -> None:
+    """PreconditionFailed unless the caller's If-Match names the record as it now is (read by
+    ``locked``, which locks it until commit): tags are compared exactly, weak ones never match.
+    No header, or ``*``, allows any."""
+    header = flask.request.headers.get("If-Match")
+    if not header or not header.strip() or flask.request.if_match.star_tag:
+        return
+    current = _shown_etag(schema, locked())
+    if not flask.request.if_match.contains(current.strip('"')):
+        raise PreconditionFailed(
+            f"{what} has changed since the copy sent in If-Match was read: read it again "
+            f"(its ETag is now {current}) and decide on what it says now",
+            current_etag=current,
+        )
 
 
 def _tagged(request: requests.ServiceRequest) -> dict[str, str]:
@@ -145,6 +194,7 @@ class Requests(MethodView):
     def post(self, data: dict[str, Any]) -> Any:
         """Submit a request"""
         principal, name = caller(), operation()
+        _check_names_a_resident(principal, data)
         hidden_as = no_resident(str(data.get("resident_id")))
 
         def check(session: Session) -> tuple[requests.Submission, dict[str, Any]]:
@@ -366,7 +416,7 @@ class Notes(MethodView):
                 session,
                 request_id=request_id,
                 text=data["text"],
-                is_public=data["public"],
+                is_public=data.get("public"),
                 written_by=caller(),
                 expected_versions=_expected_versions(),
             )
@@ -413,8 +463,9 @@ class Category(MethodView):
     def get(self, code: str) -> Any:
         """Show a category with its questions and deadlines"""
         with current_service().db.read() as session:
-            return catalogue.get_category(session, code)
+            return _etagged(CATEGORY_SCHEMA, catalogue.get_category(session, code))
 
+    @blp.if_match
     @blp.arguments(CategoryUpdateSchema)
     @blp.response(200, CategorySchema)
     @blp.alt_response(403, description=STAFF_ONLY)
@@ -422,6 +473,11 @@ class Category(MethodView):
     def patch(self, data: dict[str, Any], code: str) -> Any:
         """Change a category, or deactivate it (is_active false)"""
         with current_service().db.transaction() as session:
+            _check_if_match(
+                CATEGORY_SCHEMA,
+                lambda: catalogue.get_category(session, code, for_update=True),
+                what=f"Category {code}",
+            )
             return catalogue.update_category(session, code=code, **data)
 
 
@@ -463,8 +519,9 @@ class GridNode(MethodView):
     def get(self, node_id: str) -> Any:
         """Show a place of the grid and who is responsible for it"""
         with current_service().db.read() as session:
-            return directory.get_node(session, node_id)
+            return _etagged(GRID_NODE_SCHEMA, directory.get_node(session, node_id))
 
+    @blp.if_match
     @blp.arguments(GridNodeUpdateSchema)
     @blp.response(200, GridNodeSchema)
     @blp.alt_response(403, description=STAFF_ONLY)
@@ -472,6 +529,11 @@ class GridNode(MethodView):
     def patch(self, data: dict[str, Any], node_id: str) -> Any:
         """Rename a place, or name who is responsible for it"""
         with current_service().db.transaction() as session:
+            _check_if_match(
+                GRID_NODE_SCHEMA,
+                lambda: directory.get_node(session, node_id, for_update=True),
+                what=f"Grid node {node_id}",
+            )
             return directory.update_node(session, node_id=node_id, **data)
 
 
@@ -517,8 +579,9 @@ class Resident(MethodView):
             hidden_as=no_resident(resident_id),
         )
         with current_service().db.read() as session:
-            return directory.get_resident(session, resident_id)
+            return _etagged(RESIDENT_SCHEMA, directory.get_resident(session, resident_id))
 
+    @blp.if_match
     @blp.arguments(ResidentUpdateSchema)
     @blp.response(200, ResidentSchema)
     @blp.alt_response(403, description=STAFF_ONLY)
@@ -526,6 +589,11 @@ class Resident(MethodView):
     def patch(self, data: dict[str, Any], resident_id: str) -> Any:
         """Change a resident's contact, language or flags, or their household"""
         with current_service().db.transaction() as session:
+            _check_if_match(
+                RESIDENT_SCHEMA,
+                lambda: directory.get_resident(session, resident_id, for_update=True),
+                what=f"Resident {resident_id}",
+            )
             return directory.update_resident(session, resident_id=resident_id, **data)
 
 
@@ -612,8 +680,10 @@ class Webhook(MethodView):
     def get(self, subscription_id: str) -> Any:
         """Show a webhook subscription: its receiver, whether it is paused and why"""
         with current_service().db.read() as session:
-            return webhooks.get_subscription(session, subscription_id=subscription_id, by=caller())
+            found = webhooks.get_subscription(session, subscription_id=subscription_id, by=caller())
+            return _etagged(WEBHOOK_SCHEMA, found)
 
+    @blp.if_match
     @blp.arguments(WebhookUpdateSchema)
     @blp.response(200, WebhookSchema)
     @blp.alt_response(403, description=WEBHOOK_CALLERS)
@@ -622,6 +692,13 @@ class Webhook(MethodView):
     def patch(self, data: dict[str, Any], subscription_id: str) -> Any:
         """Change a subscription's receiver, events or description"""
         with current_service().db.transaction() as session:
+            _check_if_match(
+                WEBHOOK_SCHEMA,
+                lambda: webhooks.get_subscription(
+                    session, subscription_id=subscription_id, by=caller(), for_update=True
+                ),
+                what=f"Webhook subscription {subscription_id}",
+            )
             return webhooks.update_subscription(
                 session,
                 subscription_id=subscription_id,

@@ -151,9 +151,12 @@ def find_household(
     return find_node(session, Place(community, building, unit, number))
 
 
-def get_node(session: Session, node_id: int | str) -> GridNode:
+def get_node(session: Session, node_id: int | str, *, for_update: bool = False) -> GridNode:
+    """The node; ``for_update`` locks its row until commit."""
     is_id = re.fullmatch(r"[0-9]{1,9}", str(node_id)) is not None
-    node = session.get(GridNode, int(node_id)) if is_id else None
+    node = (
+        session.get(GridNode, int(node_id), with_for_update=for_update or None) if is_id else None
+    )
     if node is None:
         raise NotFound(f"No grid node {node_id}")
     return node
@@ -161,7 +164,7 @@ def get_node(session: Session, node_id: int | str) -> GridNode:
 
 def update_node(session: Session, *, node_id: int | str, **changes: Any) -> GridNode:
     """Rename a node or name the person responsible for it."""
-    node = get_node(session, node_id)
+    node = get_node(session, node_id, for_update=True)
     if "name" in changes:
         node.name = changes["name"]
     if "responsible" in changes:
@@ -284,8 +287,11 @@ def register_resident_at(
     return register_resident(session, household=home, **fields)
 
 
-def get_resident(session: Session, resident_id: str) -> Resident:
-    resident = session.get(Resident, resident_id)
+def get_resident(session: Session, resident_id: str, *, for_update: bool = False) -> Resident:
+    """The resident; ``for_update`` locks their row (not their household's) until commit."""
+    # Only the resident's row: its eagerly joined household cannot be locked across the join.
+    lock = {"of": Resident} if for_update else None
+    resident = session.get(Resident, resident_id, with_for_update=lock)
     if resident is None:
         raise no_resident(resident_id)
     return resident

@@ -985,15 +985,21 @@ def add_note(
     request_id: str,
     text: str,
     written_by: Principal,
-    is_public: bool,
+    is_public: bool | None = None,
     expected_versions: Collection[int] | None = None,
 ) -> TimelineEntry:
-    """A note on the request's timeline: public (the resident sees it) or internal."""
+    """A note on the request's timeline: public (the resident sees it) or internal. Residents'
+    own notes are public (None says so); others' are internal unless said to be public."""
     request = get_request(session, request_id, for_update=True, with_timeline=False)
     POLICY.check_owner(NOTE, written_by, request, hidden_as=no_request(request_id), session=session)
     _check_version(request, expected_versions)
-    if written_by.role in (RESIDENT, GRID_LEADER) and not is_public:
-        raise Invalid("A resident's notes are public", field="public")
+    is_resident = written_by.role in (RESIDENT, GRID_LEADER)
+    if is_public is None:
+        is_public = is_resident
+    if is_resident and not is_public:
+        raise Invalid(
+            "A resident's notes are public: leave public out, or send true", field="public"
+        )
     request.updated_at = utcnow()
     entry = TimelineEntry(
         request=request,

@@ -308,8 +308,10 @@ class MergeSchema(StrictSchema):
 class NoteSchema(StrictSchema):
     text = _prose(5000, required=True)
     public = Flag(
-        load_default=False,
-        metadata={"description": "Shown to the resident (residents' own notes always are)"},
+        metadata={
+            "description": "Shown to the resident; staff's and systems' notes are internal "
+            "unless true, residents' own notes are always public"
+        },
     )
 
 

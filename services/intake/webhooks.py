@@ -264,9 +264,10 @@ def list_subscriptions(session: Session, *, owner: str | None = None) -> list[We
 
 
 def get_subscription(
-    session: Session, *, subscription_id: str, by: Principal
+    session: Session, *, subscription_id: str, by: Principal, for_update: bool = False
 ) -> WebhookSubscription:
-    return _held(session, subscription_id, by, for_update=False)
+    """The subscription, if ``by`` may see it; ``for_update`` locks it until commit."""
+    return _held(session, subscription_id, by, for_update=for_update)
 
 
 def update_subscription(
