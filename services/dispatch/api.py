@@ -82,7 +82,11 @@ class Acceptance(MethodView):
     @blp.response(200, AssignmentSchema)
     @blp.alt_response(403, description=STAFF_OR_VOLUNTEER)
     @blp.alt_response(404, description=NO_ASSIGNMENT)
-    @blp.alt_response(409, description="The assignment was already accepted or completed")
+    @blp.alt_response(
+        409,
+        description="Illegal transition: the assignment is not assigned (already accepted, "
+        "completed or confirmed, or withdrawn); the problem names its current status",
+    )
     def post(self, assignment_id: str) -> Any:
         """Accept an assignment"""
         with current_service().db.transaction() as session:
@@ -97,7 +101,11 @@ class Completion(MethodView):
     @blp.response(200, AssignmentSchema)
     @blp.alt_response(403, description=STAFF_OR_VOLUNTEER)
     @blp.alt_response(404, description=NO_ASSIGNMENT)
-    @blp.alt_response(409, description="The assignment is not accepted, or already completed")
+    @blp.alt_response(
+        409,
+        description="Illegal transition: the assignment is not accepted (still assigned, "
+        "already completed or confirmed, or withdrawn); the problem names its current status",
+    )
     @blp.alt_response(
         422,
         description="Invalid fields, or a participant who is not the assigned volunteer or an "

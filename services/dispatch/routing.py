@@ -389,16 +389,39 @@ def _held_for_action(
     return assignment
 
 
-def _past(assignment: Assignment, change: str) -> Conflict:
-    """The refusal of a change an assignment is past: withdrawn, or already done."""
+class IllegalTransition(Conflict):
+    """The assignment's status does not allow what was asked; the problem names the status."""
+
+    code = "illegal-transition"
+    title = "Not allowed in the assignment's current status"
+
+
+# What each action on an assignment needs its status to be, the status it leaves, and how the
+# refusal names it done. Work is accepted once and reported done once: an assignment already
+# accepted, completed, confirmed or withdrawn is past it, and the hours reported stand.
+TRANSITIONS: dict[str, tuple[str, str, str]] = {
+    "accept": (ASSIGNED, ACCEPTED, "accepted"),
+    "complete": (ACCEPTED, COMPLETED, "completed"),
+}
+
+
+def _move(assignment: Assignment, action: str) -> str:
+    """The status ``action`` takes ``assignment`` to; IllegalTransition from any other."""
+    needed, target, done = TRANSITIONS[action]
+    if assignment.status == needed:
+        return target
     if assignment.status == WITHDRAWN:
-        return Conflict(f"Assignment {assignment.id} was withdrawn: {assignment.note}")
-    if assignment.status == CONFIRMED:
-        return Conflict(
+        why = f"Assignment {assignment.id} was withdrawn: {assignment.note}"
+    elif assignment.status == CONFIRMED:
+        why = (
             f"Assignment {assignment.id} is completed and confirmed by the resident: it cannot "
-            f"be {change} again"
+            f"be {done} again"
         )
-    return Conflict(f"Assignment {assignment.id} was already {assignment.status}")
+    elif assignment.status == ASSIGNED:
+        why = f"Assignment {assignment.id} is assigned; accept it before completing it"
+    else:
+        why = f"Assignment {assignment.id} was already {assignment.status}"
+    raise IllegalTransition(why, current_status=assignment.status)
 
 
 def accept_assignment(
@@ -406,10 +429,9 @@ def accept_assignment(
 ) -> Assignment:
     """The volunteer takes the job on; the resident is told who is coming."""
     assignment = _held_for_action(session, assignment_id, accepted_by, "accept")
-    if assignment.status != ASSIGNED:
-        raise _past(assignment, "accepted")
+    status = _move(assignment, "accept")
     now = utcnow()
-    assignment.status = ACCEPTED
+    assignment.status = status
     assignment.accepted_at = now
     # Staff or a team lead acting for the volunteer are recorded as themselves, never as them.
     assignment.accepted_by = _address_of(accepted_by)
@@ -530,14 +552,11 @@ def complete_assignment(
     volunteer of the team who took part, with their own hours."""
     _check_hours(hours, "hours")
     assignment = _held_for_action(session, assignment_id, completed_by, "complete")
-    if assignment.status == ASSIGNED:
-        raise Conflict(f"Assignment {assignment_id} is assigned; accept it before completing it")
-    if assignment.status != ACCEPTED:
-        raise _past(assignment, "completed")
+    status = _move(assignment, "complete")
     named = participants or [Participant(volunteer_id=assignment.volunteer_id, hours=hours)]
     volunteers = _participants(session, assignment, named, hours)
     now = utcnow()
-    assignment.status = COMPLETED
+    assignment.status = status
     assignment.hours = hours
     assignment.note = note
     assignment.completed_at = now
@@ -588,8 +607,9 @@ def record_confirmation(session: Session, *, request_id: str, at: datetime) -> N
     assignment = session.scalars(
         select(Assignment).filter_by(request_id=request_id).with_for_update(of=Assignment)
     ).first()
-    if assignment is None or assignment.status == CONFIRMED:
-        # Not dispatch's request (staff placed it by hand), or this confirmation was heard.
+    if assignment is None or assignment.status in (CONFIRMED, WITHDRAWN):
+        # Not dispatch's request (staff placed it by hand), this confirmation was heard, or it
+        # is old news of work since withdrawn: withdrawn work is not confirmed.
         return
     assignment.status = CONFIRMED
     assignment.confirmed_at = at

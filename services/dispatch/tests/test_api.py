@@ -11,6 +11,7 @@ from flask.testing import FlaskClient
 from services.dispatch import routing
 from services.dispatch.app import create_app
 from services.dispatch.config import runtime
+from services.dispatch.models import Assignment
 from services.dispatch.tests.builders import assigned, bearer, rules, staff, volunteer
 from shared import events
 from shared.schemas import NUL_MESSAGE
@@ -237,6 +238,64 @@ def test_completing_a_withdrawn_assignment_says_it_was_withdrawn(client: FlaskCl
 
     assert completed.status_code == 409
     assert completed.json["detail"] == f"Assignment {assignment.id} was withdrawn: cancelled"
+
+
+def in_status(client: FlaskClient, status: str) -> tuple[Assignment, dict[str, str]]:
+    """An assignment taken to ``status`` the way it gets there, and its holder's headers."""
+    sharpener = volunteer("Lao Zhang", routed_for="knife_sharpening")
+    assignment = assigned()
+    holder = as_holder(sharpener.id)
+    if status in ("accepted", "completed", "confirmed"):
+        client.post(f"/v1/assignments/{assignment.id}/acceptance", headers=holder)
+    if status in ("completed", "confirmed"):
+        client.post(
+            f"/v1/assignments/{assignment.id}/completion", json={"hours": 2}, headers=holder
+        )
+    with runtime().db.transaction() as session:
+        if status == "confirmed":
+            routing.record_confirmation(
+                session, request_id=assignment.request_id, at=datetime.now(UTC)
+            )
+        if status == "withdrawn":
+            routing.withdraw_assignment(
+                session, request_id=assignment.request_id, reason="cancelled", at=datetime.now(UTC)
+            )
+    return assignment, holder
+
+
+@pytest.mark.parametrize(
+    ("status", "action"),
+    [
+        ("accepted", "acceptance"),
+        ("completed", "acceptance"),
+        ("confirmed", "acceptance"),
+        ("withdrawn", "acceptance"),
+        ("assigned", "completion"),
+        ("completed", "completion"),
+        ("confirmed", "completion"),
+        ("withdrawn", "completion"),
+    ],
+)
+@pytest.mark.parametrize("who", ["holder", "staff"])
+def test_an_action_the_status_does_not_allow_is_an_illegal_transition_changing_nothing(
+    client: FlaskClient, status: str, action: str, who: str
+) -> None:
+    assignment, holder = in_status(client, status)
+    before = client.get(f"/v1/assignments/{assignment.id}", headers=staff()).json
+    staged = len(staged_messages(runtime()))
+
+    response = client.post(
+        f"/v1/assignments/{assignment.id}/{action}",
+        json={"hours": 5} if action == "completion" else None,
+        headers=holder if who == "holder" else staff(),
+    )
+
+    assert response.status_code == 409
+    assert response.content_type == PROBLEM
+    assert response.json["type"].endswith("/illegal-transition")
+    assert response.json["current_status"] == status
+    assert client.get(f"/v1/assignments/{assignment.id}", headers=staff()).json == before
+    assert len(staged_messages(runtime())) == staged
 
 
 @pytest.mark.parametrize(

@@ -81,3 +81,17 @@ def test_a_reopened_request_goes_back_to_the_same_volunteer_who_is_told():
         if m.kwargs["assigned_at"] == NOW.isoformat()
     ]
     assert announced.kwargs["assignment_id"] == assignment.id
+
+
+def test_a_confirmation_heard_after_the_assignment_was_withdrawn_changes_nothing():
+    volunteer("Lao Zhang", routed_for="knife_sharpening")
+    assignment = assigned()
+    deliver_to(
+        actors.CONSUMERS, message_for(events.REQUEST_WITHDRAWN, withdrawn(assignment.request_id))
+    )
+
+    with runtime().db.transaction() as session:
+        routing.record_confirmation(session, request_id=assignment.request_id, at=NOW)
+
+    kept = assignment_for(assignment.request_id)
+    assert (kept.status, kept.confirmed_at) == ("withdrawn", None)

@@ -282,7 +282,7 @@ def test_of_two_simultaneous_completions_one_succeeds_and_one_completed_event_is
 
     outcomes = race(complete("1.5"), complete("3"))
 
-    assert kinds(outcomes) == ["Assignment", "Conflict"]
+    assert kinds(outcomes) == ["Assignment", "IllegalTransition"]
     (completed,) = staged_messages(runtime(), events.REQUEST_COMPLETED, to="intake")
     (done,) = assignments(id=assignment.id)
     assert Decimal(completed.kwargs["hours"]) == done.hours
@@ -298,7 +298,7 @@ def test_of_two_simultaneous_acceptances_one_succeeds_and_one_accepted_event_is_
 
     outcomes = race(accept, accept)
 
-    assert kinds(outcomes) == ["Assignment", "Conflict"]
+    assert kinds(outcomes) == ["Assignment", "IllegalTransition"]
     assert len(staged_messages(runtime(), events.REQUEST_ACCEPTED)) == 1
 
 
