@@ -24,6 +24,7 @@ from flask_smorest.utils import prepare_response
 from marshmallow import fields, validate
 from werkzeug.exceptions import HTTPException
 
+from shared.fields import WholeNumber
 from shared.paging import MAX_PAGE
 from shared.problems import PROBLEM_MIME, ProblemSchema, field_errors, problem
 
@@ -132,9 +133,15 @@ class Blueprint(flask_smorest.Blueprint):
 
         def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
             wrapper = paginated(view)
-            # flask-smorest builds the parameters' schema afresh for each view; bound it here.
-            schema = wrapper._apidoc["pagination"]["parameters"]["schema"]
-            schema._declared_fields["page"].validators.append(validate.Range(max=MAX_PAGE))
+            # flask-smorest builds the parameters' schema afresh for each view; bound the page
+            # here, and read both numbers as ASCII digits only (int() reads " 5" and others).
+            declared = wrapper._apidoc["pagination"]["parameters"]["schema"]._declared_fields
+            declared["page"].validators.append(validate.Range(max=MAX_PAGE))
+            for name in ("page", "page_size"):
+                given = declared[name]
+                declared[name] = WholeNumber(
+                    text=True, load_default=given.load_default, validate=given.validators
+                )
             return wrapper
 
         return decorator

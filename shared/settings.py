@@ -34,10 +34,11 @@ import re
 from collections import Counter
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from itertools import pairwise
 from pathlib import Path
 
-from limits import parse as parse_rate_limit
+from limits import parse
 
 ENVIRONMENTS = ("development", "test", "production")
 DEVELOPMENT_AUTH_SECRET = "redvest-development-secret-do-not-use-in-production"
@@ -235,6 +236,44 @@ VARIABLES = (
     ),
 )
 _DECLARED = {variable.name: variable for variable in VARIABLES}
+
+
+# A rate limit: a count of calls, at most RATE_LIMIT_MOST, per a window of a number of seconds,
+# minutes, hours or days, at most RATE_WINDOW_LONGEST.
+RATE_LIMIT_MOST = 1_000_000
+RATE_WINDOW_LONGEST = timedelta(days=30)
+RATE_LIMIT_FORM = (
+    "a count of calls per window, like '600/minute', '20 per second' or '1000/5 minutes' "
+    f"(second, minute, hour or day; a count from 1 to {RATE_LIMIT_MOST:,}, a window of at most "
+    f"{RATE_WINDOW_LONGEST.days} days)"
+)
+_UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+_RATE_LIMIT = re.compile(
+    r"(?P<count>[0-9]{1,7}) ?(?:/|per) ?(?:(?P<multiple>[0-9]{1,4}) ?)?"
+    r"(?P<unit>second|minute|hour|day)s?"
+)
+
+
+def rate_limit_refusal(rate_limit: str) -> str | None:
+    """Why ``rate_limit`` is not one a key may be given; None when it is. The whole text must
+    be one limit (the limiter would apply only the first of several), its count and window
+    within RATE_LIMIT_MOST and RATE_WINDOW_LONGEST, and read by the limiter as written."""
+    written = _RATE_LIMIT.fullmatch(rate_limit)
+    if written is None:
+        return "it is not one limit written as the examples are"
+    count, multiple, unit = int(written["count"]), int(written["multiple"] or 1), written["unit"]
+    if not 1 <= count <= RATE_LIMIT_MOST:
+        return f"its count must be from 1 to {RATE_LIMIT_MOST:,}"
+    window = multiple * _UNIT_SECONDS[unit]
+    if not multiple >= 1 or window > RATE_WINDOW_LONGEST.total_seconds():
+        return f"its window must be from 1 second to {RATE_WINDOW_LONGEST.days} days"
+    try:
+        limit = parse(rate_limit)
+    except ValueError:
+        return "the limiter cannot read it"
+    if (limit.amount, limit.get_expiry()) != (count, window):
+        return "the limiter reads it otherwise"
+    return None
 
 
 def _declared(name: str) -> Variable:
@@ -517,12 +556,11 @@ class Settings:
             _set(env, "CORS_ORIGINS") or "", is_production=is_production, problems=problems
         )
         api_key_rate_limit = _get(env, "API_KEY_RATE_LIMIT")
-        try:
-            parse_rate_limit(api_key_rate_limit)
-        except ValueError:
+        why = rate_limit_refusal(api_key_rate_limit)
+        if why is not None:
             problems.append(
-                "API_KEY_RATE_LIMIT must be a rate such as '600/minute' or '20/second', got "
-                f"{api_key_rate_limit!r}"
+                f"API_KEY_RATE_LIMIT must be {RATE_LIMIT_FORM}; {api_key_rate_limit[:40]!r} is "
+                f"not one, as {why}"
             )
         scheduler_interval_s = _float(env, "SCHEDULER_INTERVAL_S", problems)
         if scheduler_interval_s <= 0:

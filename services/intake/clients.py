@@ -20,9 +20,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from services.intake.models import ApiClient
-from shared.auth import KeyHolder, Principal, hash_api_key, new_api_key, parse_rate_limit
+from shared.auth import KeyHolder, Principal, hash_api_key, new_api_key
 from shared.clock import utcnow
 from shared.errors import Conflict, Invalid, NotFound
+from shared.settings import RATE_LIMIT_FORM, rate_limit_refusal
 
 # Every scope a key may hold, and what it lets the key do. Which operation needs which scope is
 # policy.SCOPES; an operation it does not name (reading the catalogue) any key may call.
@@ -48,15 +49,6 @@ ROLE_SCOPES: dict[str, tuple[str, ...]] = {
 ROLES = tuple(ROLE_SCOPES)
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 MAX_PAGE_SIZE = 100
-# A key's own rate limit: a count of calls, at most RATE_LIMIT_MOST, per a window of a number
-# of seconds, minutes, hours or days, at most RATE_WINDOW_LONGEST.
-RATE_LIMIT_MOST = 1_000_000
-RATE_WINDOW_LONGEST = timedelta(days=30)
-_UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
-_RATE_LIMIT = re.compile(
-    r"(?P<count>[0-9]{1,7}) ?(?:/|per) ?(?:(?P<multiple>[0-9]{1,4}) ?)?"
-    r"(?P<unit>second|minute|hour|day)s?"
-)
 # A key's last use is written when the one on record is older than this.
 LAST_USED_PRECISION = timedelta(minutes=1)
 
@@ -90,38 +82,13 @@ def _checked_scopes(role: str, scopes: Sequence[str] | None) -> list[str]:
     return [scope for scope in SCOPES if scope in scopes]
 
 
-def _rate_limit_refusal(rate_limit: str) -> str | None:
-    """Why ``rate_limit`` is not one a key may have; None when it is. The whole text must be
-    one limit (the limiter would apply only the first of several), its count and window
-    within RATE_LIMIT_MOST and RATE_WINDOW_LONGEST, and read by the limiter as written."""
-    written = _RATE_LIMIT.fullmatch(rate_limit)
-    if written is None:
-        return "it is not one limit written as the examples are"
-    count, multiple, unit = int(written["count"]), int(written["multiple"] or 1), written["unit"]
-    if not 1 <= count <= RATE_LIMIT_MOST:
-        return f"its count must be from 1 to {RATE_LIMIT_MOST:,}"
-    window = multiple * _UNIT_SECONDS[unit]
-    if not multiple >= 1 or window > RATE_WINDOW_LONGEST.total_seconds():
-        return f"its window must be from 1 second to {RATE_WINDOW_LONGEST.days} days"
-    try:
-        limit = parse_rate_limit(rate_limit)
-    except ValueError:
-        return "the limiter cannot read it"
-    if (limit.amount, limit.get_expiry()) != (count, window):
-        return "the limiter reads it otherwise"
-    return None
-
-
 def _checked_rate_limit(rate_limit: str | None) -> str | None:
     if rate_limit is None:
         return None
-    why = _rate_limit_refusal(rate_limit)
+    why = rate_limit_refusal(rate_limit)
     if why is not None:
         raise Invalid(
-            f"A rate limit is a count of calls per window, like '600/minute', '20 per second' "
-            f"or '1000/5 minutes' (second, minute, hour or day; a count from 1 to "
-            f"{RATE_LIMIT_MOST:,}, a window of at most {RATE_WINDOW_LONGEST.days} days): "
-            f"{rate_limit[:40]!r} is not one, as {why}",
+            f"A rate limit is {RATE_LIMIT_FORM}: {rate_limit[:40]!r} is not one, as {why}",
             field="rate_limit",
         )
     return rate_limit

@@ -159,3 +159,11 @@ def test_a_json_body_is_read_whatever_its_charset_parameter(app: Flask) -> None:
 
     assert response.status_code == 200
     assert response.json == {"amount": "2.00"}
+
+
+@pytest.mark.parametrize("page", [" 2", "\u0662", "2.0", "1_0"])
+def test_a_page_number_is_ascii_digits_only(app: Flask, page: str) -> None:
+    response = app.test_client().get("/v1/prices", query_string={"page": page})
+
+    assert response.status_code == 422
+    assert list(response.json["errors"]) == ["page"]

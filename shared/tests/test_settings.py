@@ -350,3 +350,26 @@ def test_the_days_to_confirm_and_to_reopen_and_the_fate_of_unconfirmed_hours_are
 
     assert len(refused.value.problems) == 2
     assert Settings.from_env("points", {"CONFIRM_WITHIN_DAYS": "3"}).confirm_within_days == 3
+
+
+@pytest.mark.parametrize(
+    ("limit", "why"),
+    [
+        ("plenty", "not one limit"),
+        ("10/second;100/minute", "not one limit"),
+        ("0/second", "count must be from 1"),
+        ("10 per 9999 days", "window must be from 1 second to 30 days"),
+        ("1/0 second", "window must be from 1 second"),
+    ],
+)
+def test_the_default_key_rate_limit_is_one_limit_within_bounds(limit: str, why: str) -> None:
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env("intake", {"API_KEY_RATE_LIMIT": limit})
+
+    assert "API_KEY_RATE_LIMIT must be a count of calls per window" in str(refused.value)
+    assert why in str(refused.value)
+
+
+@pytest.mark.parametrize("limit", ["600/minute", "20 per second", "1000/5 minutes", "1/day"])
+def test_a_key_rate_limit_written_as_the_examples_is_taken(limit: str) -> None:
+    assert Settings.from_env("intake", {"API_KEY_RATE_LIMIT": limit}).api_key_rate_limit == limit
