@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -15,10 +16,8 @@ from sqlalchemy import (
     Numeric,
     String,
     Text,
-    func,
-    text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
 from shared.database import UtcDateTime
 from shared.messaging import Messaging
@@ -33,19 +32,34 @@ messaging = Messaging(Base.metadata)
 timers = Timers(Base.metadata, messaging=messaging)
 
 
+def folded(name: str) -> str:
+    """A team's name as names are compared: case folded the Unicode way ("STRASSE" is
+    "Straße", "ΟΜΆΔΑ" is "ομάδα") whatever the database and its locale would do, an accented
+    letter the same however it is encoded."""
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFD", name).casefold())
+
+
 class Team(Base):
     """One of the red-vest volunteer teams (legal aid, mediation, household service ...)."""
 
     __tablename__ = "teams"
-    # Unique ignoring case, as the database folds it (migration 0006).
-    __table_args__ = (Index("uq_teams_name_folded", func.lower(text("name")), unique=True),)
+    __table_args__ = (Index("uq_teams_name_key", "name_key", unique=True),)
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
+    # The name folded (``folded``), unique: two names differing only in case are one name. Set
+    # with the name, here rather than by the database, whose lower() folds only ASCII on SQLite
+    # and follows the locale on PostgreSQL (migration 0007).
+    name_key: Mapped[str] = mapped_column(Text)
     description: Mapped[str] = mapped_column(Text, default="")
     # An active member of the team who follows and steers its work. A plain id rather than a
     # foreign key (see migration 0005): naming a lead checks they are an active member.
     lead_volunteer_id: Mapped[str | None] = mapped_column(String(64))
+
+    @validates("name")
+    def _keyed(self, _: str, name: str) -> str:
+        self.name_key = folded(name)
+        return name
 
 
 class Volunteer(Base):

@@ -9,12 +9,19 @@ from datetime import datetime
 from decimal import Decimal
 from typing import NamedTuple, cast
 
-from sqlalchemy import Select, Table, bindparam, func, insert, select
+from sqlalchemy import Select, Table, bindparam, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from services.dispatch.models import Assignment, RoutingRule, Team, Volunteer, messaging
+from services.dispatch.models import (
+    Assignment,
+    RoutingRule,
+    Team,
+    Volunteer,
+    folded,
+    messaging,
+)
 from services.dispatch.policy import ACCEPT, COMPLETE, POLICY, no_assignment
 from shared import events, notifications
 from shared.auth import Principal
@@ -43,8 +50,8 @@ UNCHANGED = Unchanged()
 
 
 def _team_named(session: Session, name: str) -> str | None:
-    """The id of the team whose name is ``name`` ignoring case, as the database folds it."""
-    return session.scalars(select(Team.id).where(func.lower(Team.name) == func.lower(name))).first()
+    """The id of the team whose name is ``name`` ignoring case (``models.folded``)."""
+    return session.scalars(select(Team.id).where(Team.name_key == folded(name))).first()
 
 
 def create_team(

@@ -448,6 +448,34 @@ def test_team_names_are_one_name_whatever_their_case(client: FlaskClient) -> Non
     assert (recased.status_code, recased.json["name"]) == (200, "Legal Aid Team")
 
 
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("ÉQUIPE DE RÉPARATION", "équipe de réparation"),
+        ("Straßenteam", "STRASSENTEAM"),
+        ("ΟΜΆΔΑ", "ομάδα"),
+        ("E\u0301quipe", "\u00e9quipe"),
+    ],
+    ids=["accented capitals", "sharp s", "greek", "one letter encoded two ways"],
+)
+@pytest.mark.parametrize("order", ["as written", "the other way round"])
+def test_team_names_beyond_ascii_are_one_name_whatever_their_case_on_every_database(
+    client: FlaskClient, first: str, second: str, order: str
+) -> None:
+    if order != "as written":
+        first, second = second, first
+    client.post("/v1/teams", json={"name": first}, headers=staff())
+    other = client.post("/v1/teams", json={"name": "Repair team"}, headers=staff()).json
+
+    created = client.post("/v1/teams", json={"name": second}, headers=staff())
+    renamed = client.patch(f"/v1/teams/{other['id']}", json={"name": second}, headers=staff())
+
+    assert (created.status_code, created.json["field"]) == (409, "name")
+    assert (renamed.status_code, renamed.json["field"]) == (409, "name")
+    listed = client.get("/v1/teams", headers=staff()).json
+    assert {team["name"] for team in listed} == {"Repair team", first}
+
+
 def test_a_nul_character_is_refused_before_it_reaches_the_database(client: FlaskClient) -> None:
     # PostgreSQL cannot store or compare text holding NUL: these were 500s there.
     body = client.post("/v1/volunteers", json={"name": "Lao\x00Zhang"}, headers=staff())
