@@ -9,6 +9,9 @@ from shared.events import CATEGORY_CODE, MAX_PARTICIPANTS
 from shared.fields import Line, Prose, WholeNumber, hours_field
 from shared.schemas import StrictSchema
 
+# The category codes of intake's service catalogue, as the events that carry them spell them
+# (shared.events.CATEGORY_CODE, the pattern intake checks its catalogue's codes with). Read as a
+# ``Line``: the pattern's ``$`` also matches before a final newline, which a line refuses.
 CATEGORY = validate.Regexp(CATEGORY_CODE, error="Not a category code.")
 # Digits, spaces, and the marks people write numbers with: +86 138-0000-0000, (010) 6543 2100.
 PHONE = r"^\+?[0-9][0-9 ()-]{0,31}$"
@@ -58,8 +61,9 @@ class VolunteerSchema(Schema):
 
 
 class RoutingRuleCreateSchema(StrictSchema):
-    category = fields.Str(
+    category = Line(
         required=True,
+        most=64,
         validate=CATEGORY,
         metadata={"description": "A code from intake's service catalogue"},
     )
@@ -72,7 +76,7 @@ class RoutingRuleCreateSchema(StrictSchema):
 
 
 class RoutingRuleQuerySchema(StrictSchema):
-    category = fields.Str(validate=CATEGORY)
+    category = Line(most=64, validate=CATEGORY)
 
 
 class RoutingRuleSchema(Schema):

@@ -379,6 +379,9 @@ def test_a_rule_for_an_unknown_volunteer_is_a_422_naming_the_field(client: Flask
         ("/v1/teams", {"description": "no name"}, "name"),
         ("/v1/volunteers", {"name": "X", "is_active": False}, "is_active"),
         ("/v1/routing-rules", {"category": "Knife Sharpening", "volunteer_id": "v"}, "category"),
+        ("/v1/routing-rules", {"category": "haircut\n", "volunteer_id": "v"}, "category"),
+        ("/v1/routing-rules", {"category": "", "volunteer_id": "v"}, "category"),
+        ("/v1/routing-rules", {"category": "a" * 65, "volunteer_id": "v"}, "category"),
         (
             "/v1/routing-rules",
             {"category": "haircut", "volunteer_id": "v", "precedence": "first"},
@@ -406,6 +409,15 @@ def test_bad_roster_bodies_are_422s_naming_the_field(
     assert response.status_code == 422
     assert response.content_type == PROBLEM
     assert field in response.json["errors"]
+
+
+@pytest.mark.parametrize("category", ["haircut%0A", "Haircut", "hair-cut", "", "_haircut"])
+def test_rules_are_filtered_by_a_category_code_only(client: FlaskClient, category: str) -> None:
+    response = client.get(f"/v1/routing-rules?category={category}", headers=staff())
+
+    assert response.status_code == 422
+    assert response.content_type == PROBLEM
+    assert list(response.json["errors"]) == ["category"]
 
 
 def test_volunteers_may_not_change_the_roster(client: FlaskClient) -> None:
