@@ -109,7 +109,8 @@ class Completion(MethodView):
     @blp.alt_response(
         422,
         description="Invalid fields, or a participant who is not the assigned volunteer or an "
-        "active volunteer of their team, or is named twice",
+        "active volunteer of their team, or is named twice, or participants' hours that do not "
+        "fit the service's (none more than it took, one at least all of it)",
     )
     def post(self, data: dict[str, Any], assignment_id: str) -> Any:
         """Report an accepted assignment done, with the hours it took and who took part"""

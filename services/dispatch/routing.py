@@ -488,8 +488,8 @@ def _participants(
     session: Session, assignment: Assignment, named: Sequence[Participant], hours: Decimal
 ) -> list[Volunteer]:
     """The volunteers ``named`` as having done ``assignment``'s work, each checked: named
-    once, the assigned volunteer among them, every other an active member of their team, and
-    none giving the service more time than it took (``hours``)."""
+    once, the assigned volunteer among them, every other an active member of their team, none
+    giving the service more time than it took (``hours``) and one giving it all of it."""
     holder = assignment.volunteer
     seen: set[str] = set()
     for person in named:
@@ -543,6 +543,15 @@ def _participants(
                 f"request was assigned to ({team})",
                 field="participants",
             )
+    # The resident confirms the service's hours, and points refuses a confirmation of more
+    # hours than any participant reported: hours no one gave would never be credited.
+    most = max(Decimal(person.hours) for person in named)
+    if most < Decimal(hours):
+        raise Invalid(
+            f"The service took {Decimal(hours):.2f} hours but no participant is given more "
+            f"than {most:.2f}: one of them at least gave it all its time",
+            field="participants",
+        )
     return [holder if p.volunteer_id == holder.id else found[p.volunteer_id] for p in named]
 
 

@@ -205,6 +205,22 @@ def test_no_participant_gives_the_service_more_time_than_it_took(client: FlaskCl
     assert f"Volunteer {second.id} is given 2.50 hours, more than the 2.00" in problem["detail"]
 
 
+def test_someone_gives_the_service_all_the_time_it_took(client: FlaskClient) -> None:
+    lead, second, _ = repair_team()
+
+    problem = refused(
+        client,
+        lead,
+        [{"volunteer_id": lead.id, "hours": "1.5"}, {"volunteer_id": second.id, "hours": 1}],
+    )
+
+    assert problem["field"] == "participants"
+    assert (
+        "The service took 2.00 hours but no participant is given more than 1.50"
+        in (problem["detail"])
+    )
+
+
 def test_a_volunteer_without_a_team_works_alone(client: FlaskClient) -> None:
     loner = member("Lao Zhang", None, routed_for="appliance_repair")
     other = member("Wang Jun", None)
