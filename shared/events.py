@@ -27,7 +27,7 @@ from marshmallow import (
 )
 
 from shared.contract import Contract
-from shared.fields import hours_field
+from shared.fields import FullMatch, hours_field
 from shared.notifications import KINDS, check_notification
 from shared.people import ADDRESS
 from shared.topology import SERVICES
@@ -50,12 +50,12 @@ class ContractError(ValueError):
 
 
 def _category() -> fields.Str:
-    return fields.Str(required=True, validate=validate.Regexp(CATEGORY_CODE))
+    return fields.Str(required=True, validate=FullMatch(CATEGORY_CODE))
 
 
 def _person(**kwargs: Any) -> fields.Str:
     """Who did a step, as an address (``volunteer:42``, ``staff:duty-officer``)."""
-    return fields.Str(required=True, validate=validate.Regexp(ADDRESS), **kwargs)
+    return fields.Str(required=True, validate=FullMatch(ADDRESS), **kwargs)
 
 
 class LocationSchema(Schema):
@@ -101,7 +101,7 @@ class RequestAcceptedSchema(Schema):
 class ParticipantSchema(Schema):
     """One volunteer who did a piece of group work, and the hours they gave to it."""
 
-    volunteer_id = Identifier(required=True, validate=validate.Regexp(r"^[A-Za-z0-9._:-]{1,64}$"))
+    volunteer_id = Identifier(required=True, validate=FullMatch(r"^[A-Za-z0-9._:-]{1,64}$"))
     hours = hours_field(required=True)
     volunteer_name = fields.Str(allow_none=True, validate=validate.Length(min=1, max=100))
 
@@ -134,13 +134,13 @@ class RequestCompletedSchema(Schema):
     volunteer_id = Identifier(required=True)
     # Prices the hours, which points holds until the resident confirms them; optional, so a
     # publisher that does not send it yet is not refused (the confirmation credits them then).
-    category = fields.Str(validate=validate.Regexp(CATEGORY_CODE))
+    category = fields.Str(validate=FullMatch(CATEGORY_CODE))
     hours = hours_field(required=True)
     completed_by = _person(metadata={"description": "The volunteer, or staff on their behalf"})
     completed_at = fields.AwareDateTime(required=True)
     # Who did it and where, as dispatch knows them: for points' certificates and honour rolls.
     volunteer_name = fields.Str(allow_none=True, validate=validate.Length(min=1, max=100))
-    team_id = fields.Str(allow_none=True, validate=validate.Regexp(r"^[A-Za-z0-9._:-]{1,64}$"))
+    team_id = fields.Str(allow_none=True, validate=FullMatch(r"^[A-Za-z0-9._:-]{1,64}$"))
     community = fields.Str(allow_none=True, validate=validate.Length(min=1, max=64))
     # Everyone who did the work, each with their own hours, the assigned volunteer among them.
     # Optional (an addition to version 1): a message without it was done by the volunteer
@@ -230,7 +230,7 @@ class NotificationRequestedSchema(Schema):
         metadata={"description": "The notification's kind, which names its template"},
     )
     data = fields.Dict(keys=fields.Str(), load_default=dict)
-    channel = fields.Str(load_default="inbox", validate=validate.Regexp(r"^[a-z][a-z0-9_]*$"))
+    channel = fields.Str(load_default="inbox", validate=FullMatch(r"^[a-z][a-z0-9_]*$"))
 
     @post_load
     def _check_data(self, loaded: dict[str, Any], **_: Any) -> dict[str, Any]:

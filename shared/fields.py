@@ -7,7 +7,7 @@ import re
 import unicodedata
 from datetime import UTC, datetime
 from decimal import Decimal, localcontext
-from typing import Any
+from typing import Any, cast
 
 from marshmallow import ValidationError, fields, validate
 
@@ -225,3 +225,14 @@ class WholeNumber(fields.Integer):
                 raise self.make_error("invalid", input=value)
             return int(value)
         return super()._validated(value)
+
+
+class FullMatch(validate.Regexp):
+    """``validate.Regexp`` matching the whole value: its ``re.match`` lets ``$`` match before a
+    final newline, so ``"abc\\n"`` would pass ``^[a-z]+$``. Documented with the same pattern."""
+
+    def __call__(self, value: Any) -> Any:
+        pattern = cast("re.Pattern[str]", self.regex)
+        if not isinstance(value, str) or pattern.fullmatch(value) is None:
+            raise ValidationError(self._format_error(value))
+        return value

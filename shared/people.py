@@ -17,7 +17,7 @@ _ADDRESS = re.compile(ADDRESS)
 def address(role: str, subject: str) -> str:
     """The address of ``subject`` acting as ``role``, e.g. ``volunteer:42``."""
     named = f"{role}:{subject}"
-    if not _ADDRESS.match(named):
+    if not _ADDRESS.fullmatch(named):
         raise ValueError(f"{named!r} is not an address: <role>:<id>, role one of {ROLES}")
     return named
 

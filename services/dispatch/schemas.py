@@ -6,13 +6,13 @@ from marshmallow import Schema, fields, post_load, validate
 
 from services.dispatch.routing import STATUSES, Participant
 from shared.events import CATEGORY_CODE, MAX_PARTICIPANTS
-from shared.fields import Line, Prose, WholeNumber, hours_field
+from shared.fields import FullMatch, Line, Prose, WholeNumber, hours_field
 from shared.schemas import StrictSchema
 
 # The category codes of intake's service catalogue, as the events that carry them spell them
 # (shared.events.CATEGORY_CODE, the pattern intake checks its catalogue's codes with). Read as a
 # ``Line``: the pattern's ``$`` also matches before a final newline, which a line refuses.
-CATEGORY = validate.Regexp(CATEGORY_CODE, error="Not a category code.")
+CATEGORY = FullMatch(CATEGORY_CODE, error="Not a category code.")
 # Digits, spaces, and the marks people write numbers with: +86 138-0000-0000, (010) 6543 2100.
 PHONE = r"^\+?[0-9][0-9 ()-]{0,31}$"
 
@@ -45,7 +45,7 @@ class TeamSchema(Schema):
 class VolunteerCreateSchema(StrictSchema):
     name = Line(required=True, most=100)
     team_id = fields.Str(validate=validate.Length(min=1, max=64))
-    phone = Line(most=32, validate=validate.Regexp(PHONE, error="Not a phone number."))
+    phone = Line(most=32, validate=FullMatch(PHONE, error="Not a phone number."))
 
 
 class VolunteerQuerySchema(StrictSchema):

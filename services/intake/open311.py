@@ -50,7 +50,7 @@ from shared.auth import Principal
 from shared.authentication import AuthProblem, current_principal
 from shared.errors import DomainError, Forbidden, NotFound
 from shared.events import CATEGORY_CODE
-from shared.fields import Instant
+from shared.fields import FullMatch, Instant
 from shared.idempotency import StoredResponse, run_once
 from shared.schemas import StrictSchema
 from shared.service_app import current_service
@@ -174,7 +174,7 @@ class ReportFormSchema(Open311Schema):
     description = fields.Str(validate=validate.Length(max=4000))
     media_url = _text(2000)
     attribute = fields.Dict(
-        keys=fields.Str(validate=validate.Regexp(CATEGORY_CODE)),
+        keys=fields.Str(validate=FullMatch(CATEGORY_CODE)),
         values=fields.List(_text(5000), validate=validate.Length(min=1, max=50)),
         validate=validate.Length(max=30),
     )
@@ -227,7 +227,7 @@ def _form() -> dict[str, Any]:
     form = _values(request.form)
     answers: dict[str, list[str]] = {}
     for name in list(form):
-        found = _ATTRIBUTE.match(name)
+        found = _ATTRIBUTE.fullmatch(name)
         if found is None:
             continue
         form.pop(name)

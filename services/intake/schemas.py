@@ -21,10 +21,10 @@ from services.intake.requests import (
 )
 from services.intake.webhooks import DELIVERY_STATES, EVENTS, HISTORY_SHOWN, MAX_OVERLAP
 from shared.events import CATEGORY_CODE, PRIORITIES, LocationSchema
-from shared.fields import Flag, Instant, Line, Prose, WholeNumber
+from shared.fields import Flag, FullMatch, Instant, Line, Prose, WholeNumber
 from shared.schemas import StrictSchema
 
-CODE = validate.Regexp(CATEGORY_CODE)
+CODE = FullMatch(CATEGORY_CODE)
 
 
 def _text(most: int, **kwargs: Any) -> Line:
@@ -39,7 +39,7 @@ def _prose(most: int, **kwargs: Any) -> Prose:
 
 # A level of a place on the grid: its path joins the levels with "/", so a name holding one
 # would make another place's path ("3/4" as a building is unit 4 of building 3).
-NO_SLASH = validate.Regexp(
+NO_SLASH = FullMatch(
     r"^[^/]*$", error="Must not contain '/': it separates the levels of a place's path."
 )
 
@@ -149,7 +149,7 @@ class NoticeSchema(StrictSchema):
 
     text = fields.Nested(LabelsSchema)
     blocks_submission = Flag(load_default=False)
-    emergency_number = Line(most=20, validate=validate.Regexp(r"^[0-9+\- ]{1,20}$"))
+    emergency_number = Line(most=20, validate=FullMatch(r"^[0-9+\- ]{1,20}$"))
 
 
 class CategoryFields(StrictSchema):
@@ -816,7 +816,7 @@ class ReplayedSchema(Schema):
 class ApiKeyCreateSchema(StrictSchema):
     name = fields.Str(
         required=True,
-        validate=validate.Regexp(clients.NAME),
+        validate=FullMatch(clients.NAME),
         metadata={"description": "The client's name, e.g. city-hotline: letters, digits, . _ -"},
     )
     role = fields.Str(

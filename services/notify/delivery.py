@@ -248,7 +248,7 @@ def save_template(
 ) -> Template:
     """Create or replace a template, once its subject and body parse, are safe and render
     the fields its kind of notification carries."""
-    if not TEMPLATE_KEY.match(key):
+    if not TEMPLATE_KEY.fullmatch(key):
         raise Invalid(f"Template key {key!r} must match {TEMPLATE_KEY.pattern}", field="key")
     _channel(channel)
     check_template_source("subject", subject)

@@ -81,7 +81,7 @@ def put_item(
     is_active: bool = True,
 ) -> CatalogueItem:
     """Add an item to the catalogue, or change it: its price, stock, limit and window."""
-    if not _IDENTIFIER.match(item_id):
+    if not _IDENTIFIER.fullmatch(item_id):
         raise Invalid(f"Item id {item_id!r} must be 1 to 64 letters, digits or . _ : -")
     if not name.strip() or len(name) > 100:
         raise Invalid("An item's name is 1 to 100 characters", field="name")
@@ -209,7 +209,7 @@ def redeem(
     operator: str | None = None,
 ) -> Redemption:
     """Reserve ``quantity`` of an item for ``holder``: its stock and their points, together."""
-    if not _IDENTIFIER.match(redemption_id):
+    if not _IDENTIFIER.fullmatch(redemption_id):
         raise Invalid(
             f"Redemption id {redemption_id!r} must be 1 to 64 letters, digits or . _ : -",
             field="id",

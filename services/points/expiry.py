@@ -224,7 +224,7 @@ def _members(session: Session) -> list[Account]:
     query = select(Account).where(
         Account.kind == HOLDER, Account.balance - Account.debits_pending > 0
     )
-    return [account for account in session.scalars(query) if _ADDRESS.match(account.holder)]
+    return [account for account in session.scalars(query) if _ADDRESS.fullmatch(account.holder)]
 
 
 def _credits_by_day(

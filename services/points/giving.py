@@ -64,7 +64,7 @@ def _member(holder: str, field: str) -> str:
 
 
 def _check_id(value: str) -> None:
-    if not _IDENTIFIER.match(value):
+    if not _IDENTIFIER.fullmatch(value):
         raise Invalid(f"Id {value!r} must be 1 to 64 letters, digits or . _ : -", field="id")
 
 

@@ -174,7 +174,7 @@ def _timeout_key(transfer_id: str) -> str:
 
 
 def check_identifier(value: str, field: str) -> None:
-    if not _IDENTIFIER.match(value):
+    if not _IDENTIFIER.fullmatch(value):
         raise Invalid(f"{field} {value!r} must be 1 to 64 letters, digits or . _ : -", field=field)
 
 
@@ -204,7 +204,7 @@ def points_for(hours: Decimal, rate: Decimal) -> Decimal:
 
 
 def _check_category(category: str) -> None:
-    if not _CATEGORY.match(category):
+    if not _CATEGORY.fullmatch(category):
         raise Invalid(f"Category {category!r} is not a catalogue code", field="category")
 
 
@@ -270,7 +270,7 @@ def account_kind(holder: str) -> str:
     if bank is not None:
         return bank
     role, _, subject = holder.partition(":")
-    if role in MEMBER_ROLES and _IDENTIFIER.match(subject):
+    if role in MEMBER_ROLES and _IDENTIFIER.fullmatch(subject):
         return HOLDER
     raise Invalid(
         f"{holder!r} names no account: volunteer:<id>, household:<id> or one of the bank's "
@@ -446,7 +446,7 @@ def _kind_of(holder: str, side: str) -> str:
 
 def checked(order: TransferOrder, *, is_reversal: bool = False) -> TransferOrder:
     """``order`` if the ledger can write it, its numbers to the cent; Invalid otherwise."""
-    if not _TRANSFER_ID.match(order.id) and not (is_reversal and order.id.startswith("reversal:")):
+    if not _TRANSFER_ID.fullmatch(order.id) and not (is_reversal and order.id.startswith("reversal:")):
         raise Invalid(f"Transfer id {order.id!r} must be 1 to 80 letters, digits or . _ : -")
     if order.kind not in CODES or (order.kind == REVERSAL) != is_reversal:
         codes = [code for code in CODES if code != REVERSAL]
@@ -477,7 +477,7 @@ def checked(order: TransferOrder, *, is_reversal: bool = False) -> TransferOrder
         raise Invalid("Only a transfer with a timeout says what its timeout does", field="timeout")
     if order.request_id is not None:
         check_identifier(order.request_id, "request_id")
-    if order.category is not None and not _CATEGORY.match(order.category):
+    if order.category is not None and not _CATEGORY.fullmatch(order.category):
         raise Invalid(f"Category {order.category!r} is not a catalogue code", field="category")
     if order.hours is not None:
         check_points(order.hours, "hours", maximum=Decimal(24))
@@ -485,7 +485,7 @@ def checked(order: TransferOrder, *, is_reversal: bool = False) -> TransferOrder
         check_points(order.rate, "rate", maximum=MAX_RATE)
     if order.kind == EARN and None in (order.request_id, order.category, order.hours, order.rate):
         raise Invalid("An earning names its request, category, hours and rate", field="request_id")
-    if order.operator is not None and not _ADDRESS.match(order.operator):
+    if order.operator is not None and not _ADDRESS.fullmatch(order.operator):
         raise Invalid(f"Operator {order.operator!r} is not an address", field="operator")
     if order.team_id is not None:
         check_identifier(order.team_id, "team_id")

@@ -51,7 +51,7 @@ def period(*, first: date, last: date, zone: str = "UTC") -> Period:
         raise Invalid(f"The period ends ({last}) before it starts ({first})", field="to")
     if (last - first).days >= MAX_DAYS:
         raise Invalid(f"A period is at most {MAX_DAYS} days", field="to")
-    if not _ZONE_NAME.match(zone):
+    if not _ZONE_NAME.fullmatch(zone):
         raise Invalid(f"{zone!r} is not a time zone name such as Asia/Shanghai", field="tz")
     try:
         ZoneInfo(zone)

@@ -27,7 +27,16 @@ from services.points.models import (
 from services.points.periods import ZONE_NAME
 from services.points.recognition import MAX_ROLL
 from shared.events import CATEGORY_CODE
-from shared.fields import Flag, Instant, Line, Prose, StrictDecimal, WholeNumber, hours_field
+from shared.fields import (
+    Flag,
+    FullMatch,
+    Instant,
+    Line,
+    Prose,
+    StrictDecimal,
+    WholeNumber,
+    hours_field,
+)
 from shared.schemas import StrictSchema
 
 # What staff may write by hand: earnings come from confirmed service, reversals and
@@ -154,17 +163,17 @@ class TransferSchema(Schema):
 
 class TransferQuerySchema(StrictSchema):
     holder = fields.Str(
-        validate=validate.Regexp(HOLDER),
+        validate=FullMatch(HOLDER),
         metadata={"description": "Transfers on this account; volunteers see their own"},
     )
     kind = fields.Str(validate=validate.OneOf(CODES))
-    request_id = fields.Str(validate=validate.Regexp(IDENTIFIER))
+    request_id = fields.Str(validate=FullMatch(IDENTIFIER))
 
 
 class TransferCreateSchema(StrictSchema):
     id = fields.Str(
         required=True,
-        validate=[validate.Regexp(TRANSFER_ID), _not_reserved],
+        validate=[FullMatch(TRANSFER_ID), _not_reserved],
         metadata={
             "description": "Names the fact behind the transfer; asking again with the same id "
             "and fields finds it, with other fields is refused (409). Ids starting earn:, "
@@ -173,8 +182,8 @@ class TransferCreateSchema(StrictSchema):
         },
     )
     kind = fields.Str(required=True, validate=validate.OneOf(WRITTEN_BY_HAND))
-    debit = fields.Str(required=True, validate=validate.Regexp(HOLDER))
-    credit = fields.Str(required=True, validate=validate.Regexp(HOLDER))
+    debit = fields.Str(required=True, validate=FullMatch(HOLDER))
+    credit = fields.Str(required=True, validate=FullMatch(HOLDER))
     amount = _points(required=True, metadata={"example": "10.00"})
     pending = Flag(
         load_default=False, metadata={"description": "Hold the points until posted or voided"}
@@ -187,8 +196,8 @@ class TransferCreateSchema(StrictSchema):
         validate=validate.OneOf((POST, VOID)),
         metadata={"description": "What its timeout does to a pending transfer (void by default)"},
     )
-    request_id = fields.Str(validate=validate.Regexp(IDENTIFIER))
-    category = fields.Str(validate=validate.Regexp(CATEGORY_CODE))
+    request_id = fields.Str(validate=FullMatch(IDENTIFIER))
+    category = fields.Str(validate=FullMatch(CATEGORY_CODE))
     # Documented as a number with its bounds; a decimal string is read the same way.
     hours = hours_field(as_string=False)
     reason = _text(metadata={"description": "Why; required for adjustments and expiries"})
@@ -261,16 +270,16 @@ class CatalogueQuerySchema(StrictSchema):
 class RedemptionCreateSchema(StrictSchema):
     id = fields.Str(
         required=True,
-        validate=validate.Regexp(IDENTIFIER),
+        validate=FullMatch(IDENTIFIER),
         metadata={
             "description": "Names this redemption; asking again with it finds it",
             "example": "r-2026-12-01-0007",
         },
     )
-    item_id = fields.Str(required=True, validate=validate.Regexp(IDENTIFIER))
+    item_id = fields.Str(required=True, validate=FullMatch(IDENTIFIER))
     holder = fields.Str(
         required=True,
-        validate=validate.Regexp(HOLDER),
+        validate=FullMatch(HOLDER),
         metadata={"description": "Whose points pay: a volunteer's own, or any member's for staff"},
     )
     quantity = WholeNumber(load_default=1, validate=validate.Range(min=1, max=MAX_QUANTITY))
@@ -293,9 +302,9 @@ class RedemptionSchema(Schema):
 
 class RedemptionQuerySchema(StrictSchema):
     holder = fields.Str(
-        validate=validate.Regexp(HOLDER), metadata={"description": "Volunteers see their own"}
+        validate=FullMatch(HOLDER), metadata={"description": "Volunteers see their own"}
     )
-    item_id = fields.Str(validate=validate.Regexp(IDENTIFIER))
+    item_id = fields.Str(validate=FullMatch(IDENTIFIER))
     status = fields.Str(validate=validate.OneOf(REDEMPTION_STATUSES))
 
 
@@ -320,7 +329,7 @@ class PeriodQuerySchema(StrictSchema):
     zone = fields.Str(
         data_key="tz",
         load_default="UTC",
-        validate=validate.Regexp(ZONE_NAME),
+        validate=FullMatch(ZONE_NAME),
         metadata={"description": "The time zone its days are days of", "example": "Asia/Shanghai"},
     )
 
@@ -344,7 +353,7 @@ class CertificateQuerySchema(PeriodQuerySchema):
 
 class HonourRollQuerySchema(PeriodQuerySchema):
     team = fields.Str(
-        validate=validate.Regexp(IDENTIFIER),
+        validate=FullMatch(IDENTIFIER),
         metadata={"description": "Only the hours served for this team"},
     )
     limit = WholeNumber(text=True, load_default=10, validate=validate.Range(min=1, max=MAX_ROLL))
@@ -419,7 +428,7 @@ class HonourRollSchema(_PeriodSchema):
 class DonationCreateSchema(StrictSchema):
     id = fields.Str(
         required=True,
-        validate=validate.Regexp(IDENTIFIER),
+        validate=FullMatch(IDENTIFIER),
         metadata={
             "description": "Names this donation; asking again with it finds it",
             "example": "d-2026-12-01-1",
@@ -432,7 +441,7 @@ class DonationCreateSchema(StrictSchema):
 class GiftCreateSchema(DonationCreateSchema):
     to = fields.Str(
         required=True,
-        validate=validate.Regexp(HOLDER),
+        validate=FullMatch(HOLDER),
         metadata={"description": "Family recorded for the giver", "example": "household:h-501"},
     )
 

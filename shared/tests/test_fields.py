@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from marshmallow import Schema, ValidationError
+from marshmallow import Schema, ValidationError, fields
 
-from shared.fields import Flag, Instant, Line, Prose, WholeNumber
+from shared.fields import Flag, FullMatch, Instant, Line, Prose, WholeNumber
 
 
 class Input(Schema):
@@ -72,3 +72,18 @@ def test_readable_input_loads_as_written() -> None:
     assert loaded["flag"] is False
     assert loaded["count"] == -12
     assert Input().load({"flag": True, "count": 7}) == {"flag": True, "count": 7}
+
+
+@pytest.mark.parametrize("code", ["haircut\n", "haircut\r\n", "\nhaircut", "Haircut", 5])
+def test_a_pattern_matches_the_whole_value_final_newline_included(code: object) -> None:
+    class Coded(Schema):
+        code = fields.Str(validate=FullMatch(r"^[a-z]+$"))
+
+    with pytest.raises(ValidationError) as refused:
+        Coded().load({"code": code})
+
+    assert "code" in refused.value.messages
+
+
+def test_a_pattern_takes_a_value_it_matches_whole() -> None:
+    assert FullMatch(r"^[a-z]+$")("haircut") == "haircut"
