@@ -54,7 +54,7 @@ from shared.service_app import current_service
 blp = Blueprint("points", __name__, url_prefix="/v1", description="The moral bank's ledger")
 # The same words for the same failure on every endpoint; who may do what is in policy.py.
 STAFF_ONLY = "The caller is not staff"
-STAFF_OR_VOLUNTEER = "The caller is neither staff nor a volunteer"
+STAFF_OR_VOLUNTEER = "The caller is neither staff nor a volunteer (a team lead is one)"
 NO_ACCOUNT = "No such account, or a volunteer asked for someone else's"
 NO_TRANSFER = "No such transfer"
 REFUSED = (

@@ -446,7 +446,9 @@ def _kind_of(holder: str, side: str) -> str:
 
 def checked(order: TransferOrder, *, is_reversal: bool = False) -> TransferOrder:
     """``order`` if the ledger can write it, its numbers to the cent; Invalid otherwise."""
-    if not _TRANSFER_ID.fullmatch(order.id) and not (is_reversal and order.id.startswith("reversal:")):
+    if not _TRANSFER_ID.fullmatch(order.id) and not (
+        is_reversal and order.id.startswith("reversal:")
+    ):
         raise Invalid(f"Transfer id {order.id!r} must be 1 to 80 letters, digits or . _ : -")
     if order.kind not in CODES or (order.kind == REVERSAL) != is_reversal:
         codes = [code for code in CODES if code != REVERSAL]

@@ -59,6 +59,32 @@ def test_another_volunteers_account_is_not_found(client: FlaskClient) -> None:
     assert response.json["detail"] == "No account 'volunteer:v-8'"
 
 
+def test_a_team_lead_is_a_volunteer_here_reading_their_own_account_and_no_other(
+    client: FlaskClient,
+) -> None:
+    rates(knife_sharpening=10)
+    credit(request_id="req-1", volunteer_id="v-7", hours="1.00")
+    credit(request_id="req-2", volunteer_id="v-8", hours="1.00")
+    lead = bearer("team_lead", "v-7")
+
+    own = client.get("/v1/accounts/volunteer:v-7", headers=lead)
+    member = client.get("/v1/accounts/volunteer:v-8", headers=lead)
+    transfers = client.get("/v1/transfers", headers=lead)
+
+    assert (own.status_code, own.json["balance"]) == (200, "10.00")
+    assert member.status_code == 404
+    assert [t["id"] for t in transfers.json] == ["earn:req-1"]
+
+
+def test_a_grid_leader_is_a_resident_here_reading_the_catalogue_not_accounts(
+    client: FlaskClient,
+) -> None:
+    leader = bearer("grid_leader", "r-1")
+
+    assert client.get("/v1/catalogue", headers=leader).status_code == 200
+    assert client.get("/v1/accounts/volunteer:v-7", headers=leader).status_code == 403
+
+
 def test_residents_may_not_read_accounts(client: FlaskClient) -> None:
     response = client.get("/v1/accounts/volunteer:v-7", headers=bearer("resident", "r-1"))
 
