@@ -8,10 +8,12 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import dramatiq
 import psycopg
+from sqlalchemy.engine import make_url
 
 from shared.consumers import Consumers
 from shared.events import SUBSCRIPTIONS, Event
@@ -146,8 +148,13 @@ def scratch_database(database_url: str) -> Iterator[str]:
     made empty for a migration test and removed afterwards."""
     server, name = database_url.rsplit("/", 1)
     if database_url.startswith("sqlite"):
-        path = f"{server}/{name.removesuffix('.db')}-migrations.db"
-        yield path
+        url = f"{server}/{name.removesuffix('.db')}-migrations.db"
+        file = Path(make_url(url).database or "")
+        file.unlink(missing_ok=True)
+        try:
+            yield url
+        finally:
+            file.unlink(missing_ok=True)
         return
     scratch = f"{name}_migrations"
     admin_url = f"{server}/postgres"
