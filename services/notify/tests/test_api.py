@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
@@ -25,6 +26,13 @@ from tests.support import assert_errors_documented
 RESIDENT_TOKEN = bearer("resident", "r-501")
 STAFF_TOKEN = bearer("staff", "s-1")
 PROBLEM = "application/problem+json"
+
+
+def put_template(client: FlaskClient, key: str, subject: str, body: str) -> Any:
+    """Staff replace the template ``key``."""
+    return client.put(
+        f"/v1/templates/{key}", headers=STAFF_TOKEN, json={"subject": subject, "body": body}
+    )
 
 
 def assert_unchanged(client: FlaskClient, key: str) -> None:
@@ -231,10 +239,8 @@ def test_volunteers_and_residents_may_not_see_templates(client: FlaskClient) -> 
 
 
 def test_staff_replace_a_template_and_the_next_notification_uses_it(client: FlaskClient) -> None:
-    response = client.put(
-        "/v1/templates/request.accepted",
-        headers=STAFF_TOKEN,
-        json={"subject": "Help is coming", "body": "{{ volunteer_name }} is on the way."},
+    response = put_template(
+        client, "request.accepted", "Help is coming", "{{ volunteer_name }} is on the way."
     )
     notify(RESIDENT)
 
@@ -246,11 +252,7 @@ def test_staff_replace_a_template_and_the_next_notification_uses_it(client: Flas
 def test_a_template_with_a_jinja_syntax_error_is_refused_naming_the_field(
     client: FlaskClient,
 ) -> None:
-    response = client.put(
-        "/v1/templates/request.accepted",
-        headers=STAFF_TOKEN,
-        json={"subject": "Hello", "body": "{% if volunteer_name %}unclosed"},
-    )
+    response = put_template(client, "request.accepted", "Hello", "{% if volunteer_name %}unclosed")
 
     assert response.status_code == 422
     assert response.mimetype == PROBLEM
@@ -260,11 +262,7 @@ def test_a_template_with_a_jinja_syntax_error_is_refused_naming_the_field(
 
 
 def test_an_unsafe_template_is_refused(client: FlaskClient) -> None:
-    response = client.put(
-        "/v1/templates/request.accepted",
-        headers=STAFF_TOKEN,
-        json={"subject": "{{ ''.__class__ }}", "body": "Hello"},
-    )
+    response = put_template(client, "request.accepted", "{{ ''.__class__ }}", "Hello")
 
     assert response.status_code == 422
     assert response.json["field"] == "subject"
@@ -276,11 +274,7 @@ def test_an_unsafe_template_is_refused(client: FlaskClient) -> None:
 def test_a_template_that_cannot_render_its_kind_is_refused_naming_part_and_reason(
     client: FlaskClient, bad: BadTemplate
 ) -> None:
-    response = client.put(
-        f"/v1/templates/{bad.kind.key}",
-        headers=STAFF_TOKEN,
-        json={"subject": bad.subject, "body": bad.body},
-    )
+    response = put_template(client, bad.kind.key, bad.subject, bad.body)
 
     assert response.status_code == 422
     assert response.mimetype == PROBLEM
@@ -297,11 +291,7 @@ def test_a_variable_its_kind_does_not_declare_is_refused_listing_the_kinds_field
 ) -> None:
     bad = UNDECLARED_VARIABLE
 
-    response = client.put(
-        f"/v1/templates/{bad.kind.key}",
-        headers=STAFF_TOKEN,
-        json={"subject": bad.subject, "body": bad.body},
-    )
+    response = put_template(client, bad.kind.key, bad.subject, bad.body)
 
     assert response.status_code == 422
     assert response.mimetype == PROBLEM
@@ -314,10 +304,8 @@ def test_a_variable_its_kind_does_not_declare_is_refused_listing_the_kinds_field
 
 
 def test_a_template_for_an_unknown_kind_of_notification_is_refused(client: FlaskClient) -> None:
-    response = client.put(
-        "/v1/templates/request.declined",
-        headers=STAFF_TOKEN,
-        json={"subject": "Sorry", "body": "Nobody could take your {{ category }} request."},
+    response = put_template(
+        client, "request.declined", "Sorry", "Nobody could take your {{ category }} request."
     )
 
     assert response.status_code == 422
@@ -336,11 +324,7 @@ def test_a_template_for_an_unknown_kind_of_notification_is_refused(client: Flask
 def test_a_template_sure_to_cost_too_much_is_refused_naming_the_field(
     client: FlaskClient, subject: str, body: str, part: str, reason: str
 ) -> None:
-    response = client.put(
-        "/v1/templates/request.accepted",
-        headers=STAFF_TOKEN,
-        json={"subject": subject, "body": body},
-    )
+    response = put_template(client, "request.accepted", subject, body)
 
     assert response.status_code == 422
     assert response.mimetype == PROBLEM
@@ -378,11 +362,7 @@ def test_every_endpoint_documents_its_errors_as_problems(client: FlaskClient) ->
 def test_template_text_is_readable_text_and_never_blank(
     client: FlaskClient, subject: str, body: str, field: str
 ) -> None:
-    response = client.put(
-        "/v1/templates/request.accepted",
-        headers=STAFF_TOKEN,
-        json={"subject": subject, "body": body},
-    )
+    response = put_template(client, "request.accepted", subject, body)
 
     assert response.status_code == 422
     assert list(response.json["errors"]) == [field]
@@ -390,10 +370,8 @@ def test_template_text_is_readable_text_and_never_blank(
 
 
 def test_a_template_body_keeps_its_lines_and_tabs(client: FlaskClient) -> None:
-    response = client.put(
-        "/v1/templates/request.accepted",
-        headers=STAFF_TOKEN,
-        json={"subject": "Good news", "body": "{{ volunteer_name }}\r\n\tis on the way."},
+    response = put_template(
+        client, "request.accepted", "Good news", "{{ volunteer_name }}\r\n\tis on the way."
     )
 
     assert response.status_code == 200
