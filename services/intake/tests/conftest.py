@@ -11,6 +11,13 @@ from services.intake.tests.builders import a_category, a_resident
 
 
 @pytest.fixture
+def session():
+    """A transaction on intake's database, committed when the test ends."""
+    with runtime().db.transaction() as session:
+        yield session
+
+
+@pytest.fixture
 def client():
     return create_app().test_client()
 

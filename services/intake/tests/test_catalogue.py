@@ -39,12 +39,6 @@ GAS_NOTICE = {
 }
 
 
-@pytest.fixture
-def session():
-    with runtime().db.transaction() as session:
-        yield session
-
-
 def lunch(session, **fields):
     return catalogue.add_category(
         session,

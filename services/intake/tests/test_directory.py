@@ -6,19 +6,12 @@ from __future__ import annotations
 import pytest
 
 from services.intake import directory
-from services.intake.config import runtime
 from services.intake.directory import Place
 from services.intake.tests.builders import DUTY_OFFICER, a_resident
 from shared.auth import Principal
 from shared.errors import Forbidden, Invalid, NotFound
 
 NURSE = Principal("nurse-wang", "health")
-
-
-@pytest.fixture
-def session():
-    with runtime().db.transaction() as session:
-        yield session
 
 
 class TestTheGrid:

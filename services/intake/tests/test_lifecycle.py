@@ -33,12 +33,6 @@ VOLUNTEER = Principal("v1", "volunteer")
 
 
 @pytest.fixture
-def session():
-    with runtime().db.transaction() as session:
-        yield session
-
-
-@pytest.fixture
 def frozen():
     with clock.freeze(T0):
         yield

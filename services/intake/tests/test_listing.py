@@ -31,12 +31,6 @@ def frozen():
         yield
 
 
-@pytest.fixture
-def session():
-    with runtime().db.transaction() as session:
-        yield session
-
-
 def ids(page: listing.Page) -> list[str]:
     return [request.id for request in page.items]
 

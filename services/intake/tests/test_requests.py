@@ -26,12 +26,6 @@ from shared.errors import Conflict, Forbidden, Invalid, NotFound
 from tests.support import staged_messages
 
 
-@pytest.fixture
-def session():
-    with runtime().db.transaction() as session:
-        yield session
-
-
 class TestSubmitting:
     def test_a_request_takes_its_location_from_the_residents_household(self, session):
         request = a_request(

@@ -22,12 +22,6 @@ from services.intake.tests.test_api import bearer
 from shared.errors import Conflict, Invalid
 
 
-@pytest.fixture
-def session():
-    with runtime().db.transaction() as session:
-        yield session
-
-
 class TestAMergedRequest:
     def test_is_not_reopened_by_its_resident(self, session):
         resident = a_resident(session)
