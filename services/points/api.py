@@ -61,6 +61,11 @@ REFUSED = (
     "The ledger refuses it as things stand: too few points available, an id that names a "
     "different transfer (the problem's field says which), or a pending transfer ended already"
 )
+RESOLUTION_REFUSED = (
+    "A transfer that holds a redemption's points (owned-by-redemption), which only the "
+    "redemption's fulfilment or cancellation resolves; or a pending transfer that ended already "
+    "otherwise than asked (the same posting or voiding asked again is answered with it)"
+)
 
 
 @blp.route("/accounts/<holder>")
@@ -298,7 +303,7 @@ class Transfers(MethodView):
         """Write a transfer: an adjustment, a gift, a donation or an expiry"""
         order = ledger.TransferOrder(**data, operator=caller().address)
         with current_service().db.transaction() as session:
-            return ledger.create_transfer(session, order=order)
+            return ledger.create_transfer(session, order=order, by_hand=True)
 
 
 @blp.route("/transfers/<transfer_id>/posting")
@@ -307,7 +312,7 @@ class TransferPosting(MethodView):
     @blp.response(200, TransferSchema)
     @blp.alt_response(403, description=STAFF_ONLY)
     @blp.alt_response(404, description=NO_TRANSFER)
-    @blp.alt_response(409, description=REFUSED)
+    @blp.alt_response(409, description=RESOLUTION_REFUSED)
     def post(self, data: dict[str, Any], transfer_id: str) -> Any:
         """Post a pending transfer, in whole or in part"""
         with current_service().db.transaction() as session:
@@ -323,7 +328,7 @@ class TransferVoiding(MethodView):
     @blp.response(200, TransferSchema)
     @blp.alt_response(403, description=STAFF_ONLY)
     @blp.alt_response(404, description=NO_TRANSFER)
-    @blp.alt_response(409, description=REFUSED)
+    @blp.alt_response(409, description=RESOLUTION_REFUSED)
     def post(self, data: dict[str, Any], transfer_id: str) -> Any:
         """Void a pending transfer: what it holds is released"""
         with current_service().db.transaction() as session:

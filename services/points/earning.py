@@ -50,6 +50,7 @@ from services.points.models import (
     EXPIRED,
     PENDING,
     POST,
+    POSTED,
     VOID,
     VOIDED,
     Account,
@@ -502,8 +503,13 @@ def _credit(
     holder = ledger.volunteer_holder(volunteer_id)
     if existing.credit_account.holder != holder:
         raise ledger.TransferExists(existing.id, "credit", existing.credit_account.holder, holder)
+    if existing.status == POSTED:
+        # Posted already, in whole or for fewer hours (by an earlier confirmation, or at its
+        # timeout): nothing more to do. Posting it again would be a different posting.
+        log.info("points.credited_already", transfer_id=existing.id)
+        return existing
     if existing.status != PENDING:
-        # Posted already (by an earlier confirmation, or at its timeout): nothing more to do.
+        # Voided or expired: the ledger says so.
         return ledger.post_pending(session, transfer_id=existing.id, operator=operator)
     pending_hours = existing.hours or hours
     if hours > pending_hours:

@@ -169,6 +169,37 @@ def reversal_id(transfer_id: str) -> str:
     return f"reversal:{transfer_id}"
 
 
+# How the ids the service gives the transfers it writes itself begin: earnings (``earn:`` the
+# assigned volunteer's, ``earn.<n>:`` group work's others), reversals, redemptions, donations,
+# gifts, expiries and the benchmark's. A transfer written by hand under one of them would
+# stand in the way of the real one, which would then be refused as a different transfer.
+RESERVED_PREFIXES = (
+    "earn:",
+    "earn.",
+    "reversal:",
+    "redeem:",
+    "donate:",
+    "gift:",
+    "expiry:",
+    "bench:",
+)
+
+
+def reserved_prefix(transfer_id: str) -> str | None:
+    """The reserved prefix ``transfer_id`` starts with, in any case, or None."""
+    lowered = transfer_id.lower()
+    return next((prefix for prefix in RESERVED_PREFIXES if lowered.startswith(prefix)), None)
+
+
+def why_reserved(prefix: str) -> str:
+    """Why an id starting ``prefix`` is not for a transfer written by hand."""
+    return (
+        f"Ids starting {prefix!r} are reserved: the service gives them to the transfers it "
+        f"writes itself, so name a transfer written by hand otherwise (reserved: "
+        f"{', '.join(RESERVED_PREFIXES)})"
+    )
+
+
 def _timeout_key(transfer_id: str) -> str:
     return f"transfer:{transfer_id}:timeout"
 
@@ -444,8 +475,14 @@ def _kind_of(holder: str, side: str) -> str:
         raise Invalid(error.detail, field=side) from None
 
 
-def checked(order: TransferOrder, *, is_reversal: bool = False) -> TransferOrder:
-    """``order`` if the ledger can write it, its numbers to the cent; Invalid otherwise."""
+def checked(
+    order: TransferOrder, *, is_reversal: bool = False, by_hand: bool = False
+) -> TransferOrder:
+    """``order`` if the ledger can write it, its numbers to the cent; Invalid otherwise.
+    Written ``by_hand`` (by staff), its id may not start as the service's own do."""
+    prefix = reserved_prefix(order.id) if by_hand else None
+    if prefix is not None:
+        raise Invalid(why_reserved(prefix), field="id")
     if not _TRANSFER_ID.fullmatch(order.id) and not (
         is_reversal and order.id.startswith("reversal:")
     ):
@@ -747,8 +784,10 @@ def hold_for(
     return held, find_transfer(session, transfer_id)
 
 
-def _create(session: Session, order: TransferOrder) -> tuple[Transfer, bool]:
-    order = checked(order)
+def _create(
+    session: Session, order: TransferOrder, *, by_hand: bool = False
+) -> tuple[Transfer, bool]:
+    order = checked(order, by_hand=by_hand)
     held, existing = hold_for(session, order.id, order.debit, order.credit)
     if existing is not None:
         return same_transfer(existing, order), False
@@ -756,9 +795,10 @@ def _create(session: Session, order: TransferOrder) -> tuple[Transfer, bool]:
     return write_transfer(session, order=order, debit=debit, credit=credit), True
 
 
-def create_transfer(session: Session, *, order: TransferOrder) -> Transfer:
-    """Write the transfer ``order`` asks for, or find it written already."""
-    transfer, _ = _create(session, order)
+def create_transfer(session: Session, *, order: TransferOrder, by_hand: bool = False) -> Transfer:
+    """Write the transfer ``order`` asks for, or find it written already; ``by_hand`` when
+    staff wrote it, whose ids may not start as the service's own do."""
+    transfer, _ = _create(session, order, by_hand=by_hand)
     return transfer
 
 
@@ -1104,6 +1144,28 @@ def _already_ended(transfer: Transfer) -> Refused:
     return Refused(result, f"Pending transfer {transfer.id!r} was {outcome} already")
 
 
+def _posted_already(
+    transfer: Transfer, resolution: TransferResolution, posted: Decimal, reason: str | None
+) -> Transfer:
+    """A posting of an ended transfer: the same posting asked again (a retry) is answered with
+    the transfer as it is; any other is refused, since a posting is never changed: all of it
+    after a part, another part, another reason, or a transfer that was voided or expired."""
+    if resolution.outcome != POSTED:
+        raise _already_ended(transfer)
+    if posted != resolution.amount:
+        raise Refused(
+            "pending_transfer_already_posted",
+            f"Pending transfer {transfer.id!r} was posted already, {resolution.amount} of its "
+            f"{transfer.amount} points, not {posted}: a posting is not changed (reverse the "
+            "transfer to undo it)",
+            field="amount",
+        )
+    if reason is not None and reason != resolution.reason:
+        raise TransferExists(transfer.id, "reason", resolution.reason, reason)
+    log.info("points.already_posted", transfer_id=transfer.id)
+    return transfer
+
+
 def _hours_posted(transfer: Transfer, amount: Decimal, hours: Decimal | None) -> Decimal | None:
     """The hours posting ``amount`` of a transfer that prices hours stands for: ``hours``
     where the caller knows them, else all of them or the part ``amount`` pays at its rate."""
@@ -1178,11 +1240,7 @@ def post_pending(
     transfer = _pending_held(session, transfer_id)
     posted = transfer.amount if amount is None else amount.quantize(CENT)
     if transfer.resolution is not None:
-        # Only the same posting again is answered with it: "all" after a part is not it.
-        if transfer.status == POSTED and posted == transfer.resolution.amount:
-            log.info("points.already_posted", transfer_id=transfer_id)
-            return transfer
-        raise _already_ended(transfer)
+        return _posted_already(transfer, transfer.resolution, posted, reason)
     if posted > transfer.amount:
         raise Refused(
             "exceeds_pending_amount",

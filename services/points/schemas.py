@@ -11,7 +11,15 @@ from marshmallow import Schema, ValidationError, fields, post_load, validate
 
 from services.points.catalogue import MAX_PERIOD_DAYS, MAX_QUANTITY, MAX_STOCK
 from services.points.giving import MAX_RELATION
-from services.points.ledger import MAX_AMOUNT, MAX_RATE, MAX_TEXT, MAX_TIMEOUT
+from services.points.ledger import (
+    MAX_AMOUNT,
+    MAX_RATE,
+    MAX_TEXT,
+    MAX_TIMEOUT,
+    RESERVED_PREFIXES,
+    reserved_prefix,
+    why_reserved,
+)
 from services.points.models import (
     ACCOUNT_KINDS,
     ADJUST,
@@ -43,19 +51,14 @@ from shared.schemas import StrictSchema
 # redemptions from their own operations.
 WRITTEN_BY_HAND = (ADJUST, DONATE, GIFT, EXPIRY)
 TRANSFER_ID = r"^[A-Za-z0-9._:-]{1,80}$"
-# The ids the service gives the transfers it writes itself: one written by hand under one of
-# them would later stand in the way of the real one (an earning, a redemption, a reversal).
-RESERVED_PREFIXES = ("earn:", "reversal:", "redeem:", "donate:", "gift:", "expiry:")
 
 
 def _not_reserved(transfer_id: str) -> None:
-    lowered = transfer_id.lower()
-    for prefix in RESERVED_PREFIXES:
-        if lowered.startswith(prefix):
-            raise ValidationError(
-                f"Ids starting {prefix!r} are given by the service to the transfers it writes; "
-                f"name a transfer written by hand otherwise (reserved: {list(RESERVED_PREFIXES)})"
-            )
+    """An id written by hand does not start as the ids the service gives its own transfers:
+    one that did would later stand in the way of the real one (an earning, a redemption)."""
+    prefix = reserved_prefix(transfer_id)
+    if prefix is not None:
+        raise ValidationError(why_reserved(prefix))
 
 
 IDENTIFIER = r"^[A-Za-z0-9._:-]{1,64}$"
@@ -176,8 +179,8 @@ class TransferCreateSchema(StrictSchema):
         validate=[FullMatch(TRANSFER_ID), _not_reserved],
         metadata={
             "description": "Names the fact behind the transfer; asking again with the same id "
-            "and fields finds it, with other fields is refused (409). Ids starting earn:, "
-            "reversal:, redeem:, donate:, gift: or expiry: are the service's own",
+            "and fields finds it, with other fields is refused (409). Ids starting "
+            f"{', '.join(RESERVED_PREFIXES)} (in any case) are the service's own (422)",
             "example": "adjust:2026-11-30:volunteer-42",
         },
     )
@@ -447,11 +450,7 @@ class GiftCreateSchema(DonationCreateSchema):
 
 
 class FamilyLinkUpdateSchema(StrictSchema):
-    relation = fields.Str(
-        required=True,
-        validate=validate.Length(min=1, max=MAX_RELATION),
-        metadata={"example": "mother"},
-    )
+    relation = Line(required=True, most=MAX_RELATION, metadata={"example": "mother"})
 
 
 class FamilyLinkSchema(Schema):

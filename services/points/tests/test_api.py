@@ -198,7 +198,17 @@ def adjustment(**changes: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize(
-    "transfer_id", ["earn:req-1", "reversal:x", "redeem:r-1", "donate:d", "gift:g", "EXPIRY:1:2"]
+    "transfer_id",
+    [
+        "earn:req-1",
+        "earn.2:req-1",
+        "reversal:x",
+        "redeem:r-1",
+        "donate:d",
+        "gift:g",
+        "EXPIRY:1:2",
+        "bench:run:1",
+    ],
 )
 def test_a_transfer_written_by_hand_may_not_take_an_id_the_service_gives(
     client: FlaskClient, transfer_id: str
@@ -209,7 +219,7 @@ def test_a_transfer_written_by_hand_may_not_take_an_id_the_service_gives(
 
     assert response.status_code == 422
     assert list(response.json["errors"]) == ["id"]
-    assert "given by the service" in response.json["errors"]["id"][0]
+    assert "are reserved" in response.json["errors"]["id"][0]
     assert client.get(f"/v1/transfers/{transfer_id}", headers=STAFF).status_code == 404
 
 
@@ -346,6 +356,53 @@ def test_staff_post_part_of_a_pending_transfer_then_reverse_what_it_moved(
         "4.00",
     )
     assert (balance("volunteer:v-7"), balance("volunteer:v-8")) == (Decimal(10), Decimal(0))
+
+
+@pytest.mark.parametrize(
+    ("first", "again", "answer"),
+    [
+        ({}, {}, 200),
+        ({"amount": "4.00"}, {"amount": "4"}, 200),
+        ({"amount": "4.00", "reason": "Four"}, {"amount": "4.00"}, 200),
+        ({"amount": "4.00"}, {}, "pending-transfer-already-posted"),
+        ({}, {"amount": "4.00"}, "pending-transfer-already-posted"),
+        ({"amount": "4.00"}, {"amount": "5.00"}, "pending-transfer-already-posted"),
+        ({"reason": "Handed over"}, {"reason": "Other"}, "exists-with-different-reason"),
+    ],
+    ids=[
+        "all again",
+        "a part again",
+        "again without the reason",
+        "all after a part",
+        "a part after all",
+        "another part",
+        "another reason",
+    ],
+)
+def test_only_the_same_posting_again_is_answered_and_any_other_is_refused(
+    client: FlaskClient, first: dict[str, str], again: dict[str, str], answer: int | str
+) -> None:
+    funded("volunteer:v-7", 10)
+    pending = transfer(
+        id="hold-1",
+        kind="gift",
+        debit="volunteer:v-7",
+        credit="volunteer:v-8",
+        amount="6",
+        is_pending=True,
+        reason=None,
+    )
+    path = f"/v1/transfers/{pending.id}/posting"
+    posted = client.post(path, json=first, headers=STAFF)
+
+    repeated = client.post(path, json=again, headers=STAFF)
+
+    if answer == 200:
+        assert (repeated.status_code, repeated.json) == (200, posted.json)
+    else:
+        assert repeated.status_code == 409
+        assert repeated.json["type"].rsplit("/", 1)[-1] == answer
+    assert balance("volunteer:v-8") == Decimal(posted.json["posted_amount"])
 
 
 def test_staff_void_a_pending_transfer_and_it_cannot_be_posted_after(client: FlaskClient) -> None:

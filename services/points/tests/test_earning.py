@@ -143,6 +143,21 @@ def test_fewer_hours_confirmed_than_reported_post_part_of_the_held_points() -> N
     assert points_credited()[0]["hours"] == "0.50"
 
 
+def test_fewer_hours_confirmed_again_find_the_part_posted_and_change_nothing() -> None:
+    rates(knife_sharpening=10)
+    done = report_done(hours="2.00")
+    confirm(done["request_id"], hours="0.50")
+
+    # Another confirmation of the request (a new message, not a redelivery).
+    again = confirm(done["request_id"], hours="0.50")
+
+    assert again is True
+    assert stored(f"earn:{done['request_id']}").posted_amount == Decimal(5)
+    assert volunteer() == (Decimal(5), Decimal(0))
+    assert len(points_credited()) == 1
+    assert audit_findings() == []
+
+
 def test_more_hours_confirmed_than_reported_are_dead_lettered_and_change_nothing() -> None:
     rates(knife_sharpening=10)
     done = report_done(hours="1.00")

@@ -431,6 +431,21 @@ def test_staff_keep_the_family_register_and_a_volunteer_reads_their_own(
     assert family_of() == []
 
 
+@pytest.mark.parametrize("relation", ["   ", "mo\x07ther", "mother\u202e", "mo\nther"])
+def test_a_relation_that_cannot_be_read_is_a_422_and_nothing_is_recorded(
+    client: FlaskClient, relation: str
+) -> None:
+    response = client.put(
+        "/v1/accounts/volunteer:v-7/family/household:h-501",
+        json={"relation": relation},
+        headers=STAFF,
+    )
+
+    assert response.status_code == 422
+    assert list(response.json["errors"]) == ["relation"]
+    assert family_of() == []
+
+
 def test_the_pool_pays_out_over_http_only_with_a_reason(client: FlaskClient) -> None:
     funded("volunteer:v-7", 20)
     donate(amount=Decimal(10))

@@ -242,6 +242,19 @@ def test_an_order_the_ledger_cannot_write_is_invalid_and_changes_nothing(
     assert transfers() == [] and row_count(Account) == 0
 
 
+@pytest.mark.parametrize("transfer_id", ["earn:req-1", "Earn.2:req-1", "redeem:r-1", "gift:g-1"])
+def test_a_transfer_written_by_hand_under_an_id_the_service_gives_is_invalid(
+    transfer_id: str,
+) -> None:
+    written = order(id=transfer_id)
+
+    error = refused(lambda: in_transaction(ledger.create_transfer, order=written, by_hand=True))
+
+    assert isinstance(error, Invalid) and error.extra.get("field") == "id"
+    assert "are reserved" in error.detail
+    assert transfers() == [] and row_count(Account) == 0
+
+
 # Two phases
 
 
