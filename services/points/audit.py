@@ -5,7 +5,8 @@ Every transfer is balanced and its entries are what it moved; all balances sum t
 every pending debit has its pending credit; each stored balance is the sum of its entries and
 each pending total the sum of the pending transfers it holds; no member account is below zero;
 every earning names its request and is its hours at its rate; every reversal mirrors what it
-reverses.
+reverses; every redemption is as its transfer ended (reserved while it is pending, fulfilled
+once it posted the whole price, cancelled once it was voided or expired).
 
 A finding is logged at error level and counted (``redvest_ledger_audit_findings_total``), and
 the ledger is left as it is: corrections are new transfers, made by people. Each check is one
@@ -27,11 +28,16 @@ from sqlalchemy.orm import Session, aliased
 
 from services.points.ledger import CENT, points_for
 from services.points.models import (
+    CANCELLED,
     EARN,
+    FULFILLED,
     ISSUANCE,
+    POSTED,
+    RESERVED,
     REVERSAL,
     Account,
     Entry,
+    Redemption,
     Transfer,
     TransferResolution,
 )
@@ -241,6 +247,38 @@ def _reversals_not_mirrors(session: Session) -> Iterator[Finding]:
         )
 
 
+def _redemptions_not_their_transfers(session: Session) -> Iterator[Finding]:
+    """A redemption fulfilled while its transfer posted only a part of its price (or nothing),
+    still reserved after its transfer ended, or cancelled though its transfer posted: the item
+    and the points no longer go together."""
+    outcome, posted = TransferResolution.outcome, TransferResolution.amount
+    query = (
+        select(Redemption.id, Redemption.status, Redemption.points, outcome, posted)
+        .outerjoin(TransferResolution, TransferResolution.transfer_id == Redemption.transfer_id)
+        .where(
+            or_(
+                and_(Redemption.status == RESERVED, outcome.is_not(None)),
+                and_(
+                    Redemption.status == FULFILLED,
+                    or_(
+                        outcome.is_(None),
+                        outcome != POSTED,
+                        func.abs(posted - Redemption.points) >= _HALF_CENT,
+                    ),
+                ),
+                and_(Redemption.status == CANCELLED, or_(outcome.is_(None), outcome == POSTED)),
+            )
+        )
+    )
+    for redemption_id, status, points, ended, amount in session.execute(query):
+        how = "is still pending" if ended is None else f"was {ended}, {_points(amount)} posted"
+        yield Finding(
+            "redemption_paid",
+            redemption_id,
+            f"it is {status}, for {_points(points)} points, but its transfer {how}",
+        )
+
+
 CHECKS: tuple[Callable[[Session], Iterator[Finding]], ...] = (
     _unbalanced_transfers,
     _entries_not_what_was_moved,
@@ -250,6 +288,7 @@ CHECKS: tuple[Callable[[Session], Iterator[Finding]], ...] = (
     _members_below_zero,
     _earnings_not_traceable,
     _reversals_not_mirrors,
+    _redemptions_not_their_transfers,
 )
 
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
@@ -14,12 +15,12 @@ from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 from structlog.testing import capture_logs
 
-from services.points import audit, earning, ledger
+from services.points import audit, catalogue, earning, ledger
 from services.points import timers as points_timers
 from services.points.commands import EXTRA_COMMANDS
 from services.points.config import runtime
 from services.points.ledger import SINK_HOLDER
-from services.points.models import GIFT, REDEEM, Account, Transfer, timers
+from services.points.models import GIFT, GOODS, REDEEM, Account, Transfer, timers
 from services.points.tests.builders import (
     audit_findings,
     balance,
@@ -180,6 +181,60 @@ def test_each_broken_rule_is_found_logged_and_counted_and_nothing_is_mended(
         assert counter(check) == counted[check] + found
     assert before_audit  # the audit read the corrupted rows and changed none of them
     assert audit_findings() == []  # and the corruption was rolled back, not mended
+
+
+def three_redeemed() -> None:
+    """Rice redeemed three times at 8 points: r-1 reserved, r-2 handed over, r-3 cancelled."""
+    funded("volunteer:v-7", 30)
+    with runtime().db.transaction() as session:
+        catalogue.put_item(session, item_id="rice", name="Rice", kind=GOODS, price=Decimal(8))
+        for redemption_id in ("r-1", "r-2", "r-3"):
+            catalogue.redeem(
+                session, redemption_id=redemption_id, item_id="rice", holder="volunteer:v-7"
+            )
+        catalogue.fulfil(session, redemption_id="r-2")
+        catalogue.cancel(session, redemption_id="r-3", reason="Not collected")
+
+
+@pytest.mark.parametrize(
+    ("by_hand", "statements"),
+    [
+        pytest.param({"amount": Decimal(1)}, [], id="posted in part by hand, still reserved"),
+        pytest.param(
+            {"amount": Decimal(1)},
+            ["UPDATE redemptions SET status = 'fulfilled' WHERE id = 'r-1'"],
+            id="fulfilled for a part of its price",
+        ),
+        pytest.param({"reason": "By hand"}, [], id="voided by hand, still reserved"),
+        pytest.param(
+            None,
+            ["UPDATE redemptions SET status = 'fulfilled' WHERE id = 'r-1'"],
+            id="fulfilled with its points still held",
+        ),
+        pytest.param(
+            {},
+            ["UPDATE redemptions SET status = 'cancelled' WHERE id = 'r-1'"],
+            id="cancelled though its points were paid",
+        ),
+    ],
+)
+def test_a_redemption_not_as_its_transfer_ended_is_found(
+    by_hand: dict[str, Any] | None, statements: list[str]
+) -> None:
+    three_redeemed()
+    assert audit_findings() == []
+    # As posting or voiding its transfer through /v1/transfers once did, behind its back.
+    if by_hand is not None:
+        resolve = ledger.void_pending if "reason" in by_hand else ledger.post_pending
+        with runtime().db.transaction() as session:
+            resolve(session, transfer_id="redeem:r-1", **by_hand)
+
+    with corrupted(*statements) as session:
+        findings = audit.audit_ledger(session)
+
+    assert [(finding.check, finding.subject) for finding in findings] == [
+        ("redemption_paid", "r-1")
+    ]
 
 
 def counter(check: str) -> float:
