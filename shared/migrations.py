@@ -53,16 +53,19 @@ def run_env(target_metadata: MetaData) -> None:
             context.run_migrations()
         return
     engine = create_database_engine(url)
-    with engine.connect() as connection:
-        context.configure(
-            connection=connection,
-            target_metadata=target_metadata,
-            render_as_batch=connection.dialect.name == "sqlite",
-            compare_type=True,
-        )
-        with context.begin_transaction():
-            context.run_migrations()
-    engine.dispose()
+    try:
+        with engine.connect() as connection:
+            context.configure(
+                connection=connection,
+                target_metadata=target_metadata,
+                render_as_batch=connection.dialect.name == "sqlite",
+                compare_type=True,
+            )
+            with context.begin_transaction():
+                context.run_migrations()
+    finally:
+        # A migration that fails must not leave its connection open in the pool.
+        engine.dispose()
 
 
 def _now() -> sa.Column[Any]:
