@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
-from shared.auth import TOKEN_ROLES
+from shared.auth import TOKEN_ROLES, Principal
 from shared.errors import NotFound
 from shared.policy import STAFF, Owner, Policy, allow
 
 # An inbox is a person's own when it is addressed to them (the same id under another role is
 # another person). A grid leader's is the resident's they are and a team lead's the
-# volunteer's (``Principal.address``); a role no notification is addressed to owns no inbox.
+# volunteer's (``Principal.address``).
 ADDRESSED_TO = Owner("recipient", by_address=True)
+
+
+def _is_addressed(role: str) -> bool:
+    """Whether notifications can be addressed to a person of ``role``. A ``health`` token (who
+    reads residents' health notes) or an ``admin`` one names no address (``shared/people.py``),
+    so it has no inbox: 403, rather than a 404 for every inbox it might name."""
+    try:
+        return bool(Principal(subject="someone", role=role).address)
+    except ValueError:
+        return False
+
+
 # Every person a token names reads their own inbox, whatever their role; staff read any.
-INBOX_OWNERS = {role: ADDRESSED_TO for role in TOKEN_ROLES if role != STAFF}
+INBOX_OWNERS = {role: ADDRESSED_TO for role in TOKEN_ROLES if role != STAFF and _is_addressed(role)}
 
 POLICY = Policy(
     "notify",

@@ -9,8 +9,17 @@ from typing import Any
 from flask import Response, request
 from flask.views import MethodView
 from flask_smorest.pagination import PaginationParameters
+from sqlalchemy.orm import Session
 
-from services.points import catalogue, giving, ledger, printing, recognition, statements
+from services.points import (
+    catalogue,
+    earning,
+    giving,
+    ledger,
+    printing,
+    recognition,
+    statements,
+)
 from services.points.config import giving_policy
 from services.points.policy import POLICY, no_account, no_transfer
 from services.points.schemas import (
@@ -63,8 +72,10 @@ REFUSED = (
 )
 RESOLUTION_REFUSED = (
     "A transfer that holds a redemption's points (owned-by-redemption), which only the "
-    "redemption's fulfilment or cancellation resolves; or a pending transfer that ended already "
-    "otherwise than asked (the same posting or voiding asked again is answered with it)"
+    "redemption's fulfilment or cancellation resolves; a volunteer's earning (owned-by-earning), "
+    "which only the resident's confirmation or its deadline resolves; or a pending transfer "
+    "that ended already otherwise than asked (the same posting or voiding asked again is "
+    "answered with it)"
 )
 
 
@@ -306,6 +317,12 @@ class Transfers(MethodView):
             return ledger.create_transfer(session, order=order, by_hand=True)
 
 
+def _refuse_if_owned(session: Session, transfer_id: str) -> None:
+    """Refuse to post or void by hand what a redemption or an earning resolves itself."""
+    catalogue.refuse_if_owned(session, transfer_id)
+    earning.refuse_by_hand(session, transfer_id)
+
+
 @blp.route("/transfers/<transfer_id>/posting")
 class TransferPosting(MethodView):
     @blp.arguments(PostingSchema)
@@ -316,7 +333,7 @@ class TransferPosting(MethodView):
     def post(self, data: dict[str, Any], transfer_id: str) -> Any:
         """Post a pending transfer, in whole or in part"""
         with current_service().db.transaction() as session:
-            catalogue.refuse_if_owned(session, transfer_id)
+            _refuse_if_owned(session, transfer_id)
             return ledger.post_pending(
                 session, transfer_id=transfer_id, operator=caller().address, **data
             )
@@ -332,7 +349,7 @@ class TransferVoiding(MethodView):
     def post(self, data: dict[str, Any], transfer_id: str) -> Any:
         """Void a pending transfer: what it holds is released"""
         with current_service().db.transaction() as session:
-            catalogue.refuse_if_owned(session, transfer_id)
+            _refuse_if_owned(session, transfer_id)
             return ledger.void_pending(
                 session, transfer_id=transfer_id, operator=caller().address, **data
             )

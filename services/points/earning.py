@@ -553,6 +553,20 @@ def why_not_minted(
     return None
 
 
+def refuse_by_hand(session: Session, transfer_id: str) -> None:
+    """Refuse to post or void by hand a volunteer's earning: posting it would mint points that
+    no one who did not do the work vouched for, and ending one of a group's earnings alone would
+    break its set. The confirmation posts it, or the set's deadline ends it."""
+    kind = session.scalar(select(Transfer.kind).where(Transfer.id == transfer_id))
+    if kind == EARN:
+        raise ledger.Refused(
+            "owned_by_earning",
+            f"Transfer {transfer_id!r} holds a volunteer's earning: the resident's confirmation "
+            "of the service posts it, and a confirmation that mints nothing or the confirmation "
+            "deadline ends it; once posted, a reversal takes it back",
+        )
+
+
 def _ended(transfer: Transfer) -> str | None:
     """Why a request's earning can no longer be credited, or None."""
     if transfer.status not in (VOIDED, EXPIRED) or transfer.resolution is None:

@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from flask.testing import FlaskClient
 
 from services.points import actors, earning
 from services.points.config import runtime
@@ -18,6 +19,7 @@ from services.points.models import POST
 from services.points.tests.builders import (
     account,
     audit_findings,
+    bearer,
     completed,
     confirmed,
     credit,
@@ -119,6 +121,32 @@ def test_the_residents_confirmation_posts_the_held_points_and_tells_the_voluntee
     ]
     assert len(transfers()) == 1
     assert audit_findings() == []
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [("posting", {}), ("posting", {"amount": "1.00"}), ("voiding", {"reason": "by hand"})],
+    ids=["post all", "post a part", "void"],
+)
+def test_held_points_are_not_posted_or_voided_by_hand(
+    client: FlaskClient, path: str, body: dict[str, Any]
+) -> None:
+    rates(knife_sharpening=10)
+    done = report_done(hours="1.50")
+    transfer_id = f"earn:{done['request_id']}"
+
+    by_hand = client.post(
+        f"/v1/transfers/{transfer_id}/{path}", json=body, headers=bearer("staff", "desk")
+    )
+
+    assert by_hand.status_code == 409
+    assert by_hand.json["type"].endswith("/owned-by-earning")
+    assert "confirmation" in by_hand.json["detail"]
+    assert stored(transfer_id).status == "pending"
+    assert volunteer() == (Decimal(0), Decimal(15))
+    # The resident's confirmation still posts them, once.
+    assert confirm(done["request_id"], hours="1.50") is True
+    assert volunteer() == (Decimal(15), Decimal(0))
 
 
 def test_the_rate_in_force_when_the_hours_were_reported_is_the_one_paid() -> None:

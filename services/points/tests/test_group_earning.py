@@ -144,7 +144,7 @@ def test_a_confirmation_by_a_participant_voids_the_whole_set_and_says_why() -> N
     assert audit_findings() == []
 
 
-def test_a_set_with_one_earning_voided_by_staff_posts_none_of_it() -> None:
+def test_a_set_with_one_earning_voided_otherwise_posts_none_of_it() -> None:
     rates(knife_sharpening=10)
     done = report_group_work()
     with runtime().db.transaction() as session:
