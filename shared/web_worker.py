@@ -20,15 +20,22 @@ requests, not for the load to end. ``worker_connections`` still caps them all.
 A request gunicorn refuses before the app sees it (a request line or headers too long, a
 malformed request) is answered as every other error is, as application/problem+json, not as
 gunicorn's HTML page (``write_problem``).
+
+An answer that leaves more of the request's body unread than gunicorn drains before it reuses
+the connection (a 413, or a refusal made before a large body was read) says ``Connection:
+close``, since gunicorn closes the connection after it; otherwise the client, told keep-alive,
+sends its next request into a closed socket (``ClosingUnreadBodies``).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from typing import Any
 
 from gunicorn import util
+from gunicorn.http.body import LengthReader
 from gunicorn.workers.gthread import ThreadWorker
 
 from shared.problems import PROBLEM_BASE, PROBLEM_MIME
@@ -67,6 +74,40 @@ def write_problem(sock: Any, status_int: int, reason: str, mesg: str) -> None:
 util.write_error = write_problem
 
 
+# The most of a body the app left unread that gunicorn reads away before it serves the
+# connection's next request (``gunicorn.http.parser._DRAIN_MAX_BYTES``); past it, it closes.
+DRAINED_AT_MOST = 64 * 1024
+
+
+def _leaves_too_much_unread(status: str, environ: dict[str, Any]) -> bool:
+    if status.startswith("413"):
+        return True  # too large to read at all: whatever is left is more than is drained
+    reader = getattr(environ.get("wsgi.input"), "reader", None)
+    return isinstance(reader, LengthReader) and reader.length > DRAINED_AT_MOST
+
+
+class ClosingUnreadBodies:
+    """The app, whose answers say ``Connection: close`` when the connection will close after
+    them because too much of the request's body is left unread (see the module).
+
+    gunicorn hands the app its response's own ``start_response``: the response it is bound to
+    is told to close before its headers are written."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self.app = app
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            force_close = getattr(getattr(start_response, "__self__", None), "force_close", None)
+            if force_close is not None and _leaves_too_much_unread(status, environ):
+                force_close()
+            return start_response(status, headers, exc_info)
+
+        return self.app(environ, start)
+
+
 class FreeThreadWorker(ThreadWorker):
     """gthread's worker, accepting while one of its threads is free (see the module)."""
 
@@ -77,6 +118,10 @@ class FreeThreadWorker(ThreadWorker):
         self._passed_over = 0  # threads freed and taken at once by a queued request since
         self._configured_connections = 0
         super().__init__(*args, **kwargs)
+
+    def load_wsgi(self) -> None:
+        super().load_wsgi()
+        self.wsgi: Callable[..., Iterable[bytes]] = ClosingUnreadBodies(self.wsgi)
 
     def enqueue_req(self, conn: Any) -> None:
         super().enqueue_req(conn)

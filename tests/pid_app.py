@@ -16,6 +16,7 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
         time.sleep(1)
     elif path == "/nap":
         time.sleep(0.05)
+    status = {"/refuse": "403 Forbidden", "/too-large": "413 Content Too Large"}.get(path, "200 OK")
     body = str(os.getpid()).encode()
-    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    start_response(status, [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]

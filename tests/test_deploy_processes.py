@@ -286,6 +286,45 @@ def test_a_request_gunicorn_refuses_is_answered_as_a_problem(pid_server, request
     assert b"aaaa" not in body and b"bbbb" not in body
 
 
+def post_then_get(port: int, path: str, body_bytes: int) -> tuple[list[str], bytes]:
+    """POST a body of ``body_bytes`` to ``path``, then GET / on the same connection: the POST
+    answer's head lines, and all that followed it on the connection until it closed or idled."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as client:
+        client.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {body_bytes}\r\n\r\n".encode()
+            + b"x" * body_bytes
+        )
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += client.recv(65536)
+        head, _, after = answer.partition(b"\r\n\r\n")
+        client.settimeout(2)
+        try:
+            client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            while chunk := client.recv(65536):
+                after += chunk
+        except (TimeoutError, ConnectionError):
+            pass  # idle after the second answer, or closed under the second request
+    return head.decode("latin-1").split("\r\n"), after
+
+
+@pytest.mark.parametrize(
+    ("path", "body_bytes", "kept"),
+    [("/refuse", 1_000, True), ("/refuse", 200_000, False), ("/too-large", 2_000_000, False)],
+    ids=["small body unread", "large body unread", "too large"],
+)
+def test_an_answer_says_close_when_gunicorn_will_close_for_the_body_left_unread(
+    pid_server, path, body_bytes, kept
+):
+    server = pid_server()
+
+    head, after = post_then_get(server.port, path, body_bytes)
+
+    assert ("Connection: keep-alive" if kept else "Connection: close") in head, head
+    # Kept alive, the next request on the connection is answered; told close, none is read.
+    assert (b"HTTP/1.1 200 OK" in after) is kept, after[:300]
+
+
 @pytest.mark.parametrize(
     ("setting", "value"),
     [
