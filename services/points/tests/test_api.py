@@ -327,11 +327,10 @@ def test_only_staff_write_post_void_or_reverse_transfers(client: FlaskClient) ->
     assert len(transfers()) == 1
 
 
-def test_staff_post_part_of_a_pending_transfer_then_reverse_what_it_moved(
-    client: FlaskClient,
-) -> None:
+def pending_gift() -> Any:
+    """Volunteer v-7, given 10 points, holds 6 of them pending as a gift to v-8 (``hold-1``)."""
     funded("volunteer:v-7", 10)
-    pending = transfer(
+    return transfer(
         id="hold-1",
         kind="gift",
         debit="volunteer:v-7",
@@ -340,6 +339,12 @@ def test_staff_post_part_of_a_pending_transfer_then_reverse_what_it_moved(
         is_pending=True,
         reason=None,
     )
+
+
+def test_staff_post_part_of_a_pending_transfer_then_reverse_what_it_moved(
+    client: FlaskClient,
+) -> None:
+    pending = pending_gift()
 
     posted = client.post(f"/v1/transfers/{pending.id}/posting", json={"amount": "4"}, headers=STAFF)
     reversed_ = client.post(
@@ -382,16 +387,7 @@ def test_staff_post_part_of_a_pending_transfer_then_reverse_what_it_moved(
 def test_only_the_same_posting_again_is_answered_and_any_other_is_refused(
     client: FlaskClient, first: dict[str, str], again: dict[str, str], answer: int | str
 ) -> None:
-    funded("volunteer:v-7", 10)
-    pending = transfer(
-        id="hold-1",
-        kind="gift",
-        debit="volunteer:v-7",
-        credit="volunteer:v-8",
-        amount="6",
-        is_pending=True,
-        reason=None,
-    )
+    pending = pending_gift()
     path = f"/v1/transfers/{pending.id}/posting"
     posted = client.post(path, json=first, headers=STAFF)
 
@@ -406,16 +402,7 @@ def test_only_the_same_posting_again_is_answered_and_any_other_is_refused(
 
 
 def test_staff_void_a_pending_transfer_and_it_cannot_be_posted_after(client: FlaskClient) -> None:
-    funded("volunteer:v-7", 10)
-    pending = transfer(
-        id="hold-1",
-        kind="gift",
-        debit="volunteer:v-7",
-        credit="volunteer:v-8",
-        amount="6",
-        is_pending=True,
-        reason=None,
-    )
+    pending = pending_gift()
 
     voided = client.post(
         f"/v1/transfers/{pending.id}/voiding", json={"reason": "No"}, headers=STAFF
