@@ -10,10 +10,10 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, literal, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, literal, or_, select, text, tuple_
 from sqlalchemy.orm import Session, selectinload
 
 from services.intake.directory import LEVELS, Place
@@ -37,14 +37,18 @@ MAX_PAGE_SIZE = 100
 # The most a list's total counts: past it the total is this, flagged as at least that many, so
 # that a page of a list of a million costs what a page of a list of ten thousand does.
 TOTAL_CAP = 10_000
-# On PostgreSQL a transaction may commit its timeline entry after one with a higher id: the
-# change feed serves only entries older than this, by which time any such one has committed.
-FEED_SETTLE = timedelta(seconds=2)
 COUNTED_BY = ("category", "group", "building", "status")
 # The largest id a timeline entry can have (an INTEGER column, 32 bits on PostgreSQL): a feed
 # cursor past it names no entry there can be.
 MAX_ENTRY_ID = 2**31 - 1
-_ENTRY_ID = re.compile(r"[0-9]{1,10}")
+# The largest transaction id an entry can name (a BIGINT on PostgreSQL).
+MAX_XID = 2**63 - 1
+# A feed cursor: an entry's id on SQLite; on PostgreSQL its transaction's id and its own
+# (``<xid>.<id>``), or an entry's id alone as SQLite's and earlier versions' feeds gave.
+_FEED_CURSOR = re.compile(r"(?:([0-9]{1,19})\.)?([0-9]{1,10})")
+# On PostgreSQL, the oldest transaction still running: every older one has ended, so no entry
+# of theirs can appear after this read (a transaction's own entries count as running to it).
+_OLDEST_RUNNING = text("pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
 # How long a request's id may be (its column's length).
 MAX_REQUEST_ID = 64
 
@@ -276,37 +280,55 @@ class Change:
 
 
 def changes(
-    session: Session,
-    *,
-    after: str | None,
-    limit: int = 100,
-    settle: timedelta | None = None,
+    session: Session, *, after: str | None, limit: int = 100
 ) -> tuple[list[Change], str | None]:
     """Timeline entries recorded after the cursor, oldest first, with their requests as they
-    now are; and the cursor to ask from next time (the last one given, or ``after``)."""
-    if settle is None:
-        # SQLite has one writer at a time: ids are given in the order transactions commit.
-        settle = timedelta(0) if session.get_bind().dialect.name == "sqlite" else FEED_SETTLE
-    start = 0
-    if after:
-        if not _ENTRY_ID.fullmatch(after) or int(after) > MAX_ENTRY_ID:
-            raise Invalid(
-                "Not a cursor of the change feed: pass back a cursor it gave (a number from 0 "
-                f"to {MAX_ENTRY_ID})",
-                field="after",
+    now are; and the cursor to ask from next time (the last one given, or ``after``).
+
+    On SQLite one transaction writes at a time, so entries commit in the order of their ids. On
+    PostgreSQL an entry's id is given when it is written and its transaction may commit after
+    another's with a higher id: the feed goes by the writing transaction's id instead, and
+    serves only entries of transactions older than the oldest still running, none of which can
+    appear later behind a cursor already given.
+    """
+    xid, start = _feed_position(session, after)
+    t = TimelineEntry
+    by_transaction = session.get_bind().dialect.name == "postgresql"
+    if by_transaction:
+        query = (
+            select(t)
+            .where(
+                tuple_(t.xid, t.id) > tuple_(literal(xid), literal(start)),
+                t.xid < _OLDEST_RUNNING,
             )
-        start = int(after)
-    entries = list(
-        session.scalars(
-            select(TimelineEntry)
-            .where(TimelineEntry.id > start, TimelineEntry.recorded_at <= utcnow() - settle)
-            .order_by(TimelineEntry.id)
-            .limit(limit)
-            .options(selectinload(TimelineEntry.request))
+            .order_by(t.xid, t.id)
         )
-    )
-    found = [Change(str(entry.id), entry, entry.request) for entry in entries]
+    else:
+        query = select(t).where(t.id > start).order_by(t.id)
+    found = [
+        Change(f"{entry.xid}.{entry.id}" if by_transaction else str(entry.id), entry, entry.request)
+        for entry in session.scalars(query.limit(limit).options(selectinload(t.request)))
+    ]
     return found, (found[-1].cursor if found else after)
+
+
+def _feed_position(session: Session, after: str | None) -> tuple[int, int]:
+    """The (transaction id, entry id) a feed cursor stands at; (0, 0) before the first entry.
+    A cursor of an entry's id alone stands at that entry's transaction."""
+    if not after:
+        return 0, 0
+    given = _FEED_CURSOR.fullmatch(after)
+    if given is None or int(given[2]) > MAX_ENTRY_ID or int(given[1] or 0) > MAX_XID:
+        raise Invalid(
+            "Not a cursor of the change feed: pass back a cursor it gave (an entry's number, "
+            f"from 0 to {MAX_ENTRY_ID}, after its transaction's and a dot on PostgreSQL)",
+            field="after",
+        )
+    entry_id = int(given[2])
+    if given[1] is not None:
+        return int(given[1]), entry_id
+    xid = session.scalar(select(TimelineEntry.xid).where(TimelineEntry.id == entry_id))
+    return xid or 0, entry_id
 
 
 def count_requests(session: Session, *, by: str, where: RequestFilter) -> list[dict[str, Any]]:

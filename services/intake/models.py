@@ -9,7 +9,9 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
+    FetchedValue,
     ForeignKey,
     Index,
     Integer,
@@ -281,8 +283,24 @@ class TimelineEntry(Base):
     at: Mapped[datetime] = mapped_column(UtcDateTime)
     # When it was written (``at`` is when it happened, which news may tell late).
     recorded_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # On PostgreSQL, the id of the transaction that wrote it (the column's default there, see
+    # migration 0015); None on SQLite. Ids of entries are handed out as they are written, not
+    # as their transactions commit, so the change feed goes by this: once every transaction
+    # older than a given one has ended, no entry of theirs can still appear.
+    # FetchedValue: the ORM leaves it out of its INSERTs, where it would write NULL.
+    xid: Mapped[int | None] = mapped_column(BigInteger, server_default=FetchedValue())
 
     request: Mapped[ServiceRequest] = relationship(back_populates="timeline")
+
+    __table_args__ = (
+        Index(
+            "ix_request_timeline_feed",
+            "xid",
+            "id",
+            postgresql_where=text("xid IS NOT NULL"),
+            sqlite_where=text("xid IS NOT NULL"),
+        ),
+    )
 
 
 class WebhookSubscription(Base):

@@ -497,7 +497,14 @@ class ChangesQuerySchema(StrictSchema):
 
 
 class ChangeSchema(Schema):
-    cursor = fields.Str(required=True)
+    cursor = fields.Str(
+        required=True,
+        metadata={
+            "description": "Where the feed stands after this change: an entry's number on "
+            "SQLite, `<transaction>.<entry>` on PostgreSQL",
+            "example": "7341.1093",
+        },
+    )
     entry = fields.Nested(TimelineEntrySchema, required=True)
     request = fields.Nested(RequestSummarySchema, required=True)
 
@@ -775,7 +782,11 @@ class DeliverySchema(Schema):
     subscription_id = fields.Str(required=True)
     request_id = fields.Str(required=True)
     event_id = fields.Str(
-        required=True, metadata={"description": "Also the entry's cursor in the change feed"}
+        required=True,
+        metadata={
+            "description": "The timeline entry's number (on SQLite also its cursor in the "
+            "change feed)"
+        },
     )
     event_type = fields.Str(required=True)
     state = fields.Str(required=True, metadata={"enum": list(DELIVERY_STATES)})

@@ -29,12 +29,22 @@ def next_cursor(response) -> str:
 
 class TestTheChangeFeed:
     @pytest.mark.parametrize(
-        "after", ["99999999999999999999", "2147483648", "-1", "1_000", "\u0661", " 1", "1.0"]
+        "after",
+        [
+            *("99999999999999999999", "2147483648", "-1", "1_000", "\u0661", " 1", "1.", ".1"),
+            *("9223372036854775808.1", "1.2147483648", "1.2.3", "1.\u0661"),
+        ],
     )
     def test_a_cursor_no_entry_can_have_is_a_422(self, client, after):
         response = client.get("/v1/requests/changes", query_string={"after": after}, headers=STAFF)
         assert response.status_code == 422
         assert response.json["field"] == "after"
+
+    @pytest.mark.parametrize("after", ["0.0", "9223372036854775807.2147483647", "12.7"])
+    def test_a_transaction_and_an_entry_is_a_cursor(self, client, after):
+        response = client.get("/v1/requests/changes", query_string={"after": after}, headers=STAFF)
+        assert response.status_code == 200
+        assert response.json == {"changes": [], "next_cursor": after}
 
     def test_the_largest_id_the_database_holds_is_a_cursor(self, client):
         last = str(listing.MAX_ENTRY_ID)
