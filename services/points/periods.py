@@ -55,6 +55,7 @@ def period(*, first: date, last: date, zone: str = "UTC") -> Period:
         raise Invalid(f"{zone!r} is not a time zone name such as Asia/Shanghai", field="tz")
     try:
         ZoneInfo(zone)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        # OSError: a name that is a folder of the zone database (``Asia``), not a zone.
         raise Invalid(f"No time zone is named {zone!r}", field="tz") from None
     return Period(first=first, last=last, zone=zone)

@@ -37,14 +37,18 @@ STATEMENT_COLUMNS = (
     "amount",
     "balance",
 )
-# A spreadsheet reads a cell starting with one of these as a formula: text is never one.
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# A spreadsheet reads a cell starting with one of these as a formula (the fullwidth forms too,
+# which some read as their ASCII twins), after any leading spaces or line breaks: text is never
+# one.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 
 
 def _cell(text: str | None) -> str:
     if not text:
         return ""
-    return f"'{text}" if text.startswith(_FORMULA_STARTS) else text
+    unspaced = text.lstrip()
+    is_formula = unspaced.startswith(_FORMULA_STARTS) or unspaced != text
+    return f"'{text}" if is_formula else text
 
 
 def _local(moment: datetime, zone: str) -> str:

@@ -14,7 +14,7 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import event
 
-from services.points import earning, statements
+from services.points import earning, printing, statements
 from services.points.config import runtime
 from services.points.earning import EarningPolicy
 from services.points.ledger import ISSUANCE_HOLDER
@@ -321,6 +321,29 @@ def test_another_volunteers_statement_is_not_found_word_for_word_as_a_missing_on
     assert client.get(url.format("volunteer:v-8"), headers=STAFF).status_code == 200
 
 
+@pytest.mark.parametrize(
+    "memo",
+    ["\uff1d1+1", "\uff0b1", "\uff0d1", "\uff20SUM(A1)", " =1+1", "\u3000=1+1", "\n=1+1", "\t1"],
+    ids=[
+        "fullwidth =",
+        "fullwidth +",
+        "fullwidth -",
+        "fullwidth @",
+        "space",
+        "ideographic space",
+        "line break",
+        "tab",
+    ],
+)
+def test_a_memo_a_spreadsheet_would_read_as_a_formula_is_quoted_in_csv(memo: str) -> None:
+    assert printing._cell(memo) == f"'{memo}"
+
+
+@pytest.mark.parametrize("memo", ["Rice day", "1 + 1", "长山花园"])
+def test_a_memo_that_is_no_formula_is_written_as_it_is(memo: str) -> None:
+    assert printing._cell(memo) == memo
+
+
 def test_residents_may_not_read_statements(client: FlaskClient) -> None:
     assert client.get(URL, headers=bearer("resident", "r-1")).status_code == 403
 
@@ -332,6 +355,8 @@ def test_residents_may_not_read_statements(client: FlaskClient) -> None:
         "from=2026-13-01&to=2026-01-02",
         "from=2026-01-03&to=2026-01-02",
         "from=2026-01-01&to=2026-01-02&tz=Nowhere",
+        "from=2026-01-01&to=2026-01-02&tz=Asia",
+        "from=2026-01-01&to=2026-01-02&tz=US",
         "from=2026-01-01&to=2026-01-02&format=xml",
     ],
 )
