@@ -797,15 +797,44 @@ def merge_request(
     each names the other."""
     if into == request_id:
         raise Invalid("A request cannot be merged into itself", field="into")
+    # Both rows are locked at once, in the order of their ids whichever is the duplicate: locked
+    # in the caller's order, two merges of a pair in opposite directions (A into B, B into A)
+    # would each hold the row the other waits for, a deadlock on PostgreSQL. Every check comes
+    # after the locks, so the later of two merges reads what the earlier committed.
+    session.execute(
+        select(_requests.c.id)
+        .where(_requests.c.id.in_((request_id, into)))
+        .order_by(_requests.c.id)
+        .with_for_update()
+    ).all()
     duplicate = _held(session, request_id, merged_by, MERGE, expected_versions)
     original = get_request(session, into, for_update=True)
     if original.status in (CANCELLED, REJECTED) or original.duplicate_of is not None:
         raise IllegalTransition(
             f"Request {into} is {original.status}"
-            + (f", merged into {original.duplicate_of}" if original.duplicate_of else "")
-            + ": merge into the request that carries the need",
+            + (
+                f", merged into {original.duplicate_of}: merge into request "
+                f"{original.duplicate_of}, which carries the need"
+                if original.duplicate_of
+                else ": merge into the request that carries the need"
+            ),
             current_status=original.status,
             field="into",
+        )
+    # One level only: the request that carries a need is never itself merged, so reopening or
+    # counting a duplicate finds that request at once. A merge into a merged request is refused
+    # above; so is the merge of a request others were merged into (their original would close).
+    merged_here = session.scalars(
+        select(_requests.c.id)
+        .where(_requests.c.duplicate_of == request_id)
+        .order_by(_requests.c.id)
+    ).all()
+    if merged_here:
+        raise IllegalTransition(
+            f"Request {request_id} carries the need of {', '.join(merged_here)}, merged into it: "
+            f"it cannot itself be merged; merge request {into} into {request_id} instead",
+            current_status=duplicate.status,
+            duplicates=list(merged_here),
         )
     text = f"Merged into request {into}" + (f": {note.strip()}" if note else "")
     _withdraw(session, duplicate, "merge", merged_by, text)
