@@ -186,19 +186,27 @@ def _no_client(owner: str) -> NotFound:
     return NotFound(f"No API client {owner[:120]} of the system role", field="owner")
 
 
+def _held_client(session: Session, owner: str) -> ApiClient | None:
+    """The owner's API client, its row locked until commit: the creations of one owner's
+    subscriptions take turns, so that each counts what the one before added."""
+    if not owner.startswith("client:"):
+        return None
+    return session.scalars(
+        select(ApiClient).filter_by(name=owner.removeprefix("client:")).with_for_update()
+    ).first()
+
+
 def _owner(session: Session, by: Principal, owner: str | None) -> str:
-    """Whose requests the subscription hears of: a system's own; staff name the client."""
+    """Whose requests the subscription hears of: a system's own; staff name the client. The
+    owner's client is held until commit (``_held_client``)."""
     if by.role == SYSTEM:
         owner = by.subject if owner is None else owner
         POLICY.check_owner(_CREATE, by, {"owner": owner}, hidden_as=_no_client(owner))
+        _held_client(session, owner)
         return owner
     if owner is None:
         raise Invalid("Name the API client the receiver is for, as client:<name>", field="owner")
-    client = None
-    if owner.startswith("client:"):
-        client = session.scalar(
-            select(ApiClient).where(ApiClient.name == owner.removeprefix("client:"))
-        )
+    client = _held_client(session, owner)
     if client is None or client.revoked_at is not None or client.role != SYSTEM:
         raise _no_client(owner)
     return owner
@@ -226,6 +234,7 @@ def create_subscription(
     """Register a receiver for the events of the owner's requests from now on; its secret
     (``.secret``) is for the caller to keep: it is never shown again."""
     owner = _owner(session, by, owner)
+    # Counted with the owner's client held: two creations at once cannot both see room for one.
     held = session.scalar(
         select(func.count())
         .select_from(WebhookSubscription)
