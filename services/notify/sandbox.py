@@ -13,6 +13,7 @@ import re
 import string
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
+from decimal import Decimal
 from functools import wraps
 from typing import Any
 
@@ -43,9 +44,17 @@ TOO_DEEP = f"it nests blocks, expressions or brackets more than {MAX_DEPTH} leve
 _OPENING = frozenset({TOKEN_LPAREN, TOKEN_LBRACKET, TOKEN_LBRACE})
 _CLOSING = frozenset({TOKEN_RPAREN, TOKEN_RBRACKET, TOKEN_RBRACE})
 
-# Methods and filters whose integer arguments say how long a string to build.
+# Methods and filters whose integer arguments say how long a string, or how many items, to
+# build: ``slice`` and ``batch`` make that many lists, whatever they are given.
 _WIDTH_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
-_WIDTH_FILTERS = frozenset({"center", "indent"})
+_WIDTH_FILTERS = frozenset({"center", "slice", "batch", "truncate", "wordwrap"})
+# What a filter repeats on every line of its text (an indent, a line break of wordwrap's, a
+# JSON indent): at most this long, or a 10,000-line text makes a hundred million characters.
+MAX_PER_LINE = 64
+_PER_LINE_FILTERS = {"indent": "width", "wordwrap": "wrapstring", "tojson": "indent"}
+# Methods a template has no need of that build past any width check (a table mapping one
+# character to many).
+_REFUSED_METHODS = frozenset({"translate", "maketrans"})
 _PRINTF_WIDTH = re.compile(r"%(?:\([^)]*\))?[#0 +-]*(\*|\d+)?(?:\.(\*|\d+))?")
 _SIZED = (str, bytes, list, tuple, dict, set, frozenset)
 
@@ -94,7 +103,60 @@ def _bounded(value: Any) -> Any:
 
 def _check_width(width: Any) -> None:
     if isinstance(width, int) and width > MAX_SIZE:
-        raise LimitExceeded(f"it asks for a width of {width}, more than {MAX_SIZE}")
+        raise LimitExceeded(f"it asks for a width or count of {width}, more than {MAX_SIZE}")
+
+
+def _check_per_line(name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+    """Refuse what ``name`` would repeat on each line, if longer than ``MAX_PER_LINE``."""
+    keyword = _PER_LINE_FILTERS[name]
+    given = kwargs.get(keyword, args[1] if name != "wordwrap" and len(args) > 1 else None)
+    if name == "wordwrap" and len(args) > 3:
+        given = args[3]
+    size = len(given) if isinstance(given, str) else given
+    if isinstance(size, int) and not isinstance(size, bool) and size > MAX_PER_LINE:
+        raise LimitExceeded(
+            f"its {name} repeats {size} characters on every line, more than {MAX_PER_LINE}"
+        )
+
+
+def _check_joined(pieces: list[Any], separator: Any) -> None:
+    """Refuse joining ``pieces`` if the text would be longer than ``MAX_SIZE``, before it is."""
+    size = len(str(separator)) * max(0, len(pieces) - 1)
+    for piece in pieces:
+        size += len(piece) if isinstance(piece, str) else len(str(piece))
+        if size > MAX_SIZE:
+            raise LimitExceeded(f"it builds a value longer than {MAX_SIZE}")
+
+
+def _check_replaced(text: Any, old: Any, new: Any, count: Any = -1) -> None:
+    """Refuse a replacement whose text would be longer than ``MAX_SIZE``, before it is made."""
+    if not (isinstance(text, str) and isinstance(old, str) and isinstance(new, str)):
+        return
+    times = text.count(old) if old else len(text) + 1
+    if isinstance(count, int) and 0 <= count < times:
+        times = count
+    if len(text) + times * (len(new) - len(old)) > MAX_SIZE:
+        raise LimitExceeded(f"it builds a value longer than {MAX_SIZE}")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float | Decimal) and not isinstance(value, bool)
+
+
+def _sum(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``sum`` of numbers only: summed lists or strings grow as the square of their count."""
+
+    @wraps(function)
+    def numbers_only(environment: Any, iterable: Any, attribute: Any = None, start: Any = 0) -> Any:
+        items = list(_counted(iterable))
+        if not _number(start):
+            raise LimitExceeded("sum adds numbers only")
+        total = function(environment, items, attribute, start)
+        if not _number(total):
+            raise LimitExceeded("sum adds numbers only")
+        return total
+
+    return numbers_only
 
 
 def _check_printf(text: str) -> None:
@@ -141,14 +203,30 @@ def _counted(iterable: Iterable[Any]) -> Iterator[Any]:
 
 
 def _limited_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    if name == "sum":
+        function = _sum(function)
+    # The text, list or value a filter works on: after the environment or context, if passed.
+    first = 1 if getattr(function, "jinja_pass_arg", None) is not None else 0
+
     @wraps(function)  # keeps Jinja's pass_context marks
     def limited(*args: Any, **kwargs: Any) -> Any:
+        own = args[first:]
         if name in _WIDTH_FILTERS:
-            for width in (*args[1:], *kwargs.values()):
+            for width in (*own[1:], *kwargs.values()):
                 _check_width(width)
-        if name == "format" and args and isinstance(args[0], str):
-            _check_printf(args[0])
-        return _bounded(function(*args, **kwargs))
+        if name in _PER_LINE_FILTERS:
+            _check_per_line(name, own, kwargs)
+        if name == "format" and own and isinstance(own[0], str):
+            _check_printf(own[0])
+        if name == "join" and own:
+            pieces = list(_counted(own[0]))
+            _check_joined(pieces, kwargs.get("d", own[1] if len(own) > 1 else ""))
+            args = (*args[:first], pieces, *own[1:])
+        if name == "replace" and len(own) >= 3:
+            _check_replaced(*own[:4])
+        made = function(*args, **kwargs)
+        # A generator (select, map, slice, batch ...) pays a step for each item it yields.
+        return _counted(made) if isinstance(made, Iterator) else _bounded(made)
 
     return limited
 
@@ -242,11 +320,20 @@ class LimitedEnvironment(ImmutableSandboxedEnvironment):
         # The sandbox hands out str.format wrapped; the string is on the wrapped method.
         text = getattr(getattr(obj, "__wrapped__", obj), "__self__", None)
         if isinstance(text, str):
-            if obj.__name__ in _WIDTH_METHODS:
+            method = obj.__name__
+            if method in _REFUSED_METHODS:
+                raise LimitExceeded(f"the string method {method}() is not allowed")
+            if method in _WIDTH_METHODS:
                 for width in (*args, *kwargs.values()):
                     _check_width(width)
-            if obj.__name__ in ("format", "format_map"):
+            if method in ("format", "format_map"):
                 _check_format(text)
+            if method == "replace" and len(args) >= 2:
+                _check_replaced(text, *args[:3])
+            if method == "join" and args:
+                pieces = list(_counted(args[0]))
+                _check_joined(pieces, text)
+                args = (pieces, *args[1:])
         budget = _budget.get()
         if budget is None:
             return _bounded(super().call(context, obj, *args, **kwargs))

@@ -110,6 +110,66 @@ COSTLY_TEMPLATES = {
         "body",
         f"more than {MAX_STEPS} loop iterations and calls",
     ),
+    **{
+        what: BadTemplate(REQUEST_ACCEPTED, "Hi", body, "body", reason)
+        for what, body, reason in [
+            (
+                "a trillion slices drawn through other filters",
+                "{{ [1]|slice(1000000000000)|select|list|length }}",
+                "asks for a width or count of 1000000000000",
+            ),
+            (
+                "batches of ten million",
+                "{{ [1]|batch(10000000, 0)|list|length }}",
+                "asks for a width or count of 10000000",
+            ),
+            (
+                "lists summed into one",
+                "{{ ([[1] * 9999] * 300)|sum(start=[]) }}",
+                "sum adds numbers only",
+            ),
+            (
+                "a join past the size limit",
+                "{{ ([('x' * 9999)] * 100)|join }}",
+                "builds a value longer than 10000",
+            ),
+            (
+                "a join method past the size limit",
+                "{{ ','.join(['x' * 9999] * 100) }}",
+                "builds a value longer than 10000",
+            ),
+            (
+                "a replacement past the size limit",
+                "{{ ('x' * 9999)|replace('x', 'y' * 9999) }}",
+                "builds a value longer than 10000",
+            ),
+            (
+                "a replace method past the size limit",
+                "{{ ('x' * 9999).replace('x', 'yy') }}",
+                "builds a value longer than 10000",
+            ),
+            (
+                "JSON indented wide",
+                "{{ ([1] * 9999)|tojson(indent=9999) }}",
+                "repeats 9999 characters on every line",
+            ),
+            (
+                "a long indent on every line",
+                "{{ ('x\n' * 5000)|indent('y' * 9999) }}",
+                "repeats 9999 characters on every line",
+            ),
+            (
+                "generators chained past the step limit",
+                "{{ ([1] * 9999)|select|select|select|list|length }}",
+                f"more than {MAX_STEPS} loop iterations and calls",
+            ),
+            (
+                "a translation table",
+                "{{ 'abc'.translate({97: 'x' * 9999}) }}",
+                "translate() is not allowed",
+            ),
+        ]
+    },
     "a body longer than 10,000 characters": BadTemplate(
         REQUEST_ACCEPTED,
         "Hi",
@@ -161,7 +221,7 @@ COSTLY_WITH_SOME_DATA = {
         "Hi",
         "{{ volunteer_name|center(hours|int) }}",
         "body",
-        "width of 1000000000",
+        "width or count of 1000000000",
         changes={"hours": "1000000000"},
     ),
 }
