@@ -291,9 +291,9 @@ def changes(
     serves only entries of transactions older than the oldest still running, none of which can
     appear later behind a cursor already given.
     """
-    xid, start = _feed_position(session, after)
-    t = TimelineEntry
     by_transaction = session.get_bind().dialect.name == "postgresql"
+    xid, start = _feed_position(session, after, by_transaction=by_transaction)
+    t = TimelineEntry
     if by_transaction:
         query = (
             select(t)
@@ -312,9 +312,10 @@ def changes(
     return found, (found[-1].cursor if found else after)
 
 
-def _feed_position(session: Session, after: str | None) -> tuple[int, int]:
+def _feed_position(session: Session, after: str | None, *, by_transaction: bool) -> tuple[int, int]:
     """The (transaction id, entry id) a feed cursor stands at; (0, 0) before the first entry.
-    A cursor of an entry's id alone stands at that entry's transaction."""
+    Going ``by_transaction``, a cursor of an entry's id alone stands at that entry's
+    transaction; otherwise the transaction id is not read."""
     if not after:
         return 0, 0
     given = _FEED_CURSOR.fullmatch(after)
@@ -325,8 +326,8 @@ def _feed_position(session: Session, after: str | None) -> tuple[int, int]:
             field="after",
         )
     entry_id = int(given[2])
-    if given[1] is not None:
-        return int(given[1]), entry_id
+    if given[1] is not None or not by_transaction:
+        return int(given[1] or 0), entry_id
     xid = session.scalar(select(TimelineEntry.xid).where(TimelineEntry.id == entry_id))
     return xid or 0, entry_id
 

@@ -51,7 +51,8 @@ _WIDTH_FILTERS = frozenset({"center", "slice", "batch", "truncate", "wordwrap"})
 # What a filter repeats on every line of its text (an indent, a line break of wordwrap's, a
 # JSON indent): at most this long, or a 10,000-line text makes a hundred million characters.
 MAX_PER_LINE = 64
-_PER_LINE_FILTERS = {"indent": "width", "wordwrap": "wrapstring", "tojson": "indent"}
+# Each filter's argument of that kind: its keyword, and its place after the filtered value.
+_PER_LINE_FILTERS = {"indent": ("width", 1), "wordwrap": ("wrapstring", 3), "tojson": ("indent", 1)}
 # Methods a template has no need of that build past any width check (a table mapping one
 # character to many).
 _REFUSED_METHODS = frozenset({"translate", "maketrans"})
@@ -108,10 +109,8 @@ def _check_width(width: Any) -> None:
 
 def _check_per_line(name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
     """Refuse what ``name`` would repeat on each line, if longer than ``MAX_PER_LINE``."""
-    keyword = _PER_LINE_FILTERS[name]
-    given = kwargs.get(keyword, args[1] if name != "wordwrap" and len(args) > 1 else None)
-    if name == "wordwrap" and len(args) > 3:
-        given = args[3]
+    keyword, place = _PER_LINE_FILTERS[name]
+    given = kwargs.get(keyword, args[place] if len(args) > place else None)
     size = len(given) if isinstance(given, str) else given
     if isinstance(size, int) and not isinstance(size, bool) and size > MAX_PER_LINE:
         raise LimitExceeded(
